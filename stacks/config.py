@@ -1,0 +1,192 @@
+"""Typed settings per environment (`config/<env>.toml`), validated at load.
+
+Every problem names its field and the fix; a bad file raises ConfigError (exit 2) before anything is written.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from stacks.errors import ConfigError
+from stacks.facts import DEFAULT_TRAINING_IMAGE, VERTEX_REGIONS, machine_problem
+
+import os
+
+CONFIG_DIR = Path(os.environ.get("HFGATE_CONFIG_DIR") or Path(__file__).resolve().parent.parent / "config")
+
+_PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_PREFIX = re.compile(r"^[a-z][a-z0-9-]{0,13}[a-z0-9]$")
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+_KMS_KEY = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
+_POLICY_ID = re.compile(r"^[0-9]{1,20}$")
+_LOCATION = re.compile(r"^[a-z]+-[a-z]+[0-9]$")
+
+
+class EgressMode(str, Enum):
+    PROXY = "proxy"  # custom VPC, PSC interface, Secure Web Proxy allowing only the Hugging Face hosts
+    OPEN = "open"    # Google-managed egress: uncontrolled, as in Hugging Face's own Vertex examples
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    project_id: str
+    region: str
+    prefix: str
+    egress_mode: EgressMode = EgressMode.PROXY
+    labels: dict[str, str] = field(default_factory=dict)
+    access_policy_id: str | None = None
+    kms_key: str | None = None
+    secret_replica_locations: tuple[str, ...] = ()
+    token_rotation_days: int = 90
+    training_image: str = DEFAULT_TRAINING_IMAGE
+    machine_type: str = "g2-standard-8"
+    accelerator_type: str | None = "NVIDIA_L4"
+    accelerator_count: int = 1
+    subnet_cidr: str = "10.8.0.0/24"
+    proxy_only_cidr: str = "10.9.0.0/23"
+    # Only for environments without a real project (the local cloud); real ones read it from the provider.
+    project_number: str | None = None
+    # Remote state; without it Terraform keeps local state in cdktf.out (fine for a trial, not for a team).
+    state_bucket: str | None = None
+    # Opt-in: manage the token value from Terraform through a write-only version (never in plan or state).
+    token_write_only: bool = False
+
+    @property
+    def replicas(self) -> tuple[str, ...]:
+        return self.secret_replica_locations or (self.region,)
+
+    @property
+    def egress_enforced(self) -> bool:
+        """The allowlist is enforced only inside a VPC Service Controls perimeter; otherwise it is advisory."""
+        return self.egress_mode is EgressMode.PROXY and self.access_policy_id is not None
+
+
+_FIELDS = {f for f in Settings.__dataclass_fields__ if f != "env"}
+
+
+def load_settings(env: str, config_dir: Path | None = None) -> Settings:
+    path = (config_dir or CONFIG_DIR) / f"{env}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (config_dir or CONFIG_DIR).glob("*.toml"))
+        raise ConfigError(str(path), [("env", f"no such environment {env!r}; known: {', '.join(known) or 'none'}"
+                                              f" (create {path.name} from config/dev.toml)")])
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [("(file)", f"not valid TOML: {exc}")]) from None
+    return parse_settings(env, raw, str(path))
+
+
+def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
+    problems: list[tuple[str, str]] = []
+
+    def need(name: str, kind: type, default=None, required: bool = False):
+        if name not in raw:
+            if required:
+                problems.append((name, f"missing; add `{name} = ...`"))
+            return default
+        value = raw[name]
+        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+            problems.append((name, f"must be a {kind.__name__}, got {type(value).__name__}"))
+            return default
+        return value
+
+    for unknown in sorted(set(raw) - _FIELDS):
+        problems.append((unknown, f"unknown field; known fields: {', '.join(sorted(_FIELDS))}"))
+
+    project_id = need("project_id", str, "", required=True)
+    if project_id and not _PROJECT_ID.match(project_id):
+        problems.append(("project_id", f"{project_id!r} is not a valid project id: 6-30 lowercase letters, digits or"
+                                       " hyphens, starting with a letter and not ending with a hyphen"))
+    region = need("region", str, "", required=True)
+    if region and region not in VERTEX_REGIONS:
+        problems.append(("region", f"{region!r} does not offer Vertex AI custom training; use one of: "
+                                   + ", ".join(VERTEX_REGIONS)))
+    prefix = need("prefix", str, "", required=True)
+    if prefix and not _PREFIX.match(prefix):
+        problems.append(("prefix", f"{prefix!r} must be 2-15 lowercase letters, digits or hyphens, starting with a"
+                                   " letter (it prefixes every resource name)"))
+    mode_raw = need("egress_mode", str, "proxy")
+    try:
+        egress_mode = EgressMode(mode_raw)
+    except ValueError:
+        problems.append(("egress_mode", f"{mode_raw!r} is not an egress mode; use \"proxy\" (Hugging Face hosts"
+                                        " only) or \"open\" (uncontrolled)"))
+        egress_mode = EgressMode.PROXY
+    labels = need("labels", dict, {})
+    for key, value in labels.items():
+        if not _LABEL_KEY.match(key) or not isinstance(value, str) or not _LABEL_VALUE.match(value):
+            problems.append((f"labels.{key}", "label keys and values must be lowercase letters, digits, _ or -"
+                                              " (keys start with a letter, at most 63 characters)"))
+    policy = need("access_policy_id", str)
+    if policy is not None and not _POLICY_ID.match(policy):
+        problems.append(("access_policy_id", f"{policy!r} must be the numeric access policy id"
+                                             " (gcloud access-context-manager policies list)"))
+    if policy is not None and egress_mode is EgressMode.OPEN:
+        problems.append(("access_policy_id", "a perimeter needs egress_mode = \"proxy\"; remove one of them"))
+    kms_key = need("kms_key", str)
+    if kms_key is not None and not _KMS_KEY.match(kms_key):
+        problems.append(("kms_key", "must be projects/P/locations/L/keyRings/R/cryptoKeys/K"))
+    if kms_key is not None and region and f"/locations/{region}/" not in kms_key:
+        problems.append(("kms_key", f"the key must live in the region {region!r} (Vertex AI and the buckets"
+                                    " use regional keys)"))
+    replicas = need("secret_replica_locations", list, [])
+    for loc in replicas:
+        if not isinstance(loc, str) or not _LOCATION.match(loc):
+            problems.append(("secret_replica_locations", f"{loc!r} is not a location like \"us-central1\""))
+    if len(set(replicas)) != len(replicas):
+        problems.append(("secret_replica_locations", "list each location once"))
+    rotation = need("token_rotation_days", int, 90)
+    if not 1 <= rotation <= 365:
+        problems.append(("token_rotation_days", f"{rotation} is out of range; use 1 to 365 days"))
+    image = need("training_image", str, DEFAULT_TRAINING_IMAGE)
+    machine = need("machine_type", str, "g2-standard-8")
+    accel = need("accelerator_type", str, "NVIDIA_L4") if raw.get("accelerator_type") != "" else None
+    count = need("accelerator_count", int, 1)
+    why = machine_problem(machine, accel, count)
+    if why:
+        problems.append(("machine_type/accelerator_type/accelerator_count", why))
+    subnet = need("subnet_cidr", str, "10.8.0.0/24")
+    proxy_only = need("proxy_only_cidr", str, "10.9.0.0/23")
+    nets = []
+    for name, cidr in (("subnet_cidr", subnet), ("proxy_only_cidr", proxy_only)):
+        try:
+            net = ipaddress.ip_network(cidr)
+            if not net.is_private or net.version != 4:
+                raise ValueError
+            nets.append(net)
+        except ValueError:
+            problems.append((name, f"{cidr!r} must be a private IPv4 range like 10.8.0.0/24"))
+    if len(nets) == 2 and nets[0].overlaps(nets[1]):
+        problems.append(("proxy_only_cidr", "overlaps subnet_cidr; pick disjoint ranges"))
+    if len(nets) == 2 and nets[0].num_addresses < 16:
+        problems.append(("subnet_cidr", "needs at least a /28 for the PSC interface and the proxy address"))
+    number = need("project_number", str)
+    if number is not None and not number.isdigit():
+        problems.append(("project_number", "must be digits"))
+    if project_id and prefix and len(f"{project_id}-{prefix}-artifacts") > 63:
+        problems.append(("prefix", "bucket names ({project_id}-{prefix}-artifacts) would exceed 63 characters;"
+                                   " shorten the prefix"))
+
+    state_bucket = need("state_bucket", str)
+    token_write_only = need("token_write_only", bool, False)
+
+    if problems:
+        raise ConfigError(source, problems)
+    return Settings(
+        env=env, project_id=project_id, region=region, prefix=prefix, egress_mode=egress_mode, labels=dict(labels),
+        access_policy_id=policy, kms_key=kms_key, secret_replica_locations=tuple(replicas),
+        token_rotation_days=rotation, training_image=image, machine_type=machine, accelerator_type=accel,
+        accelerator_count=count, subnet_cidr=subnet, proxy_only_cidr=proxy_only, project_number=number,
+        state_bucket=state_bucket, token_write_only=token_write_only,
+    )
+
+
+def known_envs(config_dir: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in (config_dir or CONFIG_DIR).glob("*.toml"))

@@ -1,0 +1,148 @@
+"""The outputs contract: the only seam between the stacks and the jobs.
+
+One typed, versioned definition. The stacks emit each field as a Terraform output with the field's name; the jobs
+read `cdktn output --outputs-file` JSON, `terraform output -json` JSON, or the JSON this module writes, into the
+same `Outputs` object. No provider import here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from stacks.config import Settings
+from stacks.errors import UsageError
+from stacks.facts import HF_HOST_RULES
+from stacks.naming import PROXY_PORT, names_for
+
+CONTRACT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Outputs:
+    contract_version: int
+    env: str
+    project_id: str
+    project_number: str
+    region: str
+    token_secret: str            # projects/{project}/secrets/{id}: pin a version at submit time
+    trainer_email: str           # what Vertex jobs run as; may read the token secret
+    submitter_email: str         # what CI or a person submits with; may read the token and act as trainer
+    staging_bucket: str          # gs://...
+    artifacts_bucket: str        # gs://... (outputs and mirrored models)
+    egress_mode: str             # "proxy" or "open"
+    egress_enforced: bool        # True only inside a VPC Service Controls perimeter
+    network_attachment: str      # PSC interface attachment for the job ("" in open mode)
+    proxy_url: str               # explicit proxy for the job ("" in open mode)
+    hf_host_rules: tuple[str, ...]
+    training_image: str
+    machine_type: str
+    accelerator_type: str
+    accelerator_count: int
+
+    @property
+    def artifacts_bucket_name(self) -> str:
+        return self.artifacts_bucket.removeprefix("gs://")
+
+    @property
+    def staging_bucket_name(self) -> str:
+        return self.staging_bucket.removeprefix("gs://")
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        data["hf_host_rules"] = list(self.hf_host_rules)
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Outputs))
+
+
+def outputs_from_settings(settings: Settings, project_number: str | None = None) -> Outputs:
+    """The contract as the stacks would export it, for environments with no Terraform state (the local cloud)."""
+    names = names_for(settings)
+    proxy = settings.egress_mode.value == "proxy"
+    return Outputs(
+        contract_version=CONTRACT_VERSION,
+        env=settings.env,
+        project_id=settings.project_id,
+        project_number=project_number or settings.project_number or "",
+        region=settings.region,
+        token_secret=f"projects/{settings.project_id}/secrets/{names.secret_id}",
+        trainer_email=names.email(names.trainer_account_id, settings.project_id),
+        submitter_email=names.email(names.submitter_account_id, settings.project_id),
+        staging_bucket=f"gs://{names.staging_bucket}",
+        artifacts_bucket=f"gs://{names.artifacts_bucket}",
+        egress_mode=settings.egress_mode.value,
+        egress_enforced=settings.egress_enforced,
+        network_attachment=(f"projects/{settings.project_id}/regions/{settings.region}/networkAttachments/"
+                            f"{names.network_attachment}") if proxy else "",
+        proxy_url=f"http://{names.proxy_address}:{PROXY_PORT}" if proxy else "",
+        hf_host_rules=HF_HOST_RULES,
+        training_image=settings.training_image,
+        machine_type=settings.machine_type,
+        accelerator_type=settings.accelerator_type or "",
+        accelerator_count=settings.accelerator_count,
+    )
+
+
+class OutputsError(UsageError):
+    pass
+
+
+def _how_to_produce(env: str | None) -> str:
+    e = env or "dev"
+    return (f"run `make deploy ENV={e}` then `cdktn output hfgate-{e} --outputs-file outputs/{e}.json`"
+            f" (or `terraform output -json > outputs/{e}.json` in cdktf.out/stacks/hfgate-{e})")
+
+
+def parse_outputs(data: object, *, env: str | None = None, source: str = "<outputs>") -> Outputs:
+    """Read any of the three accepted shapes into Outputs; anything else is an OutputsError (exit 2)."""
+    if not isinstance(data, dict):
+        raise OutputsError(f"{source} is not a JSON object of outputs", _how_to_produce(env))
+    flat: dict
+    if "contract_version" in data:
+        flat = data
+    else:
+        stacks = {k: v for k, v in data.items() if isinstance(v, dict) and "contract_version" in v}
+        if not stacks:
+            raise OutputsError(f"{source} holds no hfgate outputs (no contract_version)", _how_to_produce(env))
+        if env is not None and f"hfgate-{env}" in stacks:
+            flat = stacks[f"hfgate-{env}"]
+        elif len(stacks) == 1 and env is None:
+            flat = next(iter(stacks.values()))
+        else:
+            raise OutputsError(f"{source} has outputs for {', '.join(sorted(stacks))}, not for env {env!r}",
+                               "pass --env with one of those, or the outputs file of the right environment")
+    # `terraform output -json` wraps each value as {"value": ..., "type": ..., "sensitive": ...}.
+    values = {k: (v["value"] if isinstance(v, dict) and "value" in v else v) for k, v in flat.items()}
+    version = values.get("contract_version")
+    if version != CONTRACT_VERSION:
+        raise OutputsError(f"{source} has contract version {version!r}; this hfgate reads version {CONTRACT_VERSION}",
+                           "re-export the outputs with the stacks of this release: " + _how_to_produce(env))
+    missing = [f for f in FIELDS if f not in values]
+    if missing:
+        raise OutputsError(f"{source} lacks outputs: {', '.join(missing)}", _how_to_produce(env))
+    values = {f: values[f] for f in FIELDS}
+    values["hf_host_rules"] = tuple(values["hf_host_rules"])
+    values["egress_enforced"] = bool(values["egress_enforced"])
+    values["accelerator_count"] = int(values["accelerator_count"])
+    values["project_number"] = str(values["project_number"])
+    outputs = Outputs(**values)
+    if env is not None and outputs.env != env:
+        raise OutputsError(f"{source} is for env {outputs.env!r}, not {env!r}",
+                           "pass the outputs file of the environment you meant, or drop --env")
+    return outputs
+
+
+def load_outputs(path: Path, *, env: str | None = None) -> Outputs:
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise OutputsError(f"outputs file {path} does not exist", _how_to_produce(env)) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise OutputsError(f"outputs file {path} is not valid JSON ({exc.msg} at line {exc.lineno})",
+                           _how_to_produce(env)) from None
+    return parse_outputs(data, env=env, source=str(path))

@@ -1,0 +1,125 @@
+"""One environment's stack: composes the constructs and exports the outputs contract."""
+from __future__ import annotations
+
+from constructs import Construct
+from cdktn import GcsBackend, LocalBackend, TerraformOutput, TerraformStack
+from cdktn_provider_google.provider import GoogleProvider
+from cdktn_provider_google_beta.provider import GoogleBetaProvider
+
+from stacks.config import EgressMode, Settings
+from stacks.contract import CONTRACT_VERSION, FIELDS
+from stacks.facts import HF_HOST_RULES
+from stacks.identity import Identity
+from stacks.naming import names_for
+from stacks.network import HfEgressNetwork
+from stacks.perimeter import ServicePerimeter
+from stacks.project import CORE_APIS, PERIMETER_APIS, PROXY_APIS, Project
+from stacks.secret import TokenSecret
+from stacks.storage import Bucket
+
+STAGING_EXPIRY_DAYS = 14
+
+
+def stack_name(env: str) -> str:
+    return f"hfgate-{env}"
+
+
+class HfgateStack(TerraformStack):
+    def __init__(self, scope: Construct, settings: Settings) -> None:
+        super().__init__(scope, stack_name(settings.env))
+        s = settings
+        names = names_for(s)
+        labels = {"managed-by": "hfgate", "hfgate-env": s.env, **s.labels}
+        if s.state_bucket:
+            GcsBackend(self, bucket=s.state_bucket, prefix=f"hfgate/{s.env}")
+        else:
+            LocalBackend(self, path=f"terraform.{stack_name(s.env)}.tfstate")
+        GoogleProvider(self, "google", project=s.project_id, region=s.region, default_labels=labels,
+                       add_terraform_attribution_label=True)
+        beta = GoogleBetaProvider(self, "google-beta", project=s.project_id, region=s.region)
+
+        proxy = s.egress_mode is EgressMode.PROXY
+        apis = CORE_APIS + (PROXY_APIS if proxy else ()) + (PERIMETER_APIS if s.access_policy_id else ())
+        self.project = Project(self, "project", project_id=s.project_id, apis=apis,
+                               project_number=s.project_number, beta_provider=beta)
+
+        self.trainer = Identity(self, "trainer", project_id=s.project_id, account_id=names.trainer_account_id,
+                                display_name="hfgate trainer",
+                                description="Runs Vertex AI training jobs; reads the Hugging Face token")
+        self.submitter = Identity(self, "submitter", project_id=s.project_id,
+                                  account_id=names.submitter_account_id, display_name="hfgate submitter",
+                                  description="Checks the token and submits training jobs as the trainer")
+
+        self.token = TokenSecret(self, "hf-token", project=self.project, secret_id=names.secret_id,
+                                 replicas=s.replicas, rotation_days=s.token_rotation_days,
+                                 rotation_topic=names.rotation_topic, labels=labels, kms_key=s.kms_key,
+                                 write_only_version=s.token_write_only)
+        self.token.grant_read(self.trainer)    # the job's bootstrap reads the pinned version
+        self.token.grant_read(self.submitter)  # preflight reads it at submit time
+
+        if s.kms_key:
+            self.project.service_agent("aiplatform.googleapis.com")
+        self.logs = Bucket(self, "logs-bucket", project_id=s.project_id, name=names.logs_bucket,
+                           location=s.region, labels=labels, kms_key=s.kms_key, log_bucket=None,
+                           expire_after_days=365)
+        self.staging = Bucket(self, "staging-bucket", project_id=s.project_id, name=names.staging_bucket,
+                              location=s.region, labels=labels, kms_key=s.kms_key, log_bucket=self.logs,
+                              expire_after_days=STAGING_EXPIRY_DAYS)
+        self.artifacts = Bucket(self, "artifacts-bucket", project_id=s.project_id, name=names.artifacts_bucket,
+                                location=s.region, labels=labels, kms_key=s.kms_key, log_bucket=self.logs,
+                                soft_delete_days=30)
+        self.staging.grant_write(self.submitter)
+        self.staging.grant_read(self.trainer)
+        self.artifacts.grant_write(self.trainer)    # outputs and checkpoints
+        self.artifacts.grant_write(self.submitter)  # `hfgate mirror` uploads models
+        if s.kms_key:
+            from cdktn_provider_google.data_google_storage_project_service_account import (
+                DataGoogleStorageProjectServiceAccount,
+            )
+            from cdktn_provider_google.kms_crypto_key_iam_member import KmsCryptoKeyIamMember
+            gcs_agent = DataGoogleStorageProjectServiceAccount(self, "gcs-agent", project=s.project_id)
+            KmsCryptoKeyIamMember(self, "cmek-storage", crypto_key_id=s.kms_key,
+                                  role="roles/cloudkms.cryptoKeyEncrypterDecrypter", member=gcs_agent.member)
+            KmsCryptoKeyIamMember(self, "cmek-aiplatform", crypto_key_id=s.kms_key,
+                                  role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
+                                  member=self.project.service_agent("aiplatform.googleapis.com"))
+
+        self.trainer.grant_act_as(self.submitter)
+        self.project.grant_role(self.submitter.member, "roles/aiplatform.user", "submit custom jobs")
+        self.project.grant_role(self.trainer.member, "roles/logging.logWriter", "job logs")
+
+        attachment = proxy_url = ""
+        if proxy:
+            net = HfEgressNetwork(self, "egress", project=self.project, region=s.region, names=names,
+                                  subnet_cidr=s.subnet_cidr, proxy_only_cidr=s.proxy_only_cidr,
+                                  host_rules=HF_HOST_RULES, labels=labels)
+            attachment, proxy_url = net.attachment.id, net.proxy_url
+            if s.access_policy_id:
+                ServicePerimeter(self, "perimeter", project=self.project, access_policy_id=s.access_policy_id,
+                                 name=names.perimeter)
+
+        values = {
+            "contract_version": CONTRACT_VERSION,
+            "env": s.env,
+            "project_id": s.project_id,
+            "project_number": self.project.number,
+            "region": s.region,
+            "token_secret": self.token.resource_id,
+            "trainer_email": self.trainer.email,
+            "submitter_email": self.submitter.email,
+            "staging_bucket": self.staging.url,
+            "artifacts_bucket": self.artifacts.url,
+            "egress_mode": s.egress_mode.value,
+            "egress_enforced": s.egress_enforced,
+            "network_attachment": attachment,
+            "proxy_url": proxy_url,
+            "hf_host_rules": list(HF_HOST_RULES),
+            "training_image": s.training_image,
+            "machine_type": s.machine_type,
+            "accelerator_type": s.accelerator_type or "",
+            "accelerator_count": s.accelerator_count,
+        }
+        assert tuple(values) == FIELDS, "outputs and the contract must list the same fields"
+        for key, value in values.items():
+            out = TerraformOutput(self, key, value=value, static_id=True)
+            del out

@@ -1,0 +1,127 @@
+"""Facts about the outside world, each stated once and imported everywhere it is needed.
+
+The Hugging Face host allowlist, the Vertex AI regions and the machine/accelerator table live here so that the
+stacks (egress rules), the jobs (request validation), the local cloud (its Vertex stand-in) and the docs agree.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Suffix rules are the durable form: the Hub moves its CDN and xet hosts, and redirects mid-download.
+# `*.` matches any depth in Secure Web Proxy URL lists.
+HF_HOST_RULES: tuple[str, ...] = ("huggingface.co", "*.huggingface.co", "hf.co", "*.hf.co")
+
+# Hosts seen in a download today (documentation; all are covered by HF_HOST_RULES).
+HF_KNOWN_HOSTS: tuple[str, ...] = (
+    "huggingface.co",
+    "cas-server.xethub.hf.co",
+    "cas-server.xethub-eu.hf.co",
+    "transfer.xethub.hf.co",
+    "transfer.xethub-eu.hf.co",
+    "cas-bridge.xethub.hf.co",
+    "us.aws.cdn.hf.co",
+    "us.gcp.cdn.hf.co",
+    "cdn-lfs-us-1.hf.co",
+    "cdn-lfs-eu-1.hf.co",
+    "cdn-lfs.hf.co",
+    "cdn-lfs.huggingface.co",
+)
+
+
+def host_allowed(host: str, rules: tuple[str, ...] = HF_HOST_RULES) -> bool:
+    """True when `host` matches a rule (`*.x` matches any subdomain depth of x, never x's look-alikes)."""
+    host = host.lower().rstrip(".")
+    for rule in rules:
+        if rule.startswith("*."):
+            if host.endswith("." + rule[2:]):
+                return True
+        elif host == rule:
+            return True
+    return False
+
+
+# Restricted VIP for VPC-SC-supported Google APIs (Secret Manager, Storage, Vertex AI among them).
+RESTRICTED_GOOGLEAPIS_CIDR = "199.36.153.4/30"
+RESTRICTED_GOOGLEAPIS_IPS: tuple[str, ...] = ("199.36.153.4", "199.36.153.5", "199.36.153.6", "199.36.153.7")
+
+# Regions where Vertex AI custom training is offered (the ones this bundle supports).
+VERTEX_REGIONS: tuple[str, ...] = (
+    "us-central1", "us-east1", "us-east4", "us-east5", "us-south1", "us-west1", "us-west2", "us-west3", "us-west4",
+    "northamerica-northeast1", "northamerica-northeast2", "southamerica-east1",
+    "europe-west1", "europe-west2", "europe-west3", "europe-west4", "europe-west6", "europe-west9",
+    "europe-north1", "europe-central2", "europe-southwest1",
+    "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast3", "asia-south1", "asia-southeast1",
+    "australia-southeast1", "me-west1",
+)
+
+
+@dataclass(frozen=True)
+class MachineShape:
+    machine_type: str
+    accelerator_type: str | None
+    accelerator_counts: tuple[int, ...]
+    note: str = ""
+
+
+def _shapes() -> dict[str, MachineShape]:
+    table: dict[str, MachineShape] = {}
+    for size in (4, 8, 12, 16, 32):
+        table[f"g2-standard-{size}"] = MachineShape(f"g2-standard-{size}", "NVIDIA_L4", (1,))
+    for size, count in ((24, 2), (48, 4), (96, 8)):
+        table[f"g2-standard-{size}"] = MachineShape(f"g2-standard-{size}", "NVIDIA_L4", (count,))
+    for count in (1, 2, 4, 8):
+        table[f"a2-highgpu-{count}g"] = MachineShape(f"a2-highgpu-{count}g", "NVIDIA_TESLA_A100", (count,))
+        table[f"a2-ultragpu-{count}g"] = MachineShape(f"a2-ultragpu-{count}g", "NVIDIA_A100_80GB", (count,))
+        table[f"a3-highgpu-{count}g"] = MachineShape(
+            f"a3-highgpu-{count}g", "NVIDIA_H100_80GB", (count,),
+            "small sizes may need --scheduling SPOT or FLEX_START" if count < 8 else "")
+    table["a3-megagpu-8g"] = MachineShape("a3-megagpu-8g", "NVIDIA_H100_MEGA_80GB", (8,))
+    table["a3-ultragpu-8g"] = MachineShape("a3-ultragpu-8g", "NVIDIA_H200_141GB", (8,))
+    for size in (4, 8, 16, 32, 64, 96):
+        table[f"n1-standard-{size}"] = MachineShape(f"n1-standard-{size}", None, ())
+    # CPU-only machines (no accelerator): useful for smoke runs and the local cloud.
+    for size in (4, 8, 16):
+        table[f"e2-standard-{size}"] = MachineShape(f"e2-standard-{size}", None, ())
+    return table
+
+
+MACHINES: dict[str, MachineShape] = _shapes()
+
+# n1 machines take T4 or V100 as attached accelerators.
+N1_ACCELERATORS: dict[str, tuple[int, ...]] = {"NVIDIA_TESLA_T4": (1, 2, 4), "NVIDIA_TESLA_V100": (1, 2, 4, 8)}
+
+ACCELERATOR_TYPES: tuple[str, ...] = tuple(sorted(
+    {m.accelerator_type for m in MACHINES.values() if m.accelerator_type} | set(N1_ACCELERATORS)))
+
+
+def machine_problem(machine_type: str, accelerator_type: str | None, accelerator_count: int) -> str | None:
+    """Why this machine/accelerator/count triple is invalid for Vertex AI, or None when it is valid."""
+    shape = MACHINES.get(machine_type)
+    if shape is None:
+        return (f"unknown machine type {machine_type!r}; choose one of: "
+                + ", ".join(sorted(MACHINES)))
+    if machine_type.startswith("n1-"):
+        if accelerator_type is None:
+            return None if accelerator_count == 0 else "accelerator_count is set but no accelerator_type"
+        counts = N1_ACCELERATORS.get(accelerator_type)
+        if counts is None:
+            return (f"{machine_type} takes NVIDIA_TESLA_T4 or NVIDIA_TESLA_V100, not {accelerator_type}")
+        if accelerator_count not in counts:
+            return f"{accelerator_type} on {machine_type} takes a count of {'/'.join(map(str, counts))}"
+        return None
+    if shape.accelerator_type is None:
+        if accelerator_type:
+            return f"{machine_type} takes no accelerator; use a g2/a2/a3 machine for GPUs"
+        return None
+    if accelerator_type != shape.accelerator_type:
+        return f"{machine_type} comes with {shape.accelerator_type}, not {accelerator_type or 'no accelerator'}"
+    if accelerator_count not in shape.accelerator_counts:
+        return (f"{machine_type} comes with exactly {shape.accelerator_counts[0]} x {shape.accelerator_type}; "
+                f"set accelerator_count = {shape.accelerator_counts[0]}")
+    return None
+
+
+DEFAULT_TRAINING_IMAGE = (
+    "us-docker.pkg.dev/deeplearning-platform-release/gcr.io/"
+    "huggingface-pytorch-training-cu121.2-3.transformers.4-48.ubuntu2204.py311"
+)

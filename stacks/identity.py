@@ -1,0 +1,24 @@
+"""Service accounts: the trainer (what Vertex jobs run as) and the submitter (what CI or a person submits with)."""
+from __future__ import annotations
+
+from constructs import Construct
+from cdktn_provider_google.service_account import ServiceAccount
+from cdktn_provider_google.service_account_iam_member import ServiceAccountIamMember
+
+
+class Identity(Construct):
+    """A user-managed service account without keys. `grant_act_as` lets another identity run jobs as this one."""
+
+    def __init__(self, scope: Construct, id: str, *, project_id: str, account_id: str, display_name: str,
+                 description: str) -> None:
+        super().__init__(scope, id)
+        self.account = ServiceAccount(self, "account", project=project_id, account_id=account_id,
+                                      display_name=display_name, description=description)
+        self.account_id = account_id
+        self.email = self.account.email
+        self.member = self.account.member
+        self.name = self.account.name
+
+    def grant_act_as(self, principal: "Identity") -> ServiceAccountIamMember:
+        return ServiceAccountIamMember(self, f"act-as-{principal.account_id}", service_account_id=self.name,
+                                       role="roles/iam.serviceAccountUser", member=principal.member)

@@ -1,0 +1,69 @@
+"""Resource names, derived once from the settings (a prefix, no random suffixes: plans are stable, names predictable).
+
+The stacks name their resources with these, and the local cloud and the outputs contract for environments without
+a Terraform state derive the same names from the same function.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from stacks.config import Settings
+
+PROXY_PORT = 443
+
+
+@dataclass(frozen=True)
+class Names:
+    secret_id: str
+    trainer_account_id: str
+    submitter_account_id: str
+    staging_bucket: str
+    artifacts_bucket: str
+    logs_bucket: str
+    rotation_topic: str
+    network: str
+    subnet: str
+    proxy_only_subnet: str
+    network_attachment: str
+    router: str
+    nat: str
+    gateway: str
+    gateway_policy: str
+    url_list: str
+    firewall_policy: str
+    dns_zone: str
+    perimeter: str
+    proxy_address: str
+
+    def email(self, account_id: str, project_id: str) -> str:
+        return f"{account_id}@{project_id}.iam.gserviceaccount.com"
+
+
+def names_for(settings: Settings) -> Names:
+    p = settings.prefix
+    bucket = f"{settings.project_id}-{p}"
+    subnet = ipaddress.ip_network(settings.subnet_cidr)
+    return Names(
+        secret_id=f"{p}-hf-token",
+        trainer_account_id=f"{p}-trainer",
+        submitter_account_id=f"{p}-submitter",
+        staging_bucket=f"{bucket}-staging",
+        artifacts_bucket=f"{bucket}-artifacts",
+        logs_bucket=f"{bucket}-logs",
+        rotation_topic=f"{p}-hf-token-rotation",
+        network=f"{p}-vpc",
+        subnet=f"{p}-jobs",
+        proxy_only_subnet=f"{p}-proxy-only",
+        network_attachment=f"{p}-vertex-psci",
+        router=f"{p}-router",
+        nat=f"{p}-nat",
+        gateway=f"{p}-hf-proxy",
+        gateway_policy=f"{p}-hf-only",
+        url_list=f"{p}-hf-hosts",
+        firewall_policy=f"{p}-egress",
+        dns_zone=f"{p}-googleapis",
+        perimeter=f"{p.replace('-', '_')}_hfgate",
+        # A fixed address inside the job subnet, so the proxy URL is known before apply.
+        proxy_address=str(subnet.network_address + 10),
+    )

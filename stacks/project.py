@@ -1,0 +1,75 @@
+"""The project: enabled APIs, the service agents we grant to, and the few project-level roles we allow."""
+from __future__ import annotations
+
+from constructs import Construct
+from cdktn_provider_google.data_google_project import DataGoogleProject
+from cdktn_provider_google.project_iam_member import ProjectIamMember
+from cdktn_provider_google.project_service import ProjectService
+from cdktn_provider_google_beta.google_project_service_identity import GoogleProjectServiceIdentity
+
+CORE_APIS = (
+    "aiplatform.googleapis.com",
+    "secretmanager.googleapis.com",
+    "storage.googleapis.com",
+    "iam.googleapis.com",
+    "logging.googleapis.com",
+    "pubsub.googleapis.com",
+)
+PROXY_APIS = (
+    "compute.googleapis.com",
+    "networkservices.googleapis.com",
+    "networksecurity.googleapis.com",
+    "dns.googleapis.com",
+)
+PERIMETER_APIS = ("accesscontextmanager.googleapis.com",)
+
+# Roles that may be granted at project level, and only these: everything else is granted on its resource.
+PROJECT_ROLES_ALLOWED = frozenset({
+    "roles/aiplatform.user",            # submit custom jobs (Vertex has no per-job IAM)
+    "roles/logging.logWriter",          # the trainer writes its logs
+    "roles/compute.networkAdmin",       # Vertex's service agent attaches the PSC interface
+    "roles/dns.peer",                   # Vertex's service agent resolves through our private zone
+})
+
+
+class Project(Construct):
+    """APIs, service agents, and a guarded `grant_role` for the project-level roles a job needs."""
+
+    def __init__(self, scope: Construct, id: str, *, project_id: str, apis: tuple[str, ...],
+                 project_number: str | None, beta_provider) -> None:
+        super().__init__(scope, id)
+        self.project_id = project_id
+        self._beta = beta_provider
+        self.services = {
+            api: ProjectService(self, api.split(".")[0], project=project_id, service=api,
+                                disable_on_destroy=False, disable_dependent_services=False)
+            for api in apis
+        }
+        if project_number is not None:
+            self.number = project_number
+        else:
+            self.number = DataGoogleProject(self, "this", project_id=project_id).number
+        self._agents: dict[str, str] = {}
+
+    def service_agent(self, api: str) -> str:
+        """The member string of `api`'s service agent, created now (agents are otherwise made lazily)."""
+        if api not in self._agents:
+            agent = GoogleProjectServiceIdentity(self, f"agent-{api.split('.')[0]}", project=self.project_id,
+                                                 service=api, provider=self._beta,
+                                                 depends_on=[self.services[api]] if api in self.services else None)
+            self._agents[api] = agent.member
+        return self._agents[api]
+
+    def grant_role(self, member: str, role: str, reason: str) -> ProjectIamMember:
+        if role not in PROJECT_ROLES_ALLOWED:
+            raise ValueError(f"{role} must be granted on its resource, not on the project "
+                             f"(project-level roles allowed: {', '.join(sorted(PROJECT_ROLES_ALLOWED))})")
+        safe = role.split("/")[-1].replace(".", "-")
+        ident = f"{safe}-{abs(hash_member(member)) % 10**8}"
+        return ProjectIamMember(self, ident, project=self.project_id, role=role, member=member)
+
+
+def hash_member(member: str) -> int:
+    """A stable (process-independent) number for a member, for construct ids."""
+    import zlib
+    return zlib.crc32(member.encode())

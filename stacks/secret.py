@@ -1,0 +1,91 @@
+"""The Hugging Face token secret. The stack creates the container only: the value never enters state or cdk.tf.json.
+
+Versions are added out of band (`hfgate token set`). Teams that want the value managed by IaC can opt into a
+write-only version (`secret_data_wo`, Terraform >= 1.11), fed by an ephemeral variable: kept out of plan and state.
+"""
+from __future__ import annotations
+
+from constructs import Construct
+from cdktn import Fn, TerraformResourceLifecycle, TerraformVariable
+from cdktn_provider_google.kms_crypto_key_iam_member import KmsCryptoKeyIamMember
+from cdktn_provider_google.pubsub_topic import PubsubTopic
+from cdktn_provider_google.pubsub_topic_iam_member import PubsubTopicIamMember
+from cdktn_provider_google.secret_manager_secret import (
+    SecretManagerSecret,
+    SecretManagerSecretReplication,
+    SecretManagerSecretReplicationUserManaged,
+    SecretManagerSecretReplicationUserManagedReplicas,
+    SecretManagerSecretReplicationUserManagedReplicasCustomerManagedEncryption,
+    SecretManagerSecretRotation,
+    SecretManagerSecretTopics,
+)
+from cdktn_provider_google.secret_manager_secret_iam_member import SecretManagerSecretIamMember
+from cdktn_provider_google.secret_manager_secret_version import SecretManagerSecretVersion
+
+from stacks.identity import Identity
+from stacks.project import Project
+
+ACCESSOR_ROLE = "roles/secretmanager.secretAccessor"
+
+
+class TokenSecret(Construct):
+    def __init__(self, scope: Construct, id: str, *, project: Project, secret_id: str, replicas: tuple[str, ...],
+                 rotation_days: int, rotation_topic: str, labels: dict[str, str], kms_key: str | None,
+                 write_only_version: bool = False) -> None:
+        super().__init__(scope, id)
+        agent = project.service_agent("secretmanager.googleapis.com")
+        self.topic = PubsubTopic(self, "rotation-topic", project=project.project_id, name=rotation_topic,
+                                 labels=labels, kms_key_name=kms_key,
+                                 message_retention_duration="604800s")
+        publisher = PubsubTopicIamMember(self, "rotation-publisher", project=project.project_id,
+                                         topic=self.topic.name, role="roles/pubsub.publisher", member=agent)
+        depends = [publisher]
+        if kms_key:
+            # Secret Manager's agent encrypts replicas with the key (CMEK); Pub/Sub's encrypts the topic.
+            depends.append(KmsCryptoKeyIamMember(self, "cmek-secretmanager", crypto_key_id=kms_key,
+                                                 role="roles/cloudkms.cryptoKeyEncrypterDecrypter", member=agent))
+            KmsCryptoKeyIamMember(self, "cmek-pubsub", crypto_key_id=kms_key,
+                                  role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
+                                  member=project.service_agent("pubsub.googleapis.com"))
+        cmek = (SecretManagerSecretReplicationUserManagedReplicasCustomerManagedEncryption(kms_key_name=kms_key)
+                if kms_key else None)
+        period_s = rotation_days * 86400
+        self.secret = SecretManagerSecret(
+            self, "secret",
+            project=project.project_id,
+            secret_id=secret_id,
+            labels=labels,
+            annotations={"hfgate/purpose": "hugging-face-token",
+                         "hfgate/set-with": "hfgate token set --env ... (never terraform)"},
+            replication=SecretManagerSecretReplication(user_managed=SecretManagerSecretReplicationUserManaged(
+                replicas=[SecretManagerSecretReplicationUserManagedReplicas(location=loc,
+                                                                            customer_managed_encryption=cmek)
+                          for loc in replicas])),
+            topics=[SecretManagerSecretTopics(name=self.topic.id)],
+            # A reminder only: Secret Manager publishes SECRET_ROTATE; people rotate with `hfgate token rotate`.
+            rotation=SecretManagerSecretRotation(
+                rotation_period=f"{period_s}s",
+                next_rotation_time=Fn.timeadd(Fn.plantimestamp(), f"{rotation_days * 24}h")),
+            deletion_protection=True,
+            version_destroy_ttl="86400s",
+            depends_on=depends,
+            lifecycle=TerraformResourceLifecycle(ignore_changes=["rotation[0].next_rotation_time"]),
+        )
+        self.id_ = secret_id
+        self.name = self.secret.name          # projects/{number}/secrets/{id} after apply
+        self.resource_id = self.secret.id     # projects/{project}/secrets/{id}
+        if write_only_version:
+            token = TerraformVariable(self, "hf_token", type="string", sensitive=True, nullable=False,
+                                      description="Hugging Face token; write-only: never stored in plan or state")
+            token.add_override("ephemeral", True)
+            token_version = TerraformVariable(self, "hf_token_version", type="number", default=1,
+                                              description="bump to write a new token version")
+            SecretManagerSecretVersion(self, "version", secret=self.secret.id,
+                                       secret_data_wo=token.string_value,
+                                       secret_data_wo_version=token_version.number_value)
+
+    def grant_read(self, identity: Identity) -> SecretManagerSecretIamMember:
+        """secretAccessor on this one secret, never on the project."""
+        return SecretManagerSecretIamMember(self, f"accessor-{identity.account_id}", project=self.secret.project,
+                                            secret_id=self.secret.secret_id, role=ACCESSOR_ROLE,
+                                            member=identity.member)

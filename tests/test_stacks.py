@@ -1,0 +1,204 @@
+"""The synthesized plans: every resource and grant the stacks promise, per egress mode, checked on the JSON."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from stacks.config import load_settings
+from stacks.contract import FIELDS, outputs_from_settings, parse_outputs
+from stacks.facts import HF_HOST_RULES
+from stacks.naming import names_for
+from tests.conftest import ROOT, SYNTH_CANARY
+
+PRIMITIVE = {"roles/owner", "roles/editor", "roles/viewer"}
+
+
+def resources(plan: dict, rtype: str) -> list[dict]:
+    return list(plan.get("resource", {}).get(rtype, {}).values())
+
+
+def one(plan: dict, rtype: str, **match) -> dict:
+    found = [r for r in resources(plan, rtype) if all(r.get(k) == v for k, v in match.items())]
+    assert len(found) == 1, f"expected one {rtype} with {match}, found {len(found)}"
+    return found[0]
+
+
+def ref_id(plan: dict, rtype: str, **match) -> str:
+    """The logical name of a resource, to compare against `${type.name.attr}` references."""
+    for name, r in plan["resource"][rtype].items():
+        if all(r.get(k) == v for k, v in match.items()):
+            return f"{rtype}.{name}"
+    raise AssertionError(f"no {rtype} with {match}")
+
+
+def test_every_environment_is_synthesized(plans):
+    assert set(plans) == {"dev", "prod", "local"}
+
+
+@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+def test_token_secret_is_a_container_only(plans, env):
+    plan, s = plans[env], load_settings(env)
+    secret = one(plan, "google_secret_manager_secret", secret_id=names_for(s).secret_id)
+    assert [r["location"] for r in secret["replication"]["user_managed"]["replicas"]] == list(s.replicas)
+    assert secret["deletion_protection"] is True
+    assert secret["rotation"]["rotation_period"] == f"{s.token_rotation_days * 86400}s"
+    assert len(secret["topics"]) == 1
+    assert "secret_data" not in json.dumps(resources(plan, "google_secret_manager_secret_version"))
+    assert resources(plan, "google_secret_manager_secret_version") == []
+
+
+def test_nothing_synthesized_contains_the_token(synth_dir):
+    for path in synth_dir.rglob("*"):
+        if path.is_file():
+            assert SYNTH_CANARY not in path.read_text(errors="replace"), path
+
+
+@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+def test_only_trainer_and_submitter_can_read_the_token(plans, env):
+    plan = plans[env]
+    trainer = ref_id(plan, "google_service_account", account_id=names_for(load_settings(env)).trainer_account_id)
+    submitter = ref_id(plan, "google_service_account", account_id=names_for(load_settings(env)).submitter_account_id)
+    accessors = resources(plan, "google_secret_manager_secret_iam_member")
+    assert sorted(a["member"] for a in accessors) == sorted([f"${{{submitter}.member}}", f"${{{trainer}.member}}"])
+    assert {a["role"] for a in accessors} == {"roles/secretmanager.secretAccessor"}
+    for rtype in ("google_project_iam_member", "google_project_iam_binding"):
+        for grant in resources(plan, rtype):
+            assert "secretmanager" not in grant["role"], "no project-level secret access"
+            assert grant["role"] not in PRIMITIVE
+
+
+@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+def test_least_privilege_identities(plans, env):
+    plan = plans[env]
+    assert resources(plan, "google_service_account_key") == []
+    assert len(resources(plan, "google_service_account")) == 2
+    act_as = resources(plan, "google_service_account_iam_member")
+    assert [a["role"] for a in act_as] == ["roles/iam.serviceAccountUser"]
+    names = names_for(load_settings(env))
+    trainer = ref_id(plan, "google_service_account", account_id=names.trainer_account_id)
+    assert act_as[0]["service_account_id"] == f"${{{trainer}.name}}"
+    project_roles = {g["role"] for g in resources(plan, "google_project_iam_member")}
+    assert "roles/aiplatform.user" in project_roles
+    assert not any(m in json.dumps(plan) for m in ("allUsers", "allAuthenticatedUsers",
+                                                   "-compute@developer.gserviceaccount.com"))
+
+
+@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+def test_buckets_are_hardened(plans, env):
+    plan, names = plans[env], names_for(load_settings(env))
+    buckets = {b["name"]: b for b in resources(plan, "google_storage_bucket")}
+    assert set(buckets) == {names.staging_bucket, names.artifacts_bucket, names.logs_bucket}
+    for b in buckets.values():
+        assert b["uniform_bucket_level_access"] is True
+        assert b["public_access_prevention"] == "enforced"
+        assert b["versioning"]["enabled"] is True
+        assert b["soft_delete_policy"]["retention_duration_seconds"] >= 604800
+        assert b["location"] == load_settings(env).region.upper()
+    # checkov's access-logging check is skipped for the logs bucket only in spirit: assert the others log.
+    for name in (names.staging_bucket, names.artifacts_bucket):
+        assert "logs" in buckets[name]["logging"]["log_bucket"]
+    assert any(r["action"]["type"] == "Delete" for r in buckets[names.staging_bucket]["lifecycle_rule"])
+    grants = {(g["role"]) for g in resources(plan, "google_storage_bucket_iam_member")}
+    assert grants == {"roles/storage.objectViewer", "roles/storage.objectUser"}
+
+
+def test_proxy_mode_allows_only_hugging_face(plans):
+    plan = plans["dev"]
+    url_list = one(plan, "google_network_security_url_lists")
+    assert url_list["values"] == list(HF_HOST_RULES)
+    rule = one(plan, "google_network_security_gateway_security_policy_rule")
+    assert rule["basic_profile"] == "ALLOW" and "inUrlList(host()" in rule["session_matcher"]
+    gateway = one(plan, "google_network_services_gateway")
+    assert gateway["type"] == "SECURE_WEB_GATEWAY" and gateway["routing_mode"] == "EXPLICIT_ROUTING_MODE"
+    rules = sorted(resources(plan, "google_compute_network_firewall_policy_rule"), key=lambda r: r["priority"])
+    last = rules[-1]
+    assert (last["direction"], last["action"], last["match"]["dest_ip_ranges"]) == ("EGRESS", "deny", ["0.0.0.0/0"])
+    allowed = [r["match"]["dest_ip_ranges"] for r in rules if r["action"] == "allow"]
+    assert allowed == [[f"{names_for(load_settings('dev')).proxy_address}/32"], ["199.36.153.4/30"]]
+    one(plan, "google_compute_network_attachment")
+    nat = one(plan, "google_compute_router_nat")
+    assert nat["log_config"] == {"enable": True, "filter": "ALL"}
+    assert one(plan, "google_dns_record_set", type="CNAME")["rrdatas"] == ["restricted.googleapis.com."]
+    subnet = one(plan, "google_compute_subnetwork", name=names_for(load_settings("dev")).subnet)
+    assert subnet["log_config"]["flow_sampling"] == 1.0
+    assert resources(plan, "google_access_context_manager_service_perimeter") == []
+    assert plan["output"]["egress_enforced"]["value"] is False
+
+
+def test_prod_is_enforced_and_encrypted(plans):
+    plan, s = plans["prod"], load_settings("prod")
+    perimeter = one(plan, "google_access_context_manager_service_perimeter")
+    assert set(perimeter["status"]["restricted_services"]) == {
+        "aiplatform.googleapis.com", "secretmanager.googleapis.com", "storage.googleapis.com"}
+    assert plan["output"]["egress_enforced"]["value"] is True
+    secret = one(plan, "google_secret_manager_secret")
+    for replica in secret["replication"]["user_managed"]["replicas"]:
+        assert replica["customer_managed_encryption"]["kms_key_name"] == s.kms_key
+    for b in resources(plan, "google_storage_bucket"):
+        assert b["encryption"]["default_kms_key_name"] == s.kms_key
+    kms_grants = resources(plan, "google_kms_crypto_key_iam_member")
+    assert len(kms_grants) == 4  # Secret Manager, Pub/Sub, Storage and Vertex AI agents
+
+
+def test_open_mode_has_no_network(plans):
+    plan = plans["local"]
+    assert resources(plan, "google_compute_network") == []
+    assert plan["output"]["egress_mode"]["value"] == "open"
+    assert plan["output"]["network_attachment"]["value"] == ""
+
+
+@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+def test_outputs_are_the_contract(plans, env):
+    plan = plans[env]
+    assert tuple(sorted(plan["output"])) == tuple(sorted(FIELDS))
+    # What `terraform output -json` would print once applied: references resolved to their real values.
+    s = load_settings(env)
+    expected = outputs_from_settings(s, project_number=s.project_number or "123456789")
+    applied = {}
+    for key, out in plan["output"].items():
+        value = out["value"]
+        if isinstance(value, str) and "${" in value:
+            value = getattr(expected, key)
+        applied[key] = {"value": value, "type": "string", "sensitive": False}
+    assert parse_outputs(applied, env=env) == expected
+
+
+def test_checkov_reports_zero_failed_checks(synth_dir):
+    checkov = os.environ.get("CHECKOV") or str(ROOT / ".venv-checkov/bin/checkov")
+    proc = subprocess.run([checkov, "-d", str(synth_dir), "--config-file", str(ROOT / ".checkov.yaml"),
+                           "-o", "json"], capture_output=True, text=True, timeout=600)
+    report = json.loads(proc.stdout)
+    summary = report["summary"]
+    failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
+    assert summary["failed"] == 0, failed
+    assert summary["passed"] > 100
+    assert proc.returncode == 0
+
+
+def test_checkov_skips_are_each_explained():
+    lines = (ROOT / ".checkov.yaml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"\s+- CKV", line):
+            assert lines[i - 1].strip().startswith("# " + line.strip()[2:]), f"no reason for {line.strip()}"
+
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+
+
+@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+def test_plan_matches_snapshot(plans, env):
+    """A change to the plan shows in review: refresh with UPDATE_SNAPSHOTS=1 make test and commit the diff."""
+    plan = {k: v for k, v in plans[env].items() if k != "//"}
+    text = json.dumps(plan, indent=1, sort_keys=True) + "\n"
+    path = SNAPSHOTS / f"hfgate-{env}.json"
+    if os.environ.get("UPDATE_SNAPSHOTS") or not path.exists():
+        SNAPSHOTS.mkdir(exist_ok=True)
+        path.write_text(text)
+        if not os.environ.get("UPDATE_SNAPSHOTS"):
+            pytest.fail(f"snapshot {path.name} was missing and has been written; commit it")
+    assert text == path.read_text(), f"plan changed; review and run UPDATE_SNAPSHOTS=1 make test"
