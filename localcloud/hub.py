@@ -1,0 +1,504 @@
+"""A faithful local Hugging Face Hub (per shared/reference/hub-protocol.md, checked against huggingface_hub 2.x).
+
+whoami-v2, model info by revision, paginated trees, auth-check, resolve (HEAD/GET) with X-Repo-Commit, ETags and
+sizes, large files redirected to a second "CDN" origin that serves without the authorization header, model search,
+the Jobs API, exact status codes with X-Error-Code / X-Error-Message, a request log, and per-route fault knobs.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+
+from localcloud.loopback import serve
+
+LFS_THRESHOLD = 1024   # files at least this big are LFS: served through the CDN redirect
+TREE_PAGE = 50
+
+
+@dataclass
+class Token:
+    value: str
+    owner: str
+    role: str                              # read | write | fineGrained
+    name: str
+    can_read_gated: bool = False           # fine-grained: "read access to public gated repos"
+    scoped: list[dict] = field(default_factory=list)   # fine-grained: [{"entity": {"type","name"}, "permissions"}]
+    revoked: bool = False
+
+
+@dataclass
+class Repo:
+    id: str
+    type: str = "model"                    # model | dataset
+    private: bool = False
+    gated: bool | str = False              # False | "auto" | "manual"
+    license: str = "apache-2.0"
+    members: set[str] = field(default_factory=set)     # users/orgs that own or may read a private repo
+    access: dict[str, str] = field(default_factory=dict)  # user -> accepted | pending | rejected
+    commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # sha -> files
+    refs: dict[str, str] = field(default_factory=dict)                  # branch/tag -> sha
+
+    def commit(self, files: dict[str, bytes], revision: str = "main") -> str:
+        base = dict(self.commits.get(self.refs.get(revision, ""), {}))
+        base.update(files)
+        digest = hashlib.sha1(json.dumps(sorted((p, hashlib.sha256(b).hexdigest()) for p, b in base.items()))
+                              .encode() + self.id.encode() + revision.encode() + str(len(self.commits)).encode())
+        sha = digest.hexdigest()
+        self.commits[sha] = base
+        self.refs[revision] = sha
+        return sha
+
+
+@dataclass
+class Fault:
+    latency_s: float = 0.0
+    fail_503: int = 0          # the next N requests get 503
+    rate_limit: int = 0        # the next N requests get 429 with a RateLimit header
+    drop: int = 0              # the next N requests have their connection closed without an answer
+
+
+class HubState:
+    def __init__(self) -> None:
+        self.users: dict[str, dict] = {}            # name -> {"orgs": [...]}
+        self.tokens: dict[str, Token] = {}
+        self.repos: dict[str, Repo] = {}
+        self.jobs: dict[str, dict] = {}
+        self.log: list[dict] = []                   # every request: method, path, user
+        self.faults: dict[str, Fault] = {}          # route prefix -> fault ("" = every route)
+        self.lock = threading.Lock()
+        self.cdn_key = secrets.token_bytes(16)
+        self.blobs: dict[str, bytes] = {}
+        self.job_runner = None                      # set by the cloud: runs a job's command locally
+
+    def add_user(self, name: str, orgs: list[str] | None = None) -> None:
+        self.users[name] = {"orgs": list(orgs or [])}
+
+    def add_token(self, owner: str, role: str, name: str, **kw) -> Token:
+        from localcloud.state import hf_token
+        token = Token(hf_token(), owner, role, name, **kw)
+        self.tokens[token.value] = token
+        return token
+
+    def add_repo(self, repo_id: str, files: dict[str, bytes], **kw) -> Repo:
+        repo = self.repos.get(repo_id) or Repo(repo_id, **kw)
+        self.repos[repo_id] = repo
+        repo.commit(files)
+        for data in files.values():
+            self.blobs[hashlib.sha256(data).hexdigest()] = data
+        return repo
+
+    def set_fault(self, route: str = "", **kw) -> None:
+        with self.lock:
+            self.faults[route] = Fault(**kw)
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    def requests_by(self, user: str | None = None, path_prefix: str = "") -> list[dict]:
+        return [r for r in self.log if (user is None or r["user"] == user) and r["path"].startswith(path_prefix)]
+
+
+class HubError(Exception):
+    def __init__(self, status: int, code: str | None, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def start_hub(state: HubState):
+    cdn = serve(_cdn_handler(state))
+    hub = serve(_hub_handler(state, cdn))
+    return hub, cdn
+
+
+def _cdn_handler(state: HubState):
+    class Cdn(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            url = urllib.parse.urlsplit(self.path)
+            q = urllib.parse.parse_qs(url.query)
+            oid = url.path.rsplit("/", 1)[-1]
+            expires = int(q.get("Expires", ["0"])[0])
+            good = hmac.compare_digest(q.get("Signature", [""])[0], _sign(state, oid, expires))
+            state.log.append({"method": "GET", "path": "cdn:" + url.path, "user": None,
+                              "authorization": self.headers.get("authorization") is not None})
+            if not good or expires < time.time() or oid not in state.blobs:
+                body = b"<Error><Code>AccessDenied</Code></Error>"
+                self.send_response(403)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                return self.wfile.write(body)
+            data = state.blobs[oid]
+            start, end = 0, len(data) - 1
+            rng = self.headers.get("Range")
+            if rng and rng.startswith("bytes="):
+                a, _, b = rng[6:].partition("-")
+                start, end = int(a or 0), int(b) if b else len(data) - 1
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            else:
+                self.send_response(200)
+            chunk = data[start:end + 1]
+            self.send_header("Content-Length", str(len(chunk)))
+            self.send_header("ETag", f'"{oid}"')
+            self.end_headers()
+            self.wfile.write(chunk)
+
+    return Cdn
+
+
+def _sign(state: HubState, oid: str, expires: int) -> str:
+    return hmac.new(state.cdn_key, f"{oid}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def _hub_handler(state: HubState, cdn):
+    class Hub(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        # plumbing ------------------------------------------------------------------------------------------------
+        def _token(self) -> Token | None:
+            auth = self.headers.get("authorization") or ""
+            if not auth.lower().startswith("bearer "):
+                return None
+            value = auth[7:].strip()
+            token = state.tokens.get(value)
+            if token is None or token.revoked:
+                raise HubError(401, None, "Invalid credentials in Authorization header")
+            return token
+
+        def _send(self, status: int, body=None, headers: dict | None = None, head_only: bool = False):
+            data = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+            self.send_response(status)
+            if body is not None and not isinstance(body, bytes):
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if not head_only:
+                self.wfile.write(data)
+
+        def _error(self, err: HubError, head_only=False):
+            headers = {"X-Error-Message": err.message}
+            if err.code:
+                headers["X-Error-Code"] = err.code
+            self._send(err.status, {"error": err.message}, headers, head_only)
+
+        def _fault(self, path: str) -> bool:
+            with state.lock:
+                matches = [(r, f) for r, f in state.faults.items() if path.startswith(r)]
+                if not matches:
+                    return False
+                route, f = max(matches, key=lambda rf: len(rf[0]))
+                latency = f.latency_s
+                if f.drop > 0:
+                    f.drop -= 1
+                    action = "drop"
+                elif f.fail_503 > 0:
+                    f.fail_503 -= 1
+                    action = "503"
+                elif f.rate_limit > 0:
+                    f.rate_limit -= 1
+                    action = "429"
+                else:
+                    action = None
+            if latency:
+                time.sleep(latency)
+            if action == "drop":
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return True
+            if action == "503":
+                self._send(503, {"error": "Service Unavailable"}, {"X-Error-Message": "Service Unavailable"})
+                return True
+            if action == "429":
+                self._send(429, {"error": "Too Many Requests"},
+                           {"RateLimit": '"api";r=0;t=1', "RateLimit-Policy": '"fixed window";"api";q=1000;w=300',
+                            "Retry-After": "1", "X-Error-Message": "You have exceeded our hourly quotas"})
+                return True
+            return False
+
+        def do_HEAD(self):
+            self._dispatch("HEAD")
+
+        def do_GET(self):
+            self._dispatch("GET")
+
+        def do_POST(self):
+            self._dispatch("POST")
+
+        def _dispatch(self, method: str):
+            url = urllib.parse.urlsplit(self.path)
+            path, query = urllib.parse.unquote(url.path), urllib.parse.parse_qs(url.query)
+            user = None
+            try:
+                token = self._token()
+                user = token.owner if token else None
+            except HubError:
+                token = None
+            state.log.append({"method": method, "path": path, "user": user})
+            if self._fault(path):
+                return
+            try:
+                token = self._token()
+                self._route(method, path, query, token)
+            except HubError as err:
+                self._error(err, head_only=method == "HEAD")
+
+        def _route(self, method, path, query, token):
+            if path == "/api/whoami-v2":
+                return self._whoami(token)
+            if path == "/api/models" and method == "GET":
+                search = query.get("search", [""])[0].lower()
+                found = [{"id": r.id, "private": r.private, "gated": r.gated} for r in state.repos.values()
+                         if r.type == "model" and not r.private and search in r.id.lower()]
+                return self._send(200, found)
+            if path.startswith("/api/jobs/"):
+                return self._jobs(method, path, token)
+            for kind, prefix in (("model", "/api/models/"), ("dataset", "/api/datasets/")):
+                if path.startswith(prefix):
+                    return self._api_repo(kind, path[len(prefix):], query, token)
+            if "/resolve/" in path:
+                return self._resolve(method, path, token)
+            raise HubError(404, None, "Not Found")
+
+        # whoami ------------------------------------------------------------------------------------------------------
+        def _whoami(self, token):
+            if token is None:
+                raise HubError(401, None, "Invalid credentials in Authorization header")
+            user = state.users.get(token.owner, {"orgs": []})
+            access = {"displayName": token.name, "role": token.role}
+            if token.role == "fineGrained":
+                access["fineGrained"] = {"canReadGatedRepos": token.can_read_gated, "global": [],
+                                         "scoped": token.scoped}
+            self._send(200, {"type": "user", "id": hashlib.md5(token.owner.encode()).hexdigest()[:24],
+                             "name": token.owner, "fullname": token.owner.title(),
+                             "orgs": [{"name": o, "type": "org"} for o in user["orgs"]],
+                             "auth": {"type": "access_token", "accessToken": access}})
+
+        # repos -------------------------------------------------------------------------------------------------------
+        def _find(self, kind: str, rest: str) -> tuple[Repo, str]:
+            parts = rest.split("/")
+            repo_id = "/".join(parts[:2]) if len(parts) >= 2 else parts[0]
+            return state.repos.get(repo_id), "/".join(parts[2:])
+
+        def _visible(self, kind, repo: Repo | None, repo_id: str, token: Token | None) -> Repo:
+            label = "model" if kind == "model" else "dataset"
+            if repo is None or repo.type != kind or (repo.private and not self._member(repo, token)):
+                if token is None:
+                    raise HubError(401, "RepoNotFound", f"Repository Not Found for url: {self.path}."
+                                   " Please make sure you specified the correct `repo_id` and `repo_type`."
+                                   " If you are trying to access a private or gated repo, make sure you are"
+                                   " authenticated.")
+                raise HubError(404, "RepoNotFound", f"Repository Not Found for url: {self.path}."
+                               f" Please make sure you specified the correct `repo_id` and `repo_type`.")
+            del label
+            return repo
+
+        def _member(self, repo: Repo, token: Token | None) -> bool:
+            if token is None:
+                return False
+            if token.role == "fineGrained" and not self._scoped(repo, token):
+                return False
+            orgs = state.users.get(token.owner, {"orgs": []})["orgs"]
+            return token.owner in repo.members or any(o in repo.members for o in orgs)
+
+        def _scoped(self, repo: Repo, token: Token) -> bool:
+            """Fine-grained tokens read only repos whose namespace (user or org) they are scoped to."""
+            ns = repo.id.split("/")[0]
+            return any(s["entity"]["name"] == ns and "repo.content.read" in s.get("permissions", [])
+                       for s in token.scoped)
+
+        def _check_files_access(self, repo: Repo, token: Token | None, kind: str):
+            """What auth-check and file downloads enforce (metadata stays visible for gated repos)."""
+            if repo.private:
+                return  # _visible already required membership
+            if not repo.gated:
+                return
+            what = f"{kind} {repo.id}"
+            if token is None:
+                raise HubError(401, "GatedRepo", f"Access to {what} is restricted. You must have access to it and be"
+                                                 " authenticated to access it. Please log in.")
+            if self._member(repo, token):
+                return
+            if token.role == "fineGrained" and not token.can_read_gated:
+                raise HubError(403, "GatedRepo", f"Access to {what} is restricted and you are not in the authorized"
+                               " list, or your fine-grained token does not have the 'Read access to contents of all"
+                               " public gated repos you can access' permission. Visit"
+                               f" https://huggingface.co/{repo.id} to ask for access.")
+            status = repo.access.get(token.owner)
+            if status == "accepted":
+                return
+            if status == "pending":
+                raise HubError(403, "GatedRepo", f"Your request to access {what} is awaiting a review from the repo"
+                                                 " authors.")
+            if status == "rejected":
+                raise HubError(403, "GatedRepo", f"Your request to access {what} has been rejected by the repo's"
+                                                 " authors.")
+            raise HubError(403, "GatedRepo", f"Access to {what} is restricted and you are not in the authorized list."
+                                             f" Visit https://huggingface.co/{repo.id} to ask for access.")
+
+        def _revision(self, repo: Repo, rev: str) -> str:
+            rev = urllib.parse.unquote(rev)
+            if rev in repo.refs:
+                return repo.refs[rev]
+            if rev in repo.commits:
+                return rev
+            raise HubError(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+
+        def _api_repo(self, kind, rest, query, token):
+            repo, tail = self._find(kind, rest)
+            repo_id = "/".join(rest.split("/")[:2])
+            repo = self._visible(kind, repo, repo_id, token)
+            if tail in ("", ) or tail.startswith("revision/"):
+                sha = self._revision(repo, tail.split("/", 1)[1] if tail else "main")
+                files = repo.commits[sha]
+                siblings = []
+                for p, data in sorted(files.items()):
+                    entry = {"rfilename": p}
+                    if query.get("blobs") == ["true"]:
+                        entry["size"] = len(data)
+                        entry["blobId"] = hashlib.sha1(data).hexdigest()
+                        if len(data) >= LFS_THRESHOLD:
+                            entry["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
+                                            "pointerSize": 134}
+                    siblings.append(entry)
+                return self._send(200, {"_id": hashlib.md5(repo.id.encode()).hexdigest()[:24], "id": repo.id,
+                                        "modelId": repo.id, "author": repo.id.split("/")[0], "sha": sha,
+                                        "private": repo.private, "gated": repo.gated, "disabled": False,
+                                        "downloads": 0, "likes": 0, "tags": [f"license:{repo.license}"],
+                                        "cardData": {"license": repo.license}, "siblings": siblings,
+                                        "lastModified": "2026-11-01T00:00:00.000Z"})
+            if tail == "auth-check":
+                self._check_files_access(repo, token, kind)
+                return self._send(200, {"access": "granted"})
+            if tail.startswith("tree/"):
+                rev, _, sub = tail[5:].partition("/")
+                sha = self._revision(repo, rev)
+                return self._tree(repo, sha, sub, query)
+            raise HubError(404, None, "Not Found")
+
+        def _tree(self, repo, sha, sub, query):
+            files = repo.commits[sha]
+            entries, dirs = [], set()
+            prefix = sub.rstrip("/") + "/" if sub else ""
+            recursive = query.get("recursive") == ["true"]
+            for p in sorted(files):
+                if not p.startswith(prefix):
+                    continue
+                rel = p[len(prefix):]
+                if "/" in rel and not recursive:
+                    dirs.add(prefix + rel.split("/")[0])
+                    continue
+                for i in range(1, rel.count("/") + 1):
+                    dirs.add(prefix + "/".join(rel.split("/")[:i]))
+                data = files[p]
+                entry = {"type": "file", "oid": hashlib.sha1(data).hexdigest(), "size": len(data), "path": p}
+                if len(data) >= LFS_THRESHOLD:
+                    entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                entries.append(entry)
+            entries = [{"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d}
+                       for d in sorted(dirs)] + entries
+            cursor = int(query.get("cursor", ["0"])[0])
+            page = entries[cursor:cursor + TREE_PAGE]
+            headers = {}
+            if cursor + TREE_PAGE < len(entries):
+                q = {k: v[0] for k, v in query.items()}
+                q["cursor"] = str(cursor + TREE_PAGE)
+                nxt = f"http://{self.headers['Host']}{urllib.parse.urlsplit(self.path).path}?{urllib.parse.urlencode(q)}"
+                headers["Link"] = f'<{nxt}>; rel="next"'
+            self._send(200, page, headers)
+
+        def _resolve(self, method, path, token):
+            parts = path.lstrip("/").split("/")
+            kind = "model"
+            if parts[0] == "datasets":
+                kind, parts = "dataset", parts[1:]
+            if len(parts) < 5 or parts[2] != "resolve":
+                raise HubError(404, None, "Not Found")
+            repo_id, rev, file_path = "/".join(parts[:2]), parts[3], "/".join(parts[4:])
+            repo = self._visible(kind, state.repos.get(repo_id), repo_id, token)
+            self._check_files_access(repo, token, kind)
+            sha = self._revision(repo, rev)
+            files = repo.commits[sha]
+            if file_path not in files:
+                raise HubError(404, "EntryNotFound", f"{file_path} does not exist on \"{rev}\"")
+            data = files[file_path]
+            headers = {"X-Repo-Commit": sha, "Accept-Ranges": "bytes"}
+            if len(data) >= LFS_THRESHOLD:
+                oid = hashlib.sha256(data).hexdigest()
+                expires = int(time.time()) + 3600
+                location = f"{cdn.url}/repos/{oid}?Expires={expires}&Signature={_sign(state, oid, expires)}"
+                headers.update({"X-Linked-Etag": f'"{oid}"', "X-Linked-Size": str(len(data)),
+                                "ETag": f'"{hashlib.sha1(data).hexdigest()}"', "Location": location})
+                return self._send(302, b"", headers)
+            headers["ETag"] = f'"{hashlib.sha1(data).hexdigest()}"'
+            self._send(200, data, headers, head_only=method == "HEAD")
+
+        # jobs --------------------------------------------------------------------------------------------------------
+        def _jobs(self, method, path, token):
+            if token is None:
+                raise HubError(401, None, "Invalid credentials in Authorization header")
+            parts = path.split("/")[3:]      # [ns] | [ns, id] | [ns, id, logs|cancel]
+            ns = parts[0]
+            if ns != token.owner and ns not in state.users.get(token.owner, {"orgs": []})["orgs"]:
+                raise HubError(403, None, f"You don't have the rights to run jobs in the namespace {ns}")
+            if token.role == "read":
+                raise HubError(403, None, "A write token is needed to run jobs")
+            if len(parts) == 1 and method == "POST":
+                spec = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                if not spec.get("dockerImage") and not spec.get("spaceId"):
+                    raise HubError(400, None, "dockerImage or spaceId is required")
+                job_id = secrets.token_hex(12)
+                job = {"id": job_id, "createdAt": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                       "dockerImage": spec.get("dockerImage"), "spaceId": spec.get("spaceId"),
+                       "command": spec.get("command") or [], "arguments": spec.get("arguments") or [],
+                       "environment": spec.get("environment") or {}, "secrets": spec.get("secrets") or {},
+                       "flavor": spec.get("flavor", "cpu-basic"), "timeout": spec.get("timeoutSeconds"),
+                       "labels": spec.get("labels") or {},
+                       "owner": {"id": ns, "name": ns, "type": "user"}, "createdBy": {"id": token.owner,
+                                                                                      "name": token.owner},
+                       "status": {"stage": "SCHEDULING", "message": None}, "logs": []}
+                state.jobs[job_id] = job
+                if state.job_runner:
+                    state.job_runner(job)
+                return self._send(200, _public_job(job))
+            if len(parts) == 1 and method == "GET":
+                return self._send(200, [_public_job(j) for j in state.jobs.values() if j["owner"]["name"] == ns])
+            job = state.jobs.get(parts[1])
+            if job is None or job["owner"]["name"] != ns:
+                raise HubError(404, None, "Job not found")
+            if len(parts) == 2:
+                return self._send(200, _public_job(job))
+            if parts[2] == "cancel" and method == "POST":
+                if job.get("cancel"):
+                    job["cancel"]()
+                job["status"] = {"stage": "CANCELED", "message": None}
+                return self._send(200, _public_job(job))
+            if parts[2] == "logs":
+                lines = "".join(f"data: {json.dumps({'data': line, 'timestamp': ts})}\n\n" for ts, line in job["logs"])
+                return self._send(200, lines.encode(), {"Content-Type": "text/event-stream"})
+            raise HubError(404, None, "Not Found")
+
+    return Hub
+
+
+def _public_job(job: dict) -> dict:
+    """What the Jobs API shows back: `environment` in plain text, secret names only, never their values."""
+    shown = {k: v for k, v in job.items() if k not in ("secrets", "logs", "cancel")}
+    shown["secrets"] = sorted(job["secrets"])
+    return shown

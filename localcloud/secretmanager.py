@@ -1,0 +1,255 @@
+"""Secret Manager over the real gRPC API (google.cloud.secretmanager.v1, the protos the official client ships), plus
+the REST `v1/{name}:access` form. Authorization and error wording follow the real service."""
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+import google_crc32c
+import grpc
+from google.cloud.secretmanager_v1 import types as sm
+from google.protobuf import empty_pb2, timestamp_pb2
+
+from localcloud.state import Grants, Identities
+
+SERVICE = "google.cloud.secretmanager.v1.SecretManagerService"
+ACCESSOR_ROLES = {"roles/secretmanager.secretAccessor", "roles/secretmanager.admin", "roles/owner"}
+MANAGER_ROLES = {"roles/secretmanager.secretVersionManager", "roles/secretmanager.admin", "roles/owner"}
+VIEWER_ROLES = MANAGER_ROLES | {"roles/secretmanager.viewer", "roles/viewer", "roles/editor"}
+ADDER_ROLES = MANAGER_ROLES | {"roles/secretmanager.secretVersionAdder"}
+CREATOR_ROLES = {"roles/secretmanager.admin", "roles/owner"}
+
+
+class RpcError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _now() -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.GetCurrentTime()
+    return ts
+
+
+@dataclass
+class Version:
+    number: int
+    data: bytes
+    state: int
+    created: timestamp_pb2.Timestamp
+    destroyed: timestamp_pb2.Timestamp | None = None
+
+
+@dataclass
+class Secret:
+    secret_id: str
+    labels: dict
+    replication: sm.Replication
+    created: timestamp_pb2.Timestamp
+    versions: list[Version] = field(default_factory=list)
+
+
+class SecretStore:
+    """The service's state and rules, shared by the gRPC and REST front ends."""
+
+    def __init__(self, project_id: str, project_number: str, grants: Grants, identities: Identities) -> None:
+        self.project_id, self.project_number = project_id, project_number
+        self.grants, self.identities = grants, identities
+        self.secrets: dict[str, Secret] = {}
+        self.lock = threading.Lock()
+        self.calls: list[tuple[str, str, str]] = []  # (method, member, resource) for tests and the review
+
+    # names ---------------------------------------------------------------------------------------------------------
+    def _parse(self, name: str, want_version: bool) -> tuple[str, str | None]:
+        parts = name.split("/")
+        ok = len(parts) == (6 if want_version else 4) and parts[0] == "projects" and parts[2] == "secrets"
+        if want_version:
+            ok = ok and parts[4] == "versions"
+        if not ok or parts[1] not in (self.project_id, self.project_number):
+            shape = "projects/*/secrets/*/versions/*" if want_version else "projects/*/secrets/*"
+            if ok:
+                raise RpcError(grpc.StatusCode.PERMISSION_DENIED,
+                               f"Permission denied on resource project {parts[1]}.")
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"Invalid resource field value in the request. Expected {shape}, got {name!r}.")
+        return parts[3], (parts[5] if want_version else None)
+
+    def secret_name(self, sid: str) -> str:
+        return f"projects/{self.project_number}/secrets/{sid}"
+
+    def _authorize(self, member: str | None, roles: set[str], sid: str, permission: str, resource: str) -> None:
+        if member is None:
+            raise RpcError(grpc.StatusCode.UNAUTHENTICATED,
+                           "Request had invalid authentication credentials. Expected OAuth 2 access token, login"
+                           " cookie or other valid authentication credential.")
+        if not self.grants.has(member, roles, f"secret:{sid}"):
+            raise RpcError(grpc.StatusCode.PERMISSION_DENIED,
+                           f"Permission '{permission}' denied for resource '{resource}' (or it may not exist).")
+
+    def _secret(self, sid: str) -> Secret:
+        secret = self.secrets.get(sid)
+        if secret is None:
+            raise RpcError(grpc.StatusCode.NOT_FOUND, f"Secret [{self.secret_name(sid)}] not found.")
+        return secret
+
+    def _version(self, secret: Secret, ver: str) -> Version:
+        name = f"{self.secret_name(secret.secret_id)}/versions/{ver}"
+        if ver == "latest":
+            if not secret.versions:
+                raise RpcError(grpc.StatusCode.NOT_FOUND, f"Secret Version [{name}] not found.")
+            return secret.versions[-1]   # the newest version, whatever its state (as the real alias does)
+        if not ver.isdigit():
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"Invalid secret version id {ver!r}.")
+        for v in secret.versions:
+            if v.number == int(ver):
+                return v
+        raise RpcError(grpc.StatusCode.NOT_FOUND, f"Secret Version [{name}] not found.")
+
+    def _version_pb(self, secret: Secret, v: Version) -> sm.SecretVersion:
+        return sm.SecretVersion(name=f"{self.secret_name(secret.secret_id)}/versions/{v.number}", state=v.state,
+                                create_time=v.created, destroy_time=v.destroyed,
+                                client_specified_payload_checksum=True)
+
+    def _secret_pb(self, s: Secret) -> sm.Secret:
+        return sm.Secret(name=self.secret_name(s.secret_id), labels=s.labels, replication=s.replication,
+                         create_time=s.created)
+
+    # operations ----------------------------------------------------------------------------------------------------
+    def create_secret(self, member, parent: str, secret_id: str, secret: sm.Secret) -> sm.Secret:
+        if parent not in (f"projects/{self.project_id}", f"projects/{self.project_number}"):
+            raise RpcError(grpc.StatusCode.PERMISSION_DENIED, f"Permission denied on resource {parent}.")
+        self._authorize(member, CREATOR_ROLES, secret_id, "secretmanager.secrets.create", parent)
+        with self.lock:
+            if secret_id in self.secrets:
+                raise RpcError(grpc.StatusCode.ALREADY_EXISTS,
+                               f"Secret [{self.secret_name(secret_id)}] already exists.")
+            if not secret.replication.automatic and not secret.replication.user_managed.replicas:
+                raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "Secret.replication is required.")
+            s = Secret(secret_id, dict(secret.labels), secret.replication, _now())
+            self.secrets[secret_id] = s
+            return self._secret_pb(s)
+
+    def get_secret(self, member, name: str) -> sm.Secret:
+        sid, _ = self._parse(name, False)
+        self._authorize(member, VIEWER_ROLES | ACCESSOR_ROLES, sid, "secretmanager.secrets.get", name)
+        return self._secret_pb(self._secret(sid))
+
+    def list_secrets(self, member, parent: str) -> sm.ListSecretsResponse:
+        visible = [s for sid, s in sorted(self.secrets.items())
+                   if member and self.grants.has(member, VIEWER_ROLES, f"secret:{sid}")]
+        return sm.ListSecretsResponse(secrets=[self._secret_pb(s) for s in visible], total_size=len(visible))
+
+    def add_version(self, member, parent: str, payload: sm.SecretPayload) -> sm.SecretVersion:
+        sid, _ = self._parse(parent, False)
+        self._authorize(member, ADDER_ROLES, sid, "secretmanager.versions.add", parent)
+        if "data_crc32c" in payload and payload.data_crc32c != google_crc32c.value(payload.data):
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "Checksum mismatch: data_crc32c does not match data.")
+        if len(payload.data) > 65536:
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "Secret payload exceeds the 64 KiB limit.")
+        with self.lock:
+            s = self._secret(sid)
+            v = Version(len(s.versions) + 1, bytes(payload.data), sm.SecretVersion.State.ENABLED, _now())
+            s.versions.append(v)
+            return self._version_pb(s, v)
+
+    def get_version(self, member, name: str) -> sm.SecretVersion:
+        sid, ver = self._parse(name, True)
+        self._authorize(member, VIEWER_ROLES | ACCESSOR_ROLES, sid, "secretmanager.versions.get", name)
+        s = self._secret(sid)
+        return self._version_pb(s, self._version(s, ver))
+
+    def list_versions(self, member, parent: str) -> sm.ListSecretVersionsResponse:
+        sid, _ = self._parse(parent, False)
+        self._authorize(member, VIEWER_ROLES, sid, "secretmanager.versions.list", parent)
+        s = self._secret(sid)
+        versions = [self._version_pb(s, v) for v in reversed(s.versions)]   # newest first, like the service
+        return sm.ListSecretVersionsResponse(versions=versions, total_size=len(versions))
+
+    def access(self, member, name: str) -> sm.AccessSecretVersionResponse:
+        sid, ver = self._parse(name, True)
+        self.calls.append(("access", member or "", name))
+        self._authorize(member, ACCESSOR_ROLES, sid, "secretmanager.versions.access", name)
+        s = self._secret(sid)
+        v = self._version(s, ver)
+        vname = f"{self.secret_name(sid)}/versions/{v.number}"
+        if v.state != sm.SecretVersion.State.ENABLED:
+            state = sm.SecretVersion.State(v.state).name
+            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION, f"Secret Version [{vname}] is in {state} state.")
+        return sm.AccessSecretVersionResponse(
+            name=vname, payload=sm.SecretPayload(data=v.data, data_crc32c=google_crc32c.value(v.data)))
+
+    def set_state(self, member, name: str, state: int, permission: str) -> sm.SecretVersion:
+        sid, ver = self._parse(name, True)
+        self._authorize(member, MANAGER_ROLES, sid, permission, name)
+        with self.lock:
+            s = self._secret(sid)
+            v = self._version(s, ver)
+            if v.state == sm.SecretVersion.State.DESTROYED:
+                raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"Secret Version [{self.secret_name(sid)}/versions/{v.number}] is in DESTROYED state.")
+            v.state = state
+            if state == sm.SecretVersion.State.DESTROYED:
+                v.data, v.destroyed = b"", _now()
+            return self._version_pb(s, v)
+
+
+def grpc_handler(store: SecretStore) -> grpc.GenericRpcHandler:
+    S = sm.SecretVersion.State
+
+    def method(request_cls, response_cls, fn):
+        def handle(request, context):
+            member = store.identities.member_for(dict(context.invocation_metadata()).get("authorization"))
+            try:
+                return fn(member, request)
+            except RpcError as err:
+                context.abort(err.code, err.message)
+        return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=request_cls.deserialize,
+                                                   response_serializer=response_cls.serialize)
+
+    empty = type("Empty", (), {"serialize": staticmethod(lambda m: m.SerializeToString()),
+                               "deserialize": staticmethod(empty_pb2.Empty.FromString)})
+    del empty
+    methods = {
+        "CreateSecret": method(sm.CreateSecretRequest, sm.Secret,
+                               lambda m, r: store.create_secret(m, r.parent, r.secret_id, r.secret)),
+        "GetSecret": method(sm.GetSecretRequest, sm.Secret, lambda m, r: store.get_secret(m, r.name)),
+        "ListSecrets": method(sm.ListSecretsRequest, sm.ListSecretsResponse,
+                              lambda m, r: store.list_secrets(m, r.parent)),
+        "AddSecretVersion": method(sm.AddSecretVersionRequest, sm.SecretVersion,
+                                   lambda m, r: store.add_version(m, r.parent, r.payload)),
+        "GetSecretVersion": method(sm.GetSecretVersionRequest, sm.SecretVersion,
+                                   lambda m, r: store.get_version(m, r.name)),
+        "ListSecretVersions": method(sm.ListSecretVersionsRequest, sm.ListSecretVersionsResponse,
+                                     lambda m, r: store.list_versions(m, r.parent)),
+        "AccessSecretVersion": method(sm.AccessSecretVersionRequest, sm.AccessSecretVersionResponse,
+                                      lambda m, r: store.access(m, r.name)),
+        "EnableSecretVersion": method(sm.EnableSecretVersionRequest, sm.SecretVersion,
+                                      lambda m, r: store.set_state(m, r.name, S.ENABLED, "secretmanager.versions.enable")),
+        "DisableSecretVersion": method(sm.DisableSecretVersionRequest, sm.SecretVersion,
+                                       lambda m, r: store.set_state(m, r.name, S.DISABLED, "secretmanager.versions.disable")),
+        "DestroySecretVersion": method(sm.DestroySecretVersionRequest, sm.SecretVersion,
+                                       lambda m, r: store.set_state(m, r.name, S.DESTROYED, "secretmanager.versions.destroy")),
+    }
+    return grpc.method_handlers_generic_handler(SERVICE, methods)
+
+
+REST_STATUS = {grpc.StatusCode.NOT_FOUND: (404, "NOT_FOUND"), grpc.StatusCode.PERMISSION_DENIED: (403, "PERMISSION_DENIED"),
+               grpc.StatusCode.FAILED_PRECONDITION: (400, "FAILED_PRECONDITION"),
+               grpc.StatusCode.INVALID_ARGUMENT: (400, "INVALID_ARGUMENT"),
+               grpc.StatusCode.UNAUTHENTICATED: (401, "UNAUTHENTICATED")}
+
+
+def rest_access(store: SecretStore, path: str, authorization: str | None) -> tuple[int, dict]:
+    """GET /v1/{name}:access, the JSON form Google's REST API returns."""
+    name = path.removeprefix("/v1/").removesuffix(":access")
+    try:
+        resp = store.access(store.identities.member_for(authorization), name)
+    except RpcError as err:
+        status, text = REST_STATUS.get(err.code, (500, "INTERNAL"))
+        return status, {"error": {"code": status, "message": err.message, "status": text}}
+    return 200, {"name": resp.name, "payload": {"data": base64.b64encode(resp.payload.data).decode(),
+                                               "dataCrc32c": str(resp.payload.data_crc32c)}}

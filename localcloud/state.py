@@ -1,0 +1,57 @@
+"""Shared state of the local cloud: principals and their access tokens, IAM grants, and the seed that fills them."""
+from __future__ import annotations
+
+import secrets
+import string
+import threading
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_SEED = Path(__file__).with_name("seed.toml")
+
+
+def hf_token() -> str:
+    """A token of the Hub's shape (hf_ + 34 letters), made at run time: nothing token-like is ever committed."""
+    return "hf_" + "".join(secrets.choice(string.ascii_letters) for _ in range(34))
+
+
+@dataclass
+class Grants:
+    """IAM as the local services check it: (member, role, resource) triples; resource "*" is project-level."""
+
+    triples: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def add(self, member: str, role: str, resource: str = "*") -> None:
+        self.triples.add((member, role, resource))
+
+    def has(self, member: str, roles: set[str], resource: str) -> bool:
+        return any(m == member and r in roles and res in (resource, "*") for m, r, res in self.triples)
+
+
+class Identities:
+    """Who holds which OAuth access token (issued by the metadata server)."""
+
+    def __init__(self) -> None:
+        self._by_token: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def issue(self, member: str) -> str:
+        token = "ya29.local-" + secrets.token_urlsafe(24)
+        with self._lock:
+            self._by_token[token] = member
+        return token
+
+    def member_for(self, authorization: str | None) -> str | None:
+        if not authorization or not authorization.lower().startswith("bearer "):
+            return None
+        return self._by_token.get(authorization[7:].strip())
+
+
+@dataclass
+class Seed:
+    raw: dict
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "Seed":
+        return cls(tomllib.loads((path or DEFAULT_SEED).read_text()))

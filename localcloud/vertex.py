@@ -1,0 +1,284 @@
+"""Vertex AI JobService over the real gRPC API (google.cloud.aiplatform.v1), with a local executor.
+
+Validation follows the service for what hfgate uses (machine table from stacks.facts, the one source), the state
+machine runs QUEUED -> PENDING -> RUNNING -> SUCCEEDED/FAILED/CANCELLED, and worker pool 0 runs as a subprocess
+with the spec's env, what Vertex sets (AIP_*, CLOUD_ML_JOB_ID, CLUSTER_SPEC), and a metadata server bound to the
+job's service account.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import grpc
+from google.cloud.aiplatform_v1 import types as ai
+from google.protobuf import empty_pb2, timestamp_pb2
+from google.rpc import code_pb2, status_pb2
+
+from localcloud.secretmanager import RpcError
+from localcloud.state import Grants, Identities
+from stacks.facts import machine_problem
+
+SERVICE = "google.cloud.aiplatform.v1.JobService"
+S = ai.JobState
+ACT_AS_ROLES = {"roles/iam.serviceAccountUser", "roles/owner"}
+CREATE_ROLES = {"roles/aiplatform.user", "roles/aiplatform.admin", "roles/owner"}
+MAX_ENV = 100
+
+
+def _ts() -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.GetCurrentTime()
+    return ts
+
+
+class JobStore:
+    def __init__(self, project_id: str, project_number: str, region: str, grants: Grants, identities: Identities,
+                 workdir: Path, job_env: dict[str, str], start_metadata, gcs_sync) -> None:
+        self.project_id, self.project_number, self.region = project_id, project_number, region
+        self.grants, self.identities = grants, identities
+        self.workdir = workdir
+        self.job_env = job_env               # the local network's endpoints, as DNS would give them in the cloud
+        self.start_metadata = start_metadata
+        self.gcs_sync = gcs_sync
+        self.jobs: dict[str, ai.CustomJob] = {}
+        self.logs: dict[str, list[tuple[float, str]]] = {}
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.pids: dict[str, list[int]] = {}
+        self.lock = threading.Lock()
+        self.quota_exhausted = False         # fault knob: the next creates fail with RESOURCE_EXHAUSTED
+        self.create_calls = 0
+
+    def _parent_ok(self, parent: str) -> None:
+        ok = re.fullmatch(r"projects/([^/]+)/locations/([^/]+)", parent)
+        if not ok or ok.group(1) not in (self.project_id, self.project_number):
+            raise RpcError(grpc.StatusCode.PERMISSION_DENIED, f"Permission denied on resource {parent}.")
+        if ok.group(2) != self.region:
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"Location {ok.group(2)} does not match the endpoint's region {self.region}.")
+
+    def create(self, member: str | None, parent: str, job: ai.CustomJob) -> ai.CustomJob:
+        self.create_calls += 1
+        if member is None:
+            raise RpcError(grpc.StatusCode.UNAUTHENTICATED, "Request had invalid authentication credentials.")
+        self._parent_ok(parent)
+        if not self.grants.has(member, CREATE_ROLES, "project"):
+            raise RpcError(grpc.StatusCode.PERMISSION_DENIED,
+                           f"Permission 'aiplatform.customJobs.create' denied on resource '{parent}'"
+                           " (or it may not exist).")
+        self._validate(job)
+        sa = job.job_spec.service_account
+        if not self.grants.has(member, ACT_AS_ROLES, f"serviceAccount:{sa}"):
+            raise RpcError(grpc.StatusCode.PERMISSION_DENIED,
+                           f"Permission 'iam.serviceAccounts.actAs' denied on service account {sa} (or it may not"
+                           " exist).")
+        if self.quota_exhausted:
+            m = job.job_spec.worker_pool_specs[0].machine_spec
+            raise RpcError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                           f"The following quota metrics exceed quota limits: aiplatform.googleapis.com/"
+                           f"custom_model_training_{m.accelerator_type.name.lower()}_gpus")
+        job_id = str(int(time.time() * 1000) % 10**12) + str(secrets.randbelow(10**6)).zfill(6)
+        stored = ai.CustomJob(job)
+        stored.name = f"projects/{self.project_number}/locations/{self.region}/customJobs/{job_id}"
+        stored.state = S.JOB_STATE_QUEUED
+        stored.create_time = stored.update_time = _ts()
+        with self.lock:
+            self.jobs[job_id] = stored
+            self.logs[job_id] = []
+        threading.Thread(target=self._run, args=(job_id,), daemon=True).start()
+        return ai.CustomJob(stored)
+
+    def _validate(self, job: ai.CustomJob) -> None:
+        def bad(field: str, why: str):
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"List of found errors:\t1.Field: {field}; Message: {why}\t")
+        if not job.display_name:
+            bad("custom_job.display_name", "Required field is not set.")
+        pools = job.job_spec.worker_pool_specs
+        if not pools:
+            bad("custom_job.job_spec.worker_pool_specs", "Required field is not set.")
+        if not job.job_spec.service_account:
+            bad("custom_job.job_spec.service_account", "hfgate's local cloud requires an explicit service account")
+        for i, pool in enumerate(pools):
+            f = f"custom_job.job_spec.worker_pool_specs[{i}]"
+            m = pool.machine_spec
+            accel = None if m.accelerator_type == ai.AcceleratorType.ACCELERATOR_TYPE_UNSPECIFIED else m.accelerator_type.name
+            why = machine_problem(m.machine_type, accel, m.accelerator_count)
+            if why:
+                bad(f"{f}.machine_spec", why)
+            if pool.replica_count < 1:
+                bad(f"{f}.replica_count", "must be at least 1")
+            if not pool.container_spec.image_uri:
+                bad(f"{f}.container_spec.image_uri", "Required field is not set.")
+            if len(pool.container_spec.env) > MAX_ENV:
+                bad(f"{f}.container_spec.env", f"at most {MAX_ENV} environment variables are allowed")
+            names = [e.name for e in pool.container_spec.env]
+            if len(set(names)) != len(names):
+                bad(f"{f}.container_spec.env", "environment variable names must be unique")
+        for key, value in job.labels.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", key) or not re.fullmatch(r"[a-z0-9_-]{0,63}", value):
+                bad(f"custom_job.labels.{key}", "label keys and values must be lowercase letters, digits, _ or -")
+
+    def get(self, name: str) -> ai.CustomJob:
+        job_id = name.rsplit("/", 1)[-1]
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise RpcError(grpc.StatusCode.NOT_FOUND, f"The CustomJob does not exist: {name}")
+        return ai.CustomJob(job)
+
+    def list(self, parent: str, flt: str) -> ai.ListCustomJobsResponse:
+        self._parent_ok(parent)
+        wanted = dict(re.findall(r'labels\.([a-z0-9_-]+)\s*=\s*"?([a-z0-9_-]*)"?', flt or ""))
+        jobs = [ai.CustomJob(j) for j in self.jobs.values()
+                if all(j.labels.get(k) == v for k, v in wanted.items())]
+        return ai.ListCustomJobsResponse(custom_jobs=jobs)
+
+    def cancel(self, name: str) -> empty_pb2.Empty:
+        job_id = name.rsplit("/", 1)[-1]
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise RpcError(grpc.StatusCode.NOT_FOUND, f"The CustomJob does not exist: {name}")
+        with self.lock:
+            if job.state in (S.JOB_STATE_SUCCEEDED, S.JOB_STATE_FAILED, S.JOB_STATE_CANCELLED):
+                raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"Cannot cancel CustomJob {name} in state {S(job.state).name}.")
+            job.state = S.JOB_STATE_CANCELLING
+            proc = self.procs.get(job_id)
+        if proc and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            self._set(job_id, S.JOB_STATE_CANCELLED)
+        return empty_pb2.Empty()
+
+    def _set(self, job_id: str, state, error: status_pb2.Status | None = None) -> None:
+        with self.lock:
+            job = self.jobs[job_id]
+            if job.state == S.JOB_STATE_CANCELLING and state not in (S.JOB_STATE_CANCELLED,):
+                return
+            job.state = state
+            job.update_time = _ts()
+            if state == S.JOB_STATE_RUNNING:
+                job.start_time = _ts()
+            if state in (S.JOB_STATE_SUCCEEDED, S.JOB_STATE_FAILED, S.JOB_STATE_CANCELLED):
+                job.end_time = _ts()
+            if error is not None:
+                job.error = error
+
+    def log(self, job_id: str, line: str) -> None:
+        self.logs[job_id].append((time.time(), line))
+
+    def _run(self, job_id: str) -> None:
+        job = self.jobs[job_id]
+        time.sleep(0.05)
+        self._set(job_id, S.JOB_STATE_PENDING)
+        if job.state == S.JOB_STATE_CANCELLING:
+            return self._set(job_id, S.JOB_STATE_CANCELLED)
+        pool = job.job_spec.worker_pool_specs[0]
+        spec = pool.container_spec
+        gcs_root = self.workdir / "gcs"
+        jobdir = self.workdir / "jobs" / job_id
+        jobdir.mkdir(parents=True, exist_ok=True)
+
+        def local(value: str) -> str:
+            # Cloud Storage FUSE mounts buckets at /gcs/<bucket>; here that is a folder synced with the emulator.
+            return value.replace("/gcs/", f"{gcs_root}/")
+
+        out = job.job_spec.base_output_directory.output_uri_prefix
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "PYTHONPATH",
+                                                           "VIRTUAL_ENV", "SSL_CERT_FILE")}
+        env.update(self.job_env)
+        env["HOME"] = str(jobdir)
+        metadata = self.start_metadata(f"serviceAccount:{job.job_spec.service_account}")
+        env.update({"GCE_METADATA_HOST": metadata.hostport, "GCE_METADATA_IP": metadata.hostport,
+                    "CLOUD_ML_JOB_ID": job_id, "CLOUD_ML_PROJECT_ID": self.project_id,
+                    "CLUSTER_SPEC": json.dumps({"cluster": {"workerpool0": ["localhost:2222"]},
+                                                "environment": "cloud", "task": {"type": "workerpool0", "index": 0}})})
+        if out:
+            bucket_path = "/gcs/" + out.removeprefix("gs://").rstrip("/")
+            env.update({"AIP_MODEL_DIR": local(f"{bucket_path}/model/"),
+                        "AIP_CHECKPOINT_DIR": local(f"{bucket_path}/checkpoints/"),
+                        "AIP_TENSORBOARD_LOG_DIR": local(f"{bucket_path}/logs/")})
+        for e in spec.env:
+            env[e.name] = local(e.value)
+        argv = [local(a) for a in list(spec.command) + list(spec.args)]
+        buckets = {m.group(1) for a in list(spec.command) + list(spec.args) + [e.value for e in spec.env] + [out]
+                   for m in [re.search(r"(?:/gcs/|gs://)([a-z0-9._-]+)", a)] if m}
+        try:
+            for b in buckets:
+                self.gcs_sync.pull(b, gcs_root / b)
+            self._set(job_id, S.JOB_STATE_RUNNING)
+            proc = subprocess.Popen(argv, env=env, cwd=jobdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    start_new_session=True, text=True, bufsize=1)
+        except (OSError, ValueError) as exc:
+            metadata.stop()
+            self.log(job_id, f"failed to start the container command: {exc}")
+            return self._set(job_id, S.JOB_STATE_FAILED, status_pb2.Status(code=code_pb2.INVALID_ARGUMENT,
+                                                                          message=str(exc)))
+        with self.lock:
+            self.procs[job_id] = proc
+            self.pids[job_id] = [proc.pid]
+        timeout = job.job_spec.scheduling.timeout.total_seconds() if job.job_spec.scheduling.timeout else 0
+        timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL)) if timeout else None
+        if timer:
+            timer.start()
+        for line in proc.stdout:
+            self.log(job_id, line.rstrip("\n"))
+        code = proc.wait()
+        if timer:
+            timer.cancel()
+        metadata.stop()
+        for b in buckets:
+            self.gcs_sync.push(b, gcs_root / b)
+        if self.jobs[job_id].state == S.JOB_STATE_CANCELLING:
+            return self._set(job_id, S.JOB_STATE_CANCELLED)
+        if code == 0:
+            return self._set(job_id, S.JOB_STATE_SUCCEEDED)
+        tail = "\n".join(line for _, line in self.logs[job_id][-10:])
+        self._set(job_id, S.JOB_STATE_FAILED, status_pb2.Status(
+            code=code_pb2.INTERNAL if code > 0 else code_pb2.ABORTED,
+            message=f"The replica workerpool0-0 exited with a non-zero status of {code}. Termination reason: Error.\n"
+                    f"{tail}"))
+
+    def entries(self, job_id: str) -> list[dict]:
+        return [{"textPayload": line, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
+                 + f".{int(ts % 1 * 1e6):06d}Z", "resource": {"type": "ml_job", "labels": {"job_id": job_id}},
+                 "severity": "INFO"} for ts, line in self.logs.get(job_id, [])]
+
+    def stop_all(self) -> None:
+        for proc in list(self.procs.values()):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def grpc_handler(store: JobStore) -> grpc.GenericRpcHandler:
+    def method(request_cls, response_cls, fn, raw_response=False):
+        def handle(request, context):
+            member = store.identities.member_for(dict(context.invocation_metadata()).get("authorization"))
+            try:
+                if member is None:
+                    raise RpcError(grpc.StatusCode.UNAUTHENTICATED, "Request had invalid authentication credentials.")
+                return fn(member, request)
+            except RpcError as err:
+                context.abort(err.code, err.message)
+        ser = (lambda m: m.SerializeToString()) if raw_response else response_cls.serialize
+        return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=request_cls.deserialize,
+                                                   response_serializer=ser)
+
+    return grpc.method_handlers_generic_handler(SERVICE, {
+        "CreateCustomJob": method(ai.CreateCustomJobRequest, ai.CustomJob,
+                                  lambda m, r: store.create(m, r.parent, r.custom_job)),
+        "GetCustomJob": method(ai.GetCustomJobRequest, ai.CustomJob, lambda m, r: store.get(r.name)),
+        "ListCustomJobs": method(ai.ListCustomJobsRequest, ai.ListCustomJobsResponse,
+                                 lambda m, r: store.list(r.parent, r.filter)),
+        "CancelCustomJob": method(ai.CancelCustomJobRequest, None, lambda m, r: store.cancel(r.name),
+                                  raw_response=True),
+    })
