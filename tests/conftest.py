@@ -31,3 +31,30 @@ def synth_dir(tmp_path_factory) -> Path:
 def plans(synth_dir) -> dict[str, dict]:
     return {p.parent.name.removeprefix("hfgate-"): json.loads(p.read_text())
             for p in synth_dir.glob("stacks/*/cdk.tf.json")}
+
+
+@pytest.fixture(scope="session")
+def cloud():
+    """The local cloud, once per session; jobs find the `trl` probe in tests/bin first on PATH."""
+    from localcloud import LocalCloud
+    os.environ["PATH"] = f"{ROOT / 'tests' / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    with LocalCloud() as c:
+        yield c
+
+
+def hfgate(cloud, *args, as_member=None, extra_env=None, timeout=120):
+    env = {**os.environ, **cloud.env(as_member=as_member), **(extra_env or {})}
+    return subprocess.run([sys.executable, "-m", "jobs.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def set_token(cloud, value: str) -> str:
+    """Add a secret version as the platform admin, through the official client (what `token set` will do)."""
+    code = ("import sys, google_crc32c\nfrom jobs import endpoints\nfrom google.cloud.secretmanager_v1 import types"
+            " as sm\nd = sys.stdin.buffer.read()\nv = endpoints.secret_manager().add_secret_version(parent=sys.argv[1],"
+            " payload=sm.SecretPayload(data=d, data_crc32c=google_crc32c.value(d)))\nprint(v.name)")
+    env = {**os.environ, **cloud.env(as_member=cloud.admin)}
+    proc = subprocess.run([sys.executable, "-c", code, cloud.outputs.token_secret], input=value.encode(), env=env,
+                          cwd=ROOT, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.decode().strip()

@@ -1,0 +1,235 @@
+"""hfgate: check a Hugging Face token against the Hub and launch GPU training on Vertex AI, without leaking it.
+
+The start-up path imports nothing heavy: clients load inside the command that needs them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+EXIT_CODES = """exit codes:
+  0  ok
+  1  other failure (job failed, quota exhausted, ...)
+  2  usage or configuration (bad option, missing/corrupt/old outputs file)
+  3  token invalid or malformed (empty, placeholder like "$HF_TOKEN", Bearer prefix, revoked, ...)
+  4  access denied (terms not accepted, pending or rejected, private, fine-grained scope, IAM)
+  5  not found (model, revision, secret or secret version)
+  6  network or transient error after bounded retries
+"""
+
+EXAMPLES = """examples:
+  hfgate check --env dev --model google/txgemma-2b-predict
+  hfgate submit --env dev --model google/txgemma-2b-predict --dataset org/chat --max-steps 100 --wait
+  hfgate submit --env dev --model M --dataset D --dry-run       # print the exact request, create nothing
+  hfgate submit ... -- --learning_rate 2e-5                     # after --: passed to trl sft verbatim
+  hfgate status JOB | hfgate logs JOB | hfgate cancel JOB
+environment: --outputs FILE, else $HFGATE_OUTPUTS, else outputs/<env>.json (cdktn output --outputs-file)
+"""
+
+
+def _outputs(args):
+    from stacks.contract import OutputsError, load_outputs
+    path = args.outputs or os.environ.get("HFGATE_OUTPUTS") or (f"outputs/{args.env}.json" if args.env else None)
+    if not path:
+        raise OutputsError("no outputs contract given",
+                           "pass --env ENV (reads outputs/ENV.json) or --outputs FILE; produce it with"
+                           " `cdktn output hfgate-ENV --outputs-file outputs/ENV.json`")
+    return load_outputs(Path(path), env=args.env)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--env", help="environment name (config/<env>.toml; outputs/<env>.json)")
+    common.add_argument("--outputs", help="outputs contract JSON (cdktn output / terraform output -json)")
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    common.add_argument("-v", "--verbose", action="store_true", help="log what happens (never the token)")
+
+    p = argparse.ArgumentParser(prog="hfgate", description=__doc__, epilog=EXIT_CODES + "\n" + EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    chk = sub.add_parser("check", parents=[common], help="preflight the stored token against a model",
+                         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    chk.add_argument("--model", required=True, help="model id, case-sensitive (org/name)")
+    chk.add_argument("--revision", default="main", help="branch, tag or commit (default main)")
+    chk.add_argument("--token-version", default="latest", help="secret version to check (default latest)")
+
+    sm = sub.add_parser("submit", parents=[common], help="preflight, then launch trl sft on Vertex AI",
+                        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sm.add_argument("--model", required=True)
+    sm.add_argument("--dataset", required=True, help="Hub dataset id for trl sft")
+    sm.add_argument("--revision", default="main")
+    sm.add_argument("--machine-type", help="default: the environment's (outputs contract)")
+    sm.add_argument("--accelerator", dest="accelerator_type", help="e.g. NVIDIA_L4, NVIDIA_H100_80GB")
+    sm.add_argument("--accelerator-count", type=int)
+    sm.add_argument("--replica-count", type=int, default=1, help="nodes (more than 1 adds a second worker pool)")
+    sm.add_argument("--max-steps", type=int)
+    sm.add_argument("--epochs", type=float)
+    sm.add_argument("--no-lora", dest="lora", action="store_false", help="full fine-tune instead of LoRA")
+    sm.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32", "auto"])
+    sm.add_argument("--timeout", type=int, default=24 * 3600, help="seconds (default 86400)")
+    sm.add_argument("--scheduling", default="STANDARD", choices=["STANDARD", "SPOT", "FLEX_START"])
+    sm.add_argument("--image", help="training container (default: the environment's)")
+    sm.add_argument("--trl-version", help="TRL in that image, X.Y (known images need none)")
+    sm.add_argument("--token-delivery", default="secret-ref", choices=["secret-ref", "env"],
+                    help="secret-ref (default): the job reads the pinned version itself; env: HF_TOKEN in the"
+                         " job spec, readable by anyone with customJobs.get")
+    sm.add_argument("--token-version", default="latest")
+    sm.add_argument("--display-name")
+    sm.add_argument("--force-new", action="store_true", help="create a new job even if this request ran already")
+    sm.add_argument("--dry-run", action="store_true", help="print the exact request (token-free), create nothing")
+    sm.add_argument("--wait", action="store_true", help="follow the job and its logs; exit 1 if it fails")
+    sm.add_argument("trainer_args", nargs="*", help="after --: passed to trl sft verbatim")
+
+    for name, helptext in (("status", "show a job"), ("logs", "print a job's logs"), ("cancel", "cancel a job")):
+        c = sub.add_parser(name, parents=[common], help=helptext)
+        c.add_argument("job", help="job id or full resource name")
+    sub.add_parser("machines", parents=[common], help="the machine/accelerator table submit validates against")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="hfgate: %(levelname)s %(message)s")
+    from stacks.errors import HfgateError
+    try:
+        return COMMANDS[args.command](args)
+    except HfgateError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"ok": False, "error": exc.message, "fix": exc.fix, "exit_code": exc.exit_code}))
+        print(f"hfgate: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("hfgate: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_check(args) -> int:
+    from jobs.preflight import preflight
+    from jobs.secret import read_token
+    outputs = _outputs(args)
+    pinned = read_token(outputs, args.token_version)
+    report = preflight(pinned.token, args.model, args.revision)
+    print(report.to_json() if args.json else report.table())
+    return report.exit_code
+
+
+def cmd_submit(args) -> int:
+    from jobs import submit
+    from jobs.errors import UsageError
+    from jobs.jobspec import Scheduling, TokenDelivery, TrainRequest, build_custom_job
+    from jobs.preflight import preflight
+    from jobs.secret import read_token
+
+    outputs = _outputs(args)
+    trl_version = None
+    if args.trl_version:
+        try:
+            trl_version = tuple(int(x) for x in args.trl_version.split(".")[:2])
+        except ValueError:
+            raise UsageError(f"--trl-version {args.trl_version!r} is not X.Y", "e.g. --trl-version 0.19") from None
+    req = TrainRequest(model=args.model, dataset=args.dataset, revision=args.revision,
+                       machine_type=args.machine_type, accelerator_type=args.accelerator_type,
+                       accelerator_count=args.accelerator_count, replica_count=args.replica_count,
+                       max_steps=args.max_steps, epochs=args.epochs, lora=args.lora, dtype=args.dtype,
+                       timeout_s=args.timeout, scheduling=Scheduling(args.scheduling), image=args.image,
+                       trl_version=trl_version, extra_args=tuple(args.trainer_args), display_name=args.display_name,
+                       token_delivery=TokenDelivery(args.token_delivery),
+                       nonce=os.urandom(8).hex() if args.force_new else "")
+    pinned = read_token(outputs, args.token_version)
+    report = preflight(pinned.token, args.model, args.revision)
+    if not args.json:
+        print(report.table(), file=sys.stderr)
+    if not report.ok:
+        if args.json:
+            print(report.to_json())
+        return report.exit_code
+    if req.token_delivery is TokenDelivery.ENV:
+        print("hfgate: warning: --token-delivery env puts HF_TOKEN in the job spec: anyone with"
+              " aiplatform.customJobs.get can read it. Prefer the default secret-ref.", file=sys.stderr)
+    digest = submit.bootstrap_digest()
+    body = build_custom_job(req, outputs, token_version=pinned.version_name, token_fingerprint=pinned.token.fingerprint,
+                            bootstrap_digest=digest,
+                            hf_token_value=pinned.token.reveal() if req.token_delivery is TokenDelivery.ENV else None)
+    if args.dry_run:
+        shown = json.loads(json.dumps(body))
+        for e in shown["job_spec"]["worker_pool_specs"][0]["container_spec"]["env"]:
+            if e["name"] == "HF_TOKEN":
+                e["value"] = f"<redacted sha256:{pinned.token.fingerprint}>"
+        print(json.dumps({"parent": f"projects/{outputs.project_id}/locations/{outputs.region}",
+                          "custom_job": shown}, indent=2))
+        return 0
+    if req.token_delivery is TokenDelivery.SECRET_REF:
+        submit.upload_bootstrap(outputs)
+    job, created = submit.create(body, outputs)
+    result = {"job": job.name, "state": job.state.name, "created": created,
+              "request_id": body["labels"]["hfgate-request-id"], "token_version": pinned.version_name,
+              "token_fingerprint": pinned.token.fingerprint}
+    print(("submitted " if created else "already submitted (same request id) ") + job.name, file=sys.stderr)
+    if args.wait:
+        job = submit.wait(job, outputs)
+        result["state"] = job.state.name
+        if job.state.name != "JOB_STATE_SUCCEEDED":
+            result["error"] = job.error.message
+            print(f"hfgate: job {job.state.name.removeprefix('JOB_STATE_')}: {job.error.message}", file=sys.stderr)
+    print(json.dumps(result, indent=2) if args.json else result["job"])
+    return 0 if result["state"] in ("JOB_STATE_SUCCEEDED", "JOB_STATE_QUEUED", "JOB_STATE_PENDING",
+                                    "JOB_STATE_RUNNING") else 1
+
+
+def cmd_status(args) -> int:
+    from jobs import submit
+    outputs = _outputs(args)
+    job = submit.get(args.job, outputs)
+    info = {"job": job.name, "display_name": job.display_name, "state": job.state.name,
+            "labels": dict(job.labels), "error": job.error.message or None}
+    print(json.dumps(info, indent=2) if args.json else
+          f"{job.name}\n  {job.display_name}: {job.state.name.removeprefix('JOB_STATE_')}"
+          + (f"\n  error: {job.error.message}" if job.error.message else ""))
+    return 0
+
+
+def cmd_logs(args) -> int:
+    from jobs import submit
+    outputs = _outputs(args)
+    job = submit.get(args.job, outputs)
+    token, lines = None, []
+    while True:
+        page, token = submit.logs(job.name, outputs, token)
+        lines += page
+        if not token:
+            break
+    print(json.dumps(lines) if args.json else "\n".join(lines))
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    from jobs import submit
+    submit.cancel(args.job, _outputs(args))
+    print(f"cancel requested for {args.job}", file=sys.stderr)
+    return 0
+
+
+def cmd_machines(args) -> int:
+    from stacks.facts import MACHINES, N1_ACCELERATORS
+    rows = [{"machine_type": m.machine_type, "accelerator_type": m.accelerator_type,
+             "accelerator_counts": list(m.accelerator_counts), "note": m.note} for m in MACHINES.values()]
+    if args.json:
+        print(json.dumps({"machines": rows, "n1_accelerators": {k: list(v) for k, v in N1_ACCELERATORS.items()}}))
+    else:
+        for r in rows:
+            print(f"{r['machine_type']:<18} {r['accelerator_type'] or '-':<24} "
+                  f"{'/'.join(map(str, r['accelerator_counts'])) or '-':<6} {r['note']}")
+    return 0
+
+
+COMMANDS = {"check": cmd_check, "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs,
+            "cancel": cmd_cancel, "machines": cmd_machines}
+
+if __name__ == "__main__":
+    sys.exit(main())

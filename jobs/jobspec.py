@@ -1,0 +1,158 @@
+"""Build the Vertex AI CustomJob: a pure function of its inputs, tested without a network."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+
+from jobs.errors import UsageError
+from stacks.contract import Outputs
+from stacks.facts import machine_problem
+
+BOOTSTRAP_OBJECT = "hfgate/bootstrap-{digest}.py"
+
+# TRL version in each known training image: trainer arguments must fit the image, not PyPI's latest.
+IMAGE_TRL = {
+    "us-docker.pkg.dev/deeplearning-platform-release/gcr.io/"
+    "huggingface-pytorch-training-cu121.2-3.transformers.4-48.ubuntu2204.py311": (0, 13),
+    "localcloud/trl:1.16": (1, 16),
+}
+
+
+class TokenDelivery(str, Enum):
+    SECRET_REF = "secret-ref"   # the job carries only the pinned version name; the bootstrap reads it in the job
+    ENV = "env"                 # HF_TOKEN in the job spec: readable by anyone with customJobs.get
+    MIRROR = "mirror"           # no token in the job at all (weights mirrored into the bucket)
+
+
+class Scheduling(str, Enum):
+    STANDARD = "STANDARD"
+    SPOT = "SPOT"
+    FLEX_START = "FLEX_START"
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    model: str
+    dataset: str
+    revision: str = "main"
+    machine_type: str | None = None
+    accelerator_type: str | None = None
+    accelerator_count: int | None = None
+    replica_count: int = 1
+    max_steps: int | None = None
+    epochs: float | None = None
+    lora: bool = True
+    dtype: str = "bfloat16"
+    timeout_s: int = 24 * 3600
+    scheduling: Scheduling = Scheduling.STANDARD
+    image: str | None = None
+    trl_version: tuple[int, int] | None = None
+    extra_args: tuple[str, ...] = ()
+    display_name: str | None = None
+    token_delivery: TokenDelivery = TokenDelivery.SECRET_REF
+    nonce: str = ""             # set to force a new job for an otherwise identical request
+    extra_env: dict = field(default_factory=dict)
+
+
+def label_value(text: str) -> str:
+    return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:63]
+
+
+def trl_args(req: TrainRequest, version: tuple[int, int], output_dir: str) -> list[str]:
+    args = ["sft", "--model_name_or_path", req.model, "--model_revision", req.revision,
+            "--dataset_name", req.dataset, "--output_dir", output_dir, "--report_to", "none",
+            "--logging_steps", "1", "--save_strategy", "no" if version < (1, 0) else "no"]
+    if req.max_steps:
+        args += ["--max_steps", str(req.max_steps)]
+    if req.epochs:
+        args += ["--num_train_epochs", str(req.epochs)]
+    # TRL < 0.20 (transformers < 4.56) names the dtype flag torch_dtype; later releases renamed it to dtype.
+    args += ["--torch_dtype" if version < (0, 20) else "--dtype", req.dtype]
+    if req.lora:
+        args += ["--use_peft", "--lora_r", "16", "--lora_alpha", "32"]
+    return args + list(req.extra_args)
+
+
+def request_id(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str, token_fingerprint: str,
+                     bootstrap_digest: str = "", hf_token_value: str | None = None,
+                     model_path: str | None = None) -> dict:
+    """The CustomJob as the JSON form of aiplatform_v1.CustomJob. Never contains the token unless
+    `token_delivery` is ENV (then `hf_token_value` is required and the caller warns)."""
+    machine = req.machine_type or outputs.machine_type
+    accel = req.accelerator_type if req.accelerator_type is not None else (outputs.accelerator_type or None)
+    count = req.accelerator_count if req.accelerator_count is not None else outputs.accelerator_count
+    if req.machine_type and req.accelerator_type is None and req.accelerator_count is None:
+        from stacks.facts import MACHINES
+        shape = MACHINES.get(machine)
+        accel = shape.accelerator_type if shape else None
+        count = shape.accelerator_counts[0] if shape and shape.accelerator_counts else 0
+    why = machine_problem(machine, accel or None, count or 0)
+    if why:
+        raise UsageError(f"invalid machine: {why}", "pick a row of the machine table (hfgate machines)")
+    if req.replica_count < 1:
+        raise UsageError("--replica-count must be at least 1", "use 1 for one node")
+    image = req.image or outputs.training_image
+    version = req.trl_version or IMAGE_TRL.get(image)
+    if version is None:
+        raise UsageError(f"unknown TRL version for image {image}",
+                         "pass --trl-version X.Y (the TRL installed in that image) so arguments fit it")
+    bucket = outputs.artifacts_bucket.removeprefix("gs://")
+    name = req.display_name or f"hfgate-{label_value(req.model.split('/')[-1])}"
+    base_output = f"{outputs.artifacts_bucket}/runs/{name}"
+    output_dir = f"/gcs/{bucket}/runs/{name}/model"
+    model_ref = model_path or req.model
+    train_req = TrainRequest(**{**req.__dict__, "model": model_ref}) if model_path else req
+    trainer = ["trl"] + trl_args(train_req, version, output_dir)
+    env = {"HF_HOME": "/tmp/hf", "TRL_USE_RICH": "0", "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
+    if outputs.egress_mode == "proxy" and req.token_delivery is not TokenDelivery.MIRROR:
+        env.update({"HTTPS_PROXY": outputs.proxy_url, "HTTP_PROXY": outputs.proxy_url,
+                    "NO_PROXY": "metadata.google.internal,169.254.169.254,.googleapis.com,localhost,127.0.0.1"})
+    if req.token_delivery is TokenDelivery.MIRROR:
+        env["HF_HUB_OFFLINE"] = "1"
+    env.update(req.extra_env)
+    if req.token_delivery is TokenDelivery.SECRET_REF:
+        staging = outputs.staging_bucket.removeprefix("gs://")
+        command = ["python3", f"/gcs/{staging}/{BOOTSTRAP_OBJECT.format(digest=bootstrap_digest)}", "--"]
+        env["HFGATE_TOKEN_SECRET_VERSION"] = token_version
+        args = trainer
+    else:
+        command, args = trainer[:1], trainer[1:]
+        if req.token_delivery is TokenDelivery.ENV:
+            if not hf_token_value:
+                raise UsageError("env delivery needs the token value", "internal: pass hf_token_value")
+            env["HF_TOKEN"] = hf_token_value
+    machine_spec = {"machine_type": machine}
+    if accel:
+        machine_spec.update(accelerator_type=accel, accelerator_count=count)
+    container = {"image_uri": image, "command": command, "args": args,
+                 "env": [{"name": k, "value": v} for k, v in sorted(env.items())]}
+    pools = [{"machine_spec": machine_spec, "replica_count": 1, "container_spec": container,
+              "disk_spec": {"boot_disk_type": "pd-ssd", "boot_disk_size_gb": 200}}]
+    if req.replica_count > 1:
+        pools.append({**pools[0], "replica_count": req.replica_count - 1})
+    scheduling = {"timeout": f"{req.timeout_s}s"}
+    if req.scheduling is not Scheduling.STANDARD:
+        scheduling["strategy"] = req.scheduling.value
+    spec = {"worker_pool_specs": pools, "service_account": outputs.trainer_email,
+            "base_output_directory": {"output_uri_prefix": base_output}, "scheduling": scheduling}
+    if outputs.egress_mode == "proxy" and outputs.network_attachment:
+        spec["psc_interface_config"] = {"network_attachment": outputs.network_attachment}
+    body = {"display_name": name, "job_spec": spec}
+    labels = {"managed-by": "hfgate", "hfgate-model": label_value(req.model),
+              "hfgate-token-version": label_value(token_version.rsplit("/", 1)[-1]) if token_version else "none",
+              "hfgate-token-fp": token_fingerprint or "none", "hfgate-delivery": req.token_delivery.value}
+    hashed = json.loads(json.dumps(body))
+    if req.token_delivery is TokenDelivery.ENV:   # the id must not be derivable from the token
+        for e in hashed["job_spec"]["worker_pool_specs"][0]["container_spec"]["env"]:
+            if e["name"] == "HF_TOKEN":
+                e["value"] = token_fingerprint
+    labels["hfgate-request-id"] = request_id({"body": hashed, "labels": labels, "nonce": req.nonce})
+    body["labels"] = labels
+    return body

@@ -1,0 +1,243 @@
+"""Preflight: check the token against the Hub before any GPU is paid for.
+
+The independent checks (whoami, model info, auth-check) run concurrently; each yields a row with ✓/✗/! and the
+fix. The exit code is the most specific failure: 3 token, 5 not found, 4 access, 6 transient.
+"""
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+from jobs.token import HfToken, shape_problem
+from stacks.errors import EXIT_ACCESS, EXIT_NOT_FOUND, EXIT_OK, EXIT_TOKEN, EXIT_TRANSIENT
+
+OK, FAIL, WARN = "ok", "fail", "warn"
+MARK = {OK: "✓", FAIL: "✗", WARN: "!"}
+RETRIES = 4
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+    exit_code: int = EXIT_OK
+
+
+@dataclass
+class Report:
+    model: str
+    revision: str
+    checks: list[Check] = field(default_factory=list)
+    user: str | None = None
+    token_role: str | None = None
+    gated: object = None
+    commit: str | None = None
+    license: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != FAIL for c in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        codes = [c.exit_code for c in self.checks if c.status == FAIL]
+        for code in (EXIT_TOKEN, EXIT_NOT_FOUND, EXIT_ACCESS, EXIT_TRANSIENT):
+            if code in codes:
+                return code
+        return max(codes) if codes else EXIT_OK
+
+    def table(self) -> str:
+        width = max(len(c.name) for c in self.checks)
+        lines = [f"preflight for {self.model}@{self.revision}"]
+        for c in self.checks:
+            lines.append(f"  {MARK[c.status]} {c.name.ljust(width)}  {c.detail}")
+            if c.fix and c.status != OK:
+                lines.append(f"    {' ' * width}  fix: {c.fix}")
+        lines.append(("ready to train" if self.ok else "not ready: nothing was submitted")
+                     + f" ({self.seconds:.2f}s)")
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data.update(ok=self.ok, exit_code=self.exit_code)
+        return json.dumps(data, indent=2, default=str)
+
+
+def _retrying(call):
+    """Bounded retries on 429/5xx/connection errors; anything else is an answer."""
+    from huggingface_hub.errors import HfHubHTTPError
+    delay = 0.2
+    for attempt in range(RETRIES):
+        try:
+            return call()
+        except HfHubHTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if status not in (429, 500, 502, 503, 504) or attempt == RETRIES - 1:
+                raise
+        except OSError:
+            if attempt == RETRIES - 1:
+                raise
+        time.sleep(delay)
+        delay *= 2
+
+
+def _transient(name: str, exc: Exception) -> Check:
+    return Check(name, FAIL, f"the Hub did not answer after {RETRIES} tries ({type(exc).__name__})",
+                 "check the network path to huggingface.co (proxy, firewall) or https://status.huggingface.co,"
+                 " then try again", EXIT_TRANSIENT)
+
+
+def preflight(token: HfToken, model: str, revision: str = "main", api=None) -> Report:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+
+    t0 = time.perf_counter()
+    report = Report(model, revision)
+    problem = shape_problem(token.reveal())
+    if problem:
+        report.checks.append(Check("token shape", FAIL, problem[0], problem[1], EXIT_TOKEN))
+        report.seconds = time.perf_counter() - t0
+        return report
+    report.checks.append(Check("token shape", OK, f"hf_… (sha256:{token.fingerprint})"))
+    api = api or HfApi()
+    value = token.reveal()
+
+    def whoami():
+        try:
+            return _retrying(lambda: api.whoami(token=value, cache=False))
+        except HfHubHTTPError as exc:
+            return exc
+        except OSError as exc:
+            return exc
+
+    def info():
+        try:
+            return _retrying(lambda: api.model_info(model, revision=revision, token=value, files_metadata=False))
+        except (HfHubHTTPError, OSError) as exc:
+            return exc
+
+    def auth():
+        try:
+            return _retrying(lambda: api.auth_check(model, token=value))
+        except (HfHubHTTPError, OSError) as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        f_who, f_info, f_auth = pool.submit(whoami), pool.submit(info), pool.submit(auth)
+        who, minfo, access = f_who.result(), f_info.result(), f_auth.result()
+
+    # whoami --------------------------------------------------------------------------------------------------------
+    fine = None
+    if isinstance(who, HfHubHTTPError):
+        if who.response is not None and who.response.status_code == 401:
+            report.checks.append(Check("token valid", FAIL, "the Hub rejects this token (invalid or revoked)",
+                                       "create a new read or fine-grained token at"
+                                       " https://huggingface.co/settings/tokens and run `hfgate token set`",
+                                       EXIT_TOKEN))
+        else:
+            report.checks.append(_transient("token valid", who))
+    elif isinstance(who, Exception):
+        report.checks.append(_transient("token valid", who))
+    else:
+        access_token = who.get("auth", {}).get("accessToken", {})
+        role = access_token.get("role")
+        report.user, report.token_role = who.get("name"), role
+        orgs = ", ".join(o["name"] for o in who.get("orgs", [])) or "no orgs"
+        detail = f"user {who.get('name')} ({orgs}), {role} token {access_token.get('displayName', '')!r}"
+        if role == "write":
+            report.checks.append(Check("token valid", WARN, detail + ": broader than training needs",
+                                       "use a read or fine-grained token (least privilege); a write token can"
+                                       " push to every repo its owner can"))
+        else:
+            report.checks.append(Check("token valid", OK, detail))
+        if role == "fineGrained":
+            fine = access_token.get("fineGrained", {})
+
+    # model ---------------------------------------------------------------------------------------------------------
+    if isinstance(minfo, RevisionNotFoundError):
+        report.checks.append(Check("model", FAIL, f"{model} has no revision {revision!r}",
+                                   f"use an existing branch, tag or commit (see https://huggingface.co/{model}"
+                                   "/tree/main)", EXIT_NOT_FOUND))
+    elif isinstance(minfo, RepositoryNotFoundError):
+        hint = _case_hint(api, model, value)
+        report.checks.append(Check("model", FAIL, f"no model {model!r} that this token can see"
+                                   " (ids are case-sensitive; private repos look missing too)",
+                                   f"did you mean {hint}? (model ids are case-sensitive)" if hint else
+                                   "check the spelling at https://huggingface.co/models; for a private repo the"
+                                   " token's owner needs access", EXIT_NOT_FOUND))
+    elif isinstance(minfo, Exception):
+        report.checks.append(_transient("model", minfo))
+    else:
+        report.gated, report.commit = minfo.gated, minfo.sha
+        card = minfo.card_data or {}
+        report.license = card.get("license") if hasattr(card, "get") else None
+        gating = {False: "not gated", "auto": "gated (automatic approval)", "manual": "gated (manual approval)"}
+        report.checks.append(Check("model", OK, f"{model}@{(minfo.sha or '')[:12]}, "
+                                   f"{gating.get(minfo.gated, str(minfo.gated))}"
+                                   + (", private" if minfo.private else "")))
+        files = [s.rfilename for s in (minfo.siblings or [])]
+        if any(f.endswith(".safetensors") for f in files):
+            report.checks.append(Check("weights", OK, "safetensors present"))
+        elif any(f.endswith((".bin", ".pt", ".pth", ".ckpt")) for f in files):
+            report.checks.append(Check("weights", WARN, "only pickle weights (.bin): loading them runs code",
+                                       "prefer a revision with safetensors, or trust this repo explicitly"))
+        else:
+            report.checks.append(Check("weights", WARN, "no weight files found at this revision",
+                                       "check the revision"))
+
+    # access --------------------------------------------------------------------------------------------------------
+    if isinstance(access, GatedRepoError):
+        msg = access.server_message or str(access)
+        if "awaiting a review" in msg:
+            detail, fix = "your access request is awaiting the authors' review", \
+                f"wait for approval at https://huggingface.co/{model} (manual gating), or use another model"
+        elif "rejected" in msg:
+            detail, fix = "the authors rejected this account's access request", \
+                "ask the model's authors, or train with another account's token"
+        elif fine is not None and not fine.get("canReadGatedRepos"):
+            detail, fix = "this fine-grained token lacks 'read access to public gated repos'", \
+                "edit the token at https://huggingface.co/settings/tokens and tick 'Read access to contents of" \
+                " all public gated repos you can access', or use a read token"
+        else:
+            detail, fix = (f"{report.user or 'this account'} has not accepted the model's terms",
+                           f"open https://huggingface.co/{model} logged in as {report.user or 'the token owner'},"
+                           " accept the terms, then run this check again")
+        report.checks.append(Check("gated access", FAIL, detail, fix, EXIT_ACCESS))
+    elif isinstance(access, RepositoryNotFoundError):
+        if not any(c.name == "model" and c.status == FAIL for c in report.checks):
+            report.checks.append(Check("gated access", FAIL, "the token cannot read this repo",
+                                       "for private repos the token's owner or org needs access; for fine-grained"
+                                       " tokens add the repo or its namespace to the token's scope", EXIT_ACCESS))
+    elif isinstance(access, Exception) and not isinstance(access, HfHubHTTPError):
+        report.checks.append(_transient("gated access", access))
+    elif isinstance(access, HfHubHTTPError):
+        status = access.response.status_code if access.response is not None else 0
+        if status in (401,):
+            pass  # already reported by whoami
+        elif status in (429, 500, 502, 503, 504):
+            report.checks.append(_transient("gated access", access))
+        else:
+            report.checks.append(Check("gated access", FAIL, f"the Hub refused ({status})",
+                                       "check the token's permissions", EXIT_ACCESS))
+    elif not isinstance(minfo, Exception):
+        report.checks.append(Check("gated access", OK, "granted" if report.gated else "public model"))
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _case_hint(api, model: str, token: str) -> str | None:
+    """The Hub matches ids case-sensitively; if a public model differs only in case, name it."""
+    try:
+        name = model.split("/")[-1]
+        for m in api.list_models(search=name, limit=50, token=token):
+            if m.id.lower() == model.lower() and m.id != model:
+                return m.id
+    except Exception:  # noqa: BLE001 - a hint is best effort
+        return None
+    return None
