@@ -107,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hfgate: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: say so in one line, with the traceback only under -v
+        if args.verbose:
+            logging.exception("internal error")
+        print(f"hfgate: internal error: {type(exc).__name__} (run with -v for details; please report it)",
+              file=sys.stderr)
+        return 1
 
 
 def cmd_check(args) -> int:

@@ -52,7 +52,8 @@ def _retry(call, what: str):
 
 
 def find_existing(client, outputs: Outputs, rid: str):
-    resp = _retry(lambda: client.list_custom_jobs(parent=_parent(outputs), filter=f'labels.hfgate-request-id="{rid}"'),
+    resp = _retry(lambda: client.list_custom_jobs(request={"parent": _parent(outputs),
+                                                          "filter": f'labels.hfgate-request-id="{rid}"'}),
                   "the duplicate check")
     for job in resp:
         if job.state.name not in ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED"):
