@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import subprocess
 import tempfile
 import time
@@ -87,5 +86,3 @@ class GcsEmulator:
 def _md5(path: Path) -> str:
     return base64.b64encode(hashlib.md5(path.read_bytes()).digest()).decode()
 
-
-del os

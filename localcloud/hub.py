@@ -297,7 +297,6 @@ def _hub_handler(state: HubState, cdn):
             return state.repos.get(repo_id), "/".join(parts[2:])
 
         def _visible(self, kind, repo: Repo | None, repo_id: str, token: Token | None) -> Repo:
-            label = "model" if kind == "model" else "dataset"
             if repo is None or repo.type != kind or (repo.private and not self._member(repo, token)):
                 if token is None:
                     raise HubError(401, "RepoNotFound", f"Repository Not Found for url: {self.path}."
@@ -306,7 +305,6 @@ def _hub_handler(state: HubState, cdn):
                                    " authenticated.")
                 raise HubError(404, "RepoNotFound", f"Repository Not Found for url: {self.path}."
                                f" Please make sure you specified the correct `repo_id` and `repo_type`.")
-            del label
             return repo
 
         def _member(self, repo: Repo, token: Token | None) -> bool:

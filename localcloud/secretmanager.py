@@ -3,15 +3,13 @@ the REST `v1/{name}:access` form. Authorization and error wording follow the rea
 from __future__ import annotations
 
 import base64
-import json
 import threading
-import time
 from dataclasses import dataclass, field
 
 import google_crc32c
 import grpc
 from google.cloud.secretmanager_v1 import types as sm
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
 from localcloud.state import Grants, Identities
 
@@ -210,9 +208,6 @@ def grpc_handler(store: SecretStore) -> grpc.GenericRpcHandler:
         return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=request_cls.deserialize,
                                                    response_serializer=response_cls.serialize)
 
-    empty = type("Empty", (), {"serialize": staticmethod(lambda m: m.SerializeToString()),
-                               "deserialize": staticmethod(empty_pb2.Empty.FromString)})
-    del empty
     methods = {
         "CreateSecret": method(sm.CreateSecretRequest, sm.Secret,
                                lambda m, r: store.create_secret(m, r.parent, r.secret_id, r.secret)),
