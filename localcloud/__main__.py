@@ -17,12 +17,14 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--state-dir", type=Path, default=Path(".localcloud"),
                     help="where the env file, outputs contract, Hub tokens and job folders go (default .localcloud)")
     up.add_argument("--seed", type=Path, help="declarative seed (default localcloud/seed.toml)")
+    up.add_argument("--plan", type=Path, help="the synthesized local stack to create (default"
+                    " cdktf.out/stacks/hfgate-local/cdk.tf.json, synthesized first if missing)")
     args = parser.parse_args(argv)
 
     from localcloud.cloud import LocalCloud
 
     args.state_dir.mkdir(parents=True, exist_ok=True)
-    cloud = LocalCloud(args.seed, args.state_dir).start()
+    cloud = LocalCloud(args.seed, args.state_dir, plan=args.plan).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     env_file = args.state_dir / "localcloud.env"

@@ -23,6 +23,8 @@ from localcloud.state import Grants, Identities, Seed
 from stacks.config import load_settings
 from stacks.contract import outputs_from_settings
 from stacks.naming import names_for
+from stacks.plan import load as load_plan
+from stacks.plan import synthesized
 
 
 def _fake_weights(kind: str, name: str) -> dict[str, bytes]:
@@ -39,15 +41,36 @@ def _fake_weights(kind: str, name: str) -> dict[str, bytes]:
             "README.md": b"---\nlicense: apache-2.0\n---\n"}
 
 
+def ensure_plan(env: str, outdir: Path | None = None) -> Path:
+    """The synthesized plan of `env` (cdktf.out/stacks/hfgate-<env>/cdk.tf.json), synthesized now if missing."""
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parent.parent
+    outdir = Path(outdir or os.environ.get("CDKTF_OUTDIR") or root / "cdktf.out")
+    path = synthesized(outdir, env)
+    if not path.exists():
+        print(f"localcloud: synthesizing the {env} stack into {outdir} (once)", file=sys.stderr, flush=True)
+        proc = subprocess.run([sys.executable, str(root / "main.py")], cwd=root, capture_output=True, text=True,
+                              env={**os.environ, "HFGATE_ENVS": env, "CDKTF_OUTDIR": str(outdir)})
+        if proc.returncode != 0:
+            raise RuntimeError(f"synth of {env} failed: {proc.stderr.strip()[-2000:]}")
+    return path
+
+
 class LocalCloud:
-    def __init__(self, seed_path: Path | None = None, state_dir: Path | None = None) -> None:
+    """Everything on loopback. What the stacks declare (secret, buckets, service accounts, IAM grants) is created
+    from the synthesized plan itself (`plan`), so the local cloud cannot drift from the stacks."""
+
+    def __init__(self, seed_path: Path | None = None, state_dir: Path | None = None, plan: Path | None = None) -> None:
         self.seed = Seed.load(seed_path)
-        self.settings = load_settings(self.seed.raw["project"]["env"])
+        env = self.seed.raw["project"]["env"]
+        self.settings = load_settings(env)
         s = self.settings
         self.project_id, self.region = s.project_id, s.region
         self.project_number = s.project_number or "100000000001"
         self.names = names_for(s)
         self.outputs = outputs_from_settings(s, self.project_number)
+        self.plan = load_plan(Path(plan) if plan else ensure_plan(env))
         self._own_state = state_dir is None
         self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="localcloud-"))
         self.identities = Identities()
@@ -72,17 +95,26 @@ class LocalCloud:
         return self.seed.raw["principals"][0]["member"]
 
     def _seed_grants(self) -> None:
-        """The stacks' grants, by the stacks' names: accessor on the one secret for trainer and submitter,
-        aiplatform.user and act-as on the trainer for the submitter."""
-        secret = f"secret:{self.names.secret_id}"
-        self.grants.add(self.trainer, "roles/secretmanager.secretAccessor", secret)
-        self.grants.add(self.submitter, "roles/secretmanager.secretAccessor", secret)
-        self.grants.add(self.submitter, "roles/aiplatform.user", "project")
-        self.grants.add(self.submitter, "roles/iam.serviceAccountUser", self.trainer)
-        self.grants.add(self.trainer, "roles/logging.logWriter", "project")
+        """The stacks' IAM, read from the plan: secret-level, service-account-level (act-as), bucket-level and
+        project-level members. Then the seed's extra principals (the platform admin, an intruder)."""
+        plan = self.plan
+        for r in plan.of_type("google_secret_manager_secret_iam_member", "google_secret_manager_secret_iam_binding"):
+            v = plan.resolved(r)
+            for member in v.get("members") or [v.get("member")]:
+                self.grants.add(member, v["role"], f"secret:{v['secret_id'].rsplit('/', 1)[-1]}")
+        for r in plan.of_type("google_service_account_iam_member"):
+            v = plan.resolved(r)
+            email = v["service_account_id"].rsplit("/", 1)[-1]
+            self.grants.add(v["member"], v["role"], f"serviceAccount:{email}")
+        for r in plan.of_type("google_project_iam_member"):
+            v = plan.resolved(r)
+            self.grants.add(v["member"], v["role"], "*")          # project-level: every resource in the project
+        for r in plan.of_type("google_storage_bucket_iam_member"):
+            v = plan.resolved(r)
+            self.grants.add(v["member"], v["role"], f"bucket:{v['bucket']}")
         for p in self.seed.raw.get("principals", []):
             for role in p["roles"]:
-                self.grants.add(p["member"], role, "*" if "secretmanager" in role else "project")
+                self.grants.add(p["member"], role, "*")
 
     def _seed_hub(self) -> None:
         hub = self.seed.raw.get("hub", {})
@@ -106,15 +138,21 @@ class LocalCloud:
         self._seed_hub()
         self.gcs = GcsEmulator(self.project_id)
         self.gcs.start()
-        for bucket in (self.names.staging_bucket, self.names.artifacts_bucket, self.names.logs_bucket):
+        self.buckets = [self.plan.resolved(b)["name"] for b in self.plan.of_type("google_storage_bucket")]
+        for bucket in self.buckets:
             self.gcs.create_bucket(bucket, self.region)
 
         self.secrets = secretmanager.SecretStore(self.project_id, self.project_number, self.grants, self.identities)
         from google.cloud.secretmanager_v1 import types as sm
-        self.secrets.create_secret(self.admin, f"projects/{self.project_id}", self.names.secret_id, sm.Secret(
-            replication=sm.Replication(user_managed=sm.Replication.UserManaged(
-                replicas=[sm.Replication.UserManaged.Replica(location=loc) for loc in self.settings.replicas])),
-            labels={"managed-by": "hfgate"}))
+        for r in self.plan.of_type("google_secret_manager_secret"):
+            v = self.plan.resolved(r)
+            replicas = [rep["location"] for rep in v.get("replication", {}).get("user_managed", {}).get("replicas", [])]
+            self.secrets.create_secret(self.admin, f"projects/{v.get('project') or self.project_id}", v["secret_id"],
+                                       sm.Secret(replication=sm.Replication(user_managed=sm.Replication.UserManaged(
+                                           replicas=[sm.Replication.UserManaged.Replica(location=loc)
+                                                     for loc in replicas])) if replicas else
+                                           sm.Replication(automatic=sm.Replication.Automatic()),
+                                           labels=v.get("labels") or {}))
 
         self.hub, self.cdn = start_hub(self.hub_state)
         self.hub_state.job_runner = self._run_hf_job

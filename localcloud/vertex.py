@@ -13,6 +13,7 @@ import re
 import secrets
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -55,6 +56,10 @@ class JobStore:
         self.lock = threading.Lock()
         self.quota_exhausted = False         # fault knob: the next creates fail with RESOURCE_EXHAUSTED
         self.create_calls = 0
+        # The local "image": the running interpreter's environment (with the `train` extra, it has the real trl).
+        # Tests put stand-in programs first with path_prefix.
+        self.path_prefix: list[str] = []
+        self.cmdlines: dict[str, list[list[str]]] = {}   # argv of every process seen in a job's process group
 
     def _parent_ok(self, parent: str) -> None:
         ok = re.fullmatch(r"projects/([^/]+)/locations/([^/]+)", parent)
@@ -193,6 +198,7 @@ class JobStore:
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "PYTHONPATH",
                                                            "VIRTUAL_ENV", "SSL_CERT_FILE")}
         env.update(self.job_env)
+        env["PATH"] = os.pathsep.join([*self.path_prefix, os.path.dirname(sys.executable), env.get("PATH", "")])
         env["HOME"] = str(jobdir)
         metadata = self.start_metadata(f"serviceAccount:{job.job_spec.service_account}")
         env.update({"GCE_METADATA_HOST": metadata.hostport, "GCE_METADATA_IP": metadata.hostport,

@@ -34,11 +34,13 @@ def plans(synth_dir) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="session")
-def cloud():
-    """The local cloud, once per session; jobs find the `trl` probe in tests/bin first on PATH."""
+def cloud(synth_dir):
+    """The local cloud, once per session, created from the synthesized local stack; its jobs find the `trl`
+    probe in tests/bin first on PATH (the end-to-end test runs the real trl in a cloud of its own)."""
     from localcloud import LocalCloud
-    os.environ["PATH"] = f"{ROOT / 'tests' / 'bin'}{os.pathsep}{os.environ['PATH']}"
-    with LocalCloud() as c:
+    from stacks.plan import synthesized
+    with LocalCloud(plan=synthesized(synth_dir, "local")) as c:
+        c.jobs.path_prefix = [str(ROOT / "tests" / "bin")]
         yield c
 
 

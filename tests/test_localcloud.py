@@ -13,9 +13,11 @@ import pytest
 from tests.conftest import ROOT
 
 
-def test_up_starts_fast_and_leaves_nothing_running(tmp_path):
+def test_up_starts_fast_and_leaves_nothing_running(tmp_path, synth_dir):
+    from stacks.plan import synthesized
     t0 = time.time()
-    proc = subprocess.Popen([sys.executable, "-m", "localcloud", "up", "--state-dir", str(tmp_path)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "localcloud", "up", "--state-dir", str(tmp_path),
+                             "--plan", str(synthesized(synth_dir, "local"))], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     first = proc.stdout.readline()
     assert "local cloud up" in first, first

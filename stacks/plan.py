@@ -1,0 +1,167 @@
+"""Read what the stacks declare, from either form a reviewer or the local cloud may have at hand:
+
+- the synthesized `cdktf.out/stacks/<stack>/cdk.tf.json` (Terraform JSON configuration, with `${...}` references), or
+- a `terraform show -json` plan (`planned_values` with concrete values, `configuration` with references for the
+  values only known after apply).
+
+Both become the same `Plan`: resources with their values, references resolved to the concrete names the provider
+will compute (a service account's email, a secret's id, a bucket's name) and "(known after apply: ...)" otherwise.
+One reader, used by the local cloud (to create what the stacks declare) and by the security review.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stacks.errors import ConfigError
+
+REF = re.compile(r"\$\{([a-z0-9_]+)\.([A-Za-z0-9_-]+)\.([a-z0-9_]+)\}")
+
+
+@dataclass
+class Resource:
+    type: str
+    name: str
+    values: dict
+    path: str = ""                 # construct path (synth) or address (plan)
+
+    @property
+    def address(self) -> str:
+        return f"{self.type}.{self.name}"
+
+
+@dataclass
+class Plan:
+    stack: str
+    source: str                    # "synth" or "plan"
+    resources: list[Resource] = field(default_factory=list)
+    outputs: dict = field(default_factory=dict)
+    providers: dict = field(default_factory=dict)
+
+    def of_type(self, *types: str) -> list[Resource]:
+        return [r for r in self.resources if r.type in types]
+
+    def get(self, type_: str, name: str) -> Resource | None:
+        return next((r for r in self.resources if r.type == type_ and r.name == name), None)
+
+    # What the provider computes from the arguments: enough for the attributes IAM and naming refer to.
+    def attribute(self, type_: str, name: str, attr: str) -> str:
+        r = self.get(type_, name)
+        if r is None:
+            return f"(unknown: {type_}.{name}.{attr})"
+        v = r.values
+        if attr in v and isinstance(v[attr], (str, int, float)) and not REF.search(str(v[attr])):
+            return str(v[attr])
+        project = self.resolve(v.get("project", "")) or self.default_project()
+        if type_ == "google_service_account":
+            email = f"{v.get('account_id')}@{project}.iam.gserviceaccount.com"
+            return {"email": email, "member": f"serviceAccount:{email}", "name": f"projects/{project}/serviceAccounts/"
+                    f"{email}", "id": f"projects/{project}/serviceAccounts/{email}"}.get(attr, _unknown(type_, name, attr))
+        if type_ == "google_secret_manager_secret":
+            full = f"projects/{project}/secrets/{self.resolve(v.get('secret_id', ''))}"
+            return {"id": full, "name": full, "secret_id": self.resolve(v.get("secret_id", "")),
+                    "project": project}.get(attr, _unknown(type_, name, attr))
+        if type_ == "google_storage_bucket":
+            bucket = self.resolve(v.get("name", ""))
+            return {"name": bucket, "id": bucket, "url": f"gs://{bucket}"}.get(attr, _unknown(type_, name, attr))
+        if type_ == "google_pubsub_topic":
+            topic = self.resolve(v.get("name", ""))
+            return {"name": topic, "id": f"projects/{project}/topics/{topic}"}.get(attr, _unknown(type_, name, attr))
+        if type_ in ("google_compute_network", "google_compute_subnetwork", "google_compute_network_attachment"):
+            kind = {"google_compute_network": "networks", "google_compute_subnetwork": "subnetworks",
+                    "google_compute_network_attachment": "networkAttachments"}[type_]
+            where = "global" if kind == "networks" else f"regions/{self.resolve(v.get('region', ''))}"
+            full = f"projects/{project}/{where}/{kind}/{self.resolve(v.get('name', ''))}"
+            return {"id": full, "self_link": full, "name": self.resolve(v.get("name", ""))}.get(
+                attr, _unknown(type_, name, attr))
+        if type_ == "google_project_service_identity":
+            if attr in ("member", "email"):
+                svc = str(v.get("service", "")).split(".")[0]
+                email = f"service-(project number)@gcp-sa-{svc}.iam.gserviceaccount.com"
+                return f"serviceAccount:{email}" if attr == "member" else email
+        return _unknown(type_, name, attr)
+
+    def resolve(self, value):
+        """Replace every `${type.name.attr}` in a string (recursively in lists and dicts)."""
+        if isinstance(value, str):
+            return REF.sub(lambda m: self.attribute(m.group(1), m.group(2), m.group(3)), value)
+        if isinstance(value, list):
+            return [self.resolve(x) for x in value]
+        if isinstance(value, dict):
+            return {k: self.resolve(x) for k, x in value.items() if k != "//"}
+        return value
+
+    def default_project(self) -> str:
+        google = self.providers.get("google")
+        if isinstance(google, list) and google:
+            google = google[0]
+        return (google or {}).get("project", "") if isinstance(google, dict) else ""
+
+    def resolved(self, r: Resource) -> dict:
+        return self.resolve(r.values)
+
+
+def _unknown(type_: str, name: str, attr: str) -> str:
+    return f"(known after apply: {type_}.{name}.{attr})"
+
+
+def from_synth(path: Path) -> Plan:
+    data = _load_json(path)
+    stack = path.parent.name
+    plan = Plan(stack=stack, source="synth", outputs=data.get("output", {}), providers=data.get("provider", {}))
+    for type_, by_name in (data.get("resource") or {}).items():
+        for name, values in by_name.items():
+            meta = (values.get("//") or {}).get("metadata", {})
+            plan.resources.append(Resource(type_, name, values, meta.get("path", "")))
+    return plan
+
+
+def from_show_json(path: Path) -> Plan:
+    """`terraform show -json plan.out`: planned values win; references fill what is only known after apply."""
+    data = _load_json(path)
+    if "planned_values" not in data:
+        raise ConfigError(f"{path} is not a `terraform show -json` plan (no planned_values)",
+                          "run `terraform plan -out plan.out && terraform show -json plan.out > plan.json`")
+    config = {r["address"]: r for r in _walk(data.get("configuration", {}).get("root_module", {}), "resources")}
+    providers = {}
+    for key, p in (data.get("configuration", {}).get("provider_config") or {}).items():
+        providers[p.get("name", key)] = {k: e.get("constant_value") for k, e in p.get("expressions", {}).items()}
+    plan = Plan(stack=data.get("variables", {}).get("stack", {}).get("value", path.stem), source="plan",
+                outputs=data.get("planned_values", {}).get("outputs", {}), providers=providers)
+    for r in _walk(data["planned_values"].get("root_module", {}), "resources"):
+        if r.get("mode", "managed") != "managed":
+            continue
+        values = dict(r.get("values") or {})
+        for key, expr in (config.get(r["address"], {}).get("expressions") or {}).items():
+            if values.get(key) is None and isinstance(expr, dict) and expr.get("references"):
+                ref = expr["references"][0]
+                values[key] = "${" + ref + "}" if ref.count(".") == 2 else values.get(key)
+        plan.resources.append(Resource(r["type"], r["name"], values, r["address"]))
+    return plan
+
+
+def _walk(module: dict, key: str):
+    yield from module.get(key, [])
+    for child in module.get("child_modules", []):
+        yield from _walk(child, key)
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist", "run `make synth` (or pass --plan FILE)") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})",
+                          "regenerate it with `make synth` or `terraform show -json`") from None
+
+
+def load(path: Path) -> Plan:
+    data = _load_json(path)
+    return from_show_json(path) if "planned_values" in data else from_synth(path)
+
+
+def synthesized(outdir: Path, env: str) -> Path:
+    return Path(outdir) / "stacks" / f"hfgate-{env}" / "cdk.tf.json"
