@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "hfgate needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,train]'
 	touch $@
 
 # checkov pins dependencies that clash with the Google clients: it gets a venv of its own.
@@ -29,7 +29,9 @@ synth: $(VENV)/.installed  ## synthesize every environment in config/ into cdktf
 	$(PY) main.py
 	$(PY) -m stacks.summary
 
-demo: synth  ## synthesize and summarize (the end-to-end demo grows from here)
+demo: $(VENV)/.installed  ## the whole story offline: synth, local cloud, tiny gated model, real trl sft, a blocked user
+	HFGATE_ENVS=local $(PY) main.py
+	$(PY) -m localcloud.demo
 
 test: $(VENV)/.installed $(CHECKOV_VENV)/.installed  ## every test, offline
 	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -q

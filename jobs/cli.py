@@ -27,6 +27,7 @@ EXAMPLES = """examples:
   hfgate submit --env dev --model M --dataset D --dry-run       # print the exact request, create nothing
   hfgate submit ... -- --learning_rate 2e-5                     # after --: passed to trl sft verbatim
   hfgate status JOB | hfgate logs JOB | hfgate cancel JOB
+  hfgate token set --env dev < token.txt                        # validated first; never from argv
 environment: --outputs FILE, else $HFGATE_OUTPUTS, else outputs/<env>.json (cdktn output --outputs-file)
 """
 
@@ -70,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--max-steps", type=int)
     sm.add_argument("--epochs", type=float)
     sm.add_argument("--no-lora", dest="lora", action="store_false", help="full fine-tune instead of LoRA")
-    sm.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32", "auto"])
+    sm.add_argument("--dtype", choices=["bfloat16", "float16", "float32", "auto"],
+                    help="default: bfloat16 on GPUs, float32 on CPU-only machines")
     sm.add_argument("--timeout", type=int, default=24 * 3600, help="seconds (default 86400)")
     sm.add_argument("--scheduling", default="STANDARD", choices=["STANDARD", "SPOT", "FLEX_START"])
     sm.add_argument("--image", help="training container (default: the environment's)")
@@ -89,6 +91,25 @@ def _parser() -> argparse.ArgumentParser:
         c = sub.add_parser(name, parents=[common], help=helptext)
         c.add_argument("job", help="job id or full resource name")
     sub.add_parser("machines", parents=[common], help="the machine/accelerator table submit validates against")
+
+    tok = sub.add_parser("token", help="store, inspect and rotate the Hugging Face token in Secret Manager",
+                         description="The token never travels in argv: `set` and `rotate` read it from stdin (hidden"
+                         " prompt on a terminal) or from your local Hugging Face login.",
+                         epilog=EXIT_CODES + "\nexamples:\n  hfgate token set --env dev --model google/txgemma-2b-predict"
+                         " < token.txt\n  hfgate token set --env dev --from-hf-login\n  hfgate token status --env dev"
+                         "\n  hfgate token rotate --env dev < new-token.txt\n",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    tsub = tok.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    for name, helptext in (("set", "validate a token against the Hub, add it as a new version, disable the old"),
+                           ("rotate", "set, keeping versions that running jobs still use enabled (unless --force)")):
+        t = tsub.add_parser(name, parents=[common], help=helptext, description=helptext, epilog=EXIT_CODES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        t.add_argument("--from-hf-login", action="store_true", help="use huggingface_hub.get_token() instead of stdin")
+        t.add_argument("--model", help="also check gated access to this model before storing")
+        t.add_argument("--revision", default="main")
+        if name == "rotate":
+            t.add_argument("--force", action="store_true", help="disable old versions even if running jobs use them")
+    tsub.add_parser("status", parents=[common], help="versions, owner and role, rotation due date, jobs per version")
     return p
 
 
@@ -234,7 +255,48 @@ def cmd_machines(args) -> int:
     return 0
 
 
-COMMANDS = {"check": cmd_check, "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs,
+def cmd_token(args) -> int:
+    from jobs import lifecycle
+    outputs = _outputs(args)
+    if args.token_command == "status":
+        info = lifecycle.status(outputs)
+        if args.json:
+            print(json.dumps(info, indent=2))
+        else:
+            print(f"{info['secret']}")
+            print(f"  current token: {info['owner'] or '?'} ({info['role'] or '?'} token,"
+                  f" sha256:{info['fingerprint'] or '-'})")
+            print(f"  rotation: every {info['rotation_period_days']} days, due {info['rotation_due'] or '-'}"
+                  if info["rotation_period_days"] else "  rotation: no schedule on the secret")
+            for v in info["versions"]:
+                jobs = ", ".join(f"{j['job'].rsplit('/', 1)[-1]} ({j['state'].lower()})" for j in v["jobs"])
+                print(f"  v{v['version']:<4} {v['state'].lower():<9} {v['created'] or '':<32}"
+                      f"{'latest ' if v['latest'] else '':<7} {('jobs: ' + jobs) if jobs else ''}".rstrip())
+            for p in info["problems"]:
+                print(f"  ! {p}")
+        return 0
+    token = lifecycle.read_new_token(args.from_hf_login)
+    result = lifecycle.set_token(outputs, token, args.model, args.revision,
+                                 keep_versions_for_jobs=args.token_command == "rotate",
+                                 force=getattr(args, "force", False))
+    data = {"version": result.version, "fingerprint": result.fingerprint, "user": result.user, "role": result.role,
+            "disabled": result.disabled, "kept_for_running_jobs": result.kept_for_jobs}
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(f"stored {result.version} (sha256:{result.fingerprint}, {result.role} token of {result.user})")
+        for name in result.disabled:
+            print(f"  disabled {name} (re-enable with gcloud secrets versions enable if you must roll back)")
+        for name, jobs in result.kept_for_jobs.items():
+            print(f"  kept {name} enabled: used by {len(jobs)} running job(s); run `hfgate token rotate` again"
+                  " when they finish, or --force")
+    if result.role == "write":
+        print("hfgate: warning: a write token is broader than training needs; prefer read or fine-grained",
+              file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"token": cmd_token, "check": cmd_check, "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs,
             "cancel": cmd_cancel, "machines": cmd_machines}
 
 if __name__ == "__main__":

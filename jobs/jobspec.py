@@ -45,7 +45,7 @@ class TrainRequest:
     max_steps: int | None = None
     epochs: float | None = None
     lora: bool = True
-    dtype: str = "bfloat16"
+    dtype: str | None = None      # default: bfloat16 on GPUs, float32 on CPU-only machines
     timeout_s: int = 24 * 3600
     scheduling: Scheduling = Scheduling.STANDARD
     image: str | None = None
@@ -61,16 +61,18 @@ def label_value(text: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:63]
 
 
-def trl_args(req: TrainRequest, version: tuple[int, int], output_dir: str) -> list[str]:
+def trl_args(req: TrainRequest, version: tuple[int, int], output_dir: str, cpu: bool = False) -> list[str]:
     args = ["sft", "--model_name_or_path", req.model, "--model_revision", req.revision,
             "--dataset_name", req.dataset, "--output_dir", output_dir, "--report_to", "none",
-            "--logging_steps", "1", "--save_strategy", "no" if version < (1, 0) else "no"]
+            "--logging_steps", "1", "--save_strategy", "no", "--disable_tqdm", "True"]
     if req.max_steps:
         args += ["--max_steps", str(req.max_steps)]
     if req.epochs:
         args += ["--num_train_epochs", str(req.epochs)]
     # TRL < 0.20 (transformers < 4.56) names the dtype flag torch_dtype; later releases renamed it to dtype.
-    args += ["--torch_dtype" if version < (0, 20) else "--dtype", req.dtype]
+    args += ["--torch_dtype" if version < (0, 20) else "--dtype", req.dtype or ("float32" if cpu else "bfloat16")]
+    if cpu:   # TrainingArguments refuses bf16 (TRL's default) without a GPU unless told to use the CPU
+        args += ["--use_cpu", "True", "--bf16", "False"]
     if req.lora:
         args += ["--use_peft", "--lora_r", "16", "--lora_alpha", "32"]
     return args + list(req.extra_args)
@@ -109,8 +111,10 @@ def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str,
     output_dir = f"/gcs/{bucket}/runs/{name}/model"
     model_ref = model_path or req.model
     train_req = TrainRequest(**{**req.__dict__, "model": model_ref}) if model_path else req
-    trainer = ["trl"] + trl_args(train_req, version, output_dir)
-    env = {"HF_HOME": "/tmp/hf", "TRL_USE_RICH": "0", "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
+    trainer = ["trl"] + trl_args(train_req, version, output_dir, cpu=not accel)
+    # Cloud Logging gets lines, not progress bars.
+    env = {"HF_HOME": "/tmp/hf", "TRL_USE_RICH": "0", "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1",
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     if outputs.egress_mode == "proxy" and req.token_delivery is not TokenDelivery.MIRROR:
         env.update({"HTTPS_PROXY": outputs.proxy_url, "HTTP_PROXY": outputs.proxy_url,
                     "NO_PROXY": "metadata.google.internal,169.254.169.254,.googleapis.com,localhost,127.0.0.1"})

@@ -51,14 +51,14 @@ class Report:
                 return code
         return max(codes) if codes else EXIT_OK
 
-    def table(self) -> str:
+    def table(self, ok_text: str = "ready to train", fail_text: str = "not ready: nothing was submitted") -> str:
         width = max(len(c.name) for c in self.checks)
-        lines = [f"preflight for {self.model}@{self.revision}"]
+        lines = [f"preflight for {self.model}@{self.revision}" if self.model else "token check"]
         for c in self.checks:
             lines.append(f"  {MARK[c.status]} {c.name.ljust(width)}  {c.detail}")
             if c.fix and c.status != OK:
                 lines.append(f"    {' ' * width}  fix: {c.fix}")
-        lines.append(("ready to train" if self.ok else "not ready: nothing was submitted")
+        lines.append((ok_text if self.ok else fail_text)
                      + f" ({self.seconds:.2f}s)")
         return "\n".join(lines)
 
@@ -66,6 +66,12 @@ class Report:
         data = asdict(self)
         data.update(ok=self.ok, exit_code=self.exit_code)
         return json.dumps(data, indent=2, default=str)
+
+
+def _hub() -> str:
+    """The Hub's web address as huggingface_hub is configured (HF_ENDPOINT), for the URLs in fixes."""
+    from huggingface_hub import constants
+    return constants.ENDPOINT.rstrip("/")
 
 
 def _retrying(call):
@@ -92,7 +98,9 @@ def _transient(name: str, exc: Exception) -> Check:
                  " then try again", EXIT_TRANSIENT)
 
 
-def preflight(token: HfToken, model: str, revision: str = "main", api=None) -> Report:
+def preflight(token: HfToken, model: str | None, revision: str = "main", api=None) -> Report:
+    """Shape, whoami, and (with a model) model info and gated access, concurrently. `model=None` checks the
+    token alone (what `hfgate token set` does without --model)."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
@@ -129,8 +137,10 @@ def preflight(token: HfToken, model: str, revision: str = "main", api=None) -> R
             return exc
 
     with ThreadPoolExecutor(max_workers=3) as pool:
-        f_who, f_info, f_auth = pool.submit(whoami), pool.submit(info), pool.submit(auth)
-        who, minfo, access = f_who.result(), f_info.result(), f_auth.result()
+        f_who = pool.submit(whoami)
+        f_info, f_auth = (pool.submit(info), pool.submit(auth)) if model else (None, None)
+        who = f_who.result()
+        minfo, access = (f_info.result(), f_auth.result()) if model else (None, None)
 
     # whoami --------------------------------------------------------------------------------------------------------
     fine = None
@@ -159,10 +169,13 @@ def preflight(token: HfToken, model: str, revision: str = "main", api=None) -> R
         if role == "fineGrained":
             fine = access_token.get("fineGrained", {})
 
+    if not model:
+        report.seconds = time.perf_counter() - t0
+        return report
     # model ---------------------------------------------------------------------------------------------------------
     if isinstance(minfo, RevisionNotFoundError):
         report.checks.append(Check("model", FAIL, f"{model} has no revision {revision!r}",
-                                   f"use an existing branch, tag or commit (see https://huggingface.co/{model}"
+                                   f"use an existing branch, tag or commit (see {_hub()}/{model}"
                                    "/tree/main)", EXIT_NOT_FOUND))
     elif isinstance(minfo, RepositoryNotFoundError):
         hint = _case_hint(api, model, value)
@@ -196,7 +209,7 @@ def preflight(token: HfToken, model: str, revision: str = "main", api=None) -> R
         msg = access.server_message or str(access)
         if "awaiting a review" in msg:
             detail, fix = "your access request is awaiting the authors' review", \
-                f"wait for approval at https://huggingface.co/{model} (manual gating), or use another model"
+                f"wait for approval at {_hub()}/{model} (manual gating), or use another model"
         elif "rejected" in msg:
             detail, fix = "the authors rejected this account's access request", \
                 "ask the model's authors, or train with another account's token"
@@ -206,7 +219,7 @@ def preflight(token: HfToken, model: str, revision: str = "main", api=None) -> R
                 " all public gated repos you can access', or use a read token"
         else:
             detail, fix = (f"{report.user or 'this account'} has not accepted the model's terms",
-                           f"open https://huggingface.co/{model} logged in as {report.user or 'the token owner'},"
+                           f"open {_hub()}/{model} logged in as {report.user or 'the token owner'},"
                            " accept the terms, then run this check again")
         report.checks.append(Check("gated access", FAIL, detail, fix, EXIT_ACCESS))
     elif isinstance(access, RepositoryNotFoundError):

@@ -152,7 +152,9 @@ class LocalCloud:
                                            replicas=[sm.Replication.UserManaged.Replica(location=loc)
                                                      for loc in replicas])) if replicas else
                                            sm.Replication(automatic=sm.Replication.Automatic()),
-                                           labels=v.get("labels") or {}))
+                                           labels=v.get("labels") or {},
+                                           rotation=sm.Rotation(rotation_period=v["rotation"]["rotation_period"])
+                                           if (v.get("rotation") or {}).get("rotation_period") else None))
 
         self.hub, self.cdn = start_hub(self.hub_state)
         self.hub_state.job_runner = self._run_hf_job

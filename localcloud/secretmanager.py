@@ -49,6 +49,7 @@ class Secret:
     replication: sm.Replication
     created: timestamp_pb2.Timestamp
     versions: list[Version] = field(default_factory=list)
+    rotation: sm.Rotation | None = None
 
 
 class SecretStore:
@@ -114,7 +115,7 @@ class SecretStore:
 
     def _secret_pb(self, s: Secret) -> sm.Secret:
         return sm.Secret(name=self.secret_name(s.secret_id), labels=s.labels, replication=s.replication,
-                         create_time=s.created)
+                         create_time=s.created, rotation=s.rotation)
 
     # operations ----------------------------------------------------------------------------------------------------
     def create_secret(self, member, parent: str, secret_id: str, secret: sm.Secret) -> sm.Secret:
@@ -127,7 +128,8 @@ class SecretStore:
                                f"Secret [{self.secret_name(secret_id)}] already exists.")
             if not secret.replication.automatic and not secret.replication.user_managed.replicas:
                 raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "Secret.replication is required.")
-            s = Secret(secret_id, dict(secret.labels), secret.replication, _now())
+            s = Secret(secret_id, dict(secret.labels), secret.replication, _now(),
+                       rotation=secret.rotation if "rotation" in secret else None)
             self.secrets[secret_id] = s
             return self._secret_pb(s)
 

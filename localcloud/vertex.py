@@ -190,8 +190,12 @@ class JobStore:
         jobdir = self.workdir / "jobs" / job_id
         jobdir.mkdir(parents=True, exist_ok=True)
 
+        (jobdir / "tmp").mkdir(exist_ok=True)
+
         def local(value: str) -> str:
             # Cloud Storage FUSE mounts buckets at /gcs/<bucket>; here that is a folder synced with the emulator.
+            # Each container starts with an empty /tmp: here, the job's own folder (no cache shared between jobs).
+            value = f"{jobdir}/tmp/{value[5:]}" if value.startswith("/tmp/") else value
             return value.replace("/gcs/", f"{gcs_root}/")
 
         out = job.job_spec.base_output_directory.output_uri_prefix
@@ -200,6 +204,7 @@ class JobStore:
         env.update(self.job_env)
         env["PATH"] = os.pathsep.join([*self.path_prefix, os.path.dirname(sys.executable), env.get("PATH", "")])
         env["HOME"] = str(jobdir)
+        env["TMPDIR"] = str(jobdir / "tmp")
         metadata = self.start_metadata(f"serviceAccount:{job.job_spec.service_account}")
         env.update({"GCE_METADATA_HOST": metadata.hostport, "GCE_METADATA_IP": metadata.hostport,
                     "CLOUD_ML_JOB_ID": job_id, "CLOUD_ML_PROJECT_ID": self.project_id,
@@ -229,6 +234,7 @@ class JobStore:
         with self.lock:
             self.procs[job_id] = proc
             self.pids[job_id] = [proc.pid]
+        threading.Thread(target=self._watch_argv, args=(job_id, proc), daemon=True).start()
         timeout = job.job_spec.scheduling.timeout.total_seconds() if job.job_spec.scheduling.timeout else 0
         timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL)) if timeout else None
         if timer:
@@ -250,6 +256,26 @@ class JobStore:
             code=code_pb2.INTERNAL if code > 0 else code_pb2.ABORTED,
             message=f"The replica workerpool0-0 exited with a non-zero status of {code}. Termination reason: Error.\n"
                     f"{tail}"))
+
+    def _watch_argv(self, job_id: str, proc: subprocess.Popen) -> None:
+        """Record the argv of every process in the job's process group while it runs (what `ps` would show
+        anyone on the machine): leak tests read these."""
+        seen: dict[tuple[int, tuple[str, ...]], None] = {}     # (pid, argv): exec keeps the pid, changes argv
+        while proc.poll() is None:
+            for entry in os.scandir("/proc"):
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    if os.getpgid(int(entry.name)) != proc.pid:
+                        continue
+                    with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                        argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+                except (OSError, ProcessLookupError):
+                    continue
+                if argv:
+                    seen[(int(entry.name), tuple(argv))] = None
+            self.cmdlines[job_id] = [list(argv) for _, argv in seen]
+            time.sleep(0.02)
 
     def entries(self, job_id: str) -> list[dict]:
         return [{"textPayload": line, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))

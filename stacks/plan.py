@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stacks.errors import ConfigError
+from stacks.errors import UsageError
 
 REF = re.compile(r"\$\{([a-z0-9_]+)\.([A-Za-z0-9_-]+)\.([a-z0-9_]+)\}")
 
@@ -122,7 +122,7 @@ def from_show_json(path: Path) -> Plan:
     """`terraform show -json plan.out`: planned values win; references fill what is only known after apply."""
     data = _load_json(path)
     if "planned_values" not in data:
-        raise ConfigError(f"{path} is not a `terraform show -json` plan (no planned_values)",
+        raise UsageError(f"{path} is not a `terraform show -json` plan (no planned_values)",
                           "run `terraform plan -out plan.out && terraform show -json plan.out > plan.json`")
     config = {r["address"]: r for r in _walk(data.get("configuration", {}).get("root_module", {}), "resources")}
     providers = {}
@@ -152,9 +152,9 @@ def _load_json(path: Path) -> dict:
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path} does not exist", "run `make synth` (or pass --plan FILE)") from None
+        raise UsageError(f"{path} does not exist", "run `make synth` (or pass --plan FILE)") from None
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})",
+        raise UsageError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})",
                           "regenerate it with `make synth` or `terraform show -json`") from None
 
 

@@ -91,7 +91,7 @@ def test_blocked_user_creates_no_job_and_is_told_the_fix(cloud):
     t0 = time.time()
     proc = hfgate(cloud, "submit", "--model", GATED, "--dataset", DATASET)
     assert proc.returncode == 4
-    assert "has not accepted the model's terms" in proc.stderr and f"https://huggingface.co/{GATED}" in proc.stderr
+    assert "has not accepted the model's terms" in proc.stderr and f"{cloud.hub.url}/{GATED}" in proc.stderr
     assert cloud.jobs.create_calls == before
     assert time.time() - t0 < 30
 

@@ -1,0 +1,197 @@
+"""Token lifecycle: set (validate first, then add a version, then disable the older ones), status, rotate.
+
+The token is read from stdin (no echo on a terminal) or from the local Hugging Face login, never from argv. A token
+the Hub rejects adds nothing. Older versions are disabled, never destroyed, so a rollback is `gcloud secrets
+versions enable`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+from dataclasses import dataclass, field
+
+from jobs.errors import AccessDenied, HfgateError, NotFound, TokenError, Transient, UsageError
+from jobs.token import HfToken
+from stacks.contract import Outputs
+from stacks.errors import EXIT_TOKEN
+
+log = logging.getLogger("hfgate.token")
+ACTIVE = ("JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING")
+
+
+def read_new_token(from_hf_login: bool = False, stdin=None) -> HfToken:
+    """From the Hugging Face login (`hf auth login`) or standard input; a terminal gets a no-echo prompt."""
+    if from_hf_login:
+        from huggingface_hub import get_token
+        value = get_token()
+        if not value:
+            raise TokenError("no local Hugging Face login found",
+                             "run `hf auth login` first, or pipe the token: hfgate token set < token.txt")
+        return HfToken(value, source="huggingface_hub.get_token()")
+    stdin = stdin or sys.stdin
+    if stdin.isatty():
+        import getpass
+        value = getpass.getpass("Hugging Face token (input hidden): ")
+    else:
+        value = stdin.read()
+    # One trailing newline is what `echo` and editors add; anything else is the token's problem to report.
+    if value.endswith("\n") and "\n" not in value.rstrip("\r\n"):
+        value = value.rstrip("\r\n")
+    return HfToken(value, source="stdin")
+
+
+@dataclass
+class SetResult:
+    version: str
+    fingerprint: str
+    user: str | None
+    role: str | None
+    disabled: list[str] = field(default_factory=list)
+    kept_for_jobs: dict[str, list[str]] = field(default_factory=dict)   # version -> running jobs
+
+
+def validate(token: HfToken, model: str | None = None, revision: str = "main"):
+    """The preflight, before anything is written. Raises a TokenError/AccessDenied/NotFound with the report."""
+    from jobs.preflight import preflight
+    report = preflight(token, model, revision)
+    if not report.ok:
+        failed = [c for c in report.checks if c.status == "fail"]
+        err = HfgateError("; ".join(c.detail for c in failed) + " (nothing was stored)",
+                          failed[0].fix, exit_code=report.exit_code)
+        err.report = report
+        raise err
+    return report
+
+
+def _client():
+    from jobs import endpoints
+    return endpoints.secret_manager()
+
+
+def _call(fn, what: str, outputs: Outputs):
+    from google.api_core import exceptions as gexc
+    from jobs.secret import _who, _with_retries
+    try:
+        return _with_retries(fn, what)
+    except gexc.PermissionDenied:
+        who = _who()
+        raise AccessDenied(f"{who} may not {what} on {outputs.token_secret}",
+                           "the platform team adds versions: grant roles/secretmanager.secretVersionManager on the"
+                           f" secret (not the project) to {who}, or ask someone who has it") from None
+    except gexc.NotFound:
+        raise NotFound(f"secret {outputs.token_secret} does not exist",
+                       f"deploy the stacks for env {outputs.env} (make deploy ENV={outputs.env})") from None
+
+
+def _versions(outputs: Outputs, client):
+    return list(_call(lambda: client.list_secret_versions(request={"parent": outputs.token_secret}),
+                      "list versions", outputs))
+
+
+def running_jobs_by_version(outputs: Outputs) -> dict[str, list[str]]:
+    """Active hfgate jobs per token version number, from the labels submit puts on every job."""
+    from jobs import endpoints
+    from jobs.submit import _parent, _retry
+    client = endpoints.vertex(outputs.region)
+    jobs = _retry(lambda: client.list_custom_jobs(request={"parent": _parent(outputs),
+                                                          "filter": 'labels.managed-by="hfgate"'}), "the job list")
+    out: dict[str, list[str]] = {}
+    for job in jobs:
+        if job.state.name in ACTIVE:
+            out.setdefault(job.labels.get("hfgate-token-version", ""), []).append(job.name)
+    return out
+
+
+def set_token(outputs: Outputs, token: HfToken, model: str | None = None, revision: str = "main",
+              keep_versions_for_jobs: bool = False, force: bool = False, client=None) -> SetResult:
+    """Validate, add, then disable the previously enabled versions (kept if a running job uses them, when asked)."""
+    import google_crc32c
+    from google.cloud.secretmanager_v1 import types as sm
+
+    report = validate(token, model, revision)
+    client = client or _client()
+    previous = [v for v in _versions(outputs, client) if v.state == sm.SecretVersion.State.ENABLED]
+    busy = running_jobs_by_version(outputs) if keep_versions_for_jobs else {}
+    data = token.reveal().encode()
+    added = _call(lambda: client.add_secret_version(request={
+        "parent": outputs.token_secret,
+        "payload": sm.SecretPayload(data=data, data_crc32c=google_crc32c.value(data))}), "add a version", outputs)
+    result = SetResult(added.name, token.fingerprint, report.user, report.token_role)
+    for v in previous:
+        number = v.name.rsplit("/", 1)[-1]
+        if busy.get(number) and not force:
+            result.kept_for_jobs[v.name] = busy[number]
+            continue
+        _call(lambda name=v.name: client.disable_secret_version(request={"name": name}), "disable a version",
+              outputs)
+        result.disabled.append(v.name)
+    log.info("stored token %s as %s", token.fingerprint, added.name)
+    return result
+
+
+@dataclass
+class VersionInfo:
+    name: str
+    state: str
+    created: str
+    is_latest: bool
+    jobs: list[str] = field(default_factory=list)
+
+
+def status(outputs: Outputs, client=None) -> dict:
+    """Versions, which one `latest` is, who owns the current token, rotation due date, and jobs per version."""
+    from google.api_core import exceptions as gexc
+    from jobs import endpoints
+    from jobs.preflight import preflight
+    from jobs.secret import read_token
+    from jobs.submit import _parent, _retry
+
+    client = client or _client()
+    versions = _versions(outputs, client)
+    secret = _call(lambda: client.get_secret(request={"name": outputs.token_secret}), "read the secret", outputs)
+    vclient = endpoints.vertex(outputs.region)
+    jobs: dict[str, list[dict]] = {}
+    for job in _retry(lambda: vclient.list_custom_jobs(request={"parent": _parent(outputs),
+                                                                "filter": 'labels.managed-by="hfgate"'}),
+                      "the job list"):
+        jobs.setdefault(job.labels.get("hfgate-token-version", ""), []).append(
+            {"job": job.name, "state": job.state.name.removeprefix("JOB_STATE_")})
+    latest = versions[0].name if versions else None      # the service lists newest first; `latest` is the newest
+    info = {"secret": outputs.token_secret, "latest": latest, "versions": [], "owner": None, "role": None,
+            "fingerprint": None, "rotation_period_days": None, "rotation_due": None, "problems": []}
+    for v in versions:
+        number = v.name.rsplit("/", 1)[-1]
+        info["versions"].append({"version": number, "name": v.name, "state": v.state.name,
+                                 "created": v.create_time.isoformat() if v.create_time else None,
+                                 "latest": v.name == latest, "jobs": jobs.get(number, [])})
+    enabled = [v for v in versions if v.state.name == "ENABLED"]
+    if len(enabled) > 1:
+        info["problems"].append(f"{len(enabled)} versions are enabled: disable the old ones (hfgate token rotate)")
+    if latest and versions[0].state.name != "ENABLED":
+        info["problems"].append(f"`latest` ({latest}) is {versions[0].state.name}: jobs pinning latest will fail;"
+                                " run hfgate token set")
+    if secret.rotation and secret.rotation.rotation_period:
+        period = secret.rotation.rotation_period
+        info["rotation_period_days"] = period.days
+        if enabled:
+            due = enabled[0].create_time + period
+            info["rotation_due"] = due.isoformat()
+            if due < dt.datetime.now(dt.timezone.utc):
+                info["problems"].append(f"rotation was due {due:%Y-%m-%d}: run hfgate token rotate")
+    if latest and versions[0].state.name == "ENABLED":
+        try:
+            pinned = read_token(outputs, "latest", client)
+            report = preflight(pinned.token, None)
+            info.update(owner=report.user, role=report.token_role, fingerprint=pinned.token.fingerprint)
+            if not report.ok:
+                info["problems"] += [c.detail for c in report.checks if c.status == "fail"]
+        except (HfgateError, gexc.GoogleAPICallError) as exc:
+            info["problems"].append(f"could not read the current token: {getattr(exc, 'message', exc)}")
+    if not versions:
+        info["problems"].append("no versions yet: run hfgate token set")
+    return info
+
+
+__all__ = ["read_new_token", "set_token", "status", "running_jobs_by_version", "SetResult", "validate",
+           "TokenError", "UsageError", "Transient", "EXIT_TOKEN"]

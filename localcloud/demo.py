@@ -1,0 +1,261 @@
+"""`make demo`: the whole hfgate story on the local cloud, offline, with the real `trl sft`.
+
+1. the local stack's synthesized plan and the outputs contract derived from the same configuration;
+2. the local cloud creates what that plan declares (secret, buckets, service accounts, IAM grants);
+3. a tiny gated Llama and a chat dataset, built now, are published to the local Hub;
+4. the platform admin stores alice's token with `hfgate token set`; the ML team runs `hfgate check`;
+5. `hfgate submit --wait`: the bootstrap, running as the trainer, reads the pinned secret version and execs the real
+   `trl sft` on CPU, which downloads the gated model from the local Hub with the token;
+6. a summary: job state, steps and loss from the trainer's logs, the model in the artifacts bucket, and proof that
+   it loads;
+7. the failure story: bob never accepted the terms; the preflight stops his submit before any job exists.
+
+`--evidence DIR` keeps what the end-to-end test checks (job specs, logs, argv seen, Hub request log, transcript).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = "hfgate-demo/tiny-gated-lm"
+DATASET = "hfgate-demo/tiny-chat"
+
+
+class Demo:
+    def __init__(self, evidence: Path | None, steps: int) -> None:
+        self.t0 = time.time()
+        self.evidence = evidence
+        self.steps = steps
+        self.transcript: list[str] = []
+        self.summary: dict = {}
+
+    def say(self, text: str = "") -> None:
+        print(text, flush=True)
+        self.transcript.append(text)
+
+    def step(self, n: int, title: str) -> None:
+        self.say(f"\n[{time.time() - self.t0:5.1f}s] {n}/7 {title}")
+
+    def hfgate(self, cloud, *args: str, as_member: str | None = None, stdin: str | None = None,
+               show: bool = True) -> tuple[int, str, str]:
+        """Run the real CLI in a child process, as a user would, streaming what it prints."""
+        self.say(f"$ hfgate {' '.join(args)}" + (" < token" if stdin is not None else ""))
+        env = {**os.environ, **cloud.env(as_member=as_member)}
+        proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], cwd=ROOT, env=env, text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if stdin is not None:
+            proc.stdin.write(stdin)
+        proc.stdin.close()
+        err_lines: list[str] = []
+
+        import threading
+
+        def pump():
+            for line in proc.stderr:
+                err_lines.append(line)
+                if show:
+                    self.say("  " + line.rstrip("\n"))
+        t = threading.Thread(target=pump)
+        t.start()
+        out = proc.stdout.read()
+        t.join()
+        code = proc.wait()
+        if show and out.strip() and "--json" not in args:
+            for line in out.rstrip("\n").splitlines():
+                self.say("  " + line)
+        self.transcript.append(out)
+        return code, out, "".join(err_lines)
+
+
+def _size(n: int) -> str:
+    return f"{n} B" if n < 1024 else f"{n / 1024:.0f} KiB" if n < 1024 ** 2 else f"{n / 1024 ** 2:.1f} MiB"
+
+
+def trainer_metrics(lines: list[str]) -> dict:
+    """Steps and losses from the lines TRL/transformers print (`{'loss': ..., 'epoch': ...}` per logging step)."""
+    losses, final = [], None
+    for line in lines:
+        line = line.strip()
+        if not (line.startswith("{") and line.endswith("}")):
+            continue
+        try:
+            d = ast.literal_eval(line)
+        except (ValueError, SyntaxError):
+            continue
+        if "loss" in d:
+            losses.append(float(d["loss"]))
+        if "train_loss" in d:
+            final = float(d["train_loss"])
+    return {"steps": len(losses), "losses": losses, "first_loss": losses[0] if losses else None,
+            "final_loss": losses[-1] if losses else None, "train_loss": final}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localcloud.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=12, help="training steps (default 12)")
+    parser.add_argument("--evidence", type=Path, help="keep job specs, logs, argv, Hub log and transcript here")
+    parser.add_argument("--plan", type=Path, help="synthesized local stack (default: cdktf.out, synthesized if"
+                        " missing)")
+    args = parser.parse_args(argv)
+
+    from localcloud.cloud import LocalCloud, ensure_plan
+    from stacks.plan import load as load_plan
+
+    demo = Demo(args.evidence, args.steps)
+    demo.say("hfgate demo: fine-tune a tiny gated model on the local cloud (offline, real protocols, real trl)")
+
+    demo.step(1, "the local stack and its outputs contract")
+    plan_path = args.plan or ensure_plan("local")
+    plan = load_plan(plan_path)
+    demo.say(f"  plan: {plan_path.relative_to(ROOT) if plan_path.is_relative_to(ROOT) else plan_path}"
+             f" ({len(plan.resources)} resources)")
+
+    state = Path(tempfile.mkdtemp(prefix="hfgate-demo-"))
+    cloud = LocalCloud(state_dir=state, plan=plan_path)
+    o = cloud.outputs
+    demo.say(f"  outputs: project {o.project_id}, region {o.region}, egress {o.egress_mode},"
+             f" trainer {o.trainer_email}")
+    code = 1
+    try:
+        demo.step(2, "start the local cloud and create what the plan declares")
+        cloud.start()
+        demo.say(f"  up in {cloud.startup_s:.1f}s: Hub {cloud.hub.url}, Secret Manager + Vertex AI"
+                 f" 127.0.0.1:{cloud.grpc_port}, GCS {cloud.gcs.url}")
+        demo.say(f"  secret {o.token_secret}; buckets {', '.join(cloud.buckets)}")
+        readers = sorted(m for m, r, res in cloud.grants.triples
+                         if res == f"secret:{cloud.names.secret_id}" and r == "roles/secretmanager.secretAccessor")
+        demo.say(f"  who may read the token: {', '.join(readers)}")
+
+        demo.step(3, "build a tiny gated Llama and a chat dataset, publish them to the local Hub")
+        from localcloud.tinymodel import build_dataset, build_model
+        t = time.time()
+        files = build_model()
+        repo = cloud.hub_state.add_repo(MODEL, files)
+        ds = cloud.hub_state.add_repo(DATASET, build_dataset(), type="dataset")
+        size = sum(len(b) for b in files.values())
+        demo.say(f"  {MODEL}@{repo.refs['main'][:12]}: gated={repo.gated}, {len(files)} files,"
+                 f" {size / 1024:.0f} KiB, built in {time.time() - t:.1f}s")
+        demo.say(f"  {DATASET}@{ds.refs['main'][:12]}: 64 chat rows")
+        demo.say("  alice accepted the model's terms; bob never did")
+
+        demo.step(4, "store alice's token (platform admin), then preflight it (ML team)")
+        rc, _, _ = demo.hfgate(cloud, "token", "set", "--model", MODEL, as_member=cloud.admin,
+                               stdin=cloud.hub_tokens["alice-read"] + "\n")
+        if rc:
+            raise SystemExit(f"token set failed ({rc})")
+        rc, _, _ = demo.hfgate(cloud, "check", "--model", MODEL)
+        if rc:
+            raise SystemExit(f"preflight failed ({rc})")
+
+        demo.step(5, f"submit: Vertex AI custom job, secret-ref delivery, real trl sft for {args.steps} steps")
+        before = cloud.jobs.create_calls
+        rc, out, _ = demo.hfgate(cloud, "submit", "--model", MODEL, "--dataset", DATASET, "--max-steps",
+                                 str(args.steps), "--no-lora", "--display-name", "hfgate-demo", "--wait", "--json",
+                                 "--", "--learning_rate", "3e-3", "--per_device_train_batch_size", "8",
+                                 "--max_length", "64")
+        result = json.loads(out) if out.strip().startswith("{") else {}
+        job_id = result.get("job", "").rsplit("/", 1)[-1]
+
+        demo.step(6, "summary")
+        job = cloud.jobs.jobs.get(job_id)
+        lines = [line for _, line in cloud.jobs.logs.get(job_id, [])]
+        metrics = trainer_metrics(lines)
+        state_name = job.state.name if job else "NO_JOB"
+        demo.say(f"  job {result.get('job')}: {state_name.removeprefix('JOB_STATE_')}")
+        if metrics["steps"]:
+            demo.say(f"  trainer: {metrics['steps']} logged steps, loss {metrics['first_loss']:.3f} ->"
+                     f" {metrics['final_loss']:.3f}")
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+        client = storage.Client(project=o.project_id, credentials=AnonymousCredentials(),
+                                client_options={"api_endpoint": cloud.gcs.url})
+        prefix = "runs/hfgate-demo/model/"
+        blobs = sorted(client.list_blobs(o.artifacts_bucket_name, prefix=prefix), key=lambda b: b.name)
+        demo.say(f"  model in {o.artifacts_bucket}/{prefix}: " + ", ".join(
+            f"{b.name.removeprefix(prefix)} ({_size(b.size)})" for b in blobs if "/" not in b.name.removeprefix(prefix)))
+        loaded = {}
+        if blobs:
+            with tempfile.TemporaryDirectory() as d:
+                for b in blobs:
+                    target = Path(d) / b.name.removeprefix(prefix)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    b.download_to_filename(str(target))
+                from transformers import AutoModelForCausalLM, AutoTokenizer
+                from transformers.utils import logging as tlogging
+                tlogging.disable_progress_bar()
+                model = AutoModelForCausalLM.from_pretrained(d)
+                tok = AutoTokenizer.from_pretrained(d)
+                prompt = tok.apply_chat_template([{"role": "user", "content": "Does aspirin say it is orally"
+                                                   " bioavailable?"}], tokenize=False, add_generation_prompt=True)
+                ids = tok(prompt, return_tensors="pt")
+                gen = model.generate(**ids, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
+                text = tok.decode(gen[0][ids["input_ids"].shape[1]:], skip_special_tokens=True)
+                loaded = {"class": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
+                          "generated": text}
+            demo.say(f"  from_pretrained: {loaded['class']} with {loaded['parameters']:,} parameters;"
+                     f" it answers {loaded['generated'].strip()!r}")
+        jobs_after_success = cloud.jobs.create_calls
+
+        demo.step(7, "the failure story: bob never accepted the terms")
+        demo.hfgate(cloud, "token", "set", as_member=cloud.admin, stdin=cloud.hub_tokens["bob-read"] + "\n")
+        rc_bob, _, err_bob = demo.hfgate(cloud, "submit", "--model", MODEL, "--dataset", DATASET, "--max-steps",
+                                         str(args.steps), "--no-lora")
+        import re
+        took = re.search(r"not ready: nothing was submitted \((\d+\.\d+)s\)", err_bob)
+        fix = re.search(r"fix: (.*accept the terms.*)", err_bob)
+        bob = {"seconds": float(took.group(1)) if took else None, "fix": fix.group(1).strip() if fix else None}
+        created_for_bob = cloud.jobs.create_calls - jobs_after_success
+        demo.say(f"  exit {rc_bob}; preflight took {bob['seconds'] or 0:.2f}s; jobs created for bob:"
+                 f" {created_for_bob}")
+
+        demo.summary = {
+            "job": result.get("job"), "state": state_name, "create_calls": jobs_after_success - before,
+            "trainer": metrics, "artifacts": [b.name for b in blobs], "loaded": loaded,
+            "blocked": {"exit_code": rc_bob, "preflight_seconds": bob["seconds"], "jobs_created": created_for_bob,
+                        "fix": bob["fix"]},
+            "seconds": round(time.time() - demo.t0, 1),
+        }
+        ok = state_name == "JOB_STATE_SUCCEEDED" and bool(loaded) and rc_bob == 4 and created_for_bob == 0
+        demo.say(f"\n[{time.time() - demo.t0:5.1f}s] demo {'complete' if ok else 'FAILED'}")
+        code = 0 if ok else 1
+    finally:
+        if args.evidence:
+            _keep_evidence(cloud, demo, args.evidence)
+        cloud.stop()
+        import shutil
+        shutil.rmtree(state, ignore_errors=True)
+    return code
+
+
+def _keep_evidence(cloud, demo: Demo, where: Path) -> None:
+    from google.cloud.aiplatform_v1 import types as ai
+    where.mkdir(parents=True, exist_ok=True)
+    if not cloud.started:
+        (where / "transcript.log").write_text("\n".join(demo.transcript))
+        return
+    jobs = {jid: json.loads(ai.CustomJob.to_json(j)) for jid, j in cloud.jobs.jobs.items()}
+    (where / "jobs.json").write_text(json.dumps(jobs, indent=2))
+    (where / "job-logs.json").write_text(json.dumps({jid: [line for _, line in lines]
+                                                     for jid, lines in cloud.jobs.logs.items()}, indent=2))
+    (where / "argv.json").write_text(json.dumps(cloud.jobs.cmdlines, indent=2))
+    (where / "hub-requests.json").write_text(json.dumps(cloud.hub_state.log, indent=2, default=str))
+    (where / "secret-calls.json").write_text(json.dumps(cloud.secrets.calls, indent=2))
+    (where / "transcript.log").write_text("\n".join(demo.transcript))
+    (where / "summary.json").write_text(json.dumps(demo.summary, indent=2))
+    # The values the test must not find anywhere else; mode 600, test evidence only.
+    tokens = where / "hub-tokens.json"
+    tokens.write_text(json.dumps(cloud.hub_tokens))
+    tokens.chmod(0o600)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
