@@ -77,9 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--scheduling", default="STANDARD", choices=["STANDARD", "SPOT", "FLEX_START"])
     sm.add_argument("--image", help="training container (default: the environment's)")
     sm.add_argument("--trl-version", help="TRL in that image, X.Y (known images need none)")
-    sm.add_argument("--token-delivery", default="secret-ref", choices=["secret-ref", "env"],
+    sm.add_argument("--token-delivery", default="secret-ref", choices=["secret-ref", "env", "mirror"],
                     help="secret-ref (default): the job reads the pinned version itself; env: HF_TOKEN in the"
-                         " job spec, readable by anyone with customJobs.get")
+                         " job spec, readable by anyone with customJobs.get; mirror: train from `hfgate mirror`'s"
+                         " copy in the bucket, no token and no Hugging Face egress in the job")
+    sm.add_argument("--backend", default="vertex", choices=["vertex", "hf-jobs"],
+                    help="vertex (default): Vertex AI custom job; hf-jobs: Hugging Face Jobs, token as a job secret")
+    sm.add_argument("--flavor", help="hf-jobs hardware flavor (default: mapped from --accelerator/-count)")
+    sm.add_argument("--namespace", help="hf-jobs namespace (default: the token's user)")
     sm.add_argument("--token-version", default="latest")
     sm.add_argument("--display-name")
     sm.add_argument("--force-new", action="store_true", help="create a new job even if this request ran already")
@@ -91,6 +96,17 @@ def _parser() -> argparse.ArgumentParser:
         c = sub.add_parser(name, parents=[common], help=helptext)
         c.add_argument("job", help="job id or full resource name")
     sub.add_parser("machines", parents=[common], help="the machine/accelerator table submit validates against")
+
+    mi = sub.add_parser("mirror", parents=[common], help="copy a gated repo into the artifacts bucket once",
+                        description="Download a snapshot once with the stored token and upload it with a verified"
+                        " manifest to gs://ARTIFACTS/models/<id>/<commit>/ (datasets: datasets/<id>/<commit>/); then"
+                        " `submit --token-delivery mirror` trains with no token in the job.",
+                        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mi.add_argument("--model", help="model id to mirror")
+    mi.add_argument("--dataset", help="dataset id to mirror")
+    mi.add_argument("--revision", default="main")
+    mi.add_argument("--allow-pickle", action="store_true", help="also mirror repos that only have pickle weights")
+    mi.add_argument("--token-version", default="latest")
 
     tok = sub.add_parser("token", help="store, inspect and rotate the Hugging Face token in Secret Manager",
                          description="The token never travels in argv: `set` and `rotate` read it from stdin (hidden"
@@ -146,48 +162,73 @@ def cmd_check(args) -> int:
     return report.exit_code
 
 
-def cmd_submit(args) -> int:
-    from jobs import submit
+def _train_request(args):
     from jobs.errors import UsageError
-    from jobs.jobspec import Scheduling, TokenDelivery, TrainRequest, build_custom_job
-    from jobs.preflight import preflight
-    from jobs.secret import read_token
-
-    outputs = _outputs(args)
+    from jobs.jobspec import Scheduling, TokenDelivery, TrainRequest
     trl_version = None
     if args.trl_version:
         try:
             trl_version = tuple(int(x) for x in args.trl_version.split(".")[:2])
         except ValueError:
             raise UsageError(f"--trl-version {args.trl_version!r} is not X.Y", "e.g. --trl-version 0.19") from None
-    req = TrainRequest(model=args.model, dataset=args.dataset, revision=args.revision,
-                       machine_type=args.machine_type, accelerator_type=args.accelerator_type,
-                       accelerator_count=args.accelerator_count, replica_count=args.replica_count,
-                       max_steps=args.max_steps, epochs=args.epochs, lora=args.lora, dtype=args.dtype,
-                       timeout_s=args.timeout, scheduling=Scheduling(args.scheduling), image=args.image,
-                       trl_version=trl_version, extra_args=tuple(args.trainer_args), display_name=args.display_name,
-                       token_delivery=TokenDelivery(args.token_delivery),
-                       nonce=os.urandom(8).hex() if args.force_new else "")
-    pinned = read_token(outputs, args.token_version)
-    report = preflight(pinned.token, args.model, args.revision)
-    if not args.json:
-        print(report.table(), file=sys.stderr)
-    if not report.ok:
-        if args.json:
-            print(report.to_json())
-        return report.exit_code
-    if req.token_delivery is TokenDelivery.ENV:
-        print("hfgate: warning: --token-delivery env puts HF_TOKEN in the job spec: anyone with"
-              " aiplatform.customJobs.get can read it. Prefer the default secret-ref.", file=sys.stderr)
+    return TrainRequest(model=args.model, dataset=args.dataset, revision=args.revision,
+                        machine_type=args.machine_type, accelerator_type=args.accelerator_type,
+                        accelerator_count=args.accelerator_count, replica_count=args.replica_count,
+                        max_steps=args.max_steps, epochs=args.epochs, lora=args.lora, dtype=args.dtype,
+                        timeout_s=args.timeout, scheduling=Scheduling(args.scheduling), image=args.image,
+                        trl_version=trl_version, extra_args=tuple(args.trainer_args), display_name=args.display_name,
+                        token_delivery=TokenDelivery(args.token_delivery),
+                        nonce=os.urandom(8).hex() if args.force_new else "")
+
+
+def cmd_submit(args) -> int:
+    from jobs import submit
+    from jobs.errors import UsageError
+    from jobs.jobspec import TokenDelivery, build_custom_job
+    from jobs.preflight import preflight
+    from jobs.secret import read_token
+
+    outputs = _outputs(args)
+    req = _train_request(args)
+    if args.backend == "hf-jobs":
+        if req.token_delivery is not TokenDelivery.SECRET_REF:
+            raise UsageError("--backend hf-jobs always passes the token as a Hugging Face Jobs secret",
+                             "drop --token-delivery (secret-ref, env and mirror are Vertex AI options)")
+        return _submit_hf_jobs(args, req, outputs)
+    model_path = dataset_path = None
+    if req.token_delivery is TokenDelivery.MIRROR:
+        from jobs.mirror import prefix_for, require_mirror
+        bucket = outputs.artifacts_bucket_name
+        m = require_mirror(outputs, req.model, req.revision)
+        d = require_mirror(outputs, req.dataset, "main", "dataset")
+        model_path = f"/gcs/{bucket}/{prefix_for(m['id'], m['commit'])}".rstrip("/")
+        dataset_path = f"/gcs/{bucket}/{prefix_for(d['id'], d['commit'], 'dataset')}".rstrip("/")
+        print(f"training from the mirror {model_path} (no token, no Hugging Face egress in the job)",
+              file=sys.stderr)
+        version_name, fingerprint, token_value = "", "", None
+    else:
+        pinned = read_token(outputs, args.token_version)
+        report = preflight(pinned.token, args.model, args.revision)
+        if not args.json:
+            print(report.table(), file=sys.stderr)
+        if not report.ok:
+            if args.json:
+                print(report.to_json())
+            return report.exit_code
+        if req.token_delivery is TokenDelivery.ENV:
+            print("hfgate: warning: --token-delivery env puts HF_TOKEN in the job spec: anyone with"
+                  " aiplatform.customJobs.get can read it. Prefer the default secret-ref.", file=sys.stderr)
+        version_name, fingerprint = pinned.version_name, pinned.token.fingerprint
+        token_value = pinned.token.reveal() if req.token_delivery is TokenDelivery.ENV else None
     digest = submit.bootstrap_digest()
-    body = build_custom_job(req, outputs, token_version=pinned.version_name, token_fingerprint=pinned.token.fingerprint,
-                            bootstrap_digest=digest,
-                            hf_token_value=pinned.token.reveal() if req.token_delivery is TokenDelivery.ENV else None)
+    body = build_custom_job(req, outputs, token_version=version_name, token_fingerprint=fingerprint,
+                            bootstrap_digest=digest, hf_token_value=token_value, model_path=model_path,
+                            dataset_path=dataset_path)
     if args.dry_run:
         shown = json.loads(json.dumps(body))
         for e in shown["job_spec"]["worker_pool_specs"][0]["container_spec"]["env"]:
             if e["name"] == "HF_TOKEN":
-                e["value"] = f"<redacted sha256:{pinned.token.fingerprint}>"
+                e["value"] = f"<redacted sha256:{fingerprint}>"
         print(json.dumps({"parent": f"projects/{outputs.project_id}/locations/{outputs.region}",
                           "custom_job": shown}, indent=2))
         return 0
@@ -195,8 +236,8 @@ def cmd_submit(args) -> int:
         submit.upload_bootstrap(outputs)
     job, created = submit.create(body, outputs)
     result = {"job": job.name, "state": job.state.name, "created": created,
-              "request_id": body["labels"]["hfgate-request-id"], "token_version": pinned.version_name,
-              "token_fingerprint": pinned.token.fingerprint}
+              "request_id": body["labels"]["hfgate-request-id"], "token_version": version_name or None,
+              "token_fingerprint": fingerprint or None, "delivery": req.token_delivery.value}
     print(("submitted " if created else "already submitted (same request id) ") + job.name, file=sys.stderr)
     if args.wait:
         job = submit.wait(job, outputs)
@@ -207,6 +248,75 @@ def cmd_submit(args) -> int:
     print(json.dumps(result, indent=2) if args.json else result["job"])
     return 0 if result["state"] in ("JOB_STATE_SUCCEEDED", "JOB_STATE_QUEUED", "JOB_STATE_PENDING",
                                     "JOB_STATE_RUNNING") else 1
+
+
+def _submit_hf_jobs(args, req, outputs) -> int:
+    from jobs import hfjobs
+    from jobs.jobspec import IMAGE_TRL, label_value, trl_args
+    from jobs.preflight import preflight
+    from jobs.secret import read_token
+
+    image = args.image or hfjobs.DEFAULT_IMAGE
+    version = req.trl_version or IMAGE_TRL.get(image) or (1, 16)
+    accel = req.accelerator_type if req.accelerator_type is not None else (outputs.accelerator_type or None)
+    count = req.accelerator_count if req.accelerator_count is not None else outputs.accelerator_count
+    flavor = args.flavor or hfjobs.flavor_for(accel, count or 0)
+    command = hfjobs.trainer_command(trl_args(req, version, "/tmp/output", cpu=flavor.startswith("cpu")))
+    pinned = read_token(outputs, args.token_version)
+    report = preflight(pinned.token, args.model, args.revision)
+    if not args.json:
+        print(report.table(), file=sys.stderr)
+    if not report.ok:
+        if args.json:
+            print(report.to_json())
+        return report.exit_code
+    labels = {"managed-by": "hfgate", "hfgate-model": label_value(req.model),
+              "hfgate-token-version": pinned.version, "hfgate-token-fp": pinned.token.fingerprint}
+    request = {"image": image, "command": command, "flavor": flavor, "namespace": args.namespace or report.user,
+               "secrets": ["HF_TOKEN"], "labels": labels, "timeout": req.timeout_s}
+    if args.dry_run:
+        print(json.dumps({"backend": "hf-jobs", **request}, indent=2))
+        return 0
+    info = hfjobs.run(pinned.token, command, image=image, flavor=flavor, namespace=request["namespace"],
+                      labels=labels, timeout_s=req.timeout_s, env={"HF_HUB_DISABLE_TELEMETRY": "1",
+                                                                    "TRL_USE_RICH": "0"})
+    print(f"submitted Hugging Face job {info.id} ({flavor})", file=sys.stderr)
+    result = {"backend": "hf-jobs", "job": info.id, "state": info.status.stage, "flavor": flavor,
+              "namespace": request["namespace"], "token_version": pinned.version_name,
+              "token_fingerprint": pinned.token.fingerprint}
+    if args.wait:
+        info = hfjobs.wait(pinned.token, info.id, request["namespace"])
+        result["state"] = info.status.stage
+    print(json.dumps(result, indent=2) if args.json else info.id)
+    return 1 if result["state"] in ("ERROR", "CANCELED", "DELETED") else 0
+
+
+def cmd_mirror(args) -> int:
+    from jobs.errors import UsageError
+    from jobs.mirror import mirror
+    from jobs.preflight import preflight
+    from jobs.secret import _who, read_token
+    if bool(args.model) == bool(args.dataset):
+        raise UsageError("mirror needs exactly one of --model or --dataset", "e.g. hfgate mirror --model org/name")
+    outputs = _outputs(args)
+    pinned = read_token(outputs, args.token_version)
+    repo_id, repo_type = (args.model, "model") if args.model else (args.dataset, "dataset")
+    if repo_type == "model":
+        report = preflight(pinned.token, repo_id, args.revision)
+        if not args.json:
+            print(report.table(ok_text="ready to mirror", fail_text="not mirrored: nothing was uploaded"),
+                  file=sys.stderr)
+        if not report.ok:
+            if args.json:
+                print(report.to_json())
+            return report.exit_code
+    result = mirror(outputs, pinned.token, repo_id, args.revision, repo_type, allow_pickle=args.allow_pickle,
+                    who=_who())
+    data = {"uri": result.uri, "commit": result.commit, "files": result.files, "bytes": result.bytes,
+            "uploaded": result.uploaded}
+    print(json.dumps(data, indent=2) if args.json else
+          f"{result.uri} ({result.files} files, {result.bytes / 1e6:.1f} MB, {result.uploaded} uploaded)")
+    return 0
 
 
 def cmd_status(args) -> int:
@@ -296,7 +406,7 @@ def cmd_token(args) -> int:
     return 0
 
 
-COMMANDS = {"token": cmd_token, "check": cmd_check, "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs,
+COMMANDS = {"mirror": cmd_mirror, "token": cmd_token, "check": cmd_check, "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs,
             "cancel": cmd_cancel, "machines": cmd_machines}
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ def request_id(body: dict) -> str:
 
 def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str, token_fingerprint: str,
                      bootstrap_digest: str = "", hf_token_value: str | None = None,
-                     model_path: str | None = None) -> dict:
+                     model_path: str | None = None, dataset_path: str | None = None) -> dict:
     """The CustomJob as the JSON form of aiplatform_v1.CustomJob. Never contains the token unless
     `token_delivery` is ENV (then `hf_token_value` is required and the caller warns)."""
     machine = req.machine_type or outputs.machine_type
@@ -109,8 +109,10 @@ def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str,
     name = req.display_name or f"hfgate-{label_value(req.model.split('/')[-1])}"
     base_output = f"{outputs.artifacts_bucket}/runs/{name}"
     output_dir = f"/gcs/{bucket}/runs/{name}/model"
-    model_ref = model_path or req.model
-    train_req = TrainRequest(**{**req.__dict__, "model": model_ref}) if model_path else req
+    if req.token_delivery is TokenDelivery.MIRROR and not (model_path and dataset_path):
+        raise UsageError("mirror delivery trains from the bucket", "internal: pass model_path and dataset_path")
+    train_req = TrainRequest(**{**req.__dict__, "model": model_path or req.model,
+                                "dataset": dataset_path or req.dataset})
     trainer = ["trl"] + trl_args(train_req, version, output_dir, cpu=not accel)
     # Cloud Logging gets lines, not progress bars.
     env = {"HF_HOME": "/tmp/hf", "TRL_USE_RICH": "0", "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1",
@@ -118,8 +120,8 @@ def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str,
     if outputs.egress_mode == "proxy" and req.token_delivery is not TokenDelivery.MIRROR:
         env.update({"HTTPS_PROXY": outputs.proxy_url, "HTTP_PROXY": outputs.proxy_url,
                     "NO_PROXY": "metadata.google.internal,169.254.169.254,.googleapis.com,localhost,127.0.0.1"})
-    if req.token_delivery is TokenDelivery.MIRROR:
-        env["HF_HUB_OFFLINE"] = "1"
+    if req.token_delivery is TokenDelivery.MIRROR:   # no token and no Hub at all: fail fast if anything tries
+        env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     env.update(req.extra_env)
     if req.token_delivery is TokenDelivery.SECRET_REF:
         staging = outputs.staging_bucket.removeprefix("gs://")

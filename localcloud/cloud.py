@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -231,11 +232,15 @@ class LocalCloud:
         def run():
             env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME", "PYTHONPATH")}
             env.update({"HF_ENDPOINT": self.hub.url, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1"})
+            env["PATH"] = os.pathsep.join([*self.jobs.path_prefix, os.path.dirname(sys.executable), env["PATH"]])
+            workdir = Path(tempfile.mkdtemp(prefix="hfjob-", dir=self.state_dir))
+            env.update({"HOME": str(workdir), "TMPDIR": str(workdir)})
             env.update(job["environment"])
             env.update(job["secrets"])
             job["status"] = {"stage": "RUNNING", "message": None}
             try:
-                proc = subprocess.Popen(job["command"] + job["arguments"], env=env, stdout=subprocess.PIPE,
+                argv = [a.replace("/tmp/", f"{workdir}/") for a in job["command"] + job["arguments"]]
+                proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, cwd=workdir,
                                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
             except OSError as exc:
                 job["status"] = {"stage": "ERROR", "message": str(exc)}

@@ -79,3 +79,37 @@ def test_no_token_in_any_output_spec_label_log_or_argv(demo):
     for job in jobs.values():
         env = {e["name"] for p in job["jobSpec"]["workerPoolSpecs"] for e in p["containerSpec"].get("env", [])}
         assert "HF_TOKEN" not in env and "HFGATE_TOKEN_SECRET_VERSION" in env
+
+
+def test_a_mirrored_model_trains_with_the_real_trl_and_no_token_or_hub_in_the_job(synth_dir):
+    """`hfgate mirror` once with the token, then `submit --token-delivery mirror`: the real trainer reads the
+    model and dataset from the bucket; the job's environment has no token and the Hub sees no request."""
+    from localcloud import LocalCloud
+    from localcloud.demo import DATASET, MODEL, trainer_metrics
+    from localcloud.tinymodel import build_dataset, build_model
+    from stacks.plan import synthesized
+    from tests.conftest import hfgate, set_token
+
+    with LocalCloud(plan=synthesized(synth_dir, "local")) as cloud:
+        cloud.hub_state.add_repo(MODEL, build_model())
+        cloud.hub_state.add_repo(DATASET, build_dataset(), type="dataset")
+        token = cloud.hub_tokens["alice-read"]
+        set_token(cloud, token)
+        for args in (["--model", MODEL], ["--dataset", DATASET]):
+            proc = hfgate(cloud, "mirror", *args)
+            assert proc.returncode == 0, proc.stderr
+        before = len(cloud.hub_state.log)
+        proc = hfgate(cloud, "submit", "--model", MODEL, "--dataset", DATASET, "--token-delivery", "mirror",
+                      "--max-steps", "4", "--no-lora", "--wait", "--json", "--", "--per_device_train_batch_size", "8",
+                      "--max_length", "64", timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert len(cloud.hub_state.log) == before
+        job_id = json.loads(proc.stdout)["job"].rsplit("/", 1)[-1]
+        job = cloud.jobs.jobs[job_id]
+        env = {e.name for e in job.job_spec.worker_pool_specs[0].container_spec.env}
+        assert not env & {"HF_TOKEN", "HFGATE_TOKEN_SECRET_VERSION"}
+        lines = [line for _, line in cloud.jobs.logs[job_id]]
+        assert trainer_metrics(lines)["steps"] == 4
+        assert not [c for c in cloud.secrets.calls if c[1] == cloud.trainer]     # the job never read the secret
+        flat = json.dumps(cloud.jobs.cmdlines.get(job_id, []))
+        assert token not in flat and "sft" in flat
