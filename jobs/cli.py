@@ -97,6 +97,20 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("job", help="job id or full resource name")
     sub.add_parser("machines", parents=[common], help="the machine/accelerator table submit validates against")
 
+    rv = sub.add_parser("review", help="security review of the synthesized stacks or a terraform plan",
+                        description="Who can read the token, the IAM matrix, egress, data protection, findings"
+                        " (project policies + checkov) and a Mermaid diagram. Writes review/<env>/REPORT.md,"
+                        " report.json and report.sarif; prints the --format one. Offline.",
+                        epilog="exit codes: 0 every policy passes, 1 a policy or checkov failed or the token has"
+                        " unexpected readers, 2 bad input\nexamples:\n  hfgate review --env dev\n  terraform show"
+                        " -json plan.out > plan.json && hfgate review --env prod --plan plan.json --format sarif",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    rv.add_argument("--env", default="dev", help="environment (default dev): cdktf.out/stacks/hfgate-<env>/")
+    rv.add_argument("--plan", help="`terraform show -json` output to review instead of the synthesized stack")
+    rv.add_argument("--format", default="md", choices=["md", "json", "sarif"], help="what to print (all are written)")
+    rv.add_argument("--out", help="output folder (default review/<env>)")
+    rv.add_argument("--no-checkov", action="store_true", help="skip the checkov scan")
+
     mi = sub.add_parser("mirror", parents=[common], help="copy a gated repo into the artifacts bucket once",
                         description="Download a snapshot once with the stored token and upload it with a verified"
                         " manifest to gs://ARTIFACTS/models/<id>/<commit>/ (datasets: datasets/<id>/<commit>/); then"
@@ -131,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="hfgate: %(levelname)s %(message)s")
     from stacks.errors import HfgateError
     try:
@@ -145,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print("hfgate: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - a bug: say so in one line, with the traceback only under -v
-        if args.verbose:
+        if getattr(args, "verbose", False):
             logging.exception("internal error")
         print(f"hfgate: internal error: {type(exc).__name__} (run with -v for details; please report it)",
               file=sys.stderr)
@@ -291,6 +305,31 @@ def _submit_hf_jobs(args, req, outputs) -> int:
     return 1 if result["state"] in ("ERROR", "CANCELED", "DELETED") else 0
 
 
+def cmd_review(args) -> int:
+    from stacks import review as rv
+    from stacks.plan import load, synthesized
+    root = Path(__file__).resolve().parent.parent
+    if args.plan:
+        path = Path(args.plan)
+    else:
+        path = synthesized(Path(os.environ.get("CDKTF_OUTDIR") or root / "cdktf.out"), args.env)
+        if not path.exists():
+            from stacks.errors import UsageError
+            raise UsageError(f"no synthesized stack at {path}", "run `make synth` first (or pass --plan plan.json)")
+    plan = load(path)
+    checkov = None if args.no_checkov else rv.run_checkov(path if args.plan else path.parent,
+                                                         plan_json=bool(args.plan))
+    report = rv.review(plan, checkov)
+    paths = rv.write(report, Path(args.out or root / "review" / args.env), str(path))
+    print(paths[args.format].read_text())
+    failed = [p["id"] for p in report["policies"] if not p["passed"]]
+    print(f"review {'PASS' if report['ok'] else 'FAIL'}: {paths['md']}"
+          + (f" (failed: {', '.join(failed)})" if failed else "")
+          + (f" (unexpected token readers: {', '.join(report['unexpected_readers'])})"
+             if report["unexpected_readers"] else ""), file=sys.stderr)
+    return 0 if report["ok"] else 1
+
+
 def cmd_mirror(args) -> int:
     from jobs.errors import UsageError
     from jobs.mirror import mirror
@@ -406,7 +445,7 @@ def cmd_token(args) -> int:
     return 0
 
 
-COMMANDS = {"mirror": cmd_mirror, "token": cmd_token, "check": cmd_check, "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs,
+COMMANDS = {"review": cmd_review, "mirror": cmd_mirror, "token": cmd_token, "check": cmd_check, "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs,
             "cancel": cmd_cancel, "machines": cmd_machines}
 
 if __name__ == "__main__":

@@ -93,6 +93,14 @@ class Plan:
             return {k: self.resolve(x) for k, x in value.items() if k != "//"}
         return value
 
+    def output(self, name: str) -> str | None:
+        """An output's value with references resolved (synth: `output.X.value`; plan: planned or referenced)."""
+        out = self.outputs.get(name)
+        if out is None:
+            return None
+        value = out.get("value") if isinstance(out, dict) else out
+        return self.resolve(value) if value is not None else None
+
     def default_project(self) -> str:
         google = self.providers.get("google")
         if isinstance(google, list) and google:
@@ -109,7 +117,7 @@ def _unknown(type_: str, name: str, attr: str) -> str:
 
 def from_synth(path: Path) -> Plan:
     data = _load_json(path)
-    stack = path.parent.name
+    stack = ((data.get("//") or {}).get("metadata") or {}).get("stackName") or path.parent.name
     plan = Plan(stack=stack, source="synth", outputs=data.get("output", {}), providers=data.get("provider", {}))
     for type_, by_name in (data.get("resource") or {}).items():
         for name, values in by_name.items():
@@ -128,16 +136,23 @@ def from_show_json(path: Path) -> Plan:
     providers = {}
     for key, p in (data.get("configuration", {}).get("provider_config") or {}).items():
         providers[p.get("name", key)] = {k: e.get("constant_value") for k, e in p.get("expressions", {}).items()}
-    plan = Plan(stack=data.get("variables", {}).get("stack", {}).get("value", path.stem), source="plan",
-                outputs=data.get("planned_values", {}).get("outputs", {}), providers=providers)
+    outputs = dict(data.get("planned_values", {}).get("outputs", {}))
+    for name, out in (data.get("configuration", {}).get("root_module", {}).get("outputs") or {}).items():
+        refs = (out.get("expression") or {}).get("references") or []
+        if (outputs.get(name) or {}).get("value") is None and refs:
+            outputs[name] = {"value": "${" + next((r for r in refs if r.count(".") == 2), refs[0]) + "}"}
+        elif name not in outputs and "constant_value" in (out.get("expression") or {}):
+            outputs[name] = {"value": out["expression"]["constant_value"]}
+    plan = Plan(stack=path.stem, source="plan", outputs=outputs, providers=providers)
     for r in _walk(data["planned_values"].get("root_module", {}), "resources"):
         if r.get("mode", "managed") != "managed":
             continue
         values = dict(r.get("values") or {})
         for key, expr in (config.get(r["address"], {}).get("expressions") or {}).items():
             if values.get(key) is None and isinstance(expr, dict) and expr.get("references"):
-                ref = expr["references"][0]
-                values[key] = "${" + ref + "}" if ref.count(".") == 2 else values.get(key)
+                ref = next((r for r in expr["references"] if r.count(".") == 2), None)
+                if ref:
+                    values[key] = "${" + ref + "}"
         plan.resources.append(Resource(r["type"], r["name"], values, r["address"]))
     return plan
 

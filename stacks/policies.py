@@ -1,0 +1,228 @@
+"""The project's own security policies over a `Plan`: one function per rule, each with its id, severity, rationale
+and fix. A policy returns its violations (resource address + what is wrong); an empty list is a pass.
+
+Plain Python over the same JSON checkov reads, so reviewers can read each rule in a few lines.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from stacks.plan import Plan
+
+PRIMITIVE = {"roles/owner", "roles/editor", "roles/viewer"}
+PUBLIC = {"allUsers", "allAuthenticatedUsers"}
+SECRET_READ_ROLES = {"roles/secretmanager.secretAccessor", "roles/secretmanager.admin", "roles/owner"}
+ACT_AS_ROLES = {"roles/iam.serviceAccountUser", "roles/iam.serviceAccountTokenCreator", "roles/owner",
+                "roles/editor"}
+IAM_TYPES = ("_iam_member", "_iam_binding", "_iam_policy")
+
+
+@dataclass(frozen=True)
+class Policy:
+    id: str
+    title: str
+    severity: str          # critical | high | medium | low
+    rationale: str
+    fix: str
+    check: Callable[[Plan], list[tuple[str, str]]]
+
+
+POLICIES: list[Policy] = []
+
+
+def policy(id: str, title: str, severity: str, rationale: str, fix: str):
+    def register(fn):
+        POLICIES.append(Policy(id, title, severity, rationale, fix, fn))
+        return fn
+    return register
+
+
+@dataclass(frozen=True)
+class Grant:
+    member: str
+    role: str
+    resource: str          # "project:<id>", "folder:<id>", "organization:<id>", "secret:<name>", "serviceAccount:<email>",
+    kind: str              # the Terraform type it came from
+    address: str
+
+
+def grants(plan: Plan) -> list[Grant]:
+    """Every IAM grant in the plan, members resolved, bindings and policies expanded."""
+    out = []
+    for r in plan.resources:
+        if not r.type.endswith(IAM_TYPES):
+            continue
+        v = plan.resolved(r)
+        scope = r.type.removeprefix("google_").rsplit("_iam_", 1)[0]
+        target = {"project": lambda: f"project:{v.get('project') or plan.default_project()}",
+                  "folder": lambda: f"folder:{v.get('folder')}",
+                  "organization": lambda: f"organization:{v.get('org_id')}",
+                  "secret_manager_secret": lambda: f"secret:{str(v.get('secret_id', '')).rsplit('/', 1)[-1]}",
+                  "service_account": lambda: f"serviceAccount:{str(v.get('service_account_id', '')).rsplit('/', 1)[-1]}",
+                  "storage_bucket": lambda: f"bucket:{v.get('bucket')}",
+                  "pubsub_topic": lambda: f"topic:{str(v.get('topic', '')).rsplit('/', 1)[-1]}",
+                  }.get(scope, lambda: f"{scope}:{v.get('name', '')}")()
+        if r.type.endswith("_iam_member"):
+            out.append(Grant(v.get("member", ""), v.get("role", ""), target, r.type, r.address))
+        elif r.type.endswith("_iam_binding"):
+            out += [Grant(m, v.get("role", ""), target, r.type, r.address) for m in v.get("members") or []]
+        else:   # _iam_policy: policy_data is JSON (often a data source reference: reported as unknown)
+            import json
+            try:
+                data = json.loads(v.get("policy_data") or "{}")
+            except (TypeError, ValueError):
+                data = {}
+            for b in data.get("bindings", []):
+                out += [Grant(m, b.get("role", ""), target, r.type, r.address) for m in b.get("members", [])]
+    return out
+
+
+def trainer_member(plan: Plan) -> str | None:
+    email = plan.output("trainer_email")
+    return f"serviceAccount:{email}" if email else None
+
+
+def egress_mode(plan: Plan) -> str:
+    mode = plan.output("egress_mode")
+    if mode:
+        return mode
+    return "proxy" if plan.of_type("google_compute_network_attachment") else "open"
+
+
+def _is_default_sa(member: str) -> bool:
+    return member.endswith("-compute@developer.gserviceaccount.com") or member.endswith("@appspot.gserviceaccount.com")
+
+
+# The rules ---------------------------------------------------------------------------------------------------------
+@policy("HFG001", "No project-, folder- or organization-level secret access", "critical",
+        "A project-level secretAccessor reads every secret in the project, not just the Hugging Face token.",
+        "grant roles/secretmanager.secretAccessor on the secret (TokenSecret.grant_read), never on the project")
+def no_broad_secret_access(plan: Plan):
+    return [(g.address, f"{g.member} has {g.role} on {g.resource}") for g in grants(plan)
+            if g.role in SECRET_READ_ROLES - {"roles/owner"} and g.resource.split(":")[0] in
+            ("project", "folder", "organization")]
+
+
+@policy("HFG002", "No primitive roles", "high",
+        "Owner/Editor/Viewer carry thousands of permissions (Owner reads every secret).",
+        "use predefined roles scoped to the resource (see the grant_* methods of each construct)")
+def no_primitive_roles(plan: Plan):
+    return [(g.address, f"{g.member} has {g.role} on {g.resource}") for g in grants(plan) if g.role in PRIMITIVE]
+
+
+@policy("HFG003", "No public members", "critical",
+        "allUsers / allAuthenticatedUsers make a resource readable by anyone (with a Google account).",
+        "grant to named service accounts or groups only")
+def no_public_members(plan: Plan):
+    return [(g.address, f"{g.member} has {g.role} on {g.resource}") for g in grants(plan) if g.member in PUBLIC]
+
+
+@policy("HFG004", "No service account keys", "high",
+        "A key is a long-lived credential that can leak; jobs get short-lived tokens from the metadata server.",
+        "remove google_service_account_key; use the attached service account, or workload identity federation for CI")
+def no_sa_keys(plan: Plan):
+    return [(r.address, "creates a service account key") for r in plan.of_type("google_service_account_key")]
+
+
+@policy("HFG005", "No default compute service account", "high",
+        "The default compute account usually holds Editor and is shared by everything in the project.",
+        "run jobs as the trainer account from the stacks (outputs: trainer_email)")
+def no_default_compute_sa(plan: Plan):
+    hits = [(g.address, f"grant to {g.member}") for g in grants(plan) if _is_default_sa(g.member)]
+    for r in plan.resources:
+        v = plan.resolved(r)
+        for key in ("service_account", "service_account_email", "email"):
+            value = v.get(key)
+            if isinstance(value, str) and _is_default_sa(value):
+                hits.append((r.address, f"{key} is {value}"))
+            if isinstance(value, dict) and _is_default_sa(str(value.get("email", ""))):
+                hits.append((r.address, f"{key}.email is {value['email']}"))
+    return hits
+
+
+@policy("HFG006", "The token never enters Terraform state", "critical",
+        "secret_data is stored in plain text in the Terraform state (and plan files).",
+        "add the token with `hfgate token set` (or write-only secret_data_wo, token_write_only = true)")
+def no_plain_secret_data(plan: Plan):
+    return [(r.address, "secret version with secret_data") for r in plan.of_type("google_secret_manager_secret_version")
+            if r.values.get("secret_data") not in (None, "")]
+
+
+@policy("HFG007", "Egress default-deny in proxy mode", "high",
+        "In proxy mode only the Secure Web Proxy and restricted Google APIs may be reached; anything else is denied.",
+        "keep the stacks' firewall policy rule denying 0.0.0.0/0 egress at the lowest priority, and no broader allow")
+def egress_default_deny(plan: Plan):
+    if egress_mode(plan) != "proxy":
+        return []
+    rules = [plan.resolved(r) | {"_address": r.address}
+             for r in plan.of_type("google_compute_network_firewall_policy_rule")
+             if str(r.values.get("direction", "")).upper() == "EGRESS"]
+    fw = [plan.resolved(r) | {"_address": r.address} for r in plan.of_type("google_compute_firewall")
+          if str(r.values.get("direction", "")).upper() == "EGRESS"]
+    hits = []
+    deny = [r for r in rules if r.get("action") == "deny" and "0.0.0.0/0" in
+            (r.get("match") or {}).get("dest_ip_ranges", [])]
+    if not deny and not any(r.get("deny") and "0.0.0.0/0" in r.get("destination_ranges", []) for r in fw):
+        hits.append(("(network)", "no rule denies egress to 0.0.0.0/0"))
+    floor = min((r.get("priority", 65535) for r in deny), default=65535)
+    for r in rules:
+        if r.get("action") == "allow" and "0.0.0.0/0" in (r.get("match") or {}).get("dest_ip_ranges", []) \
+                and r.get("priority", 1000) < floor:
+            hits.append((r["_address"], "allows egress to 0.0.0.0/0 before the deny"))
+    for r in fw:
+        if r.get("allow") and "0.0.0.0/0" in r.get("destination_ranges", []):
+            hits.append((r["_address"], "VPC firewall allows egress to 0.0.0.0/0"))
+    return hits
+
+
+@policy("HFG008", "No ingress from 0.0.0.0/0", "high",
+        "Training jobs need no inbound connections from the internet.",
+        "remove the allow rule, or restrict source_ranges to the load balancer / IAP ranges you need")
+def no_open_ingress(plan: Plan):
+    hits = []
+    for r in plan.of_type("google_compute_firewall"):
+        v = plan.resolved(r)
+        if str(v.get("direction", "INGRESS")).upper() == "INGRESS" and v.get("allow") and \
+                ("0.0.0.0/0" in (v.get("source_ranges") or []) or "::/0" in (v.get("source_ranges") or [])):
+            hits.append((r.address, "allows ingress from the internet"))
+    for r in plan.of_type("google_compute_network_firewall_policy_rule"):
+        v = plan.resolved(r)
+        if str(v.get("direction", "")).upper() == "INGRESS" and v.get("action") == "allow" and \
+                "0.0.0.0/0" in (v.get("match") or {}).get("src_ip_ranges", []):
+            hits.append((r.address, "allows ingress from the internet"))
+    return hits
+
+
+@policy("HFG009", "Buckets not public, with uniform access", "high",
+        "Public access prevention blocks accidental public ACLs; uniform access makes IAM the only access path.",
+        "set public_access_prevention = \"enforced\" and uniform_bucket_level_access = true (the Bucket construct does)")
+def buckets_hardened(plan: Plan):
+    hits = []
+    for r in plan.of_type("google_storage_bucket"):
+        v = r.values
+        if v.get("public_access_prevention") != "enforced":
+            hits.append((r.address, "public_access_prevention is not enforced"))
+        if v.get("uniform_bucket_level_access") is not True:
+            hits.append((r.address, "uniform_bucket_level_access is not true"))
+    for r in plan.of_type("google_storage_bucket_acl", "google_storage_default_object_acl",
+                          "google_storage_object_acl"):
+        hits.append((r.address, "ACLs bypass uniform access"))
+    return hits
+
+
+@policy("HFG010", "Every Vertex job identity is the trainer", "high",
+        "Whoever may act as a service account may run jobs as it; only the trainer should be usable for training.",
+        "grant roles/iam.serviceAccountUser on the trainer only (ServiceAccount.grant_act_as), never project-wide")
+def jobs_run_as_trainer(plan: Plan):
+    trainer = trainer_member(plan)
+    hits = []
+    if trainer is None:
+        hits.append(("output.trainer_email", "the outputs contract names no trainer"))
+    for g in grants(plan):
+        if g.role in ("roles/iam.serviceAccountUser", "roles/iam.serviceAccountTokenCreator"):
+            if g.resource.startswith(("project:", "folder:", "organization:")):
+                hits.append((g.address, f"{g.member} may act as every service account ({g.role} on {g.resource})"))
+            elif trainer and g.resource != trainer:
+                hits.append((g.address, f"{g.member} may act as {g.resource.split(':', 1)[1]}, not the trainer"))
+    return hits

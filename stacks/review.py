@@ -1,0 +1,307 @@
+"""Security review of a stack, offline, for reviewers: who can read the token, the IAM matrix, egress, data
+protection, findings (project policies + checkov) and a Mermaid diagram. Markdown, JSON and SARIF.
+
+Input is the synthesized `cdk.tf.json` or a `terraform show -json` plan (see stacks.plan): same report.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from stacks.plan import Plan
+from stacks.policies import (ACT_AS_ROLES, POLICIES, PRIMITIVE, PUBLIC, SECRET_READ_ROLES, _is_default_sa, egress_mode,
+                             grants, trainer_member)
+
+SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+
+
+def token_readers(plan: Plan) -> list[dict]:
+    """Every principal with a path to the token: direct grants on the secret, project-level roles that include
+    access, and act-as on a service account that has either. Sorted, one row per (principal, path)."""
+    secrets = {plan.resolved(r)["secret_id"] for r in plan.of_type("google_secret_manager_secret")}
+    all_grants = grants(plan)
+    rows, holders = [], set()
+    for g in all_grants:
+        scope, _, name = g.resource.partition(":")
+        if g.role in SECRET_READ_ROLES and ((scope == "secret" and name in secrets) or
+                                            scope in ("project", "folder", "organization")):
+            how = (f"{g.role} on the secret" if scope == "secret" else f"{g.role} on {scope} {name}")
+            rows.append({"principal": g.member, "how": how, "via": None, "address": g.address})
+            holders.add(g.member)
+    for g in all_grants:
+        scope, _, email = g.resource.partition(":")
+        if scope == "serviceAccount" and g.role in ACT_AS_ROLES and f"serviceAccount:{email}" in holders:
+            rows.append({"principal": g.member, "how": f"{g.role} on {email}, which can read it",
+                         "via": f"serviceAccount:{email}", "address": g.address})
+    return sorted(rows, key=lambda r: (r["principal"], r["how"]))
+
+
+def iam_matrix(plan: Plan) -> list[dict]:
+    keys = {plan.resolved(r).get("service_account_id", "") for r in plan.of_type("google_service_account_key")}
+    rows = []
+    for g in grants(plan):
+        flags = []
+        if g.role in PRIMITIVE:
+            flags.append("primitive role")
+        if g.member in PUBLIC:
+            flags.append("public member")
+        if _is_default_sa(g.member):
+            flags.append("default compute account")
+        if any(g.member.endswith(k.rsplit("/", 1)[-1]) for k in keys if k):
+            flags.append("has a key")
+        rows.append({"principal": g.member, "resource": g.resource, "role": g.role, "flags": flags,
+                     "address": g.address})
+    for k in plan.of_type("google_service_account_key"):
+        rows.append({"principal": plan.resolved(k).get("service_account_id", "?"), "resource": "(key)",
+                     "role": "service account key", "flags": ["service account key"], "address": k.address})
+    return sorted(rows, key=lambda r: (r["principal"], r["resource"], r["role"]))
+
+
+def egress(plan: Plan) -> dict:
+    mode = egress_mode(plan)
+    hosts = sorted({h for r in plan.of_type("google_network_security_url_lists") for h in r.values.get("values", [])})
+    perimeter = bool(plan.of_type("google_access_context_manager_service_perimeter",
+                                  "google_access_context_manager_service_perimeter_resource"))
+    rules = sorted((plan.resolved(r) for r in plan.of_type("google_compute_network_firewall_policy_rule")
+                    if str(r.values.get("direction", "")).upper() == "EGRESS"), key=lambda v: v.get("priority", 0))
+    last = rules[-1] if rules else None
+    default = (f"{last['action']} {','.join((last.get('match') or {}).get('dest_ip_ranges', []))}"
+               f" (priority {last.get('priority')})") if last else "allow (no egress firewall policy)"
+    nats = [plan.resolved(r) for r in plan.of_type("google_compute_router_nat")]
+    return {
+        "mode": mode, "allowed_hosts": hosts if mode == "proxy" else ["(any: open mode)"],
+        "enforcement": "enforced (VPC Service Controls perimeter)" if perimeter else
+                       ("advisory (firewall + proxy, no VPC-SC perimeter)" if mode == "proxy" else "none (open)"),
+        "firewall_default": default,
+        "rules": [{"priority": r.get("priority"), "action": r.get("action"), "rule": r.get("rule_name"),
+                   "dest": (r.get("match") or {}).get("dest_ip_ranges", [])} for r in rules],
+        "nat_logging": [f"{n.get('name')}: {'on' if (n.get('log_config') or {}).get('enable') else 'off'}"
+                        f" ({(n.get('log_config') or {}).get('filter', '-')})" for n in nats] or ["(no Cloud NAT)"],
+    }
+
+
+def data_protection(plan: Plan) -> dict:
+    secrets = []
+    for r in plan.of_type("google_secret_manager_secret"):
+        v = plan.resolved(r)
+        rep = v.get("replication") or {}
+        locations = [x.get("location") for x in (rep.get("user_managed") or {}).get("replicas", [])]
+        cmek = [x.get("customer_managed_encryption") for x in (rep.get("user_managed") or {}).get("replicas", [])
+                if x.get("customer_managed_encryption")]
+        secrets.append({"secret": v.get("secret_id"), "replication": ", ".join(locations) or "automatic",
+                        "cmek": bool(cmek), "rotation": (v.get("rotation") or {}).get("rotation_period"),
+                        "deletion_protection": v.get("deletion_protection", False)})
+    versions = [{"address": r.address, "plain_secret_data": r.values.get("secret_data") not in (None, ""),
+                 "write_only": "secret_data_wo" in r.values}
+                for r in plan.of_type("google_secret_manager_secret_version")]
+    logged = {plan.resolved(r).get("name"): bool(r.values.get("logging")) for r in plan.of_type("google_storage_bucket")}
+    buckets = []
+    for r in plan.of_type("google_storage_bucket"):
+        v = plan.resolved(r)
+        buckets.append({"bucket": v.get("name"), "public_access_prevention": v.get("public_access_prevention"),
+                        "uniform_access": v.get("uniform_bucket_level_access") is True,
+                        "versioning": bool((v.get("versioning") or {}).get("enabled")),
+                        "soft_delete": (v.get("soft_delete_policy") or {}).get("retention_duration_seconds"),
+                        "logging": logged.get(v.get("name")), "cmek": bool(v.get("encryption"))})
+    return {"token_in_state": any(x["plain_secret_data"] for x in versions), "secrets": secrets,
+            "versions": versions, "buckets": buckets}
+
+
+def run_checkov(path: Path, checkov: str | None = None, plan_json: bool = False) -> dict:
+    """checkov, offline with the repo's .checkov.yaml: on the synthesized stack's folder, or on a plan JSON file."""
+    root = Path(__file__).resolve().parent.parent
+    exe = checkov or os.environ.get("CHECKOV") or (str(root / ".venv-checkov/bin/checkov")
+                                                  if (root / ".venv-checkov/bin/checkov").exists()
+                                                  else shutil.which("checkov"))
+    if not exe:
+        return {"ran": False, "why": "checkov not installed (make setup installs it in .venv-checkov)"}
+    target = ["-f", str(path), "--framework", "terraform_plan"] if plan_json else \
+        ["-d", str(path), "--framework", "terraform_json"]
+    proc = subprocess.run([exe, *target, "-o", "json",
+                           "--config-file", str(root / ".checkov.yaml"), "--quiet"],
+                          capture_output=True, text=True, timeout=600)
+    try:
+        data = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        return {"ran": False, "why": f"checkov failed: {proc.stderr.strip()[-300:]}"}
+    data = data[0] if isinstance(data, list) else data
+    summary = data.get("summary", {})
+    failed = [{"id": c["check_id"], "resource": c["resource"], "name": c["check_name"]}
+              for c in data.get("results", {}).get("failed_checks", [])]
+    return {"ran": True, "passed": summary.get("passed", 0), "failed": summary.get("failed", 0),
+            "skipped": summary.get("skipped", 0), "failed_checks": failed}
+
+
+def evaluate(plan: Plan) -> list[dict]:
+    results = []
+    for p in POLICIES:
+        violations = p.check(plan)
+        results.append({"id": p.id, "title": p.title, "severity": p.severity, "rationale": p.rationale,
+                        "fix": p.fix, "passed": not violations,
+                        "violations": [{"address": a, "detail": d} for a, d in violations]})
+    return results
+
+
+def review(plan: Plan, checkov: dict | None = None) -> dict:
+    trainer = trainer_member(plan)
+    submitter = plan.output("submitter_email")
+    expected = {m for m in (trainer, f"serviceAccount:{submitter}" if submitter else None) if m}
+    readers = token_readers(plan)
+    unexpected = sorted({r["principal"] for r in readers} - expected)
+    policies = evaluate(plan)
+    report = {
+        "stack": plan.stack, "source": plan.source,
+        "environment": plan.output("env"), "project": plan.output("project_id") or plan.default_project(),
+        "token_secret": plan.output("token_secret"),
+        "token_readers": readers, "expected_readers": sorted(expected), "unexpected_readers": unexpected,
+        "iam": iam_matrix(plan), "egress": egress(plan), "data_protection": data_protection(plan),
+        "policies": policies, "checkov": checkov or {"ran": False, "why": "not requested"},
+    }
+    report["ok"] = (all(p["passed"] for p in policies) and not unexpected
+                    and (not report["checkov"].get("ran") or report["checkov"]["failed"] == 0))
+    report["diagram"] = mermaid(plan, report)
+    return report
+
+
+def _short(member: str) -> str:
+    return member.split(":", 1)[-1].split("@")[0]
+
+
+def mermaid(plan: Plan, report: dict) -> str:
+    """Identities, the secret, buckets, the job and the egress path."""
+    lines = ["flowchart LR"]
+    ids: dict[str, str] = {}
+
+    def node(key: str, label: str, shape: str = "[{}]") -> str:
+        if key not in ids:
+            ids[key] = f"n{len(ids)}"
+            lines.append(f"  {ids[key]}{shape.format(json.dumps(label))}")
+        return ids[key]
+
+    secret = node("secret", f"Secret {report['token_secret'] or 'HF token'}".replace("projects/", ""), "[({})]")
+    trainer = trainer_member(plan)
+    job = node("job", "Vertex AI custom job", "[[{}]]")
+    if trainer:
+        t = node(trainer, f"trainer {_short(trainer)}", "(({}))")
+        lines.append(f"  {job} -- runs as --> {t}")
+    for r in report["token_readers"]:
+        n = node(r["principal"], _short(r["principal"]), "(({}))")
+        if r["via"]:
+            lines.append(f"  {n} -. act-as .-> {node(r['via'], _short(r['via']), '(({}))')}")
+        else:
+            lines.append(f"  {n} -- reads --> {secret}")
+    for g in grants(plan):
+        if g.resource.startswith("bucket:"):
+            b = node(g.resource, g.resource.split(":", 1)[1], "[({})]")
+            verb = "writes" if "objectUser" in g.role or "Admin" in g.role or "Creator" in g.role else "reads"
+            lines.append(f"  {node(g.member, _short(g.member), '(({}))')} -- {verb} --> {b}")
+    eg = report["egress"]
+    if eg["mode"] == "proxy":
+        proxy = node("proxy", "Secure Web Proxy (allow-list)", "{{{{{}}}}}")
+        hub = node("hub", "Hugging Face: " + ", ".join(eg["allowed_hosts"]))
+        lines.append(f"  {job} -- HTTPS via PSC interface --> {proxy}")
+        lines.append(f"  {proxy} -- allowed --> {hub}")
+        lines.append(f"  {proxy} -. denied .-> {node('internet', 'anything else')}")
+    else:
+        lines.append(f"  {job} -- open egress --> {node('internet', 'internet (open mode)')}")
+    return "\n".join(dict.fromkeys(lines))
+
+
+# Rendering -------------------------------------------------------------------------------------------------------
+def _table(headers: list[str], rows: list[list]) -> str:
+    def cell(x):
+        return str(x).replace("|", "\\|") if x not in (None, "") else "-"
+    return "\n".join(["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)] +
+                     ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows])
+
+
+def to_markdown(rep: dict) -> str:
+    failed = [p for p in rep["policies"] if not p["passed"]]
+    ck = rep["checkov"]
+    out = [f"# Security review: {rep['stack']}", "",
+           f"Source: {rep['source']} · project `{rep['project']}` · environment `{rep['environment']}`", "",
+           f"**Verdict: {'PASS' if rep['ok'] else 'FAIL'}** — {len(rep['policies']) - len(failed)}/"
+           f"{len(rep['policies'])} project policies pass; checkov: "
+           + (f"{ck['passed']} passed, {ck['failed']} failed, {ck['skipped']} skipped" if ck.get("ran")
+              else f"not run ({ck.get('why')})") + "; token readers: "
+           + ("as expected" if not rep["unexpected_readers"] else f"UNEXPECTED {rep['unexpected_readers']}"), "",
+           "## Who can read the Hugging Face token?", "",
+           f"Secret: `{rep['token_secret']}`. Expected: {', '.join(f'`{m}`' for m in rep['expected_readers'])}.", "",
+           _table(["principal", "how", "resource"], [[f"`{r['principal']}`", r["how"], f"`{r['address']}`"]
+                                                     for r in rep["token_readers"]]), ""]
+    if rep["unexpected_readers"]:
+        out += [f"**Unexpected readers:** {', '.join(rep['unexpected_readers'])}", ""]
+    out += ["## Identity and access matrix", "",
+            _table(["principal", "resource", "role", "flags"],
+                   [[f"`{r['principal']}`", f"`{r['resource']}`", f"`{r['role']}`", ", ".join(r["flags"])]
+                    for r in rep["iam"]]), ""]
+    eg = rep["egress"]
+    out += ["## Egress", "", f"- Mode: **{eg['mode']}**",
+            f"- Allowed hosts: {', '.join(f'`{h}`' for h in eg['allowed_hosts']) or '-'}",
+            f"- Enforcement: {eg['enforcement']}", f"- Firewall default: {eg['firewall_default']}",
+            f"- NAT logging: {'; '.join(eg['nat_logging'])}", ""]
+    if eg["rules"]:
+        out += [_table(["priority", "action", "rule", "destination"],
+                       [[r["priority"], r["action"], r["rule"], ", ".join(r["dest"])] for r in eg["rules"]]), ""]
+    dp = rep["data_protection"]
+    out += ["## Data protection", "",
+            f"- Token value in Terraform state: **{'YES' if dp['token_in_state'] else 'no'}**"
+            f" ({len(dp['versions'])} version resources; "
+            f"{sum(v['write_only'] for v in dp['versions'])} write-only)", "",
+            _table(["secret", "replication", "CMEK", "rotation", "deletion protection"],
+                   [[s["secret"], s["replication"], s["cmek"], s["rotation"], s["deletion_protection"]]
+                    for s in dp["secrets"]]), "",
+            _table(["bucket", "public access prevention", "uniform", "versioning", "soft delete (s)", "logging",
+                    "CMEK"], [[b["bucket"], b["public_access_prevention"], b["uniform_access"], b["versioning"],
+                               b["soft_delete"], b["logging"], b["cmek"]] for b in dp["buckets"]]), ""]
+    out += ["## Findings", "", "### Project policies", "",
+            _table(["id", "policy", "severity", "result", "fix"],
+                   [[p["id"], p["title"], p["severity"], "pass" if p["passed"] else
+                     "FAIL: " + "; ".join(f"`{v['address']}` {v['detail']}" for v in p["violations"]),
+                     p["fix"] if not p["passed"] else ""] for p in rep["policies"]]), "", "### checkov", ""]
+    if ck.get("ran"):
+        out += [f"{ck['passed']} passed, {ck['failed']} failed, {ck['skipped']} skipped (skips and their reasons:"
+                " `.checkov.yaml`).", ""]
+        out += [_table(["check", "resource", "name"], [[c["id"], c["resource"], c["name"]]
+                                                       for c in ck["failed_checks"]]), ""] if ck["failed_checks"] else []
+    else:
+        out += [f"Not run: {ck.get('why')}.", ""]
+    out += ["## Diagram", "", "```mermaid", rep["diagram"], "```", ""]
+    return "\n".join(out)
+
+
+def to_sarif(rep: dict, artifact: str) -> dict:
+    rules = [{"id": p["id"], "name": p["title"], "shortDescription": {"text": p["title"]},
+              "fullDescription": {"text": p["rationale"]}, "help": {"text": p["fix"]},
+              "properties": {"security-severity": {"critical": "9.5", "high": "8.0", "medium": "5.0",
+                                                   "low": "2.0"}[p["severity"]]},
+              "defaultConfiguration": {"level": "error" if p["severity"] in ("critical", "high") else "warning"}}
+             for p in rep["policies"]]
+    results = []
+    for p in rep["policies"]:
+        for v in p["violations"]:
+            results.append({"ruleId": p["id"], "level": "error" if p["severity"] in ("critical", "high") else
+                            "warning", "message": {"text": f"{v['detail']}. Fix: {p['fix']}"},
+                            "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact}},
+                                           "logicalLocations": [{"fullyQualifiedName": v["address"],
+                                                                 "kind": "resource"}]}]})
+    for c in rep["checkov"].get("failed_checks", []):
+        results.append({"ruleId": c["id"], "level": "error", "message": {"text": c["name"]},
+                        "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact}},
+                                       "logicalLocations": [{"fullyQualifiedName": c["resource"]}]}]})
+    return {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
+            "runs": [{"tool": {"driver": {"name": "hfgate-review", "informationUri":
+                                          "https://github.com/hfgate/hfgate", "rules": rules}},
+                      "results": results}]}
+
+
+def write(rep: dict, outdir: Path, artifact: str) -> dict[str, Path]:
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = {"md": outdir / "REPORT.md", "json": outdir / "report.json", "sarif": outdir / "report.sarif"}
+    paths["md"].write_text(to_markdown(rep))
+    paths["json"].write_text(json.dumps(rep, indent=2) + "\n")
+    paths["sarif"].write_text(json.dumps(to_sarif(rep, artifact), indent=2) + "\n")
+    return paths
