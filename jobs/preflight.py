@@ -74,6 +74,33 @@ def _hub() -> str:
     return constants.ENDPOINT.rstrip("/")
 
 
+HUB_TIMEOUT_S = float(__import__("os").environ.get("HFGATE_HUB_TIMEOUT", "15"))
+_bounded = False
+
+
+def _bound_hub_timeouts() -> None:
+    """huggingface_hub's default HTTP client has no timeout at all: a Hub that stops answering would hang the
+    preflight forever. Give every call a bound (HFGATE_HUB_TIMEOUT seconds, default 15); retries stay bounded."""
+    global _bounded
+    if _bounded:
+        return
+    import httpx2
+    from huggingface_hub.utils import _http, set_client_factory
+
+    def factory():
+        client = _http.default_client_factory()
+        client.timeout = httpx2.Timeout(HUB_TIMEOUT_S, connect=min(5.0, HUB_TIMEOUT_S))
+        return client
+    set_client_factory(factory)
+    _bounded = True
+
+
+def _transport_errors() -> tuple:
+    """Connection refused, reset, timeouts: what huggingface_hub's HTTP client raises below HTTP."""
+    import httpx2
+    return (httpx2.TransportError,)
+
+
 def _retrying(call):
     """Bounded retries on 429/5xx/connection errors; anything else is an answer."""
     from huggingface_hub.errors import HfHubHTTPError
@@ -85,7 +112,7 @@ def _retrying(call):
             status = exc.response.status_code if exc.response is not None else 0
             if status not in (429, 500, 502, 503, 504) or attempt == RETRIES - 1:
                 raise
-        except OSError:
+        except (OSError, *_transport_errors()):
             if attempt == RETRIES - 1:
                 raise
         time.sleep(delay)
@@ -113,27 +140,26 @@ def preflight(token: HfToken, model: str | None, revision: str = "main", api=Non
         report.seconds = time.perf_counter() - t0
         return report
     report.checks.append(Check("token shape", OK, f"hf_… (sha256:{token.fingerprint})"))
+    _bound_hub_timeouts()
     api = api or HfApi()
     value = token.reveal()
 
     def whoami():
         try:
             return _retrying(lambda: api.whoami(token=value, cache=False))
-        except HfHubHTTPError as exc:
-            return exc
-        except OSError as exc:
+        except (HfHubHTTPError, OSError, *_transport_errors()) as exc:
             return exc
 
     def info():
         try:
             return _retrying(lambda: api.model_info(model, revision=revision, token=value, files_metadata=False))
-        except (HfHubHTTPError, OSError) as exc:
+        except (HfHubHTTPError, OSError, *_transport_errors()) as exc:
             return exc
 
     def auth():
         try:
             return _retrying(lambda: api.auth_check(model, token=value))
-        except (HfHubHTTPError, OSError) as exc:
+        except (HfHubHTTPError, OSError, *_transport_errors()) as exc:
             return exc
 
     with ThreadPoolExecutor(max_workers=3) as pool:
@@ -177,6 +203,12 @@ def preflight(token: HfToken, model: str | None, revision: str = "main", api=Non
         report.checks.append(Check("model", FAIL, f"{model} has no revision {revision!r}",
                                    f"use an existing branch, tag or commit (see {_hub()}/{model}"
                                    "/tree/main)", EXIT_NOT_FOUND))
+    elif isinstance(minfo, RepositoryNotFoundError) and fine is not None and model.split("/")[0] not in {
+            s.get("entity", {}).get("name") for s in fine.get("scoped", [])}:
+        ns = model.split("/")[0]
+        report.checks.append(Check("model", FAIL, f"{model} is outside this fine-grained token's scope (or does"
+                                   " not exist)", f"edit the token at {_hub()}/settings/tokens: add read access to"
+                                   f" the repo {model} or the namespace {ns}, or use a read token", EXIT_ACCESS))
     elif isinstance(minfo, RepositoryNotFoundError):
         hint = _case_hint(api, model, value)
         report.checks.append(Check("model", FAIL, f"no model {model!r} that this token can see"

@@ -42,7 +42,11 @@ def _who() -> str:
     try:
         from jobs.endpoints import credentials
         creds = credentials()
-        return getattr(creds, "service_account_email", None) or getattr(creds, "signer_email", "") or "you"
+        if getattr(creds, "service_account_email", None) == "default":   # metadata credentials learn it on refresh
+            import google.auth.transport.requests
+            creds.refresh(google.auth.transport.requests.Request())
+        email = getattr(creds, "service_account_email", None) or getattr(creds, "signer_email", "")
+        return email if email and email != "default" else "you"
     except Exception:  # noqa: BLE001 - only used to word a message
         return "the caller"
 
@@ -59,7 +63,7 @@ def read_token(outputs: Outputs, version: str = "latest", client=None) -> Pinned
         resp = _with_retries(lambda: client.access_secret_version(name=name), f"access to {name}")
     except gexc.PermissionDenied:
         who = _who()
-        raise AccessDenied(f"{who} may not read {secret}",
+        raise AccessDenied(f"{who} may not read {secret} (or it does not exist: check --env / --outputs)",
                            f"grant roles/secretmanager.secretAccessor on the secret (not the project) to {who}:"
                            f" gcloud secrets add-iam-policy-binding {secret.rsplit('/', 1)[-1]}"
                            f" --project {outputs.project_id} --member serviceAccount:{who}"

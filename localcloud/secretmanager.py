@@ -126,7 +126,7 @@ class SecretStore:
             if secret_id in self.secrets:
                 raise RpcError(grpc.StatusCode.ALREADY_EXISTS,
                                f"Secret [{self.secret_name(secret_id)}] already exists.")
-            if not secret.replication.automatic and not secret.replication.user_managed.replicas:
+            if "automatic" not in secret.replication and not secret.replication.user_managed.replicas:
                 raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "Secret.replication is required.")
             s = Secret(secret_id, dict(secret.labels), secret.replication, _now(),
                        rotation=secret.rotation if "rotation" in secret else None)

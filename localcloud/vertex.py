@@ -105,6 +105,8 @@ class JobStore:
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"List of found errors:\t1.Field: {field}; Message: {why}\t")
         if not job.display_name:
             bad("custom_job.display_name", "Required field is not set.")
+        if len(job.display_name) > 128:
+            bad("custom_job.display_name", "The display name can be at most 128 characters.")
         pools = job.job_spec.worker_pool_specs
         if not pools:
             bad("custom_job.job_spec.worker_pool_specs", "Required field is not set.")
