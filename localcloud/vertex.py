@@ -55,6 +55,8 @@ class JobStore:
         self.pids: dict[str, list[int]] = {}
         self.lock = threading.Lock()
         self.quota_exhausted = False         # fault knob: the next creates fail with RESOURCE_EXHAUSTED
+        self.unavailable = 0                 # fault knob: the next N calls (any method) fail with UNAVAILABLE
+        self.lose_create_responses = 0       # fault knob: the next N creates succeed but answer UNAVAILABLE
         self.create_calls = 0
         # The local "image": the running interpreter's environment (with the `train` extra, it has the real trl).
         # Tests put stand-in programs first with path_prefix.
@@ -298,9 +300,19 @@ def grpc_handler(store: JobStore) -> grpc.GenericRpcHandler:
         def handle(request, context):
             member = store.identities.member_for(dict(context.invocation_metadata()).get("authorization"))
             try:
+                with store.lock:
+                    if store.unavailable > 0:
+                        store.unavailable -= 1
+                        raise RpcError(grpc.StatusCode.UNAVAILABLE, "The service is currently unavailable.")
                 if member is None:
                     raise RpcError(grpc.StatusCode.UNAUTHENTICATED, "Request had invalid authentication credentials.")
-                return fn(member, request)
+                result = fn(member, request)
+                if request_cls is ai.CreateCustomJobRequest:
+                    with store.lock:
+                        if store.lose_create_responses > 0:
+                            store.lose_create_responses -= 1
+                            raise RpcError(grpc.StatusCode.UNAVAILABLE, "The service is currently unavailable.")
+                return result
             except RpcError as err:
                 context.abort(err.code, err.message)
         ser = (lambda m: m.SerializeToString()) if raw_response else response_cls.serialize
