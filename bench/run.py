@@ -1,0 +1,166 @@
+"""`make bench`: measured figures, each a ratio or difference against a baseline measured side by side in the same run
+(so they hold on a noisy machine). Prints a table and writes bench/results.json. Not a test: nothing here fails CI.
+
+- synth of every stack (warm) vs the floor: a process that only loads the provider assemblies;   target <= 1.3x
+- `hfgate --help` vs `python -c pass`;                                                            target <= +0.3 s
+- `hfgate submit --dry-run` total wall time (local cloud);                                         target <= 1.5 s
+- preflight (secret read + Hub checks) with 100 ms added to every Hub and Secret Manager call,
+  in round trips of 100 ms (the independent checks run concurrently; sequential would be ~6);     target <= 2.5
+- peak memory of synth, the Node process included.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+FLOOR = """
+from stacks.app import use_bundled_node
+use_bundled_node()
+import cdktn, cdktn_provider_google, cdktn_provider_google_beta  # noqa: F401  (loads the jsii assemblies)
+from cdktn_provider_google.provider import GoogleProvider  # noqa: F401
+from cdktn_provider_google_beta.provider import GoogleBetaProvider  # noqa: F401
+"""
+
+
+def timed(cmd: list[str], env: dict | None = None, repeat: int = 3) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+        out.append(time.perf_counter() - t0)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr[-800:]}")
+    return out
+
+
+def tree_rss_peak(cmd: list[str], env: dict) -> tuple[float, int]:
+    """Run cmd; sample the summed RSS of it and all its descendants (Node included) every 20 ms."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    peak = 0
+
+    def children(pid: int) -> list[int]:
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            return []
+        return kids + [g for k in kids for g in children(k)]
+
+    def rss(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    t0 = time.perf_counter()
+    while proc.poll() is None:
+        peak = max(peak, sum(rss(p) for p in [proc.pid, *children(proc.pid)]))
+        time.sleep(0.02)
+    return time.perf_counter() - t0, peak
+
+
+def main() -> int:
+    results: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                 "platform": platform.platform()}, "figures": {}}
+    fig = results["figures"]
+    print("hfgate benchmarks (ratios against baselines measured in this run)\n", flush=True)
+
+    # 1. synth vs floor ----------------------------------------------------------------------------------------------
+    with tempfile.TemporaryDirectory() as out:
+        env = {"CDKTF_OUTDIR": out}
+        timed([PY, "main.py"], env, repeat=1)                       # warm the OS cache and jsii's
+        synth = timed([PY, "main.py"], env)
+        floor = timed([PY, "-c", FLOOR])
+        _, peak = tree_rss_peak([PY, "main.py"], env)
+    s, f = statistics.median(synth), statistics.median(floor)
+    fig["synth_vs_floor"] = {"synth_s": round(s, 2), "floor_s": round(f, 2), "ratio": round(s / f, 2),
+                             "target": "<= 1.3x", "met": s / f <= 1.3}
+    fig["synth_peak_rss"] = {"mib": round(peak / 2 ** 20), "note": "python + node (jsii) process tree"}
+
+    # 2. CLI start-up ---------------------------------------------------------------------------------------------
+    bare = timed([PY, "-c", "pass"], repeat=5)
+    help_ = timed([PY, "-m", "jobs.cli", "--help"], repeat=5)
+    d = statistics.median(help_) - statistics.median(bare)
+    fig["help_vs_bare_python"] = {"help_s": round(statistics.median(help_), 3),
+                                  "bare_s": round(statistics.median(bare), 3), "delta_s": round(d, 3),
+                                  "target": "<= +0.3 s", "met": d <= 0.3}
+
+    # 3 and 4 need the local cloud -----------------------------------------------------------------------------------
+    sys.path.insert(0, str(ROOT))
+    from localcloud import LocalCloud
+    from localcloud.cloud import ensure_plan
+    with LocalCloud(plan=ensure_plan("local")) as cloud:
+        env = cloud.env()
+        admin = cloud.env(as_member=cloud.admin)
+        subprocess.run([PY, "-m", "jobs.cli", "token", "set"], input=cloud.hub_tokens["alice-read"], text=True,
+                       cwd=ROOT, env={**os.environ, **admin}, capture_output=True, check=True)
+        dry = timed([PY, "-m", "jobs.cli", "submit", "--model", "hfgate-demo/tiny-gated-lm", "--dataset",
+                     "hfgate-demo/tiny-chat", "--dry-run"], env, repeat=3)
+        fig["submit_dry_run"] = {"total_s": round(statistics.median(dry), 2), "target": "<= 1.5 s",
+                                 "met": statistics.median(dry) <= 1.5}
+
+        os.environ.update(env)
+        from jobs import endpoints
+        from jobs.preflight import preflight
+        from jobs.secret import read_token
+        from stacks.contract import load_outputs
+        outputs = load_outputs(Path(env["HFGATE_OUTPUTS"]))
+        client = endpoints.secret_manager()
+        model = "hfgate-demo/tiny-gated-lm"
+
+        def check() -> float:
+            t0 = time.perf_counter()
+            pinned = read_token(outputs, client=client)
+            report = preflight(pinned.token, model)
+            assert report.ok, report.table()
+            return time.perf_counter() - t0
+
+        check()                                                   # warm: channels, access token, sessions
+        rtt = 0.1
+        cloud.hub_state.set_fault("", latency_s=rtt)
+        cloud.secrets.latency_s = rtt
+        walls = [check() for _ in range(5)]
+        cloud.hub_state.clear_faults()
+        cloud.secrets.latency_s = 0
+        w = statistics.median(walls)
+        fig["preflight_round_trips"] = {"wall_s": round(w, 3), "injected_rtt_s": rtt,
+                                        "round_trips": round(w / rtt, 2), "target": "<= 2.5", "met": w / rtt <= 2.5,
+                                        "note": "1 Secret Manager access, then whoami + model info + auth-check"
+                                                " concurrently"}
+
+    rows = [("synth (all stacks, warm) / floor", f"{s:.2f}s / {f:.2f}s = {s / f:.2f}x", "<= 1.3x",
+             fig["synth_vs_floor"]["met"]),
+            ("hfgate --help - python -c pass", f"{fig['help_vs_bare_python']['help_s']:.3f}s - "
+             f"{fig['help_vs_bare_python']['bare_s']:.3f}s = +{d:.3f}s", "<= +0.3 s", d <= 0.3),
+            ("submit --dry-run (total)", f"{fig['submit_dry_run']['total_s']:.2f}s", "<= 1.5 s",
+             fig["submit_dry_run"]["met"]),
+            ("preflight at 100 ms/call", f"{w:.3f}s = {w / rtt:.2f} round trips", "<= 2.5",
+             fig["preflight_round_trips"]["met"]),
+            ("synth peak RSS (python + node)", f"{fig['synth_peak_rss']['mib']} MiB", "-", None)]
+    width = max(len(r[0]) for r in rows)
+    for name, value, target, met in rows:
+        mark = "" if met is None else ("ok" if met else "MISSED")
+        print(f"  {name.ljust(width)}  {value:<40} target {target:<9} {mark}")
+    out = ROOT / "bench" / "results.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
