@@ -116,7 +116,7 @@ def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str,
     trainer = ["trl"] + trl_args(train_req, version, output_dir, cpu=not accel)
     # Cloud Logging gets lines, not progress bars.
     env = {"HF_HOME": "/tmp/hf", "TRL_USE_RICH": "0", "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1",
-           "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
     if outputs.egress_mode == "proxy" and req.token_delivery is not TokenDelivery.MIRROR:
         env.update({"HTTPS_PROXY": outputs.proxy_url, "HTTP_PROXY": outputs.proxy_url,
                     "NO_PROXY": "metadata.google.internal,169.254.169.254,.googleapis.com,localhost,127.0.0.1"})

@@ -46,6 +46,8 @@ def build_model(seed: int = 0, hidden: int = 64, layers: int = 2) -> dict[str, b
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers.utils import logging as tlogging
+    tlogging.disable_progress_bar()
 
     specials = ["<unk>", "<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>", "<|system|>"]
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))
