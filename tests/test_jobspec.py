@@ -1,0 +1,114 @@
+"""The pure CustomJob builder, without a network: egress modes, pools, delivery modes, trainer arguments."""
+from __future__ import annotations
+
+import pytest
+
+from jobs.errors import UsageError
+from jobs.jobspec import TokenDelivery, TrainRequest, build_custom_job
+from stacks.config import load_settings
+from stacks.contract import outputs_from_settings
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return outputs_from_settings(load_settings("dev"), "123456789012")
+
+
+@pytest.fixture(scope="module")
+def local():
+    return outputs_from_settings(load_settings("local"), "100000000001")
+
+
+def build(outputs, **kw):
+    opts = {k: kw.pop(k) for k in ("hf_token_value", "model_path", "dataset_path") if k in kw}
+    return build_custom_job(TrainRequest(model="google/txgemma-2b-predict", dataset="org/chat", **kw), outputs,
+                            token_version="projects/1/secrets/s/versions/3", token_fingerprint="abcd1234",
+                            bootstrap_digest="0123456789abcdef", **opts)
+
+
+def env_of(body, pool=0):
+    return {e["name"]: e["value"] for e in body["job_spec"]["worker_pool_specs"][pool]["container_spec"]["env"]}
+
+
+def test_proxy_mode_attaches_the_psc_interface_and_sets_the_proxy(dev):
+    body = build(dev)
+    env = env_of(body)
+    assert env["HTTPS_PROXY"] == dev.proxy_url == env["HTTP_PROXY"]
+    assert "metadata.google.internal" in env["NO_PROXY"] and ".googleapis.com" in env["NO_PROXY"]
+    assert body["job_spec"]["psc_interface_config"]["network_attachment"] == dev.network_attachment
+    assert body["job_spec"]["service_account"] == dev.trainer_email
+    assert body["job_spec"]["base_output_directory"]["output_uri_prefix"].startswith(dev.artifacts_bucket + "/runs/")
+
+
+def test_open_mode_has_no_proxy_and_no_attachment(local):
+    body = build(local)
+    assert "HTTPS_PROXY" not in env_of(body) and "psc_interface_config" not in body["job_spec"]
+
+
+def test_secret_ref_carries_only_the_pinned_version(dev):
+    body = build(dev)
+    env = env_of(body)
+    assert env["HFGATE_TOKEN_SECRET_VERSION"] == "projects/1/secrets/s/versions/3" and "HF_TOKEN" not in env
+    cmd = body["job_spec"]["worker_pool_specs"][0]["container_spec"]["command"]
+    assert cmd[0] == "python3" and cmd[1].endswith("hfgate/bootstrap-0123456789abcdef.py")
+    assert body["labels"]["hfgate-token-version"] == "3" and body["labels"]["hfgate-token-fp"] == "abcd1234"
+
+
+def test_replica_count_adds_a_second_pool(dev):
+    body = build(dev, replica_count=3)
+    pools = body["job_spec"]["worker_pool_specs"]
+    assert [p["replica_count"] for p in pools] == [1, 2]
+    assert pools[0]["machine_spec"] == pools[1]["machine_spec"]
+    with pytest.raises(UsageError):
+        build(dev, replica_count=0)
+
+
+def test_machine_and_accelerator_are_validated_against_the_table(dev):
+    body = build(dev, machine_type="a3-highgpu-8g")
+    spec = body["job_spec"]["worker_pool_specs"][0]["machine_spec"]
+    assert spec == {"machine_type": "a3-highgpu-8g", "accelerator_type": "NVIDIA_H100_80GB", "accelerator_count": 8}
+    with pytest.raises(UsageError, match="hfgate machines"):
+        build(dev, machine_type="g2-standard-8", accelerator_type="NVIDIA_L4", accelerator_count=3)
+
+
+def test_cpu_only_machines_get_cpu_flags_and_float32(local):
+    args = build(local)["job_spec"]["worker_pool_specs"][0]["container_spec"]["args"]
+    assert args[args.index("--use_cpu") + 1] == "True" and args[args.index("--bf16") + 1] == "False"
+    assert args[args.index("--dtype") + 1] == "float32"
+
+
+def test_gpu_machines_default_to_bfloat16_and_lora(dev):
+    args = build(dev, trl_version=(1, 16))["job_spec"]["worker_pool_specs"][0]["container_spec"]["args"]
+    assert "--use_cpu" not in args and args[args.index("--dtype") + 1] == "bfloat16" and "--use_peft" in args
+
+
+def test_old_trl_images_get_torch_dtype(dev):
+    args = build(dev, trl_version=(0, 13))["job_spec"]["worker_pool_specs"][0]["container_spec"]["args"]
+    assert "--torch_dtype" in args and "--dtype" not in args
+
+
+def test_env_delivery_needs_the_value_and_keeps_it_out_of_the_request_id(dev):
+    with pytest.raises(UsageError):
+        build(dev, token_delivery=TokenDelivery.ENV)
+    a = build(dev, token_delivery=TokenDelivery.ENV, hf_token_value="hf_" + "a" * 34)
+    b = build(dev, token_delivery=TokenDelivery.ENV, hf_token_value="hf_" + "b" * 34)
+    assert env_of(a)["HF_TOKEN"] == "hf_" + "a" * 34
+    assert a["labels"]["hfgate-request-id"] == b["labels"]["hfgate-request-id"]   # derived from the fingerprint
+
+
+def test_mirror_delivery_trains_from_the_bucket_offline_without_token_or_proxy(dev):
+    with pytest.raises(UsageError):
+        build(dev, token_delivery=TokenDelivery.MIRROR)
+    body = build(dev, token_delivery=TokenDelivery.MIRROR, model_path="/gcs/b/models/m/sha",
+                 dataset_path="/gcs/b/datasets/d/sha")
+    env = env_of(body)
+    assert env["HF_HUB_OFFLINE"] == "1" and "HF_TOKEN" not in env and "HTTPS_PROXY" not in env
+    assert "HFGATE_TOKEN_SECRET_VERSION" not in env
+    args = body["job_spec"]["worker_pool_specs"][0]["container_spec"]["args"]
+    assert args[args.index("--model_name_or_path") + 1] == "/gcs/b/models/m/sha"
+    assert args[args.index("--dataset_name") + 1] == "/gcs/b/datasets/d/sha"
+
+
+def test_same_request_same_id_and_nonce_changes_it(dev):
+    assert build(dev)["labels"]["hfgate-request-id"] == build(dev)["labels"]["hfgate-request-id"]
+    assert build(dev)["labels"]["hfgate-request-id"] != build(dev, nonce="x")["labels"]["hfgate-request-id"]
