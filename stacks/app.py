@@ -1,6 +1,7 @@
 """Build the app: one stack per environment, all synthesized in one process (jsii loads the provider once)."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -31,7 +32,11 @@ def build_app(envs: list[str], outdir: str | None = None):
 
     from stacks.environment import HfgateStack
 
-    app = App(outdir=outdir) if outdir else App()
+    # The Terraform/OpenTofu versions the stacks target (write-only arguments need >= 1.11): cdktf.json is the one
+    # source; the cdktn CLI passes it as context, a standalone `python main.py` passes it here.
+    config = json.loads((Path(__file__).resolve().parent.parent / "cdktf.json").read_text())
+    context = {"targetVersions": config["targetVersions"]} if "targetVersions" in config else {}
+    app = App(outdir=outdir, context=context) if outdir else App(context=context)
     for s in settings:
         HfgateStack(app, s)
     return app

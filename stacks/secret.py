@@ -78,11 +78,12 @@ class TokenSecret(Construct):
             token = TerraformVariable(self, "hf_token", type="string", sensitive=True, nullable=False,
                                       description="Hugging Face token; write-only: never stored in plan or state")
             token.add_override("ephemeral", True)
-            token_version = TerraformVariable(self, "hf_token_version", type="number", default=1,
-                                              description="bump to write a new token version")
+            # The provider types secret_data_wo_version as a string (an integer in text): bump it to write again.
+            token_version = TerraformVariable(self, "hf_token_version", type="string", default="1",
+                                              description="bump (1, 2, ...) to write a new token version")
             SecretManagerSecretVersion(self, "version", secret=self.secret.id,
                                        secret_data_wo=token.string_value,
-                                       secret_data_wo_version=token_version.number_value)
+                                       secret_data_wo_version=token_version.string_value)
 
     def grant_read(self, identity: Identity) -> SecretManagerSecretIamMember:
         """secretAccessor on this one secret, never on the project."""

@@ -12,8 +12,8 @@ import pytest
 from stacks.config import load_settings
 from stacks.contract import FIELDS, outputs_from_settings, parse_outputs
 from stacks.facts import HF_HOST_RULES
+from tests.conftest import ROOT, SYNTH_CANARY, run_main
 from stacks.naming import names_for
-from tests.conftest import ROOT, SYNTH_CANARY
 
 PRIMITIVE = {"roles/owner", "roles/editor", "roles/viewer"}
 
@@ -202,3 +202,29 @@ def test_plan_matches_snapshot(plans, env):
         if not os.environ.get("UPDATE_SNAPSHOTS"):
             pytest.fail(f"snapshot {path.name} was missing and has been written; commit it")
     assert text == path.read_text(), f"plan changed; review and run UPDATE_SNAPSHOTS=1 make test"
+
+
+def test_write_only_token_version_keeps_the_value_out_of_plan_and_state(tmp_path):
+    """token_write_only = true: a secret version fed by an ephemeral, sensitive variable through secret_data_wo;
+    no secret_data anywhere, and the review's HFG006 passes."""
+    cfg = tmp_path / "config"
+    cfg.mkdir()
+    (cfg / "dev.toml").write_text((ROOT / "config" / "dev.toml").read_text() + "\ntoken_write_only = true\n")
+    out = tmp_path / "out"
+    proc = run_main({"HFGATE_CONFIG_DIR": str(cfg), "HFGATE_ENVS": "dev", "CDKTF_OUTDIR": str(out),
+                     "HF_TOKEN": SYNTH_CANARY})
+    assert proc.returncode == 0, proc.stderr
+    text = (out / "stacks" / "hfgate-dev" / "cdk.tf.json").read_text()
+    plan = json.loads(text)
+    versions = list(plan["resource"]["google_secret_manager_secret_version"].values())
+    assert len(versions) == 1 and "secret_data" not in versions[0]
+    assert versions[0]["secret_data_wo"].startswith("${var.") and "secret_data_wo_version" in versions[0]
+    var = next(v for k, v in plan["variable"].items() if k.endswith("hf_token") or "hf-token_hf_token" in k
+               or (v.get("sensitive") and v.get("ephemeral")))
+    assert var["sensitive"] is True and var["ephemeral"] is True
+    assert SYNTH_CANARY not in text
+    from stacks.plan import from_synth
+    from stacks.review import review
+    rep = review(from_synth(out / "stacks" / "hfgate-dev" / "cdk.tf.json"))
+    assert rep["data_protection"]["token_in_state"] is False and rep["ok"]
+    assert rep["data_protection"]["versions"][0]["write_only"] is True
