@@ -212,6 +212,12 @@ cases = {
  "enabled again": lambda: c.enable_secret_version(name=v1) and c.access_secret_version(name=v1).payload.data.decode(),
  "destroyed version": lambda: (c.destroy_secret_version(name=v1), c.access_secret_version(name=v1)),
  "get secret": lambda: bool(c.get_secret(name=secret).replication.user_managed.replicas),
+ "create secret": lambda: c.create_secret(parent=secret.split("/secrets/")[0], secret_id=sys.argv[2], secret=sm.Secret(
+     replication=sm.Replication(automatic=sm.Replication.Automatic()))).name.endswith("/secrets/" + sys.argv[2]),
+ "create duplicate": lambda: c.create_secret(parent=secret.split("/secrets/")[0], secret_id=sys.argv[2], secret=sm.Secret(
+     replication=sm.Replication(automatic=sm.Replication.Automatic()))),
+ "create without replication": lambda: c.create_secret(parent=secret.split("/secrets/")[0], secret_id=sys.argv[2] + "-x", secret=sm.Secret()),
+ "list secrets": lambda: sys.argv[2] in [s.name.rsplit("/", 1)[1] for s in c.list_secrets(parent=secret.split("/secrets/")[0])],
 }
 print(json.dumps({k: outcome(f) for k, f in cases.items()}, default=str))
 '''
@@ -227,6 +233,10 @@ SM_EXPECT = {
     "enabled again": ("ok", "hf_one"),
     "destroyed version": ("FailedPrecondition", "DESTROYED state"),
     "get secret": ("ok", True),
+    "create secret": ("ok", True),
+    "create duplicate": ("AlreadyExists", "already exists"),
+    "create without replication": ("InvalidArgument", "replication"),
+    "list secrets": ("ok", True),
 }
 
 
@@ -239,7 +249,8 @@ def sm_outcomes(cloud):
             replication=sm.Replication(user_managed=sm.Replication.UserManaged(
                 replicas=[sm.Replication.UserManaged.Replica(location="us-central1")]))))
     env = {**os.environ, **cloud.env(as_member=cloud.admin)}
-    proc = subprocess.run([sys.executable, "-c", SM_SCRIPT, f"projects/{cloud.project_id}/secrets/{sid}"], env=env,
+    proc = subprocess.run([sys.executable, "-c", SM_SCRIPT, f"projects/{cloud.project_id}/secrets/{sid}",
+                           f"hfg-local-created-{os.getpid()}"], env=env,
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
@@ -348,3 +359,33 @@ def test_vertex_failed_job_carries_the_exit_code_and_log_tail(vertex_outcomes, c
     lines = [line for _, line in cloud.jobs.logs[job.name.rsplit("/", 1)[-1]]]
     assert any(line.startswith("AIP=") and "/proto/model/" in line and "JOB=" in line and "SPEC=set" in line
                for line in lines), lines
+
+
+def test_secret_manager_rest_access_and_metadata_server_rules(cloud):
+    """The REST `:access` form (what the stdlib bootstrap uses) and the metadata server's header rule."""
+    import base64
+    import urllib.error
+    import urllib.request
+    md = cloud.metadata_for(cloud.trainer)
+    base = f"http://{md.hostport}/computeMetadata/v1/instance/service-accounts/default"
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"{base}/token", timeout=5)
+    assert err.value.code == 403                                   # Metadata-Flavor: Google is required
+    req = lambda path: urllib.request.Request(f"{base}/{path}", headers={"Metadata-Flavor": "Google"})  # noqa: E731
+    email = urllib.request.urlopen(req("email"), timeout=5).read().decode()
+    assert email == cloud.outputs.trainer_email
+    token = json.loads(urllib.request.urlopen(req("token"), timeout=5).read())["access_token"]
+    set_token = __import__("tests.conftest", fromlist=["set_token"]).set_token
+    version = set_token(cloud, cloud.hub_tokens["alice-read"])
+    url = f"{cloud.rest.url}/v1/{version}:access"
+    body = json.loads(urllib.request.urlopen(urllib.request.Request(
+        url, headers={"Authorization": f"Bearer {token}"}), timeout=5).read())
+    assert base64.b64decode(body["payload"]["data"]).decode() == cloud.hub_tokens["alice-read"]
+    assert "dataCrc32c" in body["payload"]
+    intruder = cloud.metadata_for("serviceAccount:intruder@hfgate-local.iam.gserviceaccount.com")
+    bad = json.loads(urllib.request.urlopen(urllib.request.Request(
+        f"http://{intruder.hostport}/computeMetadata/v1/instance/service-accounts/default/token",
+        headers={"Metadata-Flavor": "Google"}), timeout=5).read())["access_token"]
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"Bearer {bad}"}), timeout=5)
+    assert err.value.code == 403 and b"PERMISSION_DENIED" in err.value.read()
