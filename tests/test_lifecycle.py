@@ -144,6 +144,8 @@ def test_rotate_keeps_a_version_a_running_job_uses_unless_forced(cloud):
 # mirror ------------------------------------------------------------------------------------------------------------
 def test_mirror_uploads_once_with_a_verified_manifest(cloud):
     set_token(cloud, cloud.hub_tokens["alice-read"])
+    # A commit of its own, so that mirrors made by other tests of the session do not count.
+    cloud.hub_state.add_repo(GATED, {"mirror-test.txt": f"{time.time()}".encode()})
     first = hfgate(cloud, "mirror", "--model", GATED, "--json")
     assert first.returncode == 0, first.stderr
     out = json.loads(first.stdout)
