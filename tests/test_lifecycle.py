@@ -233,3 +233,18 @@ def test_hf_jobs_flavor_mapping_and_unknown_pairs():
     assert flavor_for(None, 0) == "cpu-upgrade"
     with pytest.raises(UsageError, match="--flavor"):
         flavor_for("NVIDIA_H100_80GB", 8)
+
+
+def test_mirror_submit_refuses_a_mirror_whose_manifest_does_not_verify(cloud):
+    set_token(cloud, cloud.hub_tokens["alice-read"])
+    cloud.hub_state.add_repo("hfgate-demo/tiny-open-lm", {"tamper-test.txt": f"{time.time()}".encode()})
+    for args in (["--model", "hfgate-demo/tiny-open-lm"], ["--dataset", DATASET]):
+        assert hfgate(cloud, "mirror", *args).returncode == 0
+    commit = cloud.hub_state.repos["hfgate-demo/tiny-open-lm"].refs["main"]
+    bucket = cloud.gcs.client().bucket(cloud.outputs.artifacts_bucket_name)
+    bucket.blob(f"models/hfgate-demo/tiny-open-lm/{commit}/model.safetensors").upload_from_string(b"tampered")
+    before = cloud.jobs.create_calls
+    proc = hfgate(cloud, "submit", "--model", "hfgate-demo/tiny-open-lm", "--dataset", DATASET,
+                  "--token-delivery", "mirror", "--force-new")
+    assert proc.returncode == 1 and "does not verify" in proc.stderr and "hfgate mirror" in proc.stderr
+    assert cloud.jobs.create_calls == before
