@@ -176,6 +176,17 @@ def cmd_check(args) -> int:
     return report.exit_code
 
 
+def _preflight_gate(args, token, repo_id: str, **table_text):
+    """The preflight before anything is created: the table on stderr (JSON on stdout when it fails under --json)."""
+    from jobs.preflight import preflight
+    report = preflight(token, repo_id, args.revision)
+    if not args.json:
+        print(report.table(**table_text), file=sys.stderr)
+    if not report.ok and args.json:
+        print(report.to_json())
+    return report
+
+
 def _train_request(args):
     from jobs.errors import UsageError
     from jobs.jobspec import Scheduling, TokenDelivery, TrainRequest
@@ -199,7 +210,6 @@ def cmd_submit(args) -> int:
     from jobs import submit
     from jobs.errors import UsageError
     from jobs.jobspec import TokenDelivery, build_custom_job
-    from jobs.preflight import preflight
     from jobs.secret import read_token
 
     outputs = _outputs(args)
@@ -222,12 +232,8 @@ def cmd_submit(args) -> int:
         version_name, fingerprint, token_value = "", "", None
     else:
         pinned = read_token(outputs, args.token_version)
-        report = preflight(pinned.token, args.model, args.revision)
-        if not args.json:
-            print(report.table(), file=sys.stderr)
+        report = _preflight_gate(args, pinned.token, args.model)
         if not report.ok:
-            if args.json:
-                print(report.to_json())
             return report.exit_code
         if req.token_delivery is TokenDelivery.ENV:
             print("hfgate: warning: --token-delivery env puts HF_TOKEN in the job spec: anyone with"
@@ -266,23 +272,16 @@ def cmd_submit(args) -> int:
 
 def _submit_hf_jobs(args, req, outputs) -> int:
     from jobs import hfjobs
-    from jobs.jobspec import IMAGE_TRL, label_value, trl_args
-    from jobs.preflight import preflight
+    from jobs.jobspec import IMAGE_TRL, label_value, machine_shape, trl_args
     from jobs.secret import read_token
 
     image = args.image or hfjobs.DEFAULT_IMAGE
     version = req.trl_version or IMAGE_TRL.get(image) or (1, 16)
-    accel = req.accelerator_type if req.accelerator_type is not None else (outputs.accelerator_type or None)
-    count = req.accelerator_count if req.accelerator_count is not None else outputs.accelerator_count
-    flavor = args.flavor or hfjobs.flavor_for(accel, count or 0)
+    flavor = args.flavor or hfjobs.flavor_for(*machine_shape(req, outputs)[1:])
     command = hfjobs.trainer_command(trl_args(req, version, "/tmp/output", cpu=flavor.startswith("cpu")))
     pinned = read_token(outputs, args.token_version)
-    report = preflight(pinned.token, args.model, args.revision)
-    if not args.json:
-        print(report.table(), file=sys.stderr)
+    report = _preflight_gate(args, pinned.token, args.model)
     if not report.ok:
-        if args.json:
-            print(report.to_json())
         return report.exit_code
     labels = {"managed-by": "hfgate", "hfgate-model": label_value(req.model),
               "hfgate-token-version": pinned.version, "hfgate-token-fp": pinned.token.fingerprint}
@@ -333,7 +332,6 @@ def cmd_review(args) -> int:
 def cmd_mirror(args) -> int:
     from jobs.errors import UsageError
     from jobs.mirror import mirror
-    from jobs.preflight import preflight
     from jobs.secret import _who, read_token
     if bool(args.model) == bool(args.dataset):
         raise UsageError("mirror needs exactly one of --model or --dataset", "e.g. hfgate mirror --model org/name")
@@ -341,13 +339,9 @@ def cmd_mirror(args) -> int:
     pinned = read_token(outputs, args.token_version)
     repo_id, repo_type = (args.model, "model") if args.model else (args.dataset, "dataset")
     if repo_type == "model":
-        report = preflight(pinned.token, repo_id, args.revision)
-        if not args.json:
-            print(report.table(ok_text="ready to mirror", fail_text="not mirrored: nothing was uploaded"),
-                  file=sys.stderr)
+        report = _preflight_gate(args, pinned.token, repo_id, ok_text="ready to mirror",
+                                 fail_text="not mirrored: nothing was uploaded")
         if not report.ok:
-            if args.json:
-                print(report.to_json())
             return report.exit_code
     result = mirror(outputs, pinned.token, repo_id, args.revision, repo_type, allow_pickle=args.allow_pickle,
                     who=_who())

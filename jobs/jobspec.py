@@ -78,15 +78,9 @@ def trl_args(req: TrainRequest, version: tuple[int, int], output_dir: str, cpu: 
     return args + list(req.extra_args)
 
 
-def request_id(body: dict) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str, token_fingerprint: str,
-                     bootstrap_digest: str = "", hf_token_value: str | None = None,
-                     model_path: str | None = None, dataset_path: str | None = None) -> dict:
-    """The CustomJob as the JSON form of aiplatform_v1.CustomJob. Never contains the token unless
-    `token_delivery` is ENV (then `hf_token_value` is required and the caller warns)."""
+def machine_shape(req: TrainRequest, outputs: Outputs) -> tuple[str, str | None, int]:
+    """Machine type, accelerator and count: the request's options over the environment's defaults (a bare
+    --machine-type brings its own accelerator from the table), validated against the table."""
     machine = req.machine_type or outputs.machine_type
     accel = req.accelerator_type if req.accelerator_type is not None else (outputs.accelerator_type or None)
     count = req.accelerator_count if req.accelerator_count is not None else outputs.accelerator_count
@@ -98,6 +92,19 @@ def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str,
     why = machine_problem(machine, accel or None, count or 0)
     if why:
         raise UsageError(f"invalid machine: {why}", "pick a row of the machine table (hfgate machines)")
+    return machine, accel or None, count or 0
+
+
+def request_id(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str, token_fingerprint: str,
+                     bootstrap_digest: str = "", hf_token_value: str | None = None,
+                     model_path: str | None = None, dataset_path: str | None = None) -> dict:
+    """The CustomJob as the JSON form of aiplatform_v1.CustomJob. Never contains the token unless
+    `token_delivery` is ENV (then `hf_token_value` is required and the caller warns)."""
+    machine, accel, count = machine_shape(req, outputs)
     if req.replica_count < 1:
         raise UsageError("--replica-count must be at least 1", "use 1 for one node")
     image = req.image or outputs.training_image

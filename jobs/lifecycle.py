@@ -11,10 +11,9 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
-from jobs.errors import AccessDenied, HfgateError, NotFound, TokenError, Transient, UsageError
+from jobs.errors import AccessDenied, HfgateError, NotFound, TokenError
 from jobs.token import HfToken
 from stacks.contract import Outputs
-from stacks.errors import EXIT_TOKEN
 
 log = logging.getLogger("hfgate.token")
 ACTIVE = ("JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING")
@@ -192,6 +191,3 @@ def status(outputs: Outputs, client=None) -> dict:
         info["problems"].append("no versions yet: run hfgate token set")
     return info
 
-
-__all__ = ["read_new_token", "set_token", "status", "running_jobs_by_version", "SetResult", "validate",
-           "TokenError", "UsageError", "Transient", "EXIT_TOKEN"]

@@ -78,7 +78,6 @@ class LocalCloud:
         self.grants = Grants()
         self.hub_state = HubState()
         self.hub_tokens: dict[str, str] = {}
-        self._servers = []
         self._metadata_by_member: dict[str, object] = {}
         self.started = False
 

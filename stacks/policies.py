@@ -90,8 +90,14 @@ def egress_mode(plan: Plan) -> str:
     return "proxy" if plan.of_type("google_compute_network_attachment") else "open"
 
 
-def _is_default_sa(member: str) -> bool:
+def is_default_sa(member: str) -> bool:
     return member.endswith("-compute@developer.gserviceaccount.com") or member.endswith("@appspot.gserviceaccount.com")
+
+
+def firewall_rules(plan: Plan, rtype: str, direction: str, default: str = "") -> list[dict]:
+    """Resolved firewall rules (VPC firewall or firewall-policy rules) of one direction, with their address."""
+    return [plan.resolved(r) | {"_address": r.address} for r in plan.of_type(rtype)
+            if str(r.values.get("direction", default)).upper() == direction]
 
 
 # The rules ---------------------------------------------------------------------------------------------------------
@@ -129,14 +135,14 @@ def no_sa_keys(plan: Plan):
         "The default compute account usually holds Editor and is shared by everything in the project.",
         "run jobs as the trainer account from the stacks (outputs: trainer_email)")
 def no_default_compute_sa(plan: Plan):
-    hits = [(g.address, f"grant to {g.member}") for g in grants(plan) if _is_default_sa(g.member)]
+    hits = [(g.address, f"grant to {g.member}") for g in grants(plan) if is_default_sa(g.member)]
     for r in plan.resources:
         v = plan.resolved(r)
         for key in ("service_account", "service_account_email", "email"):
             value = v.get(key)
-            if isinstance(value, str) and _is_default_sa(value):
+            if isinstance(value, str) and is_default_sa(value):
                 hits.append((r.address, f"{key} is {value}"))
-            if isinstance(value, dict) and _is_default_sa(str(value.get("email", ""))):
+            if isinstance(value, dict) and is_default_sa(str(value.get("email", ""))):
                 hits.append((r.address, f"{key}.email is {value['email']}"))
     return hits
 
@@ -155,11 +161,8 @@ def no_plain_secret_data(plan: Plan):
 def egress_default_deny(plan: Plan):
     if egress_mode(plan) != "proxy":
         return []
-    rules = [plan.resolved(r) | {"_address": r.address}
-             for r in plan.of_type("google_compute_network_firewall_policy_rule")
-             if str(r.values.get("direction", "")).upper() == "EGRESS"]
-    fw = [plan.resolved(r) | {"_address": r.address} for r in plan.of_type("google_compute_firewall")
-          if str(r.values.get("direction", "")).upper() == "EGRESS"]
+    rules = firewall_rules(plan, "google_compute_network_firewall_policy_rule", "EGRESS")
+    fw = firewall_rules(plan, "google_compute_firewall", "EGRESS")
     hits = []
     deny = [r for r in rules if r.get("action") == "deny" and "0.0.0.0/0" in
             (r.get("match") or {}).get("dest_ip_ranges", [])]
@@ -181,16 +184,12 @@ def egress_default_deny(plan: Plan):
         "remove the allow rule, or restrict source_ranges to the load balancer / IAP ranges you need")
 def no_open_ingress(plan: Plan):
     hits = []
-    for r in plan.of_type("google_compute_firewall"):
-        v = plan.resolved(r)
-        if str(v.get("direction", "INGRESS")).upper() == "INGRESS" and v.get("allow") and \
-                ("0.0.0.0/0" in (v.get("source_ranges") or []) or "::/0" in (v.get("source_ranges") or [])):
-            hits.append((r.address, "allows ingress from the internet"))
-    for r in plan.of_type("google_compute_network_firewall_policy_rule"):
-        v = plan.resolved(r)
-        if str(v.get("direction", "")).upper() == "INGRESS" and v.get("action") == "allow" and \
-                "0.0.0.0/0" in (v.get("match") or {}).get("src_ip_ranges", []):
-            hits.append((r.address, "allows ingress from the internet"))
+    for v in firewall_rules(plan, "google_compute_firewall", "INGRESS", default="INGRESS"):
+        if v.get("allow") and {"0.0.0.0/0", "::/0"} & set(v.get("source_ranges") or []):
+            hits.append((v["_address"], "allows ingress from the internet"))
+    for v in firewall_rules(plan, "google_compute_network_firewall_policy_rule", "INGRESS"):
+        if v.get("action") == "allow" and "0.0.0.0/0" in (v.get("match") or {}).get("src_ip_ranges", []):
+            hits.append((v["_address"], "allows ingress from the internet"))
     return hits
 
 

@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 from stacks.plan import Plan
-from stacks.policies import (ACT_AS_ROLES, POLICIES, PRIMITIVE, PUBLIC, SECRET_READ_ROLES, _is_default_sa, egress_mode,
-                             grants, trainer_member)
+from stacks.policies import (ACT_AS_ROLES, POLICIES, PRIMITIVE, PUBLIC, SECRET_READ_ROLES, egress_mode, firewall_rules,
+                             grants, is_default_sa, trainer_member)
 
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
@@ -48,7 +48,7 @@ def iam_matrix(plan: Plan) -> list[dict]:
             flags.append("primitive role")
         if g.member in PUBLIC:
             flags.append("public member")
-        if _is_default_sa(g.member):
+        if is_default_sa(g.member):
             flags.append("default compute account")
         if any(g.member.endswith(k.rsplit("/", 1)[-1]) for k in keys if k):
             flags.append("has a key")
@@ -65,8 +65,8 @@ def egress(plan: Plan) -> dict:
     hosts = sorted({h for r in plan.of_type("google_network_security_url_lists") for h in r.values.get("values", [])})
     perimeter = bool(plan.of_type("google_access_context_manager_service_perimeter",
                                   "google_access_context_manager_service_perimeter_resource"))
-    rules = sorted((plan.resolved(r) for r in plan.of_type("google_compute_network_firewall_policy_rule")
-                    if str(r.values.get("direction", "")).upper() == "EGRESS"), key=lambda v: v.get("priority", 0))
+    rules = sorted(firewall_rules(plan, "google_compute_network_firewall_policy_rule", "EGRESS"),
+                   key=lambda v: v.get("priority", 0))
     last = rules[-1] if rules else None
     default = (f"{last['action']} {','.join((last.get('match') or {}).get('dest_ip_ranges', []))}"
                f" (priority {last.get('priority')})") if last else "allow (no egress firewall policy)"
