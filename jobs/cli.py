@@ -98,22 +98,31 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("machines", parents=[common], help="the machine/accelerator table submit validates against")
 
     rv = sub.add_parser("review", help="security review of the synthesized stacks or a terraform plan",
-                        description="Who can read the token, the IAM matrix, egress, data protection, findings"
-                        " (project policies + checkov) and a Mermaid diagram. Writes review/<env>/REPORT.md,"
-                        " report.json and report.sarif; prints the --format one. Offline.",
-                        epilog="exit codes: 0 every policy passes, 1 a policy or checkov failed or the token has"
-                        " unexpected readers, 2 bad input\nexamples:\n  hfgate review --env dev\n  terraform show"
-                        " -json plan.out > plan.json && hfgate review --env prod --plan plan.json --format sarif",
+                        description="Who can reach the token (every permission path: read, IAM change,"
+                        " impersonation followed transitively, writing what jobs run, reading env-delivery job"
+                        " specs), who can replace it, what could not be resolved (UNKNOWN), the IAM matrix, egress,"
+                        " data protection, findings (project policies + checkov) and a Mermaid diagram. Writes"
+                        " reports/<env>/REPORT.md, report.json and report.sarif; prints the --format one. Offline.",
+                        epilog="exit codes: 0 PASS; 1 FAIL: a policy or checkov failed, a principal other than the"
+                        " trainer and submitter reaches the token, or something could not be resolved (UNKNOWN) and"
+                        " was not accepted; 2 bad input\n\naccept file (TOML), each entry with a reason:\n"
+                        "  [[unknown]]\n  address = \"google_project_iam_member.from_var\"\n  reason = \"var.role is"
+                        " roles/logging.viewer in every workspace (checked)\"\n  [[reader]]\n  principal ="
+                        " \"group:ml-oncall@example.com\"\n  reason = \"break-glass, approved in SEC-123\"\n"
+                        "\nexamples:\n  hfgate review --env dev\n  terraform show -json plan.out > plan.json &&"
+                        " hfgate review --env prod --plan plan.json --format sarif\n  hfgate review --env dev --accept"
+                        " review-accept.toml",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     rv.add_argument("--env", default="dev", help="environment (default dev): cdktf.out/stacks/hfgate-<env>/")
     rv.add_argument("--plan", help="`terraform show -json` output to review instead of the synthesized stack")
     rv.add_argument("--format", default="md", choices=["md", "json", "sarif"], help="what to print (all are written)")
-    rv.add_argument("--out", help="output folder (default review/<env>)")
+    rv.add_argument("--out", help="output folder (default reports/<env>)")
+    rv.add_argument("--accept", help="TOML file of UNKNOWNs and readers the reviewer accepts, each with a reason")
     rv.add_argument("--no-checkov", action="store_true", help="skip the checkov scan")
 
-    mi = sub.add_parser("mirror", parents=[common], help="copy a gated repo into the artifacts bucket once",
+    mi = sub.add_parser("mirror", parents=[common], help="copy a gated repo into the mirror bucket once",
                         description="Download a snapshot once with the stored token and upload it with a verified"
-                        " manifest to gs://ARTIFACTS/models/<id>/<commit>/ (datasets: datasets/<id>/<commit>/); then"
+                        " manifest (SHA-256 per file) to gs://MIRROR/models/<id>/<commit>/ (datasets: datasets/<id>/<commit>/); then"
                         " `submit --token-delivery mirror` trains with no token in the job.",
                         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     mi.add_argument("--model", help="model id to mirror")
@@ -219,15 +228,20 @@ def cmd_submit(args) -> int:
             raise UsageError("--backend hf-jobs always passes the token as a Hugging Face Jobs secret",
                              "drop --token-delivery (secret-ref, env and mirror are Vertex AI options)")
         return _submit_hf_jobs(args, req, outputs)
-    model_path = dataset_path = None
+    model_path = dataset_path = mirror_checks = None
     if req.token_delivery is TokenDelivery.MIRROR:
-        from jobs.mirror import prefix_for, require_mirror
-        bucket = outputs.artifacts_bucket_name
-        m = require_mirror(outputs, req.model, req.revision)
-        d = require_mirror(outputs, req.dataset, "main", "dataset")
-        model_path = f"/gcs/{bucket}/{prefix_for(m['id'], m['commit'])}".rstrip("/")
-        dataset_path = f"/gcs/{bucket}/{prefix_for(d['id'], d['commit'], 'dataset')}".rstrip("/")
-        print(f"training from the mirror {model_path} (no token, no Hugging Face egress in the job)",
+        from jobs.mirror import prefix_for, require_mirror, resolve_commit
+        bucket = outputs.mirror_bucket_name
+        pinned = read_token(outputs, args.token_version)   # resolves revisions to commits; never sent to the job
+        mirror_checks, paths = [], []
+        for repo_id, revision, repo_type in ((req.model, req.revision, "model"), (req.dataset, "main", "dataset")):
+            commit = resolve_commit(pinned.token, repo_id, revision, repo_type)
+            _, digest = require_mirror(outputs, repo_id, commit, repo_type)
+            path = f"/gcs/{bucket}/{prefix_for(repo_id, commit, repo_type)}".rstrip("/")
+            mirror_checks.append({"dir": path, "manifest_sha256": digest})
+            paths.append(path)
+        model_path, dataset_path = paths
+        print(f"training from the mirror {model_path} (verified; no token, no Hugging Face egress in the job)",
               file=sys.stderr)
         version_name, fingerprint, token_value = "", "", None
     else:
@@ -240,10 +254,9 @@ def cmd_submit(args) -> int:
                   " aiplatform.customJobs.get can read it. Prefer the default secret-ref.", file=sys.stderr)
         version_name, fingerprint = pinned.version_name, pinned.token.fingerprint
         token_value = pinned.token.reveal() if req.token_delivery is TokenDelivery.ENV else None
-    digest = submit.bootstrap_digest()
     body = build_custom_job(req, outputs, token_version=version_name, token_fingerprint=fingerprint,
-                            bootstrap_digest=digest, hf_token_value=token_value, model_path=model_path,
-                            dataset_path=dataset_path)
+                            hf_token_value=token_value, model_path=model_path, dataset_path=dataset_path,
+                            mirror_checks=mirror_checks)
     if args.dry_run:
         shown = json.loads(json.dumps(body))
         for e in shown["job_spec"]["worker_pool_specs"][0]["container_spec"]["env"]:
@@ -252,8 +265,6 @@ def cmd_submit(args) -> int:
         print(json.dumps({"parent": f"projects/{outputs.project_id}/locations/{outputs.region}",
                           "custom_job": shown}, indent=2))
         return 0
-    if req.token_delivery is TokenDelivery.SECRET_REF:
-        submit.upload_bootstrap(outputs)
     job, created = submit.create(body, outputs)
     result = {"job": job.name, "state": job.state.name, "created": created,
               "request_id": body["labels"]["hfgate-request-id"], "token_version": version_name or None,
@@ -305,8 +316,8 @@ def _submit_hf_jobs(args, req, outputs) -> int:
 
 
 def cmd_review(args) -> int:
-    from stacks import review as rv
-    from stacks.plan import load, synthesized
+    from review import report as rv
+    from review.plan import load, synthesized
     root = Path(__file__).resolve().parent.parent
     if args.plan:
         path = Path(args.plan)
@@ -316,16 +327,18 @@ def cmd_review(args) -> int:
             from stacks.errors import UsageError
             raise UsageError(f"no synthesized stack at {path}", "run `make synth` first (or pass --plan plan.json)")
     plan = load(path)
+    accepts = rv.load_accepts(Path(args.accept) if args.accept else None)
     checkov = None if args.no_checkov else rv.run_checkov(path if args.plan else path.parent,
                                                          plan_json=bool(args.plan))
-    report = rv.review(plan, checkov)
-    paths = rv.write(report, Path(args.out or root / "review" / args.env), str(path))
+    report = rv.review(plan, checkov, accepts)
+    paths = rv.write(report, Path(args.out or root / "reports" / args.env), str(path))
     print(paths[args.format].read_text())
     failed = [p["id"] for p in report["policies"] if not p["passed"]]
     print(f"review {'PASS' if report['ok'] else 'FAIL'}: {paths['md']}"
           + (f" (failed: {', '.join(failed)})" if failed else "")
           + (f" (unexpected token readers: {', '.join(report['unexpected_readers'])})"
-             if report["unexpected_readers"] else ""), file=sys.stderr)
+             if report["unexpected_readers"] else "")
+          + (f" (UNKNOWN: {', '.join(report['unresolved'])})" if report["unresolved"] else ""), file=sys.stderr)
     return 0 if report["ok"] else 1
 
 

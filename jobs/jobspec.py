@@ -6,12 +6,16 @@ import json
 import re
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 
 from jobs.errors import UsageError
 from stacks.contract import Outputs
 from stacks.facts import machine_problem
 
-BOOTSTRAP_OBJECT = "hfgate/bootstrap-{digest}.py"
+# The job's first code travels inside the job spec (`python3 -c`), so no bucket object decides what runs with the
+# token: whoever can create objects in a bucket cannot substitute it.
+BOOTSTRAP_SOURCE = Path(__file__).with_name("bootstrap.py").read_text()
+DISPLAY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 # TRL version in each known training image: trainer arguments must fit the image, not PyPI's latest.
 IMAGE_TRL = {
@@ -61,7 +65,33 @@ def label_value(text: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:63]
 
 
+# Trainer flags that decide what was checked or where results go: hfgate sets them, `--` may not. argparse also
+# takes any unambiguous prefix (`--model_name` is `--model_name_or_path`) and TRL accepts dashes for underscores.
+RESERVED_TRAINER_FLAGS = {
+    "model_name_or_path": "--model", "model_revision": "--revision", "revision": "--revision",
+    "dataset_name": "--dataset", "output_dir": "--display-name", "config": "hfgate options",
+    "push_to_hub": "nothing (jobs never upload)", "hub_model_id": "nothing (jobs never upload)",
+    "hub_token": "nothing (the job reads the token itself)", "max_steps": "--max-steps",
+    "num_train_epochs": "--epochs", "dtype": "--dtype", "torch_dtype": "--dtype", "use_peft": "--no-lora",
+}
+
+
+def reserved_flag_problem(extra_args) -> tuple[str, str] | None:
+    for arg in extra_args:
+        if not arg.startswith("--") or len(arg) < 3:
+            continue
+        name = arg[2:].split("=", 1)[0].replace("-", "_")
+        for flag, option in RESERVED_TRAINER_FLAGS.items():
+            if flag.startswith(name):
+                return (f"trainer argument {arg.split('=', 1)[0]!r} would override --{flag}, which hfgate sets from"
+                        " what it checked", f"use {option} instead, and drop it after --")
+    return None
+
+
 def trl_args(req: TrainRequest, version: tuple[int, int], output_dir: str, cpu: bool = False) -> list[str]:
+    problem = reserved_flag_problem(req.extra_args)
+    if problem:
+        raise UsageError(*problem)
     args = ["sft", "--model_name_or_path", req.model, "--model_revision", req.revision,
             "--dataset_name", req.dataset, "--output_dir", output_dir, "--report_to", "none",
             "--logging_steps", "1", "--save_strategy", "no", "--disable_tqdm", "True"]
@@ -99,11 +129,16 @@ def request_id(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:20]
 
 
+def bootstrap_command() -> list[str]:
+    return ["python3", "-c", BOOTSTRAP_SOURCE, "--"]
+
+
 def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str, token_fingerprint: str,
-                     bootstrap_digest: str = "", hf_token_value: str | None = None,
-                     model_path: str | None = None, dataset_path: str | None = None) -> dict:
+                     hf_token_value: str | None = None, model_path: str | None = None,
+                     dataset_path: str | None = None, mirror_checks: list[dict] | None = None) -> dict:
     """The CustomJob as the JSON form of aiplatform_v1.CustomJob. Never contains the token unless
-    `token_delivery` is ENV (then `hf_token_value` is required and the caller warns)."""
+    `token_delivery` is ENV (then `hf_token_value` is required and the caller warns). With MIRROR, `mirror_checks`
+    ({dir, manifest_sha256} per mirror folder) are verified by the bootstrap before the trainer starts."""
     machine, accel, count = machine_shape(req, outputs)
     if req.replica_count < 1:
         raise UsageError("--replica-count must be at least 1", "use 1 for one node")
@@ -114,10 +149,15 @@ def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str,
                          "pass --trl-version X.Y (the TRL installed in that image) so arguments fit it")
     bucket = outputs.artifacts_bucket.removeprefix("gs://")
     name = req.display_name or f"hfgate-{label_value(req.model.split('/')[-1])}"
+    if not DISPLAY_NAME_RE.match(name) or set(name) == {"."}:
+        raise UsageError(f"--display-name {name[:40]!r} may hold only letters, digits, '.', '_' and '-' (at most 128,"
+                         " not starting with '.', '_' or '-')", "it names the run's folder in the bucket: e.g."
+                         " --display-name txgemma-sft-v2")
     base_output = f"{outputs.artifacts_bucket}/runs/{name}"
     output_dir = f"/gcs/{bucket}/runs/{name}/model"
-    if req.token_delivery is TokenDelivery.MIRROR and not (model_path and dataset_path):
-        raise UsageError("mirror delivery trains from the bucket", "internal: pass model_path and dataset_path")
+    if req.token_delivery is TokenDelivery.MIRROR and not (model_path and dataset_path and mirror_checks):
+        raise UsageError("mirror delivery trains from the bucket",
+                         "internal: pass model_path, dataset_path and mirror_checks")
     train_req = TrainRequest(**{**req.__dict__, "model": model_path or req.model,
                                 "dataset": dataset_path or req.dataset})
     trainer = ["trl"] + trl_args(train_req, version, output_dir, cpu=not accel)
@@ -131,10 +171,11 @@ def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str,
         env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     env.update(req.extra_env)
     if req.token_delivery is TokenDelivery.SECRET_REF:
-        staging = outputs.staging_bucket.removeprefix("gs://")
-        command = ["python3", f"/gcs/{staging}/{BOOTSTRAP_OBJECT.format(digest=bootstrap_digest)}", "--"]
+        command, args = bootstrap_command(), trainer
         env["HFGATE_TOKEN_SECRET_VERSION"] = token_version
-        args = trainer
+    elif req.token_delivery is TokenDelivery.MIRROR:
+        command, args = bootstrap_command(), trainer
+        env["HFGATE_VERIFY"] = json.dumps(mirror_checks, sort_keys=True)
     else:
         command, args = trainer[:1], trainer[1:]
         if req.token_delivery is TokenDelivery.ENV:

@@ -1,5 +1,5 @@
 """Import gated weights once: download a repo snapshot with the token, upload it to the artifacts bucket under
-`models/<id>/<commit>/` (datasets: `datasets/<id>/<commit>/`) with a manifest, verify it. Jobs then train from the
+`models/<id>/<commit>/` in the mirror bucket (datasets: `datasets/<id>/<commit>/`) with a manifest, verify it. Jobs then train from the
 bucket with no token and no Hugging Face egress at all (`submit --token-delivery mirror`).
 """
 from __future__ import annotations
@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -58,36 +59,87 @@ class MirrorResult:
     manifest: dict
 
 
-def find_manifest(outputs: Outputs, repo_id: str, revision: str = "main", repo_type: str = "model",
-                  client=None) -> dict | None:
-    """The newest manifest for this repo whose commit or requested revision matches."""
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+def resolve_commit(token, repo_id: str, revision: str, repo_type: str = "model") -> str:
+    """The commit a revision names, as the Hub resolves it (a full commit hash is taken as it is)."""
+    if COMMIT_RE.match(revision):
+        return revision
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    from jobs.errors import AccessDenied, Transient
+    api = HfApi()
+    kind = "--dataset" if repo_type == "dataset" else "--model"
+    try:
+        info = (api.dataset_info if repo_type == "dataset" else api.model_info)(repo_id, revision=revision,
+                                                                                token=token.reveal())
+    except RevisionNotFoundError:
+        raise NotFound(f"{repo_id} has no revision {revision!r}", f"check {kind} and --revision") from None
+    except RepositoryNotFoundError:
+        raise NotFound(f"{repo_id} does not exist or the token cannot see it", f"check {kind} (case-sensitive)") \
+            from None
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        if status in (401, 403):
+            raise AccessDenied(f"the Hub refused to resolve {repo_id}@{revision} ({status})",
+                               "run `hfgate check` for the diagnosis, or pass --revision <full commit hash>") from None
+        raise Transient(f"the Hub did not resolve {repo_id}@{revision} ({status})",
+                        "try again, or pass --revision <full commit hash> (no Hub call needed)") from None
+    except OSError as exc:
+        raise Transient(f"cannot reach the Hub to resolve {repo_id}@{revision} ({type(exc).__name__})",
+                        "try again, or pass --revision <full commit hash> (no Hub call needed)") from None
+    return info.sha
+
+
+def find_manifest(outputs: Outputs, repo_id: str, commit: str, repo_type: str = "model",
+                  client=None) -> tuple[dict, str] | None:
+    """The manifest at exactly `<type>s/<id>/<commit>/` and the SHA-256 of its bytes, or None. The folder is chosen
+    by the commit the caller resolved, never by anything a manifest says about itself; a manifest whose own id,
+    type or commit disagree with its folder is refused."""
     from jobs import endpoints
     client = client or endpoints.storage(outputs.project_id)
-    base = f"{'datasets' if repo_type == 'dataset' else 'models'}/{repo_id}/"
-    found = []
-    for blob in client.list_blobs(outputs.artifacts_bucket_name, prefix=base):
-        if blob.name.endswith("/" + MANIFEST) and blob.name.count("/") == base.count("/") + 1:
-            m = json.loads(blob.download_as_bytes())
-            if revision in (m.get("commit"), m.get("revision")):
-                found.append(m)
-    return max(found, key=lambda m: m.get("mirrored_at", "")) if found else None
+    blob = client.bucket(outputs.mirror_bucket_name).blob(prefix_for(repo_id, commit, repo_type) + MANIFEST)
+    if not blob.exists():
+        return None
+    raw = blob.download_as_bytes()
+    try:
+        manifest = json.loads(raw)
+    except ValueError:
+        manifest = {}
+    if (manifest.get("id"), manifest.get("commit"), manifest.get("type", "model")) != (repo_id, commit, repo_type):
+        raise HfgateError(f"the mirror manifest at {outputs.mirror_bucket}/{blob.name} does not describe"
+                          f" {repo_id}@{commit}", f"delete that folder and run `hfgate mirror` again",
+                          exit_code=EXIT_OTHER)
+    return manifest, hashlib.sha256(raw).hexdigest()
 
 
 def verify(outputs: Outputs, manifest: dict, client=None) -> list[str]:
-    """Problems with a mirror: every file of the manifest present with its size and CRC32C."""
+    """Problems with a mirror: every file of the manifest present with its size and SHA-256 (read back from the
+    bucket), and nothing else in its folder."""
     from jobs import endpoints
     client = client or endpoints.storage(outputs.project_id)
     prefix = prefix_for(manifest["id"], manifest["commit"], manifest.get("type", "model"))
-    blobs = {b.name.removeprefix(prefix): b for b in client.list_blobs(outputs.artifacts_bucket_name, prefix=prefix)}
-    problems = []
+    blobs = {b.name.removeprefix(prefix): b for b in client.list_blobs(outputs.mirror_bucket_name, prefix=prefix)}
+    listed = {f["path"] for f in manifest["files"]}
+    problems = [f"{name} is in the mirror but not in its manifest" for name in sorted(blobs)
+                if name != MANIFEST and name not in listed]
     for f in manifest["files"]:
         b = blobs.get(f["path"])
         if b is None:
             problems.append(f"{f['path']} is missing")
         elif b.size != f["size"]:
             problems.append(f"{f['path']} has {b.size} bytes, the manifest says {f['size']}")
-        elif f.get("crc32c") and b.crc32c and b.crc32c != f["crc32c"]:
-            problems.append(f"{f['path']} does not match its checksum")
+        elif not f.get("sha256"):
+            problems.append(f"{f['path']} has no SHA-256 in the manifest")
+        else:
+            h = hashlib.sha256()
+            with b.open("rb") as stream:
+                for chunk in iter(lambda: stream.read(1 << 20), b""):
+                    h.update(chunk)
+            if h.hexdigest() != f["sha256"]:
+                problems.append(f"{f['path']} does not match its SHA-256")
     return problems
 
 
@@ -109,13 +161,13 @@ def mirror(outputs: Outputs, token, repo_id: str, revision: str = "main", repo_t
                              "pick a revision with safetensors, or pass --allow-pickle if you trust this repo")
         patterns = patterns + PICKLE_PATTERNS
     client = endpoints.storage(outputs.project_id)
-    bucket = client.bucket(outputs.artifacts_bucket_name)
+    bucket = client.bucket(outputs.mirror_bucket_name)
     prefix = prefix_for(repo_id, commit, repo_type)
-    uri = f"{outputs.artifacts_bucket}/{prefix}"
+    uri = f"{outputs.mirror_bucket}/{prefix}"
 
-    existing = bucket.blob(prefix + MANIFEST)
-    if existing.exists():
-        manifest = json.loads(existing.download_as_bytes())
+    found = find_manifest(outputs, repo_id, commit, repo_type, client)
+    if found:
+        manifest = found[0]
         problems = verify(outputs, manifest, client)
         if not problems:
             print(f"{repo_id}@{commit[:12]} is already mirrored at {uri} (verified; nothing uploaded)", file=out)
@@ -154,15 +206,18 @@ def mirror(outputs: Outputs, token, repo_id: str, revision: str = "main", repo_t
     return MirrorResult(uri, commit, len(entries), total, len(entries), manifest)
 
 
-def require_mirror(outputs: Outputs, repo_id: str, revision: str, repo_type: str = "model") -> dict:
-    """For `submit --token-delivery mirror`: the verified manifest, or a clear refusal."""
-    manifest = find_manifest(outputs, repo_id, revision, repo_type)
+def require_mirror(outputs: Outputs, repo_id: str, commit: str, repo_type: str = "model") -> tuple[dict, str]:
+    """For `submit --token-delivery mirror`: the verified manifest of exactly that commit and its SHA-256 (which the
+    job checks again before training), or a clear refusal."""
+    found = find_manifest(outputs, repo_id, commit, repo_type)
     kind = "--dataset" if repo_type == "dataset" else "--model"
-    if manifest is None:
-        raise NotFound(f"no mirror of {repo_id}@{revision} in {outputs.artifacts_bucket}",
-                       f"run `hfgate mirror {kind} {repo_id} --revision {revision}` first (once; it needs the token)")
+    if found is None:
+        raise NotFound(f"no mirror of {repo_id}@{commit[:12]} in {outputs.mirror_bucket}",
+                       f"run `hfgate mirror {kind} {repo_id} --revision {commit}` first (once; it needs the token)")
+    manifest, digest = found
     problems = verify(outputs, manifest)
     if problems:
-        raise HfgateError(f"the mirror of {repo_id}@{manifest['commit'][:12]} does not verify: {problems[0]}",
-                          f"run `hfgate mirror {kind} {repo_id}` again", exit_code=EXIT_OTHER)
-    return manifest
+        raise HfgateError(f"the mirror of {repo_id}@{commit[:12]} does not verify: {problems[0]}",
+                          f"delete {outputs.mirror_bucket}/{prefix_for(repo_id, commit, repo_type)} and run"
+                          f" `hfgate mirror {kind} {repo_id} --revision {commit}` again", exit_code=EXIT_OTHER)
+    return manifest, digest

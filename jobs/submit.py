@@ -1,36 +1,39 @@
-"""Send the built CustomJob: upload the bootstrap, dedupe by request id, retry transient errors, follow the job."""
+"""Send the built CustomJob: dedupe by request id (and spec), retry transient errors, follow the job."""
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 import sys
 import time
-from pathlib import Path
 
 from jobs import endpoints
 from jobs.errors import AccessDenied, HfgateError, NotFound, Transient, UsageError
-from jobs.jobspec import BOOTSTRAP_OBJECT
 from stacks.contract import Outputs
 from stacks.errors import EXIT_OTHER
 
 log = logging.getLogger("hfgate.submit")
-BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 RETRIES = 4
 TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
 
 
-def bootstrap_digest() -> str:
-    return hashlib.sha256(BOOTSTRAP.read_bytes()).hexdigest()[:16]
+def spec_fingerprint(job_spec: dict) -> dict:
+    """What decides what a job runs and as whom: identity, image, command, arguments, environment, machines,
+    network and output folder. Two jobs with the same fingerprint run the same thing."""
+    def pool(p: dict) -> dict:
+        c = p.get("container_spec") or {}
+        return {"machine_spec": p.get("machine_spec") or {}, "replica_count": int(p.get("replica_count") or 0),
+                "image_uri": c.get("image_uri", ""), "command": list(c.get("command") or []),
+                "args": list(c.get("args") or []),
+                "env": sorted((e.get("name", ""), e.get("value", "")) for e in c.get("env") or [])}
+    return {"service_account": job_spec.get("service_account", ""),
+            "pools": [pool(p) for p in job_spec.get("worker_pool_specs") or []],
+            "output": (job_spec.get("base_output_directory") or {}).get("output_uri_prefix", ""),
+            "network_attachment": (job_spec.get("psc_interface_config") or {}).get("network_attachment", "")}
 
 
-def upload_bootstrap(outputs: Outputs) -> str:
-    """Content-addressed in the staging bucket, so jobs read it through the /gcs mount."""
-    digest = bootstrap_digest()
-    client = endpoints.storage(outputs.project_id)
-    blob = client.bucket(outputs.staging_bucket_name).blob(BOOTSTRAP_OBJECT.format(digest=digest))
-    if not blob.exists():
-        blob.upload_from_filename(str(BOOTSTRAP), content_type="text/x-python")
-    return digest
+def _spec_of(job) -> dict:
+    from google.cloud.aiplatform_v1 import types as ai
+    return json.loads(ai.CustomJob.to_json(job, preserving_proto_field_name=True))["job_spec"]
 
 
 def _parent(outputs: Outputs) -> str:
@@ -51,13 +54,20 @@ def _retry(call, what: str):
             delay *= 2
 
 
-def find_existing(client, outputs: Outputs, rid: str):
+def find_existing(client, outputs: Outputs, rid: str, job_spec: dict | None = None):
+    """A live job of this request: same request-id label and, since anyone who may create jobs can copy a label,
+    the same spec as the one hfgate built. A look-alike is ignored (and logged), never followed."""
     resp = _retry(lambda: client.list_custom_jobs(request={"parent": _parent(outputs),
                                                           "filter": f'labels.hfgate-request-id="{rid}"'}),
                   "the duplicate check")
+    wanted = spec_fingerprint(job_spec) if job_spec is not None else None
     for job in resp:
-        if job.state.name not in ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED"):
-            return job
+        if job.state.name in ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED") or job.labels.get("hfgate-request-id") != rid:
+            continue
+        if wanted is not None and spec_fingerprint(_spec_of(job)) != wanted:
+            log.warning("ignoring %s: it carries this request's id but not the spec hfgate built", job.name)
+            continue
+        return job
     return None
 
 
@@ -68,9 +78,10 @@ def create(body: dict, outputs: Outputs, client=None):
 
     client = client or endpoints.vertex(outputs.region)
     rid = body["labels"]["hfgate-request-id"]
-    job = ai.CustomJob.from_json(__import__("json").dumps(body), ignore_unknown_fields=False)
+    job = ai.CustomJob.from_json(json.dumps(body), ignore_unknown_fields=False)
+    built_spec = _spec_of(job)
     for attempt in range(RETRIES):
-        existing = find_existing(client, outputs, rid)
+        existing = find_existing(client, outputs, rid, built_spec)
         if existing is not None:
             return existing, False
         try:

@@ -51,7 +51,8 @@ def shape_problem(value: str) -> tuple[str, str] | None:
         return "the token is only whitespace", "store the token itself: hfgate token set --env ENV"
     stripped = value.strip()
     if stripped in PLACEHOLDERS or stripped.startswith("$"):
-        return (f"the token is the literal placeholder {stripped[:20]!r}, not its value",
+        # Never echo it: `$hf_...` is a real token behind a stray `$`.
+        return ("the token starts with '$': a shell variable name or placeholder, not its value",
                 "pass the value: `printenv HF_TOKEN | hfgate token set` (Python APIs do not expand \"$HF_TOKEN\")")
     if stripped[:1] in "\"'" or stripped[-1:] in "\"'":
         return "the token is wrapped in quotes", "store it without quotes"

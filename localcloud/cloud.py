@@ -24,8 +24,8 @@ from localcloud.state import Grants, Identities, Seed
 from stacks.config import load_settings
 from stacks.contract import outputs_from_settings
 from stacks.naming import names_for
-from stacks.plan import load as load_plan
-from stacks.plan import synthesized
+from review.plan import load as load_plan
+from review.plan import synthesized
 
 
 def _fake_weights(kind: str, name: str) -> dict[str, bytes]:

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from localcloud.cloud import LocalCloud, ensure_plan
-    from stacks.plan import load as load_plan
+    from review.plan import load as load_plan
 
     demo = Demo(args.evidence, args.steps)
     demo.say("hfgate demo: fine-tune a tiny gated model on the local cloud (offline, real protocols, real trl)")

@@ -16,7 +16,7 @@ from stacks.errors import UsageError
 from stacks.facts import HF_HOST_RULES
 from stacks.naming import PROXY_PORT, names_for
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2   # 2: mirror_bucket (mirrors live where jobs cannot write)
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,8 @@ class Outputs:
     trainer_email: str           # what Vertex jobs run as; may read the token secret
     submitter_email: str         # what CI or a person submits with; may read the token and act as trainer
     staging_bucket: str          # gs://...
-    artifacts_bucket: str        # gs://... (outputs and mirrored models)
+    artifacts_bucket: str        # gs://... (job outputs; the trainer writes here)
+    mirror_bucket: str           # gs://... (`hfgate mirror` copies; the submitter writes, jobs only read)
     egress_mode: str             # "proxy" or "open"
     egress_enforced: bool        # True only inside a VPC Service Controls perimeter
     network_attachment: str      # PSC interface attachment for the job ("" in open mode)
@@ -44,6 +45,10 @@ class Outputs:
     @property
     def artifacts_bucket_name(self) -> str:
         return self.artifacts_bucket.removeprefix("gs://")
+
+    @property
+    def mirror_bucket_name(self) -> str:
+        return self.mirror_bucket.removeprefix("gs://")
 
     @property
     def staging_bucket_name(self) -> str:
@@ -73,6 +78,7 @@ def outputs_from_settings(settings: Settings, project_number: str | None = None)
         submitter_email=names.email(names.submitter_account_id, settings.project_id),
         staging_bucket=f"gs://{names.staging_bucket}",
         artifacts_bucket=f"gs://{names.artifacts_bucket}",
+        mirror_bucket=f"gs://{names.mirror_bucket}",
         egress_mode=settings.egress_mode.value,
         egress_enforced=settings.egress_enforced,
         network_attachment=(f"projects/{settings.project_id}/regions/{settings.region}/networkAttachments/"

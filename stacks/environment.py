@@ -68,10 +68,17 @@ class HfgateStack(TerraformStack):
         self.artifacts = Bucket(self, "artifacts-bucket", project_id=s.project_id, name=names.artifacts_bucket,
                                 location=s.region, labels=labels, kms_key=s.kms_key, log_bucket=self.logs,
                                 soft_delete_days=30)
+        # Mirrors are read by jobs and written only by whoever runs `hfgate mirror`: a job (any code in the
+        # container) must not be able to change what the next job trains from.
+        self.mirror = Bucket(self, "mirror-bucket", project_id=s.project_id, name=names.mirror_bucket,
+                             location=s.region, labels=labels, kms_key=s.kms_key, log_bucket=self.logs,
+                             soft_delete_days=30)
         self.staging.grant_write(self.submitter)
         self.staging.grant_read(self.trainer)
         self.artifacts.grant_write(self.trainer)    # outputs and checkpoints
-        self.artifacts.grant_write(self.submitter)  # `hfgate mirror` uploads models
+        self.artifacts.grant_read(self.submitter)   # results, for whoever submitted
+        self.mirror.grant_write(self.submitter)     # `hfgate mirror` uploads models and datasets
+        self.mirror.grant_read(self.trainer)
         if s.kms_key:
             from cdktn_provider_google.data_google_storage_project_service_account import (
                 DataGoogleStorageProjectServiceAccount,
@@ -109,6 +116,7 @@ class HfgateStack(TerraformStack):
             "submitter_email": self.submitter.email,
             "staging_bucket": self.staging.url,
             "artifacts_bucket": self.artifacts.url,
+            "mirror_bucket": self.mirror.url,
             "egress_mode": s.egress_mode.value,
             "egress_enforced": s.egress_enforced,
             "network_attachment": attachment,

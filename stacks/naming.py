@@ -20,6 +20,7 @@ class Names:
     submitter_account_id: str
     staging_bucket: str
     artifacts_bucket: str
+    mirror_bucket: str
     logs_bucket: str
     rotation_topic: str
     network: str
@@ -50,6 +51,7 @@ def names_for(settings: Settings) -> Names:
         submitter_account_id=f"{p}-submitter",
         staging_bucket=f"{bucket}-staging",
         artifacts_bucket=f"{bucket}-artifacts",
+        mirror_bucket=f"{bucket}-mirror",
         logs_bucket=f"{bucket}-logs",
         rotation_topic=f"{p}-hf-token-rotation",
         network=f"{p}-vpc",

@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
         print(f"{name}: {info['resources']} resources -> {info['file']}")
         print(f"  token secret   {out.get('token_secret')} (container only; value set with `hfgate token set`)")
         print("  identities     trainer + submitter; secret readable by those two only")
-        print(f"  buckets        {out.get('staging_bucket')}, {out.get('artifacts_bucket')}")
+        print(f"  buckets        {out.get('staging_bucket')}, {out.get('artifacts_bucket')}, {out.get('mirror_bucket')}")
         print(f"  egress         {out.get('egress_mode')}: {egress}")
     return 0
 

@@ -38,7 +38,7 @@ def cloud(synth_dir):
     """The local cloud, once per session, created from the synthesized local stack; its jobs find the `trl`
     probe in tests/bin first on PATH (the end-to-end test runs the real trl in a cloud of its own)."""
     from localcloud import LocalCloud
-    from stacks.plan import synthesized
+    from review.plan import synthesized
     with LocalCloud(plan=synthesized(synth_dir, "local")) as c:
         c.jobs.path_prefix = [str(ROOT / "tests" / "bin")]
         yield c

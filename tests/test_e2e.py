@@ -18,7 +18,7 @@ pytest.importorskip("trl", reason="the end-to-end test needs the train extra (ma
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, synth_dir):
-    from stacks.plan import synthesized
+    from review.plan import synthesized
     evidence = tmp_path_factory.mktemp("evidence")
     proc = subprocess.run([sys.executable, "-m", "localcloud.demo", "--evidence", str(evidence), "--plan",
                            str(synthesized(synth_dir, "local"))], cwd=ROOT, capture_output=True, text=True,
@@ -50,7 +50,7 @@ def test_the_job_read_the_gated_model_with_alices_token_through_the_bootstrap(de
     assert weights and all(r["user"] == "alice" for r in weights)
     argv = json.loads(files["argv.json"])
     flat = [a for job in argv.values() for a in job]
-    assert any(a[0] == "python3" and "/hfgate/bootstrap-" in a[1] for a in flat)          # the container command
+    assert any(a[:2] == ["python3", "-c"] and "hfgate-bootstrap" in a[2] for a in flat)   # the container command
     assert any("sft" in a and any(os.path.basename(x) == "trl" for x in a[:2]) for a in flat)   # exec'd trainer
     calls = json.loads(files["secret-calls.json"])
     trainer = [c for c in calls if c[1].startswith("serviceAccount:hfg-local-trainer@")]
@@ -87,7 +87,7 @@ def test_a_mirrored_model_trains_with_the_real_trl_and_no_token_or_hub_in_the_jo
     from localcloud import LocalCloud
     from localcloud.demo import DATASET, MODEL, trainer_metrics
     from localcloud.tinymodel import build_dataset, build_model
-    from stacks.plan import synthesized
+    from review.plan import synthesized
     from tests.conftest import hfgate, set_token
 
     with LocalCloud(plan=synthesized(synth_dir, "local")) as cloud:

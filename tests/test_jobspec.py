@@ -1,10 +1,12 @@
 """The pure CustomJob builder, without a network: egress modes, pools, delivery modes, trainer arguments."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from jobs.errors import UsageError
-from jobs.jobspec import TokenDelivery, TrainRequest, build_custom_job
+from jobs.jobspec import BOOTSTRAP_SOURCE, TokenDelivery, TrainRequest, build_custom_job
 from stacks.config import load_settings
 from stacks.contract import outputs_from_settings
 
@@ -20,10 +22,10 @@ def local():
 
 
 def build(outputs, **kw):
-    opts = {k: kw.pop(k) for k in ("hf_token_value", "model_path", "dataset_path") if k in kw}
+    opts = {k: kw.pop(k) for k in ("hf_token_value", "model_path", "dataset_path", "mirror_checks") if k in kw}
     return build_custom_job(TrainRequest(model="google/txgemma-2b-predict", dataset="org/chat", **kw), outputs,
                             token_version="projects/1/secrets/s/versions/3", token_fingerprint="abcd1234",
-                            bootstrap_digest="0123456789abcdef", **opts)
+                            **opts)
 
 
 def env_of(body, pool=0):
@@ -50,7 +52,9 @@ def test_secret_ref_carries_only_the_pinned_version(dev):
     env = env_of(body)
     assert env["HFGATE_TOKEN_SECRET_VERSION"] == "projects/1/secrets/s/versions/3" and "HF_TOKEN" not in env
     cmd = body["job_spec"]["worker_pool_specs"][0]["container_spec"]["command"]
-    assert cmd[0] == "python3" and cmd[1].endswith("hfgate/bootstrap-0123456789abcdef.py")
+    # The bootstrap travels in the spec itself: no bucket object decides what runs with the token.
+    assert cmd[:2] == ["python3", "-c"] and cmd[2] == BOOTSTRAP_SOURCE and cmd[3] == "--"
+    assert not any("/gcs/" in c for c in cmd)
     assert body["labels"]["hfgate-token-version"] == "3" and body["labels"]["hfgate-token-fp"] == "abcd1234"
 
 
@@ -99,11 +103,16 @@ def test_env_delivery_needs_the_value_and_keeps_it_out_of_the_request_id(dev):
 def test_mirror_delivery_trains_from_the_bucket_offline_without_token_or_proxy(dev):
     with pytest.raises(UsageError):
         build(dev, token_delivery=TokenDelivery.MIRROR)
+    checks = [{"dir": "/gcs/b/models/m/sha", "manifest_sha256": "1" * 64},
+              {"dir": "/gcs/b/datasets/d/sha", "manifest_sha256": "2" * 64}]
     body = build(dev, token_delivery=TokenDelivery.MIRROR, model_path="/gcs/b/models/m/sha",
-                 dataset_path="/gcs/b/datasets/d/sha")
+                 dataset_path="/gcs/b/datasets/d/sha", mirror_checks=checks)
     env = env_of(body)
     assert env["HF_HUB_OFFLINE"] == "1" and "HF_TOKEN" not in env and "HTTPS_PROXY" not in env
     assert "HFGATE_TOKEN_SECRET_VERSION" not in env
+    # The bootstrap checks both folders against the manifests pinned at submit before trl starts.
+    assert json.loads(env["HFGATE_VERIFY"]) == checks
+    assert body["job_spec"]["worker_pool_specs"][0]["container_spec"]["command"][:2] == ["python3", "-c"]
     args = body["job_spec"]["worker_pool_specs"][0]["container_spec"]["args"]
     assert args[args.index("--model_name_or_path") + 1] == "/gcs/b/models/m/sha"
     assert args[args.index("--dataset_name") + 1] == "/gcs/b/datasets/d/sha"
@@ -112,3 +121,31 @@ def test_mirror_delivery_trains_from_the_bucket_offline_without_token_or_proxy(d
 def test_same_request_same_id_and_nonce_changes_it(dev):
     assert build(dev)["labels"]["hfgate-request-id"] == build(dev)["labels"]["hfgate-request-id"]
     assert build(dev)["labels"]["hfgate-request-id"] != build(dev, nonce="x")["labels"]["hfgate-request-id"]
+
+
+@pytest.mark.parametrize("extra", [
+    ["--model_name_or_path", "other/model"], ["--model_name_or_path=other/model"], ["--model-name-or-path", "x"],
+    ["--model_name", "other/model"], ["--model_revision", "evil"], ["--dataset_name", "other/data"],
+    ["--output_dir", "/gcs/elsewhere"], ["--output", "/tmp/x"], ["--config", "recipe.yaml"], ["--push_to_hub"],
+    ["--hub_token", "hf_x"], ["--max_steps", "5"]])
+def test_trainer_arguments_cannot_override_what_hfgate_checked(dev, extra):
+    with pytest.raises(UsageError) as err:
+        build(dev, extra_args=tuple(["--learning_rate", "2e-5", *extra]))
+    assert "instead" in err.value.fix and "hf_x" not in str(err.value)
+
+
+def test_tuning_arguments_pass_through(dev):
+    body = build(dev, extra_args=("--learning_rate", "2e-5", "--lora_r", "8", "--gradient_checkpointing"))
+    args = body["job_spec"]["worker_pool_specs"][0]["container_spec"]["args"]
+    assert args[-5:] == ["--learning_rate", "2e-5", "--lora_r", "8", "--gradient_checkpointing"]
+
+
+@pytest.mark.parametrize("name", ["runs/x/../../..", "..", ".", "a/b", "x y", "-rf", ".hidden", "é", "a" * 129])
+def test_display_names_that_would_escape_the_run_folder_are_refused(dev, name):
+    with pytest.raises(UsageError):
+        build(dev, display_name=name)
+
+
+def test_a_plain_display_name_names_the_run_folder(dev):
+    body = build(dev, display_name="txgemma-sft_v2.1")
+    assert body["job_spec"]["base_output_directory"]["output_uri_prefix"] == f"{dev.artifacts_bucket}/runs/txgemma-sft_v2.1"

@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 
 
 def test_up_starts_fast_and_leaves_nothing_running(tmp_path, synth_dir):
-    from stacks.plan import synthesized
+    from review.plan import synthesized
     t0 = time.time()
     proc = subprocess.Popen([sys.executable, "-m", "localcloud", "up", "--state-dir", str(tmp_path),
                              "--plan", str(synthesized(synth_dir, "local"))], cwd=ROOT,

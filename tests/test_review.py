@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from stacks.plan import Plan, from_synth, load
-from stacks.review import review
+from review.plan import Plan, from_synth, load
+from review.report import review
 from tests.conftest import ROOT, run_main  # noqa: F401
 
 FIXTURES = ROOT / "tests" / "fixtures" / "review"
@@ -103,7 +103,7 @@ def test_an_extra_act_as_on_the_trainer_shows_up_as_an_unexpected_token_reader(p
     rep = review(plan_of(data, tmp_path))
     assert rep["unexpected_readers"] == ["user:eve@example.com"] and not rep["ok"]
     eve = next(r for r in rep["token_readers"] if r["principal"] == "user:eve@example.com")
-    assert "which can read it" in eve["how"] and eve["via"].startswith("serviceAccount:hfg-dev-trainer@")
+    assert "which reaches the token" in eve["how"] and eve["via"].startswith("serviceAccount:hfg-dev-trainer@")
 
 
 def test_plan_json_gives_the_same_report_as_its_synthesized_twin():
@@ -132,7 +132,7 @@ def test_cli_writes_markdown_json_and_sarif_and_exits_by_verdict(synth_dir, tmp_
     if os.environ.get("CHECKOV"):
         assert rep["checkov"]["ran"] and rep["checkov"]["failed"] == 0 and rep["checkov"]["passed"] > 20
     sarif = json.loads((tmp_path / "r" / "report.sarif").read_text())
-    assert sarif["version"] == "2.1.0" and len(sarif["runs"][0]["tool"]["driver"]["rules"]) == 10
+    assert sarif["version"] == "2.1.0" and len(sarif["runs"][0]["tool"]["driver"]["rules"]) == 12  # 10 policies, reader, unknown
     assert sarif["runs"][0]["results"] == []
     # A bad plan: exit 1, the SARIF names the rule and the resource.
     bad = tmp_path / "bad" / "cdk.tf.json"

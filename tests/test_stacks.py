@@ -223,8 +223,8 @@ def test_write_only_token_version_keeps_the_value_out_of_plan_and_state(tmp_path
                or (v.get("sensitive") and v.get("ephemeral")))
     assert var["sensitive"] is True and var["ephemeral"] is True
     assert SYNTH_CANARY not in text
-    from stacks.plan import from_synth
-    from stacks.review import review
+    from review.plan import from_synth
+    from review.report import review
     rep = review(from_synth(out / "stacks" / "hfgate-dev" / "cdk.tf.json"))
     assert rep["data_protection"]["token_in_state"] is False and rep["ok"]
     assert rep["data_protection"]["versions"][0]["write_only"] is True

@@ -9,7 +9,6 @@ import pytest
 from google.cloud.aiplatform_v1 import types as ai
 
 from jobs.jobspec import TrainRequest, build_custom_job
-from jobs.submit import bootstrap_digest
 from jobs.token import HfToken
 from tests.conftest import hfgate, set_token
 
@@ -49,8 +48,7 @@ def test_submit_secret_ref_end_to_end(cloud, alice, tmp_path):
     # The stored request equals the pure builder's output.
     expected = build_custom_job(
         TrainRequest(model=GATED, dataset=DATASET, max_steps=2, display_name=stored.display_name),
-        cloud.outputs, token_version=version, token_fingerprint=HfToken(token).fingerprint,
-        bootstrap_digest=bootstrap_digest())
+        cloud.outputs, token_version=version, token_fingerprint=HfToken(token).fingerprint)
     def request_part(job):
         return {k: v for k, v in json.loads(ai.CustomJob.to_json(job)).items()
                 if k in ("displayName", "jobSpec", "labels")}

@@ -5,8 +5,11 @@
   values only known after apply).
 
 Both become the same `Plan`: resources with their values, references resolved to the concrete names the provider
-will compute (a service account's email, a secret's id, a bucket's name) and "(known after apply: ...)" otherwise.
-One reader, used by the local cloud (to create what the stacks declare) and by the security review.
+will compute (a service account's email, a secret's id, a bucket's name). What cannot be resolved offline stays
+visible as such (`${var.x}`, `${data...}`, "(known after apply: ...)"): `unresolved()` tells, and the review reports
+it as UNKNOWN rather than guessing. Data sources with fixed semantics (`google_iam_policy`, the Cloud Storage
+service agent, the project) are evaluated; module calls in a synthesized stack are listed, since their resources
+are not in it. One reader, used by the local cloud (to create what the stacks declare) and by the security review.
 """
 from __future__ import annotations
 
@@ -17,7 +20,22 @@ from pathlib import Path
 
 from stacks.errors import UsageError
 
-REF = re.compile(r"\$\{([a-z0-9_]+)\.([A-Za-z0-9_-]+)\.([a-z0-9_]+)\}")
+REF = re.compile(r"\$\{(data\.)?([a-z0-9_]+)\.([A-Za-z0-9_-]+)\.([a-z0-9_]+)\}")
+UNRESOLVED = re.compile(r"\$\{|\(unknown: |\(known after apply")
+
+
+def unresolved(value) -> bool:
+    """True when a value (or anything inside it) is not known offline: a Terraform expression, a variable, a local,
+    a data source or module output, or a value only known after apply."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return bool(UNRESOLVED.search(value))
+    if isinstance(value, list):
+        return any(unresolved(x) for x in value)
+    if isinstance(value, dict):
+        return any(unresolved(x) for k, x in value.items() if k != "//")
+    return False
 
 
 @dataclass
@@ -26,10 +44,11 @@ class Resource:
     name: str
     values: dict
     path: str = ""                 # construct path (synth) or address (plan)
+    module: str = ""               # "module.x" for a resource inside a module (plan form)
 
     @property
     def address(self) -> str:
-        return f"{self.type}.{self.name}"
+        return f"{self.module + '.' if self.module else ''}{self.type}.{self.name}"
 
 
 @dataclass
@@ -39,6 +58,8 @@ class Plan:
     resources: list[Resource] = field(default_factory=list)
     outputs: dict = field(default_factory=dict)
     providers: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)        # (type, name) -> values of data sources (synth form)
+    modules: dict = field(default_factory=dict)     # module calls whose resources this plan does not hold
 
     def of_type(self, *types: str) -> list[Resource]:
         return [r for r in self.resources if r.type in types]
@@ -51,6 +72,12 @@ class Plan:
         r = self.get(type_, name)
         if r is None:
             return f"(unknown: {type_}.{name}.{attr})"
+        if r.type == "google_project_iam_custom_role" and attr in ("id", "name"):
+            v = self.resolve(r.values)
+            return f"projects/{v.get('project') or self.default_project()}/roles/{v.get('role_id')}"
+        if r.type == "google_organization_iam_custom_role" and attr in ("id", "name"):
+            v = self.resolve(r.values)
+            return f"organizations/{v.get('org_id')}/roles/{v.get('role_id')}"
         v = r.values
         if attr in v and isinstance(v[attr], (str, int, float)) and not REF.search(str(v[attr])):
             return str(v[attr])
@@ -83,10 +110,31 @@ class Plan:
                 return f"serviceAccount:{email}" if attr == "member" else email
         return _unknown(type_, name, attr)
 
+    def data_attribute(self, type_: str, name: str, attr: str, raw: str) -> str:
+        """Data sources whose result is fixed by their arguments; anything else stays as written (unresolved)."""
+        v = self.data.get((type_, name))
+        if v is None:
+            return raw
+        v = self.resolve(v)
+        project = v.get("project") or self.default_project()
+        if type_ == "google_iam_policy" and attr == "policy_data":
+            bindings = v.get("binding") or []
+            bindings = [bindings] if isinstance(bindings, dict) else bindings
+            policy = {"bindings": [{"role": b.get("role"), "members": b.get("members") or []} for b in bindings]}
+            return raw if unresolved(policy) or v.get("audit_config") else json.dumps(policy, sort_keys=True)
+        if type_ == "google_storage_project_service_account" and attr in ("email_address", "member"):
+            email = "service-(project number)@gs-project-accounts.iam.gserviceaccount.com"
+            return email if attr == "email_address" else f"serviceAccount:{email}"
+        if type_ == "google_project" and attr in ("number", "project_id"):
+            return "(project number)" if attr == "number" else project
+        return raw
+
     def resolve(self, value):
-        """Replace every `${type.name.attr}` in a string (recursively in lists and dicts)."""
+        """Replace every `${type.name.attr}` / `${data.type.name.attr}` in a string (recursively in lists and
+        dicts); what cannot be resolved is left as written."""
         if isinstance(value, str):
-            return REF.sub(lambda m: self.attribute(m.group(1), m.group(2), m.group(3)), value)
+            return REF.sub(lambda m: self.data_attribute(m.group(2), m.group(3), m.group(4), m.group(0)) if m.group(1)
+                           else self.attribute(m.group(2), m.group(3), m.group(4)), value)
         if isinstance(value, list):
             return [self.resolve(x) for x in value]
         if isinstance(value, dict):
@@ -118,7 +166,9 @@ def _unknown(type_: str, name: str, attr: str) -> str:
 def from_synth(path: Path) -> Plan:
     data = _load_json(path)
     stack = ((data.get("//") or {}).get("metadata") or {}).get("stackName") or path.parent.name
-    plan = Plan(stack=stack, source="synth", outputs=data.get("output", {}), providers=data.get("provider", {}))
+    plan = Plan(stack=stack, source="synth", outputs=data.get("output", {}), providers=data.get("provider", {}),
+                data={(t, n): v for t, by_name in (data.get("data") or {}).items() for n, v in by_name.items()},
+                modules=dict(data.get("module") or {}))
     for type_, by_name in (data.get("resource") or {}).items():
         for name, values in by_name.items():
             meta = (values.get("//") or {}).get("metadata", {})
@@ -150,10 +200,15 @@ def from_show_json(path: Path) -> Plan:
         values = dict(r.get("values") or {})
         for key, expr in (config.get(r["address"], {}).get("expressions") or {}).items():
             if values.get(key) is None and isinstance(expr, dict) and expr.get("references"):
-                ref = next((r for r in expr["references"] if r.count(".") == 2), None)
-                if ref:
-                    values[key] = "${" + ref + "}"
-        plan.resources.append(Resource(r["type"], r["name"], values, r["address"]))
+                # A managed resource's attribute (type.name.attr) resolves like in the synthesized form; a data
+                # source, variable, local or module output that is still unknown stays unresolved.
+                refs = expr["references"]
+                ref = next((x for x in refs if x.count(".") == 2 and not x.startswith(("data.", "var.", "local.",
+                                                                                       "module."))), refs[0])
+                values[key] = "${" + ref + "}"
+        index = f"[{json.dumps(r['index'])}]" if "index" in r else ""
+        module = r["address"].rsplit(f"{r['type']}.{r['name']}", 1)[0].rstrip(".")
+        plan.resources.append(Resource(r["type"], r["name"] + index, values, r["address"], module))
     return plan
 
 

@@ -1,7 +1,10 @@
 """Security review of a stack, offline, for reviewers: who can read the token, the IAM matrix, egress, data
 protection, findings (project policies + checkov) and a Mermaid diagram. Markdown, JSON and SARIF.
 
-Input is the synthesized `cdk.tf.json` or a `terraform show -json` plan (see stacks.plan): same report.
+Input is the synthesized `cdk.tf.json` or a `terraform show -json` plan (see review.plan): same report.
+The verdict fails closed: an unexpected principal with any path to the token (review.graph), a failed policy, a
+checkov failure, or anything the review could not resolve (UNKNOWN) fails it, unless the reviewer accepts that
+item explicitly in an accept file (see `load_accepts`).
 """
 from __future__ import annotations
 
@@ -11,32 +14,45 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from stacks.plan import Plan
-from stacks.policies import (ACT_AS_ROLES, POLICIES, PRIMITIVE, PUBLIC, SECRET_READ_ROLES, egress_mode, firewall_rules,
-                             grants, is_default_sa, trainer_member)
+from review.graph import token_access
+from review.plan import Plan
+from review.policies import POLICIES, PRIMITIVE, PUBLIC, egress_mode, firewall_rules, grants, is_default_sa, trainer_member
+from stacks.errors import UsageError
 
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
-def token_readers(plan: Plan) -> list[dict]:
-    """Every principal with a path to the token: direct grants on the secret, project-level roles that include
-    access, and act-as on a service account that has either. Sorted, one row per (principal, path)."""
-    secrets = {plan.resolved(r)["secret_id"] for r in plan.of_type("google_secret_manager_secret")}
-    all_grants = grants(plan)
-    rows, holders = [], set()
-    for g in all_grants:
-        scope, _, name = g.resource.partition(":")
-        if g.role in SECRET_READ_ROLES and ((scope == "secret" and name in secrets) or
-                                            scope in ("project", "folder", "organization")):
-            how = (f"{g.role} on the secret" if scope == "secret" else f"{g.role} on {scope} {name}")
-            rows.append({"principal": g.member, "how": how, "via": None, "address": g.address})
-            holders.add(g.member)
-    for g in all_grants:
-        scope, _, email = g.resource.partition(":")
-        if scope == "serviceAccount" and g.role in ACT_AS_ROLES and f"serviceAccount:{email}" in holders:
-            rows.append({"principal": g.member, "how": f"{g.role} on {email}, which can read it",
-                         "via": f"serviceAccount:{email}", "address": g.address})
-    return sorted(rows, key=lambda r: (r["principal"], r["how"]))
+EXPECTED_PATHS = {"trainer": ("reads",),
+                  "submitter": ("reads", "impersonates", "reads-env-jobs", "writes-job-inputs")}
+
+
+def load_accepts(path: Path | None) -> dict:
+    """The reviewer's explicit acceptances (TOML): `[[unknown]] address = "...", reason = "..."` for an UNKNOWN the
+    reviewer has checked by hand, `[[reader]] principal = "...", reason = "..."` for a principal allowed to reach
+    the token. Every entry needs a reason; the report lists each acceptance next to what it accepts."""
+    if path is None:
+        return {"unknown": [], "reader": []}
+    import tomllib
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"accept file {path} does not exist", "pass the path of your accept file, or drop --accept")\
+            from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"accept file {path} is not valid TOML ({exc})", "fix the file; see `hfgate review --help`")\
+            from None
+    out = {"unknown": [], "reader": []}
+    for kind, key in (("unknown", "address"), ("reader", "principal")):
+        for entry in data.get(kind, []):
+            if not isinstance(entry, dict) or not entry.get(key) or not str(entry.get("reason", "")).strip():
+                raise UsageError(f"accept file {path}: every [[{kind}]] needs {key} and a reason",
+                                 f'e.g. [[{kind}]]\n{key} = "..."\nreason = "checked by hand: ..."')
+            out[kind].append({key: entry[key], "reason": entry["reason"]})
+    unknown_keys = set(data) - {"unknown", "reader"}
+    if unknown_keys:
+        raise UsageError(f"accept file {path}: unknown sections {sorted(unknown_keys)}",
+                         "only [[unknown]] and [[reader]] entries are read")
+    return out
 
 
 def iam_matrix(plan: Plan) -> list[dict]:
@@ -83,10 +99,21 @@ def egress(plan: Plan) -> dict:
     }
 
 
+def _blocks(v: dict) -> dict:
+    """Nested blocks as dicts (a block Terraform knows only after apply arrives as a reference string or a list)."""
+    out = {}
+    for k, x in v.items():
+        if isinstance(x, list) and len(x) == 1 and isinstance(x[0], dict):
+            x = x[0]
+        out[k] = x if not isinstance(x, str) or k not in ("replication", "rotation", "versioning", "soft_delete_policy",
+                                                          "encryption", "logging", "log_config", "match") else {}
+    return out
+
+
 def data_protection(plan: Plan) -> dict:
     secrets = []
     for r in plan.of_type("google_secret_manager_secret"):
-        v = plan.resolved(r)
+        v = _blocks(plan.resolved(r))
         rep = v.get("replication") or {}
         locations = [x.get("location") for x in (rep.get("user_managed") or {}).get("replicas", [])]
         cmek = [x.get("customer_managed_encryption") for x in (rep.get("user_managed") or {}).get("replicas", [])
@@ -100,7 +127,7 @@ def data_protection(plan: Plan) -> dict:
     logged = {plan.resolved(r).get("name"): bool(r.values.get("logging")) for r in plan.of_type("google_storage_bucket")}
     buckets = []
     for r in plan.of_type("google_storage_bucket"):
-        v = plan.resolved(r)
+        v = _blocks(plan.resolved(r))
         buckets.append({"bucket": v.get("name"), "public_access_prevention": v.get("public_access_prevention"),
                         "uniform_access": v.get("uniform_bucket_level_access") is True,
                         "versioning": bool((v.get("versioning") or {}).get("enabled")),
@@ -145,22 +172,40 @@ def evaluate(plan: Plan) -> list[dict]:
     return results
 
 
-def review(plan: Plan, checkov: dict | None = None) -> dict:
+def review(plan: Plan, checkov: dict | None = None, accepts: dict | None = None) -> dict:
+    accepts = accepts or {"unknown": [], "reader": []}
     trainer = trainer_member(plan)
     submitter = plan.output("submitter_email")
-    expected = {m for m in (trainer, f"serviceAccount:{submitter}" if submitter else None) if m}
-    readers = token_readers(plan)
-    unexpected = sorted({r["principal"] for r in readers} - expected)
+    # What each expected principal may do, and nothing more: the trainer reads; the submitter reads, acts as the
+    # trainer, stages job inputs and reads job specs. Anyone else, or any other path (changing IAM, replacing the
+    # token), is unexpected.
+    allowed = {m: kinds for m, kinds in ((trainer, EXPECTED_PATHS["trainer"]),
+                                         (f"serviceAccount:{submitter}" if submitter else None,
+                                          EXPECTED_PATHS["submitter"])) if m}
+    expected = set(allowed)
+    access = token_access(plan)
+    readers, writers = access["readers"], access["writers"]
+    for row in readers + writers:
+        row["expected"] = row["kind"] in allowed.get(row["principal"], ())
+    accepted_readers = {a["principal"]: a["reason"] for a in accepts["reader"]}
+    accepted_unknowns = {a["address"]: a["reason"] for a in accepts["unknown"]}
+    reaching = {r["principal"] for r in readers + writers}
+    unexpected = sorted({r["principal"] for r in readers + writers if not r["expected"]} - set(accepted_readers))
+    unknowns = [u | {"accepted": accepted_unknowns.get(u["address"])} for u in access["unknowns"]]
     policies = evaluate(plan)
     report = {
         "stack": plan.stack, "source": plan.source,
         "environment": plan.output("env"), "project": plan.output("project_id") or plan.default_project(),
         "token_secret": plan.output("token_secret"),
-        "token_readers": readers, "expected_readers": sorted(expected), "unexpected_readers": unexpected,
+        "token_readers": readers, "token_writers": writers, "expected_readers": sorted(expected),
+        "unexpected_readers": unexpected,
+        "accepted_readers": [{"principal": k, "reason": v} for k, v in sorted(accepted_readers.items())
+                             if k in reaching],
+        "unknowns": unknowns, "unresolved": sorted({u["address"] for u in unknowns if not u["accepted"]}),
         "iam": iam_matrix(plan), "egress": egress(plan), "data_protection": data_protection(plan),
         "policies": policies, "checkov": checkov or {"ran": False, "why": "not requested"},
     }
-    report["ok"] = (all(p["passed"] for p in policies) and not unexpected
+    report["ok"] = (all(p["passed"] for p in policies) and not unexpected and not report["unresolved"]
                     and (not report["checkov"].get("ran") or report["checkov"]["failed"] == 0))
     report["diagram"] = mermaid(plan, report)
     return report
@@ -190,9 +235,9 @@ def mermaid(plan: Plan, report: dict) -> str:
     for r in report["token_readers"]:
         n = node(r["principal"], _short(r["principal"]), "(({}))")
         if r["via"]:
-            lines.append(f"  {n} -. act-as .-> {node(r['via'], _short(r['via']), '(({}))')}")
+            lines.append(f"  {n} -. impersonates .-> {node(r['via'], _short(r['via']), '(({}))')}")
         else:
-            lines.append(f"  {n} -- reads --> {secret}")
+            lines.append(f"  {n} -- {r['kind']} --> {secret}")
     for g in grants(plan):
         if g.resource.startswith("bucket:"):
             b = node(g.resource, g.resource.split(":", 1)[1], "[({})]")
@@ -227,13 +272,32 @@ def to_markdown(rep: dict) -> str:
            f"{len(rep['policies'])} project policies pass; checkov: "
            + (f"{ck['passed']} passed, {ck['failed']} failed, {ck['skipped']} skipped" if ck.get("ran")
               else f"not run ({ck.get('why')})") + "; token readers: "
-           + ("as expected" if not rep["unexpected_readers"] else f"UNEXPECTED {rep['unexpected_readers']}"), "",
+           + ("as expected" if not rep["unexpected_readers"] else f"UNEXPECTED {rep['unexpected_readers']}")
+           + "; unknowns: " + (f"{len(rep['unresolved'])} UNRESOLVED" if rep["unresolved"] else
+                               f"none{' (all accepted)' if rep['unknowns'] else ''}"), "",
            "## Who can read the Hugging Face token?", "",
            f"Secret: `{rep['token_secret']}`. Expected: {', '.join(f'`{m}`' for m in rep['expected_readers'])}.", "",
-           _table(["principal", "how", "resource"], [[f"`{r['principal']}`", r["how"], f"`{r['address']}`"]
-                                                     for r in rep["token_readers"]]), ""]
+           "Every permission path counts: reading a version, changing IAM on the secret or above it, impersonating"
+           " a principal that can (followed transitively), writing what token-holding jobs run, and reading the"
+           " spec of `--token-delivery env` jobs.", "",
+           _table(["principal", "path", "how", "resource"],
+                  [[f"`{r['principal']}`" + ("" if r["expected"] else " **unexpected**"),
+                    r["kind"], r["how"], f"`{r['address']}`"] for r in rep["token_readers"]]), ""]
     if rep["unexpected_readers"]:
         out += [f"**Unexpected readers:** {', '.join(rep['unexpected_readers'])}", ""]
+    for a in rep["accepted_readers"]:
+        out += [f"- Accepted by the reviewer: `{a['principal']}` — {a['reason']}"]
+    out += ["", "## Who can replace the token?", "",
+            _table(["principal", "how", "resource"], [[f"`{r['principal']}`", r["how"], f"`{r['address']}`"]
+                                                      for r in rep["token_writers"]]) if rep["token_writers"]
+            else "Nobody in this plan (the platform admin adds versions with `hfgate token set`, outside it).", "",
+            "## Unknowns", "",
+            "What the review could not resolve offline and that might reach the token. Each fails the verdict"
+            " unless the reviewer accepts it (`hfgate review --accept FILE`).", ""]
+    out += [_table(["resource", "field", "value", "why", "status"],
+                   [[f"`{u['address']}`", u["field"], f"`{u['value']}`", u["why"],
+                     f"accepted: {u['accepted']}" if u["accepted"] else "**UNKNOWN**"] for u in rep["unknowns"]]), ""] \
+        if rep["unknowns"] else ["None: every grant that could reach the token was resolved.", ""]
     out += ["## Identity and access matrix", "",
             _table(["principal", "resource", "role", "flags"],
                    [[f"`{r['principal']}`", f"`{r['resource']}`", f"`{r['role']}`", ", ".join(r["flags"])]
@@ -273,6 +337,16 @@ def to_markdown(rep: dict) -> str:
     return "\n".join(out)
 
 
+REVIEW_RULES = [
+    ("HFG-READER", "Only the trainer and the submitter reach the token",
+     "A principal other than the expected ones has a permission path to the Hugging Face token.",
+     "remove the grant, or accept the principal with a reason in an accept file ([[reader]])"),
+    ("HFG-UNKNOWN", "Every grant that could reach the token is resolvable offline",
+     "A role, member, target or policy is an expression, variable, data source or value known after apply.",
+     "write it literally, review the `terraform show -json` plan, or accept it with a reason ([[unknown]])"),
+]
+
+
 def to_sarif(rep: dict, artifact: str) -> dict:
     rules = [{"id": p["id"], "name": p["title"], "shortDescription": {"text": p["title"]},
               "fullDescription": {"text": p["rationale"]}, "help": {"text": p["fix"]},
@@ -287,6 +361,23 @@ def to_sarif(rep: dict, artifact: str) -> dict:
                             "warning", "message": {"text": f"{v['detail']}. Fix: {p['fix']}"},
                             "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact}},
                                            "logicalLocations": [{"fullyQualifiedName": v["address"],
+                                                                 "kind": "resource"}]}]})
+    rules += [{"id": rid, "name": name, "shortDescription": {"text": name}, "fullDescription": {"text": text},
+               "help": {"text": fix}, "properties": {"security-severity": "9.0"},
+               "defaultConfiguration": {"level": "error"}} for rid, name, text, fix in REVIEW_RULES]
+    for principal in rep["unexpected_readers"]:
+        for r in [r for r in rep["token_readers"] + rep["token_writers"] if r["principal"] == principal]:
+            results.append({"ruleId": "HFG-READER", "level": "error",
+                            "message": {"text": f"{principal} {r['kind']}: {r['how']}"},
+                            "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact}},
+                                           "logicalLocations": [{"fullyQualifiedName": r["address"],
+                                                                 "kind": "resource"}]}]})
+    for u in rep["unknowns"]:
+        if not u["accepted"]:
+            results.append({"ruleId": "HFG-UNKNOWN", "level": "error",
+                            "message": {"text": f"{u['field']} = {u['value']}: {u['why']}"},
+                            "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact}},
+                                           "logicalLocations": [{"fullyQualifiedName": u["address"],
                                                                  "kind": "resource"}]}]})
     for c in rep["checkov"].get("failed_checks", []):
         results.append({"ruleId": c["id"], "level": "error", "message": {"text": c["name"]},

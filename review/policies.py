@@ -8,14 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from stacks.plan import Plan
+from review import roles as R
+from review.graph import Grant, grants  # noqa: F401 - re-exported for the policies' readers
+from review.plan import Plan
 
 PRIMITIVE = {"roles/owner", "roles/editor", "roles/viewer"}
 PUBLIC = {"allUsers", "allAuthenticatedUsers"}
-SECRET_READ_ROLES = {"roles/secretmanager.secretAccessor", "roles/secretmanager.admin", "roles/owner"}
-ACT_AS_ROLES = {"roles/iam.serviceAccountUser", "roles/iam.serviceAccountTokenCreator", "roles/owner",
-                "roles/editor"}
-IAM_TYPES = ("_iam_member", "_iam_binding", "_iam_policy")
 
 
 @dataclass(frozen=True)
@@ -36,46 +34,6 @@ def policy(id: str, title: str, severity: str, rationale: str, fix: str):
         POLICIES.append(Policy(id, title, severity, rationale, fix, fn))
         return fn
     return register
-
-
-@dataclass(frozen=True)
-class Grant:
-    member: str
-    role: str
-    resource: str          # "project:<id>", "folder:<id>", "organization:<id>", "secret:<name>", "serviceAccount:<email>",
-    kind: str              # the Terraform type it came from
-    address: str
-
-
-def grants(plan: Plan) -> list[Grant]:
-    """Every IAM grant in the plan, members resolved, bindings and policies expanded."""
-    out = []
-    for r in plan.resources:
-        if not r.type.endswith(IAM_TYPES):
-            continue
-        v = plan.resolved(r)
-        scope = r.type.removeprefix("google_").rsplit("_iam_", 1)[0]
-        target = {"project": lambda: f"project:{v.get('project') or plan.default_project()}",
-                  "folder": lambda: f"folder:{v.get('folder')}",
-                  "organization": lambda: f"organization:{v.get('org_id')}",
-                  "secret_manager_secret": lambda: f"secret:{str(v.get('secret_id', '')).rsplit('/', 1)[-1]}",
-                  "service_account": lambda: f"serviceAccount:{str(v.get('service_account_id', '')).rsplit('/', 1)[-1]}",
-                  "storage_bucket": lambda: f"bucket:{v.get('bucket')}",
-                  "pubsub_topic": lambda: f"topic:{str(v.get('topic', '')).rsplit('/', 1)[-1]}",
-                  }.get(scope, lambda: f"{scope}:{v.get('name', '')}")()
-        if r.type.endswith("_iam_member"):
-            out.append(Grant(v.get("member", ""), v.get("role", ""), target, r.type, r.address))
-        elif r.type.endswith("_iam_binding"):
-            out += [Grant(m, v.get("role", ""), target, r.type, r.address) for m in v.get("members") or []]
-        else:   # _iam_policy: policy_data is JSON (often a data source reference: reported as unknown)
-            import json
-            try:
-                data = json.loads(v.get("policy_data") or "{}")
-            except (TypeError, ValueError):
-                data = {}
-            for b in data.get("bindings", []):
-                out += [Grant(m, b.get("role", ""), target, r.type, r.address) for m in b.get("members", [])]
-    return out
 
 
 def trainer_member(plan: Plan) -> str | None:
@@ -105,8 +63,8 @@ def firewall_rules(plan: Plan, rtype: str, direction: str, default: str = "") ->
         "A project-level secretAccessor reads every secret in the project, not just the Hugging Face token.",
         "grant roles/secretmanager.secretAccessor on the secret (TokenSecret.grant_read), never on the project")
 def no_broad_secret_access(plan: Plan):
-    return [(g.address, f"{g.member} has {g.role} on {g.resource}") for g in grants(plan)
-            if g.role in SECRET_READ_ROLES - {"roles/owner"} and g.resource.split(":")[0] in
+    return [(g.address, f"{g.member} has {g.role} on {g.resource} ({R.ACCESS})") for g in grants(plan)
+            if g.perms and R.ACCESS in g.perms and g.role not in PRIMITIVE and g.scope in
             ("project", "folder", "organization")]
 
 
@@ -219,9 +177,9 @@ def jobs_run_as_trainer(plan: Plan):
     if trainer is None:
         hits.append(("output.trainer_email", "the outputs contract names no trainer"))
     for g in grants(plan):
-        if g.role in ("roles/iam.serviceAccountUser", "roles/iam.serviceAccountTokenCreator"):
+        if g.perms and g.perms & R.IMPERSONATE and g.role not in PRIMITIVE:
             if g.resource.startswith(("project:", "folder:", "organization:")):
                 hits.append((g.address, f"{g.member} may act as every service account ({g.role} on {g.resource})"))
-            elif trainer and g.resource != trainer:
+            elif g.scope == "serviceAccount" and trainer and g.resource != trainer:
                 hits.append((g.address, f"{g.member} may act as {g.resource.split(':', 1)[1]}, not the trainer"))
     return hits

@@ -1,0 +1,263 @@
+"""Who can reach the token: a permission graph over every IAM grant in a plan, failing closed.
+
+A principal reaches the token if any permission path does:
+- `secretmanager.versions.access` on the secret or anything above it (project, folder, organization);
+- an IAM change on the secret or anything above it (`setIamPolicy`, or editing custom roles): it can grant itself;
+- impersonation of a principal that reaches it (act-as, access-token minting, signing, key creation, workload
+  identity, or granting itself one of those on the account), followed transitively;
+- writing what a token-holding job runs or trusts (objects in the staging bucket, images in the training
+  repository), or reading the spec of a `--token-delivery env` job (which holds HF_TOKEN).
+Separately, who can replace the token (add, enable, disable or destroy versions).
+
+Roles are judged by the permissions they hold: predefined roles from `review.roles`, custom roles from their own
+permission lists. A grant that might matter but cannot be resolved offline (a role, member or target written as an
+expression, a variable, a data source, a module output, a value known only after apply, a role not in the table,
+a module whose resources the plan does not hold) is an UNKNOWN, never a guess.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from review import roles as R
+from review.plan import Plan, unresolved
+
+IAM_SUFFIXES = ("_iam_member", "_iam_binding", "_iam_policy")
+HIERARCHY = ("project", "folder", "organization")
+# What each kind of target can lead to; grants on any other kind of resource cannot reach the token.
+RELEVANT_ON = {"secret": {R.ACCESS, R.SECRET_SET_IAM, *R.VERSION_TAMPER}, "serviceAccount": set(R.IMPERSONATE),
+               "bucket": set(R.OBJECT_WRITE), "artifactRegistry": set(R.IMAGE_WRITE),
+               **{h: set(R.RELEVANT) for h in HIERARCHY}}
+
+
+@dataclass(frozen=True)
+class Grant:
+    member: str
+    role: str
+    resource: str          # "<kind>:<id>": project, folder, organization, secret, serviceAccount, bucket, ...
+    kind: str              # the Terraform type it came from
+    address: str
+    perms: frozenset | None = None     # the role's permissions; None when the role cannot be resolved
+    unknown: tuple[str, ...] = ()      # fields that could not be resolved offline
+
+    @property
+    def scope(self) -> str:
+        return self.resource.split(":", 1)[0]
+
+    @property
+    def target(self) -> str:
+        return self.resource.split(":", 1)[1] if ":" in self.resource else ""
+
+
+def _last(value) -> str:
+    return str(value or "").rstrip("/").rsplit("/", 1)[-1]
+
+
+def _target(plan: Plan, scope: str, v: dict) -> tuple[str, str, str]:
+    """(kind, id, the field it came from) of an IAM resource's target."""
+    if scope == "project":
+        return "project", str(v.get("project") or plan.default_project()), "project"
+    if scope == "folder":
+        return "folder", str(v.get("folder")), "folder"
+    if scope == "organization":
+        return "organization", str(v.get("org_id")), "org_id"
+    if scope == "secret_manager_secret":
+        return "secret", _last(v.get("secret_id")), "secret_id"
+    if scope == "service_account":
+        return "serviceAccount", _last(v.get("service_account_id")), "service_account_id"
+    if scope == "storage_bucket":
+        return "bucket", str(v.get("bucket")).removeprefix("b/"), "bucket"
+    if scope == "artifact_registry_repository":
+        return "artifactRegistry", _last(v.get("repository")), "repository"
+    key = next((k for k in ("name", "topic", "crypto_key_id", "subnetwork", "instance") if k in v), "name")
+    return scope, str(v.get(key, "")), key
+
+
+def role_permissions(plan: Plan, role) -> frozenset | None:
+    if not isinstance(role, str) or unresolved(role):
+        return None
+    if role in R.PREDEFINED:
+        return R.PREDEFINED[role]
+    m = re.fullmatch(r"(projects|organizations)/([^/]+)/roles/([^/]+)", role)
+    if not m:
+        return None
+    rtype = "google_project_iam_custom_role" if m.group(1) == "projects" else "google_organization_iam_custom_role"
+    for r in plan.of_type(rtype):
+        v = plan.resolved(r)
+        owner = v.get("project") or plan.default_project() if m.group(1) == "projects" else v.get("org_id")
+        if v.get("role_id") == m.group(3) and str(owner) == m.group(2):
+            perms = v.get("permissions")
+            return None if unresolved(perms) else frozenset(perms or [])
+    return None
+
+
+def _pairs(r, v) -> tuple[list[tuple[object, object]], str | None]:
+    """(role, member) pairs of one IAM resource, or the field that hides them."""
+    if r.type.endswith("_iam_member"):
+        return [(v.get("role"), v.get("member"))], None
+    if r.type.endswith("_iam_binding"):
+        members = v.get("members")
+        if members is None or isinstance(members, str):
+            return [(v.get("role"), members)], None
+        return [(v.get("role"), m) for m in members], None
+    raw = v.get("policy_data")
+    if unresolved(raw):
+        return [], "policy_data"
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else raw
+        return [(b.get("role"), m) for b in data.get("bindings", []) for m in b.get("members", [])], None
+    except (TypeError, ValueError, AttributeError):
+        return [], "policy_data"
+
+
+def iam(plan: Plan) -> tuple[list[Grant], list[dict]]:
+    """Every grant (members resolved, bindings and policies expanded, roles mapped to permissions) and the IAM
+    resources whose grants cannot be listed at all."""
+    grants, hidden = [], []
+    for r in plan.resources:
+        if not r.type.endswith(IAM_SUFFIXES):
+            continue
+        v = plan.resolved(r)
+        scope = r.type.removeprefix("google_").rsplit("_iam_", 1)[0]
+        kind, target, field = _target(plan, scope, v)
+        pairs, hides = _pairs(r, v)
+        if hides:
+            hidden.append({"address": r.address, "field": hides, "value": _short(r.values.get(hides)),
+                           "kind": kind, "target": target})
+        for role, member in pairs:
+            perms = role_permissions(plan, role)
+            unknown = tuple(f for f, bad in (("role", perms is None), ("member", unresolved(member)),
+                                              (field, unresolved(target))) if bad)
+            grants.append(Grant(str(member), str(role), f"{kind}:{target}", r.type, r.address, perms, unknown))
+    return grants, hidden
+
+
+def _short(value) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text or "") <= 120 else text[:117] + "..."
+
+
+@dataclass(frozen=True)
+class Targets:
+    project: str
+    secret_id: str
+    staging_bucket: str
+    image_repository: str       # Artifact Registry repository id of the training image, "" when not in this project
+
+    @classmethod
+    def of(cls, plan: Plan) -> "Targets":
+        token = plan.output("token_secret") or ""
+        secrets = [plan.resolved(r).get("secret_id") for r in plan.of_type("google_secret_manager_secret")]
+        if not token and len(secrets) == 1:
+            token = f"projects/{plan.default_project()}/secrets/{secrets[0]}"
+        m = re.fullmatch(r"projects/([^/]+)/secrets/([^/]+)", str(token))
+        project = m.group(1) if m else (plan.output("project_id") or plan.default_project())
+        image = str(plan.output("training_image") or "")
+        repo = ""
+        im = re.match(r"[a-z0-9-]+-docker\.pkg\.dev/([^/]+)/([^/]+)/", image)
+        if im and im.group(1) == project:
+            repo = im.group(2)
+        return cls(project=str(project), secret_id=m.group(2) if m else str(token),
+                   staging_bucket=str(plan.output("staging_bucket") or "").removeprefix("gs://"),
+                   image_repository=repo)
+
+
+def _above(g: Grant, t: Targets) -> bool:
+    """The grant is on the token's project or on a folder or organization (which may hold it: assumed so)."""
+    return (g.scope == "project" and g.target == t.project) or g.scope in ("folder", "organization")
+
+
+def _on_secret(g: Grant, t: Targets) -> bool:
+    return (g.scope == "secret" and g.target == t.secret_id) or _above(g, t)
+
+
+def _row(g: Grant, kind: str, how: str, via: str | None = None, impact: str = "high") -> dict:
+    return {"principal": g.member, "kind": kind, "how": how, "via": via, "address": g.address, "role": g.role,
+            "impact": impact}
+
+
+def _perm_text(g: Grant, wanted) -> str:
+    held = sorted(set(g.perms or ()) & set(wanted))
+    return f"{g.role} on {g.resource}" + (f" ({', '.join(held)})" if held else "")
+
+
+def token_access(plan: Plan) -> dict:
+    """readers: every (principal, path) that reaches the token; writers: who can replace it; unknowns: what could
+    not be resolved and might matter."""
+    t = Targets.of(plan)
+    grants, hidden = iam(plan)
+    unknowns = []
+    if unresolved(t.secret_id) or not t.secret_id:
+        unknowns.append({"address": "output.token_secret", "field": "token_secret", "value": _short(t.secret_id),
+                         "why": "the token secret's name is not known offline: no grant on a secret can be judged"})
+    for h in hidden:
+        if h["kind"] in RELEVANT_ON:
+            unknowns.append({"address": h["address"], "field": h["field"], "value": h["value"],
+                             "why": f"the policy on {h['kind']} {h['target']} comes from a value not known offline"
+                                    " (a data source, variable or value known only after apply): its members"
+                                    " cannot be listed"})
+    for name, call in plan.modules.items():
+        unknowns.append({"address": f"module.{name}", "field": "source", "value": _short(call.get("source", "")),
+                         "why": "a module call: its resources (and grants) are not in the synthesized stack; review"
+                                " the `terraform show -json` plan, which holds them"})
+    known = []
+    for g in grants:
+        relevant = RELEVANT_ON.get(g.scope)
+        if relevant is None or (g.perms is not None and not g.perms & relevant):
+            continue          # a resource that cannot lead to the token, or a role with nothing that matters there
+        if g.unknown:
+            unknowns.append({"address": g.address, "field": ", ".join(g.unknown),
+                             "value": _short({"role": g.role, "member": g.member, "on": g.resource}),
+                             "why": "role not in the permission table and not a custom role of this plan"
+                             if g.unknown == ("role",) and not unresolved(g.role) else
+                             "not known offline (an expression, variable, data source or value known after apply)"})
+            continue
+        known.append(g)
+
+    readers, writers = [], []
+    for g in known:
+        p = g.perms
+        if R.ACCESS in p and _on_secret(g, t):
+            readers.append(_row(g, "reads", f"{_perm_text(g, {R.ACCESS})}"))
+        if (R.SECRET_SET_IAM in p and _on_secret(g, t)) or (p & R.HIERARCHY_SET_IAM and _above(g, t)) \
+                or (R.ROLE_UPDATE in p and _above(g, t)):
+            readers.append(_row(g, "changes-iam", f"{_perm_text(g, {R.SECRET_SET_IAM, R.ROLE_UPDATE, *R.HIERARCHY_SET_IAM})}:"
+                                                  " can grant itself access"))
+        if p & R.OBJECT_WRITE and ((g.scope == "bucket" and g.target == t.staging_bucket) or _above(g, t)):
+            readers.append(_row(g, "writes-job-inputs", f"{_perm_text(g, R.OBJECT_WRITE)}: writes the staging"
+                                                        " bucket jobs read"))
+        if p & R.IMAGE_WRITE and t.image_repository and ((g.scope == "artifactRegistry" and
+                                                          g.target == t.image_repository) or _above(g, t)):
+            readers.append(_row(g, "writes-job-inputs", f"{_perm_text(g, R.IMAGE_WRITE)}: pushes the training image"))
+        if R.JOB_READ in p and _above(g, t):
+            readers.append(_row(g, "reads-env-jobs", f"{_perm_text(g, {R.JOB_READ})}: reads HF_TOKEN in the spec of"
+                                                     " --token-delivery env jobs", impact="medium"))
+        if p & R.VERSION_TAMPER and _on_secret(g, t):
+            writers.append(_row(g, "replaces-token", f"{_perm_text(g, R.VERSION_TAMPER)}: can swap, revive or"
+                                                     " destroy token versions", impact="low"))
+    # Impersonation, followed to a fixpoint: whoever can become a principal that reaches the token reaches it too.
+    while True:
+        holders = {r["principal"] for r in readers}
+        added = False
+        for g in known:
+            if not g.perms & R.IMPERSONATE:
+                continue
+            victims = [h for h in sorted(holders) if h.startswith("serviceAccount:") and
+                       ((g.scope == "serviceAccount" and h == f"serviceAccount:{g.target}") or _above(g, t))]
+            for victim in victims:
+                if victim == g.member or any(r["principal"] == g.member and r["via"] == victim for r in readers):
+                    continue
+                readers.append(_row(g, "impersonates", f"{_perm_text(g, R.IMPERSONATE)}: can act as"
+                                                       f" {victim.split(':', 1)[1]}, which reaches the token",
+                                    via=victim))
+                added = True
+        if not added:
+            break
+    key = lambda r: (r["principal"], r["kind"], r["how"], r["address"])  # noqa: E731
+    return {"readers": sorted(readers, key=key), "writers": sorted(writers, key=key),
+            "unknowns": sorted(unknowns, key=lambda u: (u["address"], u["field"])), "targets": t.__dict__}
+
+
+def grants(plan: Plan) -> list[Grant]:
+    return iam(plan)[0]

@@ -1,0 +1,346 @@
+"""The review fails closed: each plan below hands the token out (or hides how), in the synthesized form and in the
+`terraform show -json` form, and each one FAILS, naming the principal that reaches the token or the UNKNOWN.
+
+The plan form is what `terraform show -json` gives for the same configuration: literal values in planned_values,
+values of other resources known only after apply as `null` plus their references in `configuration`, variables
+already substituted (Terraform knows them at plan time), data sources that depend on unknowns left unknown, and
+module resources under `child_modules`.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from review.plan import load
+from review.report import load_accepts, review
+from tests.conftest import ROOT
+
+EVE = "user:eve@example.com"
+POOL = "principalSet://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/ci/*"
+
+
+def show_json(synth: dict, variables: dict | None = None, modules: dict | None = None) -> dict:
+    """The `terraform show -json` form of a synthesized configuration (see the module docstring)."""
+    variables = variables or {}
+
+    def sub_vars(value):
+        if isinstance(value, str):
+            return re.sub(r"\$\{var\.([a-z0-9_]+)\}", lambda m: variables[m.group(1)], value) \
+                if re.fullmatch(r"\$\{var\.([a-z0-9_]+)\}", value) and re.fullmatch(
+                    r"\$\{var\.([a-z0-9_]+)\}", value).group(1) in variables else value
+        if isinstance(value, list):
+            return [sub_vars(x) for x in value]
+        if isinstance(value, dict):
+            return {k: sub_vars(x) for k, x in value.items() if k != "//"}
+        return value
+
+    def refs(text: str) -> list[str]:
+        out = []
+        for expr in re.findall(r"\$\{([^}]*)\}", text):
+            parts = expr.split(".")
+            out += [expr, ".".join(parts[:-1])] if len(parts) > 2 else [expr]
+        return out
+
+    def known(value):
+        """What planned_values shows: values with unknown leaves dropped (blocks keep their known parts)."""
+        if isinstance(value, dict):
+            return {k: known(x) for k, x in value.items() if not (isinstance(x, str) and "${" in x)}
+        if isinstance(value, list):
+            return [known(x) for x in value if not (isinstance(x, str) and "${" in x)]
+        return value
+
+    planned, configured = [], []
+    for rtype, by_name in synth.get("resource", {}).items():
+        for name, raw in by_name.items():
+            values = sub_vars(raw)
+            literal = {k: known(v) for k, v in values.items() if not (isinstance(v, str) and "${" in v)}
+            expressions = {k: {"references": refs(json.dumps(v))} for k, v in values.items()
+                           if "${" in json.dumps(v)}
+            address = f"{rtype}.{name}"
+            planned.append({"address": address, "mode": "managed", "type": rtype, "name": name,
+                            "values": literal})
+            configured.append({"address": address, "type": rtype, "name": name, "expressions": expressions})
+    outputs, out_config = {}, {}
+    for name, out in synth.get("output", {}).items():
+        value = out.get("value")
+        if isinstance(value, str) and "${" in value:
+            out_config[name] = {"expression": {"references": refs(value)}}
+        else:
+            outputs[name] = {"value": value, "sensitive": False}
+    children = [{"address": f"module.{m}", "resources": [
+        {"address": f"module.{m}.{r['type']}.{r['name']}", "mode": "managed", "type": r["type"], "name": r["name"],
+         "values": r["values"]} for r in rs]} for m, rs in (modules or {}).items()]
+    google = (synth.get("provider", {}).get("google") or [{}])[0]
+    return {"format_version": "1.2", "terraform_version": "1.11.0",
+            "planned_values": {"outputs": outputs, "root_module": {"resources": planned, "child_modules": children}},
+            "configuration": {"provider_config": {"google": {"name": "google", "expressions": {
+                k: {"constant_value": v} for k, v in google.items() if isinstance(v, str)}}},
+                "root_module": {"resources": configured, "outputs": out_config}}}
+
+
+def _sa(d, which):
+    return next(k for k in d["resource"]["google_service_account"] if k.startswith(which))
+
+
+def _ref_sa(d, which, attr="name"):
+    return f"${{google_service_account.{_sa(d, which)}.{attr}}}"
+
+
+def _secret(d):
+    return next(iter(d["resource"]["google_secret_manager_secret"]))
+
+
+def _ref_secret(d):
+    return f"${{google_secret_manager_secret.{_secret(d)}.secret_id}}"
+
+
+def _staging(d):
+    return next(k for k in d["resource"]["google_storage_bucket"] if k.startswith("staging"))
+
+
+def add(d, rtype, name, values, section="resource"):
+    d.setdefault(section, {}).setdefault(rtype, {})[name] = values
+    return d
+
+
+def accessor_policy(d, member=EVE, role="roles/secretmanager.secretAccessor"):
+    add(d, "google_iam_policy", "p", {"binding": [{"role": role, "members": [member]}]}, "data")
+    return add(d, "google_secret_manager_secret_iam_policy", "p", {
+        "secret_id": _ref_secret(d), "policy_data": "${data.google_iam_policy.p.policy_data}"})
+
+
+def custom_role(d, perms, scope="secret"):
+    add(d, "google_project_iam_custom_role", "leaky", {"project": "acme-hfgate-dev", "role_id": "leaky",
+                                                        "title": "leaky", "permissions": perms})
+    role = "${google_project_iam_custom_role.leaky.id}"
+    if scope == "secret":
+        return add(d, "google_secret_manager_secret_iam_member", "c", {"secret_id": _ref_secret(d), "role": role,
+                                                                       "member": EVE})
+    return add(d, "google_project_iam_member", "c", {"project": "acme-hfgate-dev", "role": role, "member": EVE})
+
+
+def on_sa(d, which, role, member=EVE):
+    return add(d, "google_service_account_iam_member", "x", {"service_account_id": _ref_sa(d, which), "role": role,
+                                                              "member": member})
+
+
+def on_project(d, role, member=EVE):
+    return add(d, "google_project_iam_member", "x", {"project": "acme-hfgate-dev", "role": role, "member": member})
+
+
+def on_secret(d, role, member=EVE, secret_id=None):
+    return add(d, "google_secret_manager_secret_iam_member", "x", {
+        "secret_id": secret_id or _ref_secret(d), "role": role, "member": member})
+
+
+def on_staging(d, role, member=EVE):
+    return add(d, "google_storage_bucket_iam_member", "x", {
+        "bucket": f"${{google_storage_bucket.{_staging(d)}.name}}", "role": role, "member": member})
+
+
+def two_hop(d):
+    add(d, "google_service_account", "helper", {"account_id": "helper", "project": "acme-hfgate-dev"})
+    on_sa(d, "trainer", "roles/iam.serviceAccountUser",
+          member="serviceAccount:helper@acme-hfgate-dev.iam.gserviceaccount.com")
+    return add(d, "google_service_account_iam_member", "hop", {
+        "service_account_id": "${google_service_account.helper.name}", "role": "roles/iam.serviceAccountTokenCreator",
+        "member": EVE})
+
+
+def binding_from_var(d):
+    return add(d, "google_secret_manager_secret_iam_binding", "b", {
+        "secret_id": _ref_secret(d), "role": "roles/secretmanager.secretAccessor", "members": "${var.readers}"})
+
+
+# name: (mutation, {form: expectation}, plan-form variables, plan-form modules)
+# expectation: ("reader", principal) -> FAIL naming the principal; ("unknown", address) -> FAIL naming the UNKNOWN
+CASES = {
+    "secret iam_policy from data.google_iam_policy": (
+        accessor_policy, {"synth": ("reader", EVE), "plan": ("unknown", "google_secret_manager_secret_iam_policy.p")},
+        None, None),
+    "service account iam_policy from data.google_iam_policy": (
+        lambda d: add(add(d, "google_iam_policy", "sa", {"binding": [{"role": "roles/iam.serviceAccountUser",
+                                                                       "members": [EVE]}]}, "data"),
+                      "google_service_account_iam_policy", "sa", {
+                          "service_account_id": _ref_sa(d, "trainer"),
+                          "policy_data": "${data.google_iam_policy.sa.policy_data}"}),
+        {"synth": ("reader", EVE), "plan": ("unknown", "google_service_account_iam_policy.sa")}, None, None),
+    "iam_policy whose data source depends on a variable": (
+        lambda d: accessor_policy(d, member="${var.reader}"),
+        {"synth": ("unknown", "google_secret_manager_secret_iam_policy.p"),
+         "plan": ("unknown", "google_secret_manager_secret_iam_policy.p")}, {"reader": EVE}, None),
+    "custom role with versions.access on the secret": (
+        lambda d: custom_role(d, ["secretmanager.versions.access"]),
+        {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
+    "custom role with versions.access on the project": (
+        lambda d: custom_role(d, ["secretmanager.versions.access", "logging.logEntries.create"], "project"),
+        {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
+    "workloadIdentityUser on the trainer for a whole pool": (
+        lambda d: on_sa(d, "trainer", "roles/iam.workloadIdentityUser", POOL),
+        {"synth": ("reader", POOL), "plan": ("reader", POOL)}, None, None),
+    "workloadIdentityUser on the submitter": (
+        lambda d: on_sa(d, "submitter", "roles/iam.workloadIdentityUser"),
+        {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
+    "serviceAccountKeyAdmin on the trainer": (
+        lambda d: on_sa(d, "trainer", "roles/iam.serviceAccountKeyAdmin"),
+        {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
+    "serviceAccountAdmin on the submitter": (
+        lambda d: on_sa(d, "submitter", "roles/iam.serviceAccountAdmin"),
+        {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
+    "project serviceAccountKeyAdmin": (
+        lambda d: on_project(d, "roles/iam.serviceAccountKeyAdmin"),
+        {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
+    "project projectIamAdmin": (
+        lambda d: on_project(d, "roles/resourcemanager.projectIamAdmin"),
+        {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
+    "project securityAdmin": (
+        lambda d: on_project(d, "roles/iam.securityAdmin"),
+        {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
+    "secretmanager.admin on the secret for the trainer (an expected reader)": (
+        lambda d: on_secret(d, "roles/secretmanager.admin",
+                            member="serviceAccount:hfg-dev-trainer@acme-hfgate-dev.iam.gserviceaccount.com"),
+        {"synth": ("reader", "serviceAccount:hfg-dev-trainer@acme-hfgate-dev.iam.gserviceaccount.com"),
+         "plan": ("reader", "serviceAccount:hfg-dev-trainer@acme-hfgate-dev.iam.gserviceaccount.com")}, None, None),
+    "objectCreator on the staging bucket": (
+        lambda d: on_staging(d, "roles/storage.objectCreator"),
+        {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
+    "objectAdmin on the staging bucket": (
+        lambda d: on_staging(d, "roles/storage.objectAdmin"),
+        {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
+    "project storage.admin": (
+        lambda d: on_project(d, "roles/storage.admin"),
+        {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
+    "role written as a Terraform expression": (
+        lambda d: on_secret(d, "${var.role}"),
+        {"synth": ("unknown", "google_secret_manager_secret_iam_member.x"), "plan": ("reader", EVE)},
+        {"role": "roles/secretmanager.secretAccessor"}, None),
+    "secret_id from a variable": (
+        lambda d: on_secret(d, "roles/secretmanager.secretAccessor", secret_id="${var.secret}"),
+        {"synth": ("unknown", "google_secret_manager_secret_iam_member.x"), "plan": ("reader", EVE)},
+        {"secret": "hfg-dev-hf-token"}, None),
+    "secret_id from a local": (
+        lambda d: on_secret(d, "roles/secretmanager.secretAccessor", secret_id="${local.secret}"),
+        {"synth": ("unknown", "google_secret_manager_secret_iam_member.x"),
+         "plan": ("unknown", "google_secret_manager_secret_iam_member.x")}, None, None),
+    "members of a binding from a variable": (
+        binding_from_var, {"synth": ("unknown", "google_secret_manager_secret_iam_binding.b"),
+                           "plan": ("unknown", "google_secret_manager_secret_iam_binding.b")}, None, None),
+    "grants inside a module block": (
+        lambda d: add(d, "extra", "", {"source": "./modules/extra", "reader": EVE}, "module") and
+        d["module"].update(extra=d["module"].pop("extra")[""]) or d,
+        {"synth": ("unknown", "module.extra"), "plan": ("reader", EVE)}, None,
+        {"extra": [{"type": "google_secret_manager_secret_iam_member", "name": "r", "values": {
+            "secret_id": "projects/acme-hfgate-dev/secrets/hfg-dev-hf-token",
+            "role": "roles/secretmanager.secretAccessor", "member": EVE}}]}),
+    "project serviceAccountUser": (
+        lambda d: on_project(d, "roles/iam.serviceAccountUser"),
+        {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
+    "project serviceAccountTokenCreator": (
+        lambda d: on_project(d, "roles/iam.serviceAccountTokenCreator"),
+        {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
+    "two-hop act-as chain": (
+        two_hop, {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
+    "secretVersionManager on the secret (can swap the token)": (
+        lambda d: on_secret(d, "roles/secretmanager.secretVersionManager"),
+        {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
+    "project aiplatform.viewer (reads HF_TOKEN of env-delivery jobs)": (
+        lambda d: on_project(d, "roles/aiplatform.viewer"),
+        {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
+    "a role the permission table does not know": (
+        lambda d: on_secret(d, "roles/secretmanager.someFutureRole"),
+        {"synth": ("unknown", "google_secret_manager_secret_iam_member.x"),
+         "plan": ("unknown", "google_secret_manager_secret_iam_member.x")}, None, None),
+}
+
+
+def _plan(data: dict, tmp_path: Path, form: str, variables, modules):
+    if form == "synth":
+        path = tmp_path / "s" / "cdk.tf.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data))
+    else:
+        path = tmp_path / "plan.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(show_json(data, variables, modules)))
+    return load(path), path
+
+
+@pytest.mark.parametrize("form", ["synth", "plan"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_plan_that_hands_out_the_token_fails_the_review(plans, tmp_path, case, form):
+    mutate, expect, variables, modules = CASES[case]
+    plan, _ = _plan(mutate(copy.deepcopy(plans["dev"])), tmp_path, form, variables, modules)
+    rep = review(plan)
+    assert rep["ok"] is False
+    what, key = expect[form]
+    if what == "reader":
+        assert key in rep["unexpected_readers"], (rep["unexpected_readers"], rep["unresolved"])
+        rows = [r for r in rep["token_readers"] + rep["token_writers"] if r["principal"] == key and not r["expected"]]
+        assert rows and all(r["how"] and r["address"] for r in rows)
+    else:
+        assert key in rep["unresolved"], (rep["unresolved"], rep["unexpected_readers"])
+        entry = next(u for u in rep["unknowns"] if u["address"] == key)
+        assert entry["why"] and entry["accepted"] is None
+
+
+def test_the_shipped_dev_stack_passes_in_both_forms(plans, tmp_path):
+    for form in ("synth", "plan"):
+        plan, _ = _plan(copy.deepcopy(plans["dev"]), tmp_path / form, form, None, None)
+        rep = review(plan)
+        assert rep["ok"] and rep["unresolved"] == [] and rep["unexpected_readers"] == [], form
+
+
+def test_two_hop_chain_names_every_hop(plans, tmp_path):
+    plan, _ = _plan(two_hop(copy.deepcopy(plans["dev"])), tmp_path, "synth", None, None)
+    rep = review(plan)
+    helper = "serviceAccount:helper@acme-hfgate-dev.iam.gserviceaccount.com"
+    assert {helper, EVE} <= set(rep["unexpected_readers"])
+    eve = next(r for r in rep["token_readers"] if r["principal"] == EVE)
+    assert eve["kind"] == "impersonates" and eve["via"] == helper
+
+
+def test_an_unknown_is_accepted_only_explicitly_and_with_a_reason(plans, tmp_path):
+    # A variable role on the secret: UNKNOWN until the reviewer accepts it, with a reason, in an accept file.
+    data = on_secret(copy.deepcopy(plans["dev"]), "${var.role}",
+                     member="serviceAccount:hfg-dev-trainer@acme-hfgate-dev.iam.gserviceaccount.com")
+    path = tmp_path / "s" / "cdk.tf.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(data))
+    assert review(load(path))["ok"] is False
+    accept = tmp_path / "accept.toml"
+    accept.write_text('[[unknown]]\naddress = "google_secret_manager_secret_iam_member.x"\n'
+                      'reason = "var.role is roles/secretmanager.secretAccessor in every workspace"\n')
+    rep = review(load(path), accepts=load_accepts(accept))
+    assert rep["ok"] and rep["unresolved"] == []
+    assert rep["unknowns"][0]["accepted"].startswith("var.role is")
+    # Through the CLI: FAIL (exit 1) naming the UNKNOWN without the file, PASS with it, exit 2 for a reasonless one.
+    base = [sys.executable, "-m", "jobs.cli", "review", "--plan", str(path), "--no-checkov", "--out", str(tmp_path / "r")]
+    proc = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "UNKNOWN: google_secret_manager_secret_iam_member.x" in proc.stderr
+    assert "**UNKNOWN**" in (tmp_path / "r" / "REPORT.md").read_text()
+    proc = subprocess.run(base + ["--accept", str(accept)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[unknown]]\naddress = "google_secret_manager_secret_iam_member.x"\n')
+    proc = subprocess.run(base + ["--accept", str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "reason" in proc.stderr
+
+
+def test_sarif_names_unexpected_readers_and_unknowns(plans, tmp_path):
+    data = on_project(accessor_policy(copy.deepcopy(plans["dev"])), "${var.role}")
+    path = tmp_path / "s" / "cdk.tf.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(data))
+    proc = subprocess.run([sys.executable, "-m", "jobs.cli", "review", "--plan", str(path), "--no-checkov", "--out",
+                           str(tmp_path / "r"), "--format", "sarif"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1
+    results = json.loads(proc.stdout)["runs"][0]["results"]
+    assert {r["ruleId"] for r in results} >= {"HFG-READER", "HFG-UNKNOWN"}
+    assert any(EVE in r["message"]["text"] for r in results if r["ruleId"] == "HFG-READER")
