@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="hfgate: %(levelname)s %(message)s")
+    from jobs.redact import harden
+    harden()
     from stacks.errors import HfgateError
     try:
         return COMMANDS[args.command](args)

@@ -151,8 +151,8 @@ def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str,
     name = req.display_name or f"hfgate-{label_value(req.model.split('/')[-1])}"
     if not DISPLAY_NAME_RE.match(name) or set(name) == {"."}:
         raise UsageError(f"--display-name {name[:40]!r} may hold only letters, digits, '.', '_' and '-' (at most 128,"
-                         " not starting with '.', '_' or '-')", "it names the run's folder in the bucket: e.g."
-                         " --display-name txgemma-sft-v2")
+                         " not starting with '.', '_' or '-')", "change the option: it names the run's folder in the bucket,"
+                         " e.g. --display-name txgemma-sft-v2")
     base_output = f"{outputs.artifacts_bucket}/runs/{name}"
     output_dir = f"/gcs/{bucket}/runs/{name}/model"
     if req.token_delivery is TokenDelivery.MIRROR and not (model_path and dataset_path and mirror_checks):

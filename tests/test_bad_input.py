@@ -176,7 +176,7 @@ VERTEX = [
     vertex_case("vertex: act-as denied", 4, r"serviceAccountUser on hfg-local-trainer", _no_act_as),
     vertex_case("vertex: quota exhausted", 1, r"quota|FLEX_START", _quota,
                 args=("--machine-type", "g2-standard-8", "--accelerator", "NVIDIA_L4", "--accelerator-count", "1")),
-    vertex_case("vertex: invalid argument (bad label value)", 2, r"--dry-run|option",
+    vertex_case("display name over 128 characters (refused before Vertex)", 2, r"--dry-run|option",
                 lambda c: None, args=("--display-name", "x" * 200)),
     vertex_case("vertex: accelerator count wrong for machine", 2, r"machine table|hfgate machines", lambda c: None,
                 args=("--machine-type", "g2-standard-8", "--accelerator", "NVIDIA_L4", "--accelerator-count", "3")),

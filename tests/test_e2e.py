@@ -103,13 +103,17 @@ def test_a_mirrored_model_trains_with_the_real_trl_and_no_token_or_hub_in_the_jo
                       "--max-steps", "4", "--no-lora", "--wait", "--json", "--", "--per_device_train_batch_size", "8",
                       "--max_length", "64", timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert len(cloud.hub_state.log) == before
+        # Only the CLI asked which commits `main` names (to pick the mirror folders); the job made no request.
+        assert {r["path"] for r in cloud.hub_state.log[before:]} == {
+            f"/api/models/{MODEL}/revision/main", f"/api/datasets/{DATASET}/revision/main"}
+        assert all(r["user"] == "alice" for r in cloud.hub_state.log[before:])
         job_id = json.loads(proc.stdout)["job"].rsplit("/", 1)[-1]
         job = cloud.jobs.jobs[job_id]
         env = {e.name for e in job.job_spec.worker_pool_specs[0].container_spec.env}
         assert not env & {"HF_TOKEN", "HFGATE_TOKEN_SECRET_VERSION"}
         lines = [line for _, line in cloud.jobs.logs[job_id]]
         assert trainer_metrics(lines)["steps"] == 4
+        assert any(line.startswith("hfgate-bootstrap: verified") for line in lines)   # checked in the job first
         assert not [c for c in cloud.secrets.calls if c[1] == cloud.trainer]     # the job never read the secret
         flat = json.dumps(cloud.jobs.cmdlines.get(job_id, []))
         assert token not in flat and "sft" in flat

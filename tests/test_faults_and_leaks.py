@@ -124,3 +124,76 @@ def test_a_canary_token_leaks_nowhere(cloud, synth_dir):
         for path in root.rglob("*"):
             if path.is_file() and path.stat().st_size < 50 * 1024 * 1024:
                 assert canary.encode() not in path.read_bytes(), f"leaked into {path}"
+
+
+DEBUG_SWITCHES = {"HF_DEBUG": "1", "GOOGLE_SDK_PYTHON_LOGGING_SCOPE": "google", "HF_HUB_VERBOSITY": "debug",
+                  "GRPC_TRACE": "all", "GRPC_VERBOSITY": "debug"}
+
+
+def leak_forms(secret: str) -> dict[str, str]:
+    """The secret as it could appear in output: raw, hex, URL-encoded, and base64 at each of the three alignments it
+    can have inside a larger payload (standard and URL-safe alphabets)."""
+    import base64
+    import urllib.parse
+    raw = secret.encode()
+    forms = {"raw": secret, "hex": raw.hex(), "HEX": raw.hex().upper(), "url": urllib.parse.quote(secret, safe=""),
+             "url+": urllib.parse.quote_plus(secret)}
+    for skip in range(3):
+        for name, enc in (("b64", base64.b64encode), ("b64url", base64.urlsafe_b64encode)):
+            core = enc(raw[skip:]).decode().rstrip("=")[:-4]      # the part that does not depend on neighbours
+            forms[f"{name}@{skip}"] = core
+    return forms
+
+
+def test_no_library_debug_switch_prints_the_token(cloud):
+    """Every debug switch of the libraries on, at -v, through token set, check, submit (Vertex and HF Jobs, a
+    refused submit included) and mirror: no output carries the token in any encoding, nor a signed URL's query."""
+    canary = cloud.hub_state.add_token("alice", "read", "debug-canary").value
+    forms = leak_forms(canary)
+    runs = []
+
+    def run(*args, **kw):
+        proc = hfgate(cloud, *args, extra_env=DEBUG_SWITCHES, **kw)
+        runs.append((args, proc))
+        return proc
+
+    import os
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    stored = subprocess.run([sys.executable, "-m", "jobs.cli", "token", "set", "--model", GATED, "-v"],
+                            input=canary + "\n", cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, **cloud.env(as_member=cloud.admin), **DEBUG_SWITCHES})
+    runs.append((("token", "set"), stored))
+    assert stored.returncode == 0, stored.stderr
+    run("check", "--model", GATED, "-v")
+    ok = run("submit", "--model", GATED, "--dataset", DATASET, "--force-new", "--wait", "-v")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    run("submit", "--backend", "hf-jobs", "--model", GATED, "--dataset", DATASET, "-v")
+    run("mirror", "--model", GATED, "-v")
+    run("mirror", "--dataset", DATASET, "-v")
+    run("submit", "--model", GATED, "--dataset", DATASET, "--token-delivery", "mirror", "--force-new", "-v")
+    cloud.hub_state.set_fault("/api/jobs", fail_503=1000)
+    try:   # the Hub refuses the Jobs request: the body with the secret must not be printed either
+        refused = run("submit", "--backend", "hf-jobs", "--model", GATED, "--dataset", DATASET, "-v", "--force-new")
+    finally:
+        cloud.hub_state.clear_faults()
+    assert refused.returncode != 0
+    for args, proc in runs:
+        text = proc.stdout + proc.stderr
+        for name, form in forms.items():
+            assert form not in text, f"{name} form of the token printed by {args}"
+        assert "Signature=" not in text and "Expires=" not in text, f"signed URL printed by {args}"
+    # The switches were seen and turned off, with a warning saying why.
+    assert "ignoring HF_DEBUG" in stored.stderr and "ignoring GOOGLE_SDK_PYTHON_LOGGING_SCOPE" in stored.stderr
+
+
+def test_the_leak_forms_find_the_token_inside_encoded_payloads():
+    import base64
+    import json as _json
+    secret = "hf_" + "Q" * 17 + "r" * 17
+    forms = leak_forms(secret)
+    for prefix in (b"", b"x", b"xy", b'{"data": "'):
+        payload = base64.b64encode(prefix + secret.encode() + b"\n").decode()
+        assert any(f in payload for k, f in forms.items() if k.startswith("b64@")), prefix
+    assert forms["url"] in _json.dumps({"u": f"https://h/?t={forms['url']}"})

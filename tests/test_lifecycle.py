@@ -150,7 +150,7 @@ def test_mirror_uploads_once_with_a_verified_manifest(cloud):
     assert first.returncode == 0, first.stderr
     out = json.loads(first.stdout)
     assert out["uploaded"] == out["files"] > 0 and "uploaded model.safetensors" in first.stderr
-    manifest = json.loads(cloud.gcs.client().bucket(cloud.outputs.artifacts_bucket_name)
+    manifest = json.loads(cloud.gcs.client().bucket(cloud.outputs.mirror_bucket_name)
                           .blob(f"models/{GATED}/{out['commit']}/hfgate-manifest.json").download_as_bytes())
     assert manifest["commit"] == out["commit"] and manifest["gated"] == "auto"
     assert manifest["license"] == "apache-2.0"
@@ -186,13 +186,23 @@ def test_mirror_submit_runs_with_no_token_and_no_hub_request(cloud):
     proc = hfgate(cloud, "submit", "--model", GATED, "--dataset", DATASET, "--token-delivery", "mirror", "--wait",
                   "--json", "--force-new")
     assert proc.returncode == 0, proc.stderr
-    assert len(cloud.hub_state.log) == calls             # neither the CLI nor the job spoke to the Hub
+    # The CLI asked the Hub which commits `main` names (to pick the mirror folders); the job spoke to nobody.
+    assert sorted(r["path"] for r in cloud.hub_state.log[calls:]) == sorted(
+        [f"/api/models/{GATED}/revision/main", f"/api/datasets/{DATASET}/revision/main"])
+    # With the commit pinned in the request, not even that (the dataset is still resolved).
+    pinned = cloud.hub_state.repos[GATED].refs["main"]
+    calls = len(cloud.hub_state.log)
+    dry = hfgate(cloud, "submit", "--model", GATED, "--revision", pinned, "--dataset", DATASET,
+                 "--token-delivery", "mirror", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert [r["path"] for r in cloud.hub_state.log[calls:]] == [f"/api/datasets/{DATASET}/revision/main"]
     job = cloud.jobs.jobs[json.loads(proc.stdout)["job"].rsplit("/", 1)[-1]]
     env = {e.name: e.value for e in job.job_spec.worker_pool_specs[0].container_spec.env}
     assert "HF_TOKEN" not in env and "HFGATE_TOKEN_SECRET_VERSION" not in env and env["HF_HUB_OFFLINE"] == "1"
     assert "HTTPS_PROXY" not in env
     args = list(job.job_spec.worker_pool_specs[0].container_spec.args)
-    assert args[args.index("--model_name_or_path") + 1].startswith(f"/gcs/{cloud.outputs.artifacts_bucket_name}/models/")
+    assert args[args.index("--model_name_or_path") + 1].startswith(f"/gcs/{cloud.outputs.mirror_bucket_name}/models/")
+    assert f"hfgate-bootstrap: verified" in "\n".join(line for _, line in cloud.jobs.logs[job.name.rsplit("/", 1)[-1]])
     logs = [line for _, line in cloud.jobs.logs[job.name.rsplit("/", 1)[-1]]]
     assert "probe: HF_TOKEN sha256 absent" in logs
 
@@ -241,7 +251,7 @@ def test_mirror_submit_refuses_a_mirror_whose_manifest_does_not_verify(cloud):
     for args in (["--model", "hfgate-demo/tiny-open-lm"], ["--dataset", DATASET]):
         assert hfgate(cloud, "mirror", *args).returncode == 0
     commit = cloud.hub_state.repos["hfgate-demo/tiny-open-lm"].refs["main"]
-    bucket = cloud.gcs.client().bucket(cloud.outputs.artifacts_bucket_name)
+    bucket = cloud.gcs.client().bucket(cloud.outputs.mirror_bucket_name)
     bucket.blob(f"models/hfgate-demo/tiny-open-lm/{commit}/model.safetensors").upload_from_string(b"tampered")
     before = cloud.jobs.create_calls
     proc = hfgate(cloud, "submit", "--model", "hfgate-demo/tiny-open-lm", "--dataset", DATASET,

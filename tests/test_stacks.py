@@ -92,7 +92,7 @@ def test_least_privilege_identities(plans, env):
 def test_buckets_are_hardened(plans, env):
     plan, names = plans[env], names_for(load_settings(env))
     buckets = {b["name"]: b for b in resources(plan, "google_storage_bucket")}
-    assert set(buckets) == {names.staging_bucket, names.artifacts_bucket, names.logs_bucket}
+    assert set(buckets) == {names.staging_bucket, names.artifacts_bucket, names.mirror_bucket, names.logs_bucket}
     for b in buckets.values():
         assert b["uniform_bucket_level_access"] is True
         assert b["public_access_prevention"] == "enforced"
@@ -100,7 +100,7 @@ def test_buckets_are_hardened(plans, env):
         assert b["soft_delete_policy"]["retention_duration_seconds"] >= 604800
         assert b["location"] == load_settings(env).region.upper()
     # checkov's access-logging check is skipped for the logs bucket only in spirit: assert the others log.
-    for name in (names.staging_bucket, names.artifacts_bucket):
+    for name in (names.staging_bucket, names.artifacts_bucket, names.mirror_bucket):
         assert "logs" in buckets[name]["logging"]["log_bucket"]
     assert any(r["action"]["type"] == "Delete" for r in buckets[names.staging_bucket]["lifecycle_rule"])
     grants = {(g["role"]) for g in resources(plan, "google_storage_bucket_iam_member")}

@@ -8,7 +8,7 @@ import time
 import pytest
 from google.cloud.aiplatform_v1 import types as ai
 
-from jobs.jobspec import TrainRequest, build_custom_job
+from jobs.jobspec import BOOTSTRAP_SOURCE, TrainRequest, build_custom_job
 from jobs.token import HfToken
 from tests.conftest import hfgate, set_token
 
@@ -54,7 +54,10 @@ def test_submit_secret_ref_end_to_end(cloud, alice, tmp_path):
                 if k in ("displayName", "jobSpec", "labels")}
     assert request_part(ai.CustomJob.from_json(json.dumps(expected))) == request_part(stored)
     spec_text = ai.CustomJob.to_json(stored)
-    assert token not in spec_text and "HF_TOKEN" not in spec_text
+    assert token not in spec_text
+    # HF_TOKEN is named only inside the bootstrap's source (which sets it in the trainer's environment).
+    without_bootstrap = spec_text.replace(json.dumps(BOOTSTRAP_SOURCE)[1:-1], "")
+    assert "HF_TOKEN" not in without_bootstrap and json.dumps(BOOTSTRAP_SOURCE)[1:-1] in spec_text
     # Inside the trainer: the token arrived in the environment (checked by fingerprint), never in argv.
     probe_path = cloud.state_dir / "gcs" / cloud.outputs.artifacts_bucket_name / "runs" / stored.display_name / \
         "model" / "trainer-probe.json"
