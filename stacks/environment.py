@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 from constructs import Construct
-from cdktn import GcsBackend, LocalBackend, TerraformOutput, TerraformStack
+from cdktn import GcsBackend, LocalBackend, TerraformOutput, TerraformResource, TerraformStack
 from cdktn_provider_google.provider import GoogleProvider
-from cdktn_provider_google_beta.provider import GoogleBetaProvider
 
 from stacks.config import EgressMode, Settings
 from stacks.contract import CONTRACT_VERSION, FIELDS
-from stacks.facts import HF_HOST_RULES
+from stacks.facts import HF_HOST_RULES, api_for
 from stacks.identity import Identity
 from stacks.naming import names_for
 from stacks.network import HfEgressNetwork
 from stacks.perimeter import ServicePerimeter
-from stacks.project import CORE_APIS, PERIMETER_APIS, PROXY_APIS, Project
+from stacks.project import BETA_PROVIDER, CORE_APIS, PERIMETER_APIS, PROXY_APIS, Project
 from stacks.secret import TokenSecret
 from stacks.storage import Bucket
 
@@ -34,14 +33,17 @@ class HfgateStack(TerraformStack):
             GcsBackend(self, bucket=s.state_bucket, prefix=f"hfgate/{s.env}")
         else:
             LocalBackend(self, path=f"terraform.{stack_name(s.env)}.tfstate")
-        GoogleProvider(self, "google", project=s.project_id, region=s.region, default_labels=labels,
-                       add_terraform_attribution_label=True)
-        beta = GoogleBetaProvider(self, "google-beta", project=s.project_id, region=s.region)
+        google = GoogleProvider(self, "google", project=s.project_id, region=s.region, default_labels=labels,
+                                add_terraform_attribution_label=True)
+        # google-beta, for the service identities only (stacks.project), declared without its bindings.
+        self.add_override(f"terraform.required_providers.{BETA_PROVIDER}", {
+            "source": "hashicorp/google-beta", "version": google.terraform_generator_metadata.provider_version})
+        self.add_override(f"provider.{BETA_PROVIDER}", [{"project": s.project_id, "region": s.region}])
 
         proxy = s.egress_mode is EgressMode.PROXY
         apis = CORE_APIS + (PROXY_APIS if proxy else ()) + (PERIMETER_APIS if s.access_policy_id else ())
         self.project = Project(self, "project", project_id=s.project_id, apis=apis,
-                               project_number=s.project_number, beta_provider=beta)
+                               project_number=s.project_number)
 
         self.trainer = Identity(self, "trainer", project_id=s.project_id, account_id=names.trainer_account_id,
                                 display_name="hfgate trainer",
@@ -128,6 +130,22 @@ class HfgateStack(TerraformStack):
             "accelerator_count": s.accelerator_count,
         }
         assert tuple(values) == FIELDS, "outputs and the contract must list the same fields"
+        self._depend_on_apis()
         for key, value in values.items():
             out = TerraformOutput(self, key, value=value, static_id=True)
             del out
+
+    def _depend_on_apis(self) -> None:
+        """Every resource of an API this stack enables waits for that API (stacks.facts.api_for), so a first
+        apply on a bare project does not race the enablement (Google's "API not enabled" 403s need a second run)."""
+        for node in self.node.find_all():
+            if not isinstance(node, TerraformResource):
+                continue
+            api = api_for(node.terraform_resource_type)
+            service = self.project.services.get(api) if api else None
+            if service is None or node is service:
+                continue
+            current = list(node.depends_on or [])
+            wanted = f"{service.terraform_resource_type}.{service.friendly_unique_id}"
+            if wanted not in current:
+                node.depends_on = current + [wanted]

@@ -125,3 +125,32 @@ DEFAULT_TRAINING_IMAGE = (
     "us-docker.pkg.dev/deeplearning-platform-release/gcr.io/"
     "huggingface-pytorch-training-cu121.2-3.transformers.4-48.ubuntu2204.py311"
 )
+
+
+# Which API serves each Terraform resource type (by type prefix, longest first). A resource of an API the stack
+# enables depends on that API's google_project_service, so the first apply on a bare project succeeds in one run.
+API_OF_RESOURCE_PREFIX: tuple[tuple[str, str], ...] = (
+    ("google_project_service_identity", ""),           # depends on the API it names (stacks.project)
+    ("google_project_iam_custom_role", "iam.googleapis.com"),
+    ("google_secret_manager_", "secretmanager.googleapis.com"),
+    ("google_storage_", "storage.googleapis.com"),
+    ("google_service_account", "iam.googleapis.com"),
+    ("google_pubsub_", "pubsub.googleapis.com"),
+    ("google_logging_", "logging.googleapis.com"),
+    ("google_compute_", "compute.googleapis.com"),
+    ("google_network_services_", "networkservices.googleapis.com"),
+    ("google_network_security_", "networksecurity.googleapis.com"),
+    ("google_dns_", "dns.googleapis.com"),
+    ("google_access_context_manager_", "accesscontextmanager.googleapis.com"),
+    ("google_vertex_ai_", "aiplatform.googleapis.com"),
+    ("google_kms_", "cloudkms.googleapis.com"),
+    ("google_privateca_", "privateca.googleapis.com"),
+)
+
+
+def api_for(resource_type: str) -> str | None:
+    """The API a resource type needs enabled, or None (project-level IAM, the API resources themselves, ...)."""
+    for prefix, api in sorted(API_OF_RESOURCE_PREFIX, key=lambda x: -len(x[0])):
+        if resource_type.startswith(prefix):
+            return api or None
+    return None
