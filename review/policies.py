@@ -114,7 +114,7 @@ def no_plain_secret_data(plan: Plan):
 
 
 @policy("HFG007", "Egress default-deny in proxy mode", "high",
-        "In proxy mode only the Secure Web Proxy and restricted Google APIs may be reached; anything else is denied.",
+        "In proxy mode only the Secure Web Proxy may be reached from the VPC; anything else is denied.",
         "keep the stacks' firewall policy rule denying 0.0.0.0/0 egress at the lowest priority, and no broader allow")
 def egress_default_deny(plan: Plan):
     if egress_mode(plan) != "proxy":

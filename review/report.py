@@ -95,7 +95,10 @@ def egress(plan: Plan) -> dict:
         "rules": [{"priority": r.get("priority"), "action": r.get("action"), "rule": r.get("rule_name"),
                    "dest": (r.get("match") or {}).get("dest_ip_ranges", [])} for r in rules],
         "nat_logging": [f"{n.get('name')}: {'on' if (n.get('log_config') or {}).get('enable') else 'off'}"
-                        f" ({(n.get('log_config') or {}).get('filter', '-')})" for n in nats] or ["(no Cloud NAT)"],
+                        f" ({(n.get('log_config') or {}).get('filter', '-')})" for n in nats] or
+                       (["the Secure Web Proxy's own Cloud NAT (made by the first proxy in the network and region;"
+                         " its logging is set on that NAT)"] if plan.of_type("google_network_services_gateway")
+                        else ["(no Cloud NAT)"]),
     }
 
 

@@ -165,8 +165,8 @@ def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
             problems.append((name, f"{cidr!r} must be a private IPv4 range like 10.8.0.0/24"))
     if len(nets) == 2 and nets[0].overlaps(nets[1]):
         problems.append(("proxy_only_cidr", "overlaps subnet_cidr; pick disjoint ranges"))
-    if len(nets) == 2 and nets[0].num_addresses < 16:
-        problems.append(("subnet_cidr", "needs at least a /28 for the PSC interface and the proxy address"))
+    if len(nets) == 2 and nets[0].num_addresses < 32:
+        problems.append(("subnet_cidr", "needs at least a /27: one half for the PSC interface, one for the proxy"))
     number = need("project_number", str)
     if number is not None and not number.isdigit():
         problems.append(("project_number", "must be digits"))

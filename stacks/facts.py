@@ -40,10 +40,6 @@ def host_allowed(host: str, rules: tuple[str, ...] = HF_HOST_RULES) -> bool:
     return False
 
 
-# Restricted VIP for VPC-SC-supported Google APIs (Secret Manager, Storage, Vertex AI among them).
-RESTRICTED_GOOGLEAPIS_CIDR = "199.36.153.4/30"
-RESTRICTED_GOOGLEAPIS_IPS: tuple[str, ...] = ("199.36.153.4", "199.36.153.5", "199.36.153.6", "199.36.153.7")
-
 # Regions where Vertex AI custom training is offered (the ones this bundle supports).
 VERTEX_REGIONS: tuple[str, ...] = (
     "us-central1", "us-east1", "us-east4", "us-east5", "us-south1", "us-west1", "us-west2", "us-west3", "us-west4",

@@ -27,18 +27,23 @@ class Names:
     subnet: str
     proxy_only_subnet: str
     network_attachment: str
-    router: str
-    nat: str
+    proxy_subnet: str
     gateway: str
     gateway_policy: str
     url_list: str
     firewall_policy: str
-    dns_zone: str
     perimeter: str
     proxy_address: str
 
     def email(self, account_id: str, project_id: str) -> str:
         return f"{account_id}@{project_id}.iam.gserviceaccount.com"
+
+
+def subnet_halves(subnet) -> tuple:
+    """subnet_cidr split in two: the PSC interface's subnet (Google recommends one used by the network attachment
+    only) and the Secure Web Proxy's."""
+    low, high = subnet.subnets(prefixlen_diff=1)
+    return low, high
 
 
 def names_for(settings: Settings) -> Names:
@@ -58,14 +63,12 @@ def names_for(settings: Settings) -> Names:
         subnet=f"{p}-jobs",
         proxy_only_subnet=f"{p}-proxy-only",
         network_attachment=f"{p}-vertex-psci",
-        router=f"{p}-router",
-        nat=f"{p}-nat",
+        proxy_subnet=f"{p}-proxy",
         gateway=f"{p}-hf-proxy",
         gateway_policy=f"{p}-hf-only",
         url_list=f"{p}-hf-hosts",
         firewall_policy=f"{p}-egress",
-        dns_zone=f"{p}-googleapis",
         perimeter=f"{p.replace('-', '_')}_hfgate",
-        # A fixed address inside the job subnet, so the proxy URL is known before apply.
-        proxy_address=str(subnet.network_address + 10),
+        # A fixed address in the proxy's half of subnet_cidr, so the proxy URL is known before apply.
+        proxy_address=str(subnet_halves(subnet)[1].network_address + 10),
     )

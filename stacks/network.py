@@ -1,9 +1,14 @@
 """Egress for the training job in `proxy` mode: Hugging Face hosts only.
 
-Path: job -> PSC interface (network attachment) -> our VPC -> Secure Web Proxy (allows the HF URL list, denies the
-rest) -> Cloud NAT -> internet. A network firewall policy denies all other egress; Google APIs resolve to the
-restricted VIP. Without a VPC Service Controls perimeter (stacks.perimeter) Vertex can bypass the PSC interface, so
-the allowlist is advisory: the outputs contract and the review say so.
+Path: job -> PSC interface (network attachment, in a subnet of its own) -> our VPC -> Secure Web Proxy (allows the
+HF URL list, denies the rest) -> the proxy's own Cloud NAT -> internet. A network firewall policy denies all other
+egress from the VPC.
+
+What this does not govern, per Google's "Use Private Service Connect interface for Vertex AI Training" page: the
+job's Google API traffic (Secret Manager, Cloud Storage, the metadata server) resolves and stays in Google's producer
+environment, never in this VPC (no Private Google Access, DNS or routes of ours apply to it), and without a VPC
+Service Controls perimeter (stacks.perimeter) the job keeps Google-managed internet egress: the proxy is advisory,
+honoured by clients that use HTTPS_PROXY. The outputs contract (`egress_enforced`) and the review say so.
 """
 from __future__ import annotations
 
@@ -20,15 +25,7 @@ from cdktn_provider_google.compute_network_firewall_policy_rule import (
     ComputeNetworkFirewallPolicyRuleMatch,
     ComputeNetworkFirewallPolicyRuleMatchLayer4Configs,
 )
-from cdktn_provider_google.compute_router import ComputeRouter
-from cdktn_provider_google.compute_router_nat import ComputeRouterNat, ComputeRouterNatLogConfig
 from cdktn_provider_google.compute_subnetwork import ComputeSubnetwork, ComputeSubnetworkLogConfig
-from cdktn_provider_google.dns_managed_zone import (
-    DnsManagedZone,
-    DnsManagedZonePrivateVisibilityConfig,
-    DnsManagedZonePrivateVisibilityConfigNetworks,
-)
-from cdktn_provider_google.dns_record_set import DnsRecordSet
 from cdktn_provider_google.network_security_gateway_security_policy import NetworkSecurityGatewaySecurityPolicy
 from cdktn_provider_google.network_security_gateway_security_policy_rule import (
     NetworkSecurityGatewaySecurityPolicyRule,
@@ -36,8 +33,9 @@ from cdktn_provider_google.network_security_gateway_security_policy_rule import 
 from cdktn_provider_google.network_security_url_lists import NetworkSecurityUrlLists
 from cdktn_provider_google.network_services_gateway import NetworkServicesGateway
 
-from stacks.facts import RESTRICTED_GOOGLEAPIS_CIDR, RESTRICTED_GOOGLEAPIS_IPS
-from stacks.naming import PROXY_PORT, Names
+import ipaddress
+
+from stacks.naming import PROXY_PORT, Names, subnet_halves
 from stacks.project import Project
 
 
@@ -55,11 +53,20 @@ class HfEgressNetwork(Construct):
                         direction="INGRESS", priority=65534, source_ranges=["0.0.0.0/0"],
                         deny=[ComputeFirewallDeny(protocol="all")],
                         log_config=ComputeFirewallLogConfig(metadata="INCLUDE_ALL_METADATA"))
+        attachment_cidr, proxy_cidr = (str(n) for n in subnet_halves(ipaddress.ip_network(subnet_cidr)))
+        flow_logs = ComputeSubnetworkLogConfig(aggregation_interval="INTERVAL_5_SEC", flow_sampling=1.0,
+                                               metadata="INCLUDE_ALL_METADATA")
+        # Private Google Access has no effect on Vertex jobs (their Google API traffic never enters this VPC); it
+        # is on so that anything else placed in these subnets reaches Google APIs without a public address.
+        # The PSC interfaces page recommends a subnet used by the network attachment only.
         self.subnet = ComputeSubnetwork(
             self, "jobs-subnet", project=pid, region=region, name=names.subnet, network=self.network.id,
-            ip_cidr_range=subnet_cidr, private_ip_google_access=True,
-            log_config=ComputeSubnetworkLogConfig(aggregation_interval="INTERVAL_5_SEC", flow_sampling=1.0,
-                                                  metadata="INCLUDE_ALL_METADATA"))
+            ip_cidr_range=attachment_cidr, private_ip_google_access=True, log_config=flow_logs,
+            description="Vertex AI PSC interfaces only (the network attachment's subnet)")
+        self.proxy_subnet = ComputeSubnetwork(
+            self, "proxy-subnet", project=pid, region=region, name=names.proxy_subnet, network=self.network.id,
+            ip_cidr_range=proxy_cidr, private_ip_google_access=True, log_config=flow_logs,
+            description="The Secure Web Proxy's address")
         self.proxy_only_subnet = ComputeSubnetwork(
             self, "proxy-only-subnet", project=pid, region=region, name=names.proxy_only_subnet,
             network=self.network.id, ip_cidr_range=proxy_only_cidr, purpose="REGIONAL_MANAGED_PROXY",
@@ -70,17 +77,11 @@ class HfEgressNetwork(Construct):
             description="Vertex AI custom jobs attach here (PSC interface)")
         agent = project.service_agent("aiplatform.googleapis.com")
         project.grant_role(agent, "roles/compute.networkAdmin", "Vertex attaches the PSC interface")
-        project.grant_role(agent, "roles/dns.peer", "Vertex resolves through the private googleapis zone")
-
-        self.router = ComputeRouter(self, "router", project=pid, region=region, name=names.router,
-                                    network=self.network.id)
-        ComputeRouterNat(
-            self, "nat", project=pid, region=region, name=names.nat, router=self.router.name,
-            nat_ip_allocate_option="AUTO_ONLY",
-            source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
-            # Only the Secure Web Proxy gets NAT: nothing else in the VPC reaches the internet.
-            endpoint_types=["ENDPOINT_TYPE_SWG"],
-            log_config=ComputeRouterNatLogConfig(enable=True, filter="ALL"))
+        # No roles/dns.peer: the job spec sets no dns_peering_configs, the only case that needs it.
+        # No Cloud Router or NAT of ours: Secure Web Proxy's "known limitations" page says the first proxy in a
+        # network and region provisions its own Cloud NAT gateway for proxy endpoints; a second NAT for
+        # ENDPOINT_TYPE_SWG on our router would collide with it. The proxy owns egress (and removes its router on
+        # destroy: delete_swg_autogen_router_on_destroy).
 
         self.url_list = NetworkSecurityUrlLists(
             self, "hf-hosts", project=pid, location=region, name=names.url_list, values=list(host_rules),
@@ -96,33 +97,21 @@ class HfEgressNetwork(Construct):
         self.gateway = NetworkServicesGateway(
             self, "proxy", project=pid, location=region, name=names.gateway, type="SECURE_WEB_GATEWAY",
             addresses=[names.proxy_address], ports=[PROXY_PORT], routing_mode="EXPLICIT_ROUTING_MODE",
-            network=self.network.id, subnetwork=self.subnet.id, gateway_security_policy=self.policy.id,
+            network=self.network.id, subnetwork=self.proxy_subnet.id, gateway_security_policy=self.policy.id,
             labels=labels, delete_swg_autogen_router_on_destroy=True,
             depends_on=[self.proxy_only_subnet])
         self.proxy_url = f"http://{names.proxy_address}:{PROXY_PORT}"
 
         fw = ComputeNetworkFirewallPolicy(self, "egress-policy", project=pid, name=names.firewall_policy,
-                                          description="Default-deny egress: only the proxy and restricted Google APIs")
+                                          description="Default-deny egress: only the proxy")
         self._rule(fw, "allow-proxy", 1000, "allow", [f"{names.proxy_address}/32"], [str(PROXY_PORT)],
                    "to the Secure Web Proxy")
-        self._rule(fw, "allow-restricted-apis", 1010, "allow", [RESTRICTED_GOOGLEAPIS_CIDR], ["443"],
-                   "to restricted.googleapis.com (Secret Manager, Storage, Vertex AI)")
         self._rule(fw, "deny-all-egress", 65000, "deny", ["0.0.0.0/0"], None, "everything else")
         ComputeNetworkFirewallPolicyAssociation(self, "egress-policy-association", project=pid,
                                                 name=f"{names.firewall_policy}-vpc",
                                                 attachment_target=self.network.id,
                                                 firewall_policy=fw.id)
 
-        zone = DnsManagedZone(
-            self, "googleapis-zone", project=pid, name=names.dns_zone, dns_name="googleapis.com.",
-            visibility="private", description="Google APIs through the restricted VIP (VPC-SC)",
-            labels=labels,
-            private_visibility_config=DnsManagedZonePrivateVisibilityConfig(
-                networks=[DnsManagedZonePrivateVisibilityConfigNetworks(network_url=self.network.id)]))
-        DnsRecordSet(self, "restricted-a", project=pid, managed_zone=zone.name,
-                     name="restricted.googleapis.com.", type="A", ttl=300, rrdatas=list(RESTRICTED_GOOGLEAPIS_IPS))
-        DnsRecordSet(self, "wildcard-cname", project=pid, managed_zone=zone.name, name="*.googleapis.com.",
-                     type="CNAME", ttl=300, rrdatas=["restricted.googleapis.com."])
 
     def _rule(self, policy, name: str, priority: int, action: str, ranges: list[str], ports: list[str] | None,
               why: str) -> None:

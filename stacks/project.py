@@ -24,7 +24,6 @@ PROXY_APIS = (
     "compute.googleapis.com",
     "networkservices.googleapis.com",
     "networksecurity.googleapis.com",
-    "dns.googleapis.com",
 )
 PERIMETER_APIS = ("accesscontextmanager.googleapis.com",)
 
@@ -33,7 +32,6 @@ PROJECT_ROLES_ALLOWED = frozenset({
     "roles/aiplatform.user",            # submit custom jobs (Vertex has no per-job IAM)
     "roles/logging.logWriter",          # the trainer writes its logs
     "roles/compute.networkAdmin",       # Vertex's service agent attaches the PSC interface
-    "roles/dns.peer",                   # Vertex's service agent resolves through our private zone
 })
 
 

@@ -118,16 +118,44 @@ def test_proxy_mode_allows_only_hugging_face(plans):
     rules = sorted(resources(plan, "google_compute_network_firewall_policy_rule"), key=lambda r: r["priority"])
     last = rules[-1]
     assert (last["direction"], last["action"], last["match"]["dest_ip_ranges"]) == ("EGRESS", "deny", ["0.0.0.0/0"])
+    names = names_for(load_settings("dev"))
     allowed = [r["match"]["dest_ip_ranges"] for r in rules if r["action"] == "allow"]
-    assert allowed == [[f"{names_for(load_settings('dev')).proxy_address}/32"], ["199.36.153.4/30"]]
+    assert allowed == [[f"{names.proxy_address}/32"]]
     one(plan, "google_compute_network_attachment")
-    nat = one(plan, "google_compute_router_nat")
-    assert nat["log_config"] == {"enable": True, "filter": "ALL"}
-    assert one(plan, "google_dns_record_set", type="CNAME")["rrdatas"] == ["restricted.googleapis.com."]
-    subnet = one(plan, "google_compute_subnetwork", name=names_for(load_settings("dev")).subnet)
+    subnet = one(plan, "google_compute_subnetwork", name=names.subnet)
     assert subnet["log_config"]["flow_sampling"] == 1.0
     assert resources(plan, "google_access_context_manager_service_perimeter") == []
     assert plan["output"]["egress_enforced"]["value"] is False
+
+
+def test_egress_pieces_follow_googles_pages(plans):
+    plan, names = plans["dev"], names_for(load_settings("dev"))
+    # Secure Web Proxy "known limitations": the first proxy in a network and region provisions its own Cloud NAT
+    # gateway for proxy endpoints. A Cloud NAT of ours for ENDPOINT_TYPE_SWG would collide: the proxy owns it, and
+    # removes its router on destroy.
+    assert resources(plan, "google_compute_router_nat") == [] and resources(plan, "google_compute_router") == []
+    assert one(plan, "google_network_services_gateway")["delete_swg_autogen_router_on_destroy"] is True
+    # "Use Private Service Connect interface for Vertex AI Training": the job's Google API traffic stays in the
+    # producer environment (no Private Google Access, DNS or routes of ours apply), so no private googleapis zone,
+    # no restricted-VIP rule claiming to govern it, and no roles/dns.peer (only needed with dns_peering_configs).
+    assert resources(plan, "google_dns_managed_zone") == [] and resources(plan, "google_dns_record_set") == []
+    assert not any("199.36.153" in str(r["match"]) for r in resources(plan, "google_compute_network_firewall_policy_rule"))
+    assert "roles/dns.peer" not in {g["role"] for g in resources(plan, "google_project_iam_member")}
+    # Same page: Vertex AI's service agent needs compute.networkAdmin to attach the PSC interface.
+    agent_roles = {g["role"] for g in resources(plan, "google_project_iam_member") if "gcp-sa-aiplatform" in g["member"]
+                   or "google_project_service_identity" in g["member"]}
+    assert agent_roles == {"roles/compute.networkAdmin"}
+    # Private Service Connect interfaces page: a subnet used by the network attachment only; the proxy has its own.
+    attachment = one(plan, "google_compute_network_attachment")
+    job_subnet = one(plan, "google_compute_subnetwork", name=names.subnet)
+    proxy_subnet = one(plan, "google_compute_subnetwork", name=names.proxy_subnet)
+    gateway = one(plan, "google_network_services_gateway")
+    assert len(attachment["subnetworks"]) == 1 and names.subnet in str(resources(plan, "google_compute_subnetwork"))
+    assert "proxy-subnet" in gateway["subnetwork"] and "jobs-subnet" in attachment["subnetworks"][0]
+    import ipaddress
+    assert ipaddress.ip_address(names.proxy_address) in ipaddress.ip_network(proxy_subnet["ip_cidr_range"])
+    assert not ipaddress.ip_network(job_subnet["ip_cidr_range"]).overlaps(
+        ipaddress.ip_network(proxy_subnet["ip_cidr_range"]))
 
 
 def test_prod_is_enforced_and_encrypted(plans):
