@@ -178,24 +178,32 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_check(args) -> int:
-    from jobs.preflight import preflight
-    from jobs.secret import read_token
-    outputs = _outputs(args)
-    pinned = read_token(outputs, args.token_version)
-    report = preflight(pinned.token, args.model, args.revision)
+    from jobs import api
+    report = api.check(_outputs(args), args.model, args.revision, token_version=args.token_version)
     print(report.to_json() if args.json else report.table())
     return report.exit_code
 
 
-def _preflight_gate(args, token, repo_id: str, **table_text):
-    """The preflight before anything is created: the table on stderr (JSON on stdout when it fails under --json)."""
-    from jobs.preflight import preflight
-    report = preflight(token, repo_id, args.revision)
-    if not args.json:
-        print(report.table(**table_text), file=sys.stderr)
-    if not report.ok and args.json:
-        print(report.to_json())
-    return report
+def _show_preflight(args, report, failed: bool = False, **table_text) -> None:
+    """The preflight table on stderr; under --json a failed report goes to stdout instead."""
+    if args.json:
+        if failed:
+            print(report.to_json())
+        return
+    print(report.table(**table_text), file=sys.stderr)
+
+
+def _show_events(events) -> str | None:
+    """Render a follow: state changes as `[  12.3s] RUNNING`, log lines as `  | ...`. Returns the last state."""
+    from jobs import api
+    state = None
+    for event in events:
+        if isinstance(event, api.StateChange):
+            state = event.state
+            print(f"[{event.elapsed_s:6.1f}s] {state.removeprefix('JOB_STATE_')}", file=sys.stderr, flush=True)
+        else:
+            print(f"  | {event.text}", file=sys.stderr, flush=True)
+    return state
 
 
 def _train_request(args):
@@ -218,122 +226,57 @@ def _train_request(args):
 
 
 def cmd_submit(args) -> int:
-    from jobs import submit
-    from jobs.errors import UsageError
-    from jobs.jobspec import TokenDelivery, build_custom_job
-    from jobs.secret import read_token
-
+    from jobs import api
     outputs = _outputs(args)
     req = _train_request(args)
-    if args.backend == "hf-jobs":
-        if req.token_delivery is not TokenDelivery.SECRET_REF:
-            raise UsageError("--backend hf-jobs always passes the token as a Hugging Face Jobs secret",
-                             "drop --token-delivery (secret-ref, env and mirror are Vertex AI options)")
-        return _submit_hf_jobs(args, req, outputs)
-    model_path = dataset_path = mirror_checks = None
-    if req.token_delivery is TokenDelivery.MIRROR:
-        from jobs.mirror import prefix_for, require_mirror, resolve_commit
-        bucket = outputs.mirror_bucket_name
-        pinned = read_token(outputs, args.token_version)   # resolves revisions to commits; never sent to the job
-        mirror_checks, paths = [], []
-        for repo_id, revision, repo_type in ((req.model, req.revision, "model"), (req.dataset, "main", "dataset")):
-            commit = resolve_commit(pinned.token, repo_id, revision, repo_type)
-            _, digest = require_mirror(outputs, repo_id, commit, repo_type)
-            path = f"/gcs/{bucket}/{prefix_for(repo_id, commit, repo_type)}".rstrip("/")
-            mirror_checks.append({"dir": path, "manifest_sha256": digest})
-            paths.append(path)
-        model_path, dataset_path = paths
-        print(f"training from the mirror {model_path} (verified; no token, no Hugging Face egress in the job)",
+    try:
+        sub = api.submit(outputs, req, token_version=args.token_version, dry_run=args.dry_run, backend=args.backend,
+                         flavor=args.flavor, namespace=args.namespace)
+    except api.PreflightFailed as exc:
+        _show_preflight(args, exc.report, failed=True)
+        return exc.exit_code
+    if sub.preflight is not None:
+        _show_preflight(args, sub.preflight)
+    for warning in sub.warnings:
+        print(f"hfgate: warning: {warning}", file=sys.stderr)
+    if sub.mirrors:
+        print(f"training from the mirror {sub.mirrors[0]} (verified; no token, no Hugging Face egress in the job)",
               file=sys.stderr)
-        version_name, fingerprint, token_value = "", "", None
-    else:
-        pinned = read_token(outputs, args.token_version)
-        report = _preflight_gate(args, pinned.token, args.model)
-        if not report.ok:
-            return report.exit_code
-        if req.token_delivery is TokenDelivery.ENV:
-            print("hfgate: warning: --token-delivery env puts HF_TOKEN in the job spec: anyone with"
-                  " aiplatform.customJobs.get can read it. Prefer the default secret-ref.", file=sys.stderr)
-        version_name, fingerprint = pinned.version_name, pinned.token.fingerprint
-        token_value = pinned.token.reveal() if req.token_delivery is TokenDelivery.ENV else None
-    body = build_custom_job(req, outputs, token_version=version_name, token_fingerprint=fingerprint,
-                            hf_token_value=token_value, model_path=model_path, dataset_path=dataset_path,
-                            mirror_checks=mirror_checks)
     if args.dry_run:
-        shown = json.loads(json.dumps(body))
-        for e in shown["job_spec"]["worker_pool_specs"][0]["container_spec"]["env"]:
-            if e["name"] == "HF_TOKEN":
-                e["value"] = f"<redacted sha256:{fingerprint}>"
-        print(json.dumps({"parent": f"projects/{outputs.project_id}/locations/{outputs.region}",
-                          "custom_job": shown}, indent=2))
+        print(json.dumps(sub.request, indent=2))
         return 0
-    job, created = submit.create(body, outputs)
-    result = {"job": job.name, "state": job.state.name, "created": created,
-              "request_id": body["labels"]["hfgate-request-id"], "token_version": version_name or None,
-              "token_fingerprint": fingerprint or None, "delivery": req.token_delivery.value}
-    print(("submitted " if created else "already submitted (same request id) ") + job.name, file=sys.stderr)
+    if sub.backend == api.Backend.HF_JOBS.value:
+        print(f"submitted Hugging Face job {sub.job} ({sub.extra['flavor']})", file=sys.stderr)
+        result = {"backend": sub.backend, "job": sub.job, "state": sub.state, "flavor": sub.extra["flavor"],
+                  "namespace": sub.extra["namespace"], "token_version": sub.token_version,
+                  "token_fingerprint": sub.token_fingerprint}
+        if args.wait:
+            result["state"] = _show_events(api.follow(outputs, sub.job, backend=sub.backend,
+                                                      namespace=sub.extra["namespace"],
+                                                      token_version=args.token_version)) or result["state"]
+        print(json.dumps(result, indent=2) if args.json else sub.job)
+        return 1 if result["state"] in api.HF_TERMINAL and result["state"] != "COMPLETED" else 0
+    result = {"job": sub.job, "state": sub.state, "created": sub.created, "request_id": sub.request_id,
+              "token_version": sub.token_version, "token_fingerprint": sub.token_fingerprint,
+              "delivery": sub.delivery}
+    print(("submitted " if sub.created else "already submitted (same request id) ") + sub.job, file=sys.stderr)
     if args.wait:
-        job = submit.wait(job, outputs)
-        result["state"] = job.state.name
-        if job.state.name != "JOB_STATE_SUCCEEDED":
-            result["error"] = job.error.message
-            print(f"hfgate: job {job.state.name.removeprefix('JOB_STATE_')}: {job.error.message}", file=sys.stderr)
+        _show_events(api.follow(outputs, sub.job))
+        final = api.status(outputs, sub.job)
+        result["state"] = final.state
+        if final.state != "JOB_STATE_SUCCEEDED":
+            result["error"] = final.error
+            print(f"hfgate: job {final.state.removeprefix('JOB_STATE_')}: {final.error}", file=sys.stderr)
     print(json.dumps(result, indent=2) if args.json else result["job"])
     return 0 if result["state"] in ("JOB_STATE_SUCCEEDED", "JOB_STATE_QUEUED", "JOB_STATE_PENDING",
                                     "JOB_STATE_RUNNING") else 1
 
 
-def _submit_hf_jobs(args, req, outputs) -> int:
-    from jobs import hfjobs
-    from jobs.jobspec import IMAGE_TRL, label_value, machine_shape, trl_args
-    from jobs.secret import read_token
-
-    image = args.image or hfjobs.DEFAULT_IMAGE
-    version = req.trl_version or IMAGE_TRL.get(image) or (1, 16)
-    flavor = args.flavor or hfjobs.flavor_for(*machine_shape(req, outputs)[1:])
-    command = hfjobs.trainer_command(trl_args(req, version, "/tmp/output", cpu=flavor.startswith("cpu")))
-    pinned = read_token(outputs, args.token_version)
-    report = _preflight_gate(args, pinned.token, args.model)
-    if not report.ok:
-        return report.exit_code
-    labels = {"managed-by": "hfgate", "hfgate-model": label_value(req.model),
-              "hfgate-token-version": pinned.version, "hfgate-token-fp": pinned.token.fingerprint}
-    request = {"image": image, "command": command, "flavor": flavor, "namespace": args.namespace or report.user,
-               "secrets": ["HF_TOKEN"], "labels": labels, "timeout": req.timeout_s}
-    if args.dry_run:
-        print(json.dumps({"backend": "hf-jobs", **request}, indent=2))
-        return 0
-    info = hfjobs.run(pinned.token, command, image=image, flavor=flavor, namespace=request["namespace"],
-                      labels=labels, timeout_s=req.timeout_s, env={"HF_HUB_DISABLE_TELEMETRY": "1",
-                                                                    "TRL_USE_RICH": "0"})
-    print(f"submitted Hugging Face job {info.id} ({flavor})", file=sys.stderr)
-    result = {"backend": "hf-jobs", "job": info.id, "state": info.status.stage, "flavor": flavor,
-              "namespace": request["namespace"], "token_version": pinned.version_name,
-              "token_fingerprint": pinned.token.fingerprint}
-    if args.wait:
-        info = hfjobs.wait(pinned.token, info.id, request["namespace"])
-        result["state"] = info.status.stage
-    print(json.dumps(result, indent=2) if args.json else info.id)
-    return 1 if result["state"] in ("ERROR", "CANCELED", "DELETED") else 0
-
-
 def cmd_review(args) -> int:
-    from review import report as rv
-    from review.plan import load, synthesized
-    root = Path(__file__).resolve().parent.parent
-    if args.plan:
-        path = Path(args.plan)
-    else:
-        path = synthesized(Path(os.environ.get("CDKTF_OUTDIR") or root / "cdktf.out"), args.env)
-        if not path.exists():
-            from stacks.errors import UsageError
-            raise UsageError(f"no synthesized stack at {path}", "run `make synth` first (or pass --plan plan.json)")
-    plan = load(path)
-    accepts = rv.load_accepts(Path(args.accept) if args.accept else None)
-    checkov = None if args.no_checkov else rv.run_checkov(path if args.plan else path.parent,
-                                                         plan_json=bool(args.plan))
-    report = rv.review(plan, checkov, accepts)
-    paths = rv.write(report, Path(args.out or root / "reports" / args.env), str(path))
+    from review.report import run
+    report, paths = run(args.env, plan=Path(args.plan) if args.plan else None,
+                        out=Path(args.out) if args.out else None, accept=Path(args.accept) if args.accept else None,
+                        checkov=not args.no_checkov)
     print(paths[args.format].read_text())
     failed = [p["id"] for p in report["policies"] if not p["passed"]]
     print(f"review {'PASS' if report['ok'] else 'FAIL'}: {paths['md']}"
@@ -345,21 +288,19 @@ def cmd_review(args) -> int:
 
 
 def cmd_mirror(args) -> int:
+    from jobs import api
     from jobs.errors import UsageError
-    from jobs.mirror import mirror
-    from jobs.secret import _who, read_token
     if bool(args.model) == bool(args.dataset):
         raise UsageError("mirror needs exactly one of --model or --dataset", "e.g. hfgate mirror --model org/name")
-    outputs = _outputs(args)
-    pinned = read_token(outputs, args.token_version)
     repo_id, repo_type = (args.model, "model") if args.model else (args.dataset, "dataset")
-    if repo_type == "model":
-        report = _preflight_gate(args, pinned.token, repo_id, ok_text="ready to mirror",
-                                 fail_text="not mirrored: nothing was uploaded")
-        if not report.ok:
-            return report.exit_code
-    result = mirror(outputs, pinned.token, repo_id, args.revision, repo_type, allow_pickle=args.allow_pickle,
-                    who=_who())
+    try:
+        result = api.mirror(_outputs(args), repo_id, repo_type=repo_type, revision=args.revision,
+                            allow_pickle=args.allow_pickle, token_version=args.token_version,
+                            on_preflight=lambda r: _show_preflight(args, r, ok_text="ready to mirror"),
+                            progress=lambda line: print(line, file=sys.stderr, flush=True))
+    except api.PreflightFailed as exc:
+        _show_preflight(args, exc.report, failed=True, fail_text="not mirrored: nothing was uploaded")
+        return exc.exit_code
     data = {"uri": result.uri, "commit": result.commit, "files": result.files, "bytes": result.bytes,
             "uploaded": result.uploaded}
     print(json.dumps(data, indent=2) if args.json else
@@ -368,34 +309,26 @@ def cmd_mirror(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from jobs import submit
-    outputs = _outputs(args)
-    job = submit.get(args.job, outputs)
-    info = {"job": job.name, "display_name": job.display_name, "state": job.state.name,
-            "labels": dict(job.labels), "error": job.error.message or None}
+    from jobs import api
+    job = api.status(_outputs(args), args.job)
+    info = {"job": job.job, "display_name": job.display_name, "state": job.state, "labels": job.labels,
+            "error": job.error}
     print(json.dumps(info, indent=2) if args.json else
-          f"{job.name}\n  {job.display_name}: {job.state.name.removeprefix('JOB_STATE_')}"
-          + (f"\n  error: {job.error.message}" if job.error.message else ""))
+          f"{job.job}\n  {job.display_name}: {job.state.removeprefix('JOB_STATE_')}"
+          + (f"\n  error: {job.error}" if job.error else ""))
     return 0
 
 
 def cmd_logs(args) -> int:
-    from jobs import submit
-    outputs = _outputs(args)
-    job = submit.get(args.job, outputs)
-    token, lines = None, []
-    while True:
-        page, token = submit.logs(job.name, outputs, token)
-        lines += page
-        if not token:
-            break
+    from jobs import api
+    lines = api.logs(_outputs(args), args.job)
     print(json.dumps(lines) if args.json else "\n".join(lines))
     return 0
 
 
 def cmd_cancel(args) -> int:
-    from jobs import submit
-    submit.cancel(args.job, _outputs(args))
+    from jobs import api
+    api.cancel(_outputs(args), args.job)
     print(f"cancel requested for {args.job}", file=sys.stderr)
     return 0
 
@@ -414,10 +347,10 @@ def cmd_machines(args) -> int:
 
 
 def cmd_token(args) -> int:
-    from jobs import lifecycle
+    from jobs import api, lifecycle
     outputs = _outputs(args)
     if args.token_command == "status":
-        info = lifecycle.status(outputs)
+        info = api.token_status(outputs)
         if args.json:
             print(json.dumps(info, indent=2))
         else:
@@ -434,9 +367,8 @@ def cmd_token(args) -> int:
                 print(f"  ! {p}")
         return 0
     token = lifecycle.read_new_token(args.from_hf_login)
-    result = lifecycle.set_token(outputs, token, args.model, args.revision,
-                                 keep_versions_for_jobs=args.token_command == "rotate",
-                                 force=getattr(args, "force", False))
+    result = api.set_token(outputs, token, model=args.model, revision=args.revision,
+                           keep_versions_for_jobs=args.token_command == "rotate", force=getattr(args, "force", False))
     data = {"version": result.version, "fingerprint": result.fingerprint, "user": result.user, "role": result.role,
             "disabled": result.disabled, "kept_for_running_jobs": result.kept_for_jobs}
     if args.json:

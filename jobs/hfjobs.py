@@ -67,23 +67,23 @@ def run(token: HfToken, command: list[str], *, image: str, flavor: str, namespac
                           "check the options; --dry-run shows the request", exit_code=EXIT_OTHER) from None
 
 
-def wait(token: HfToken, job_id: str, namespace: str | None, out=sys.stderr, poll_s: float = 1.0,
-         timeout_s: float = 24 * 3600):
-    """Follow status and logs until a terminal stage."""
+def follow(token: HfToken, job_id: str, namespace: str | None, poll_s: float = 1.0,
+           timeout_s: float = 24 * 3600):
+    """("state", stage, elapsed) and ("log", line, elapsed) events until a terminal stage."""
     from huggingface_hub import HfApi
     api, value, t0, seen, last = HfApi(), token.reveal(), time.time(), 0, None
     while True:
         info = api.inspect_job(job_id=job_id, namespace=namespace, token=value)
         stage = info.status.stage
         if stage != last:
-            print(f"[{time.time() - t0:6.1f}s] {stage}", file=out, flush=True)
+            yield "state", stage, round(time.time() - t0, 1)
             last = stage
         lines = list(api.fetch_job_logs(job_id=job_id, namespace=namespace, token=value))
         for line in lines[seen:]:
-            print(f"  | {line}", file=out, flush=True)
+            yield "log", line, round(time.time() - t0, 1)
         seen = len(lines)
         if stage in TERMINAL:
-            return info
+            return
         if time.time() - t0 > timeout_s:
             raise Transient(f"job still {stage} after {timeout_s:.0f}s", "follow it on the Hub")
         time.sleep(poll_s)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
+from dataclasses import dataclass
 
 from jobs import endpoints
 from jobs.errors import AccessDenied, HfgateError, NotFound, Transient, UsageError
@@ -127,44 +127,107 @@ def cancel(name: str, outputs: Outputs, client=None) -> None:
     _retry(lambda: client.cancel_custom_job(name=job.name), "the cancel")
 
 
-def logs(job_name: str, outputs: Outputs, page_token: str | None = None) -> tuple[list[str], str | None]:
-    """Cloud Logging `entries:list` for the job (REST), one page."""
-    import google.auth.transport.requests
-    session = google.auth.transport.requests.AuthorizedSession(endpoints.credentials())
-    job_id = job_name.rsplit("/", 1)[-1]
-    body = {"resourceNames": [f"projects/{outputs.project_id}"], "orderBy": "timestamp asc", "pageSize": 1000,
-            "filter": f'resource.type="ml_job" AND resource.labels.job_id="{job_id}"'}
-    if page_token:
-        body["pageToken"] = page_token
-    resp = session.post(f"{endpoints.googleapis_rest('logging')}/v2/entries:list", json=body, timeout=30)
-    if resp.status_code != 200:
-        raise Transient(f"Cloud Logging answered {resp.status_code}", "try `hfgate logs` again")
-    data = resp.json()
-    return [e.get("textPayload", "") for e in data.get("entries", [])], data.get("nextPageToken")
+# Cloud Logging's read quota is per project (an initial 60 entries:list per minute, shared by everyone following
+# jobs there): a follower asks at most once per LOG_INTERVAL_S on average, and backs off on 429.
+LOG_INTERVAL_S = 5.0
+LOG_BACKOFF_MAX_S = 60.0
+LOG_PAGE_SIZE = 1000
 
 
-def wait(job, outputs: Outputs, client=None, out=sys.stderr, poll_s: float = 1.0, timeout_s: float | None = None):
-    """Follow the job: state changes and new log lines, until a terminal state."""
-    client = client or endpoints.vertex(outputs.region)
-    seen, last_state, t0 = 0, None, time.time()
-    while True:
-        job = get(job.name, outputs, client)
-        state = job.state.name
-        if state != last_state:
-            print(f"[{time.time() - t0:6.1f}s] {state.removeprefix('JOB_STATE_')}", file=out, flush=True)
-            last_state = state
-        lines = []
-        token = None
+@dataclass(frozen=True)
+class LogEntry:
+    timestamp: str
+    insert_id: str
+    text: str
+
+
+def _ts_key(ts: str) -> tuple[str, str]:
+    """RFC 3339 timestamps of any fractional precision, comparable: (seconds part, nanoseconds padded)."""
+    head, _, frac = ts.rstrip("Z").partition(".")
+    return head, (frac + "000000000")[:9]
+
+
+class LogFollower:
+    """Cloud Logging `entries:list` for one job, incrementally: a timestamp cursor (`timestamp >= cursor`, ordered
+    ascending) with the insertIds already seen at the cursor's timestamp skipped, so no line is lost or repeated;
+    at most one request per `min_interval_s` (pages of one read included) and exponential back-off on 429 or 5xx,
+    never giving up while the job runs. `requests` counts what was sent."""
+
+    def __init__(self, job_name: str, outputs: Outputs, min_interval_s: float = LOG_INTERVAL_S, session=None,
+                 clock=time.monotonic, sleep=time.sleep) -> None:
+        self.job_id = job_name.rsplit("/", 1)[-1]
+        self.outputs = outputs
+        self.min_interval_s = min_interval_s
+        self._session = session
+        self.clock, self.sleep = clock, sleep
+        self.cursor = ""
+        self.at_cursor: set[str] = set()
+        self.next_at = 0.0
+        self.backoff = min_interval_s or 1.0
+        self.requests = 0
+        self.throttled = 0
+
+    def _session_(self):
+        if self._session is None:
+            import google.auth.transport.requests
+            self._session = google.auth.transport.requests.AuthorizedSession(endpoints.credentials())
+        return self._session
+
+    def _list(self, page_token: str | None):
+        flt = f'resource.type="ml_job" AND resource.labels.job_id="{self.job_id}"'
+        if self.cursor:
+            flt += f' AND timestamp>="{self.cursor}"'
+        body = {"resourceNames": [f"projects/{self.outputs.project_id}"], "orderBy": "timestamp asc",
+                "pageSize": LOG_PAGE_SIZE, "filter": flt}
+        if page_token:
+            body["pageToken"] = page_token
+        self.requests += 1
+        return self._session_().post(f"{endpoints.googleapis_rest('logging')}/v2/entries:list", json=body, timeout=30)
+
+    def _take(self, entries: list[dict]) -> list[LogEntry]:
+        out = []
+        for e in entries:
+            ts, iid = e.get("timestamp", ""), e.get("insertId", "")
+            key, cur = _ts_key(ts), _ts_key(self.cursor) if self.cursor else None
+            if cur is not None and (key < cur or (key == cur and iid in self.at_cursor)):
+                continue
+            if cur is None or key > cur:
+                self.cursor, self.at_cursor = ts, set()
+            self.at_cursor.add(iid)
+            out.append(LogEntry(ts, iid, e.get("textPayload") or json.dumps(e.get("jsonPayload") or {})))
+        return out
+
+    def poll(self, final: bool = False) -> list[LogEntry]:
+        """New entries since the last poll. Not yet due: [] (unless `final`, which waits its turn and retries a
+        throttled read until it gets through: the last lines of a finished job are not dropped)."""
+        now = self.clock()
+        if now < self.next_at:
+            if not final:
+                return []
+            self.sleep(self.next_at - now)
+        out, page_token = [], None
         while True:
-            page, token = logs(job.name, outputs, token)
-            lines += page
-            if not token:
-                break
-        for line in lines[seen:]:
-            print(f"  | {line}", file=out, flush=True)
-        seen = len(lines)
-        if state in TERMINAL:
-            return job
-        if timeout_s and time.time() - t0 > timeout_s:
-            raise Transient(f"job still {state} after {timeout_s:.0f}s", "follow it with `hfgate status`")
-        time.sleep(poll_s)
+            resp = self._list(page_token)
+            self.next_at = self.clock() + self.min_interval_s
+            if resp.status_code in (429, 500, 502, 503, 504):
+                self.throttled += 1
+                self.next_at = self.clock() + self.backoff
+                log.info("Cloud Logging answered %s; next read in %.0fs", resp.status_code, self.backoff)
+                self.backoff = min(self.backoff * 2, LOG_BACKOFF_MAX_S)
+                if not final:
+                    return out
+                self.sleep(self.next_at - self.clock())
+                continue
+            if resp.status_code in (401, 403):
+                raise AccessDenied(f"Cloud Logging refused to list the job's logs ({resp.status_code})",
+                                   "the caller needs roles/logging.viewer on the project")
+            if resp.status_code != 200:
+                raise Transient(f"Cloud Logging answered {resp.status_code}", "try `hfgate logs` again")
+            self.backoff = self.min_interval_s or 1.0
+            data = resp.json()
+            out += self._take(data.get("entries", []))
+            page_token = data.get("nextPageToken")
+            if not page_token:
+                return out
+            if self.min_interval_s:      # the next page is a request too: keep to the rate
+                self.sleep(max(0.0, self.next_at - self.clock()))

@@ -78,6 +78,12 @@ class LocalCloud:
         self.grants = Grants()
         self.hub_state = HubState()
         self.hub_tokens: dict[str, str] = {}
+        # Cloud Logging's read quota, per project: entries:list calls in any 60 s beyond it answer 429
+        # RESOURCE_EXHAUSTED, as the real service does (a knob; 60 per minute by default).
+        self.logging_read_quota_per_min = 60
+        self.logging_reads: list[float] = []
+        self.logging_throttled = 0
+        self.logging_lock = threading.Lock()
         self._metadata_by_member: dict[str, object] = {}
         self.started = False
 
@@ -254,6 +260,11 @@ class LocalCloud:
         threading.Thread(target=run, daemon=True).start()
 
 
+def _ts_key(ts: str) -> tuple[str, str]:
+    head, _, frac = ts.rstrip("Z").partition(".")
+    return head, (frac + "000000000")[:9]
+
+
 def _rest_handler(cloud: LocalCloud):
     """googleapis REST: Secret Manager's `v1/{name}:access` and Cloud Logging's `v2/entries:list`."""
 
@@ -285,8 +296,23 @@ def _rest_handler(cloud: LocalCloud):
                     return self._send(401, {"error": {"code": 401, "message": "Request had invalid authentication"
                                                       " credentials.", "status": "UNAUTHENTICATED"}})
                 import re
-                m = re.search(r'resource\.labels\.job_id\s*=\s*"?(\d+)"?', body.get("filter", ""))
+                now = time.time()
+                with cloud.logging_lock:
+                    recent = [t for t in cloud.logging_reads if now - t < 60]
+                    cloud.logging_reads.append(now)
+                    if len(recent) >= cloud.logging_read_quota_per_min:
+                        cloud.logging_throttled += 1
+                        return self._send(429, {"error": {
+                            "code": 429, "status": "RESOURCE_EXHAUSTED",
+                            "message": "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per"
+                                       " minute' of service 'logging.googleapis.com' for consumer"
+                                       f" 'project_number:{cloud.project_number}'."}})
+                flt = body.get("filter", "")
+                m = re.search(r'resource\.labels\.job_id\s*=\s*"?(\d+)"?', flt)
                 entries = cloud.jobs.entries(m.group(1)) if m else []
+                since = re.search(r'timestamp\s*>=\s*"([^"]+)"', flt)
+                if since:
+                    entries = [e for e in entries if _ts_key(e["timestamp"]) >= _ts_key(since.group(1))]
                 start = int(body.get("pageToken") or 0)
                 size = int(body.get("pageSize") or 1000)
                 page = entries[start:start + size]

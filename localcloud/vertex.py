@@ -282,9 +282,12 @@ class JobStore:
             time.sleep(0.02)
 
     def entries(self, job_id: str) -> list[dict]:
+        """LogEntry JSON as Cloud Logging returns it: RFC 3339 timestamps (several lines can share one) and an
+        insertId unique per entry."""
         return [{"textPayload": line, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
-                 + f".{int(ts % 1 * 1e6):06d}Z", "resource": {"type": "ml_job", "labels": {"job_id": job_id}},
-                 "severity": "INFO"} for ts, line in self.logs.get(job_id, [])]
+                 + f".{int(ts % 1 * 1e6):06d}Z", "insertId": f"{job_id}-{i:08d}",
+                 "resource": {"type": "ml_job", "labels": {"job_id": job_id}},
+                 "severity": "INFO"} for i, (ts, line) in enumerate(list(self.logs.get(job_id, [])))]
 
     def stop_all(self) -> None:
         for proc in list(self.procs.values()):

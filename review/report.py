@@ -399,3 +399,23 @@ def write(rep: dict, outdir: Path, artifact: str) -> dict[str, Path]:
     paths["json"].write_text(json.dumps(rep, indent=2) + "\n")
     paths["sarif"].write_text(json.dumps(to_sarif(rep, artifact), indent=2) + "\n")
     return paths
+
+
+def run(env: str, *, plan: Path | None = None, out: Path | None = None, accept: Path | None = None,
+        checkov: bool = True) -> tuple[dict, dict[str, Path]]:
+    """The whole review, as `hfgate review` runs it: the synthesized stack of `env` (or a `terraform show -json`
+    plan), the accept file, checkov, the report, written to `out` (default reports/<env>). Returns (report,
+    paths of REPORT.md / report.json / report.sarif)."""
+    from review.plan import load, synthesized
+    root = Path(__file__).resolve().parent.parent
+    if plan is not None:
+        path = plan
+    else:
+        path = synthesized(Path(os.environ.get("CDKTF_OUTDIR") or root / "cdktf.out"), env)
+        if not path.exists():
+            raise UsageError(f"no synthesized stack at {path}", "run `make synth` first (or pass --plan plan.json)")
+    loaded = load(path)
+    accepts = load_accepts(accept)
+    scan = run_checkov(path if plan is not None else path.parent, plan_json=plan is not None) if checkov else None
+    report = review(loaded, scan, accepts)
+    return report, write(report, out or root / "reports" / env, str(path))

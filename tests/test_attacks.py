@@ -137,7 +137,7 @@ def test_a_planted_mirror_folder_with_a_newer_date_is_never_chosen(cloud):
 def test_the_job_itself_refuses_a_mirror_changed_after_submit(cloud):
     """Between the submit's check and the job's start, a mirror file changes: the bootstrap, checking SHA-256 inside
     the job before trl starts, fails the job; the trainer never runs."""
-    from jobs import submit
+    from jobs import api, submit
     from jobs.jobspec import TokenDelivery
     from jobs.mirror import prefix_for, require_mirror
     repo, commit = _mirror(cloud)
@@ -158,13 +158,13 @@ def test_the_job_itself_refuses_a_mirror_changed_after_submit(cloud):
                                 dataset_path=paths[1], mirror_checks=checks)
         cloud.gcs.client().bucket(outputs.mirror_bucket_name).blob(
             f"models/{repo}/{commit}/model.safetensors").upload_from_string(b"swapped after submit")
-        job, _ = submit.create(body, outputs)
-        job = submit.wait(job, outputs, out=open(os.devnull, "w"), poll_s=0.2, timeout_s=120)
+        created, _ = submit.create(body, outputs)
+        job = api.wait(outputs, created.name, poll_s=0.2, timeout_s=120)
     finally:
         os.environ.clear()
         os.environ.update(env_before)
-    logs = [line for _, line in cloud.jobs.logs[job.name.rsplit("/", 1)[-1]]]
-    assert job.state.name == "JOB_STATE_FAILED"
+    logs = [line for _, line in cloud.jobs.logs[job.job.rsplit("/", 1)[-1]]]
+    assert job.state == "JOB_STATE_FAILED"
     assert any("model.safetensors" in line and "SHA-256" in line for line in logs), logs
     assert not any(line.startswith("probe:") for line in logs)               # trl never started
 

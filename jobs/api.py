@@ -1,0 +1,363 @@
+"""hfgate from Python: everything the CLI does, as functions that take the outputs contract (or an environment name)
+and typed options, return typed results, raise the typed errors the CLI maps to exit codes, and print nothing.
+
+    from jobs import api
+    outputs = api.load_outputs("dev")                       # outputs/dev.json, or a path, or an Outputs
+    report = api.check(outputs, "google/txgemma-2b-predict")
+    job = api.submit(outputs, api.TrainRequest(model="google/txgemma-2b-predict", dataset="org/chat", max_steps=100))
+    for event in api.follow(outputs, job.job):              # state changes and log lines until the job ends
+        print(event)
+
+Errors: `HfgateError` and its subclasses (`UsageError` 2, `TokenError` 3, `AccessDenied` 4, `NotFound` 5,
+`Transient` 6, `PreflightFailed` with the report attached); each carries `.message`, `.fix` and `.exit_code`.
+Library debug switches that would print the token are turned off on first use (jobs.redact).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Union
+
+from jobs.errors import AccessDenied, HfgateError, NotFound, TokenError, Transient, UsageError
+from jobs.jobspec import Scheduling, TokenDelivery, TrainRequest
+from jobs.preflight import Report
+from jobs.token import HfToken
+from stacks.contract import Outputs, OutputsError
+from stacks.contract import load_outputs as _load_outputs_file
+
+__all__ = ["AccessDenied", "Backend", "HfToken", "HfgateError", "JobStatus", "LogLine", "MirrorResult", "NotFound",
+           "Outputs", "PreflightFailed", "Report", "Scheduling", "StateChange", "Submission", "TokenDelivery",
+           "TokenError", "TrainRequest", "Transient", "UsageError", "cancel", "check", "follow", "load_outputs",
+           "logs", "mirror", "set_token", "status", "submit", "token_status", "wait"]
+
+OutputsLike = Union[Outputs, str, os.PathLike]
+TERMINAL = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED")
+HF_TERMINAL = ("COMPLETED", "ERROR", "CANCELED", "DELETED")
+
+
+class Backend(str, Enum):
+    VERTEX = "vertex"
+    HF_JOBS = "hf-jobs"
+
+
+class PreflightFailed(HfgateError):
+    """The preflight refused: nothing was created. `.report` holds every check with its fix."""
+
+    def __init__(self, report: Report) -> None:
+        failed = [c for c in report.checks if c.status == "fail"]
+        super().__init__("; ".join(c.detail for c in failed) or "preflight failed",
+                         failed[0].fix if failed else "", exit_code=report.exit_code)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class Submission:
+    backend: str
+    job: str                         # full resource name (Vertex) or job id (HF Jobs); "" for a dry run
+    state: str
+    created: bool                    # False when the same request was found running (or for a dry run)
+    request_id: str
+    token_version: str | None
+    token_fingerprint: str | None
+    delivery: str
+    preflight: Report | None = None
+    request: dict | None = None      # the exact request (token-free); always set for a dry run
+    warnings: tuple[str, ...] = ()
+    mirrors: tuple[str, ...] = ()    # mirror folders the job trains from (delivery "mirror")
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job: str
+    display_name: str
+    state: str
+    labels: dict
+    error: str | None
+
+
+@dataclass(frozen=True)
+class StateChange:
+    state: str
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class LogLine:
+    text: str
+    timestamp: str = ""
+
+
+@dataclass(frozen=True)
+class MirrorResult:
+    uri: str
+    commit: str
+    files: int
+    bytes: int
+    uploaded: int
+    preflight: Report | None = None
+
+
+_hardened = False
+
+
+def _harden() -> None:
+    global _hardened
+    if not _hardened:
+        from jobs.redact import harden
+        harden()
+        _hardened = True
+
+
+def load_outputs(env_or_path: OutputsLike | None = None, *, env: str | None = None) -> Outputs:
+    """The outputs contract: an `Outputs` as is; a path; an environment name (outputs/<env>.json, or
+    $HFGATE_OUTPUTS when set); with nothing given, $HFGATE_OUTPUTS."""
+    if isinstance(env_or_path, Outputs):
+        return env_or_path
+    if env_or_path is None and env is None and not os.environ.get("HFGATE_OUTPUTS"):
+        raise OutputsError("no outputs contract given",
+                           "pass an environment name or an outputs file; produce it with `make deploy ENV=...`"
+                           " or `make output ENV=...`")
+    text = str(env_or_path) if env_or_path is not None else None
+    if text is not None and (text.endswith(".json") or os.sep in text or Path(text).exists()):
+        return _load_outputs_file(Path(text), env=env)
+    name = env or text
+    path = os.environ.get("HFGATE_OUTPUTS") or f"outputs/{name}.json"
+    return _load_outputs_file(Path(path), env=name)
+
+
+def check(outputs: OutputsLike, model: str, revision: str = "main", *, token_version: str = "latest") -> Report:
+    """The preflight of the stored token against a model: a Report (`.ok`, `.exit_code`, `.checks`, `.table()`).
+    Does not raise on a failed check: inspect `.ok`."""
+    from jobs.preflight import preflight
+    from jobs.secret import read_token
+    _harden()
+    outputs = load_outputs(outputs)
+    pinned = read_token(outputs, token_version)
+    return preflight(pinned.token, model, revision)
+
+
+def _preflight_or_raise(token: HfToken, repo_id: str, revision: str) -> Report:
+    from jobs.preflight import preflight
+    report = preflight(token, repo_id, revision)
+    if not report.ok:
+        raise PreflightFailed(report)
+    return report
+
+
+def submit(outputs: OutputsLike, request: TrainRequest, *, token_version: str = "latest", dry_run: bool = False,
+           backend: Backend | str = Backend.VERTEX, flavor: str | None = None,
+           namespace: str | None = None) -> Submission:
+    """Read the pinned token, preflight, build the job and create it once (a repeated request finds the first).
+    Raises PreflightFailed (with the report) when the preflight refuses; nothing is created then."""
+    _harden()
+    outputs = load_outputs(outputs)
+    if Backend(backend) is Backend.HF_JOBS:
+        return _submit_hf_jobs(outputs, request, token_version, dry_run, flavor, namespace)
+    from jobs import submit as vertex
+    from jobs.jobspec import build_custom_job
+    from jobs.secret import read_token
+
+    warnings: list[str] = []
+    model_path = dataset_path = mirror_checks = None
+    mirrors: tuple[str, ...] = ()
+    report = None
+    if request.token_delivery is TokenDelivery.MIRROR:
+        from jobs.mirror import prefix_for, require_mirror, resolve_commit
+        pinned = read_token(outputs, token_version)   # resolves revisions to commits; never sent to the job
+        mirror_checks, paths = [], []
+        for repo_id, revision, repo_type in ((request.model, request.revision, "model"),
+                                             (request.dataset, "main", "dataset")):
+            commit = resolve_commit(pinned.token, repo_id, revision, repo_type)
+            _, digest = require_mirror(outputs, repo_id, commit, repo_type)
+            path = f"/gcs/{outputs.mirror_bucket_name}/{prefix_for(repo_id, commit, repo_type)}".rstrip("/")
+            mirror_checks.append({"dir": path, "manifest_sha256": digest})
+            paths.append(path)
+        model_path, dataset_path = paths
+        mirrors = tuple(paths)
+        version_name, fingerprint, token_value = "", "", None
+    else:
+        pinned = read_token(outputs, token_version)
+        report = _preflight_or_raise(pinned.token, request.model, request.revision)
+        if request.token_delivery is TokenDelivery.ENV:
+            warnings.append("--token-delivery env puts HF_TOKEN in the job spec: anyone with"
+                            " aiplatform.customJobs.get can read it. Prefer the default secret-ref.")
+        version_name, fingerprint = pinned.version_name, pinned.token.fingerprint
+        token_value = pinned.token.reveal() if request.token_delivery is TokenDelivery.ENV else None
+    body = build_custom_job(request, outputs, token_version=version_name, token_fingerprint=fingerprint,
+                            hf_token_value=token_value, model_path=model_path, dataset_path=dataset_path,
+                            mirror_checks=mirror_checks)
+    shown = json.loads(json.dumps(body))
+    for pool in shown["job_spec"]["worker_pool_specs"]:
+        for e in pool["container_spec"]["env"]:
+            if e["name"] == "HF_TOKEN":
+                e["value"] = f"<redacted sha256:{fingerprint}>"
+    request_doc = {"parent": f"projects/{outputs.project_id}/locations/{outputs.region}", "custom_job": shown}
+    common = dict(backend=Backend.VERTEX.value, request_id=body["labels"]["hfgate-request-id"],
+                  token_version=version_name or None, token_fingerprint=fingerprint or None,
+                  delivery=request.token_delivery.value, preflight=report, request=request_doc,
+                  warnings=tuple(warnings), mirrors=mirrors)
+    if dry_run:
+        return Submission(job="", state="DRY_RUN", created=False, **common)
+    job, created = vertex.create(body, outputs)
+    return Submission(job=job.name, state=job.state.name, created=created, **common)
+
+
+def _submit_hf_jobs(outputs: Outputs, request: TrainRequest, token_version: str, dry_run: bool,
+                    flavor: str | None, namespace: str | None) -> Submission:
+    from jobs import hfjobs
+    from jobs.jobspec import IMAGE_TRL, label_value, machine_shape, trl_args
+    from jobs.secret import read_token
+    if request.token_delivery is not TokenDelivery.SECRET_REF:
+        raise UsageError("--backend hf-jobs always passes the token as a Hugging Face Jobs secret",
+                         "drop --token-delivery (secret-ref, env and mirror are Vertex AI options)")
+    image = request.image or hfjobs.DEFAULT_IMAGE
+    version = request.trl_version or IMAGE_TRL.get(image) or (1, 16)
+    flavor = flavor or hfjobs.flavor_for(*machine_shape(request, outputs)[1:])
+    command = hfjobs.trainer_command(trl_args(request, version, "/tmp/output", cpu=flavor.startswith("cpu")))
+    pinned = read_token(outputs, token_version)
+    report = _preflight_or_raise(pinned.token, request.model, request.revision)
+    labels = {"managed-by": "hfgate", "hfgate-model": label_value(request.model),
+              "hfgate-token-version": pinned.version, "hfgate-token-fp": pinned.token.fingerprint}
+    ns = namespace or report.user
+    doc = {"backend": Backend.HF_JOBS.value, "image": image, "command": command, "flavor": flavor, "namespace": ns,
+           "secrets": ["HF_TOKEN"], "labels": labels, "timeout": request.timeout_s}
+    common = dict(backend=Backend.HF_JOBS.value, request_id="", token_version=pinned.version_name,
+                  token_fingerprint=pinned.token.fingerprint, delivery=TokenDelivery.SECRET_REF.value,
+                  preflight=report, request=doc, extra={"flavor": flavor, "namespace": ns})
+    if dry_run:
+        return Submission(job="", state="DRY_RUN", created=False, **common)
+    info = hfjobs.run(pinned.token, command, image=image, flavor=flavor, namespace=ns, labels=labels,
+                      timeout_s=request.timeout_s, env={"HF_HUB_DISABLE_TELEMETRY": "1", "TRL_USE_RICH": "0"})
+    return Submission(job=info.id, state=info.status.stage, created=True, **common)
+
+
+def follow(outputs: OutputsLike, job: str, *, poll_s: float = 1.0, timeout_s: float | None = None,
+           backend: Backend | str = Backend.VERTEX, namespace: str | None = None,
+           token_version: str = "latest") -> Iterator[StateChange | LogLine]:
+    """State changes and log lines of a job until it ends. Vertex logs are read incrementally from Cloud Logging
+    at a bounded rate (jobs.submit.LogFollower); the job's state is polled every `poll_s`. Ends after the
+    terminal state and the last log lines; raises Transient after `timeout_s`."""
+    _harden()
+    outputs = load_outputs(outputs)
+    if Backend(backend) is Backend.HF_JOBS:
+        from jobs import hfjobs
+        from jobs.secret import read_token
+        pinned = read_token(outputs, token_version)
+        for kind, value, elapsed in hfjobs.follow(pinned.token, job, namespace, poll_s=poll_s,
+                                                  timeout_s=timeout_s or 24 * 3600):
+            yield StateChange(value, elapsed) if kind == "state" else LogLine(value)
+        return
+    from jobs import submit as vertex
+    client = vertex.endpoints.vertex(outputs.region)
+    current = vertex.get(job, outputs, client)
+    follower = vertex.LogFollower(current.name, outputs)
+    t0, last = time.monotonic(), None
+    while True:
+        current = vertex.get(current.name, outputs, client)
+        state = current.state.name
+        if state != last:
+            yield StateChange(state, round(time.monotonic() - t0, 1))
+            last = state
+        terminal = state in TERMINAL
+        for entry in follower.poll(final=terminal):
+            yield LogLine(entry.text, entry.timestamp)
+        if terminal:
+            return
+        if timeout_s and time.monotonic() - t0 > timeout_s:
+            raise Transient(f"job still {state} after {timeout_s:.0f}s", "follow it with `hfgate status`")
+        time.sleep(poll_s)
+
+
+def wait(outputs: OutputsLike, job: str, **kw: Any) -> JobStatus:
+    """Follow a job to its end (discarding the events) and return its final status."""
+    for _ in follow(outputs, job, **kw):
+        pass
+    if Backend(kw.get("backend", Backend.VERTEX)) is Backend.HF_JOBS:
+        return JobStatus(job=job, display_name="", state="", labels={}, error=None)
+    return status(outputs, job)
+
+
+def status(outputs: OutputsLike, job: str) -> JobStatus:
+    from jobs import submit as vertex
+    outputs = load_outputs(outputs)
+    j = vertex.get(job, outputs)
+    return JobStatus(job=j.name, display_name=j.display_name, state=j.state.name, labels=dict(j.labels),
+                     error=j.error.message or None)
+
+
+def logs(outputs: OutputsLike, job: str) -> list[str]:
+    """Every log line of a job so far (paged; one read, not a follow)."""
+    from jobs import submit as vertex
+    outputs = load_outputs(outputs)
+    j = vertex.get(job, outputs)
+    return [e.text for e in vertex.LogFollower(j.name, outputs, min_interval_s=0).poll(final=True)]
+
+
+def cancel(outputs: OutputsLike, job: str) -> None:
+    from jobs import submit as vertex
+    vertex.cancel(job, load_outputs(outputs))
+
+
+def mirror(outputs: OutputsLike, repo_id: str, *, repo_type: str = "model", revision: str = "main",
+           allow_pickle: bool = False, token_version: str = "latest",
+           progress: Callable[[str], None] | None = None,
+           on_preflight: Callable[[Report], None] | None = None) -> MirrorResult:
+    """Copy a repo snapshot into the mirror bucket once, with a verified manifest. Models are preflighted first
+    (PreflightFailed: nothing uploaded; `on_preflight` sees a passing report). `progress` receives one line per
+    step."""
+    from jobs import mirror as mirror_mod
+    from jobs.secret import _who, read_token
+    _harden()
+    if repo_type not in ("model", "dataset"):
+        raise UsageError(f"repo_type {repo_type!r} is not model or dataset", "pass repo_type='model' or 'dataset'")
+    outputs = load_outputs(outputs)
+    pinned = read_token(outputs, token_version)
+    report = _preflight_or_raise(pinned.token, repo_id, revision) if repo_type == "model" else None
+    if report is not None and on_preflight is not None:
+        on_preflight(report)
+    sink = _LineSink(progress)
+    result = mirror_mod.mirror(outputs, pinned.token, repo_id, revision, repo_type, allow_pickle=allow_pickle,
+                               who=_who(), out=sink)
+    return MirrorResult(uri=result.uri, commit=result.commit, files=result.files, bytes=result.bytes,
+                        uploaded=result.uploaded, preflight=report)
+
+
+class _LineSink:
+    """A file-like for the mirror's progress lines: to a callback, or nowhere."""
+
+    def __init__(self, callback) -> None:
+        self.callback = callback
+
+    def write(self, text: str) -> int:
+        if self.callback:
+            for line in text.splitlines():
+                if line.strip():
+                    self.callback(line)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def token_status(outputs: OutputsLike) -> dict:
+    """Versions, which one `latest` is, the current token's owner and role, rotation due date, jobs per version."""
+    from jobs import lifecycle
+    _harden()
+    return lifecycle.status(load_outputs(outputs))
+
+
+def set_token(outputs: OutputsLike, token: HfToken | str, *, model: str | None = None, revision: str = "main",
+              keep_versions_for_jobs: bool = False, force: bool = False):
+    """Validate a token against the Hub (and a model's gated access), add it as a new version, disable the old.
+    `keep_versions_for_jobs=True` is `token rotate`. Returns jobs.lifecycle.SetResult."""
+    from jobs import lifecycle
+    _harden()
+    value = token if isinstance(token, HfToken) else HfToken(token, source="api")
+    return lifecycle.set_token(load_outputs(outputs), value, model, revision,
+                               keep_versions_for_jobs=keep_versions_for_jobs, force=force)
