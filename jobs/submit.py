@@ -131,6 +131,7 @@ def cancel(name: str, outputs: Outputs, client=None) -> None:
 # jobs there): a follower asks at most once per LOG_INTERVAL_S on average, and backs off on 429.
 LOG_INTERVAL_S = 5.0
 LOG_BACKOFF_MAX_S = 60.0
+LOG_FINAL_TRIES = 12          # the last read of a finished job: up to ~10 minutes of back-off, then Transient
 LOG_PAGE_SIZE = 1000
 
 
@@ -173,10 +174,11 @@ class LogFollower:
             self._session = google.auth.transport.requests.AuthorizedSession(endpoints.credentials())
         return self._session
 
-    def _list(self, page_token: str | None):
+    def _filter(self) -> str:
         flt = f'resource.type="ml_job" AND resource.labels.job_id="{self.job_id}"'
-        if self.cursor:
-            flt += f' AND timestamp>="{self.cursor}"'
+        return flt + (f' AND timestamp>="{self.cursor}"' if self.cursor else "")
+
+    def _list(self, flt: str, page_token: str | None):
         body = {"resourceNames": [f"projects/{self.outputs.project_id}"], "orderBy": "timestamp asc",
                 "pageSize": LOG_PAGE_SIZE, "filter": flt}
         if page_token:
@@ -205,18 +207,23 @@ class LogFollower:
             if not final:
                 return []
             self.sleep(self.next_at - now)
-        out, page_token = [], None
+        # One filter for every page of this read: a page token belongs to the query that made it.
+        out, page_token, tries, flt = [], None, 0, self._filter()
         while True:
-            resp = self._list(page_token)
+            resp = self._list(flt, page_token)
             self.next_at = self.clock() + self.min_interval_s
             if resp.status_code in (429, 500, 502, 503, 504):
                 self.throttled += 1
                 self.next_at = self.clock() + self.backoff
                 log.info("Cloud Logging answered %s; next read in %.0fs", resp.status_code, self.backoff)
                 self.backoff = min(self.backoff * 2, LOG_BACKOFF_MAX_S)
+                tries += 1
                 if not final:
                     return out
-                self.sleep(self.next_at - self.clock())
+                if tries >= LOG_FINAL_TRIES:
+                    raise Transient(f"Cloud Logging kept refusing reads ({resp.status_code}) after the job ended",
+                                    "the job's state is final; read its logs later with `hfgate logs JOB`")
+                self.sleep(max(0.0, self.next_at - self.clock()))
                 continue
             if resp.status_code in (401, 403):
                 raise AccessDenied(f"Cloud Logging refused to list the job's logs ({resp.status_code})",

@@ -297,9 +297,8 @@ def _rest_handler(cloud: LocalCloud):
                                                       " credentials.", "status": "UNAUTHENTICATED"}})
                 import re
                 now = time.time()
-                with cloud.logging_lock:
+                with cloud.logging_lock:       # a refused read does not count against the quota
                     recent = [t for t in cloud.logging_reads if now - t < 60]
-                    cloud.logging_reads.append(now)
                     if len(recent) >= cloud.logging_read_quota_per_min:
                         cloud.logging_throttled += 1
                         return self._send(429, {"error": {
@@ -307,6 +306,7 @@ def _rest_handler(cloud: LocalCloud):
                             "message": "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per"
                                        " minute' of service 'logging.googleapis.com' for consumer"
                                        f" 'project_number:{cloud.project_number}'."}})
+                    cloud.logging_reads.append(now)
                 flt = body.get("filter", "")
                 m = re.search(r'resource\.labels\.job_id\s*=\s*"?(\d+)"?', flt)
                 entries = cloud.jobs.entries(m.group(1)) if m else []

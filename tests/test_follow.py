@@ -1,0 +1,84 @@
+"""Long jobs: following a chatty job reads Cloud Logging incrementally, within the project's read quota, and sees
+every line exactly once, even when the quota is exhausted by others and reads are throttled."""
+from __future__ import annotations
+
+import json
+import os
+import threading  # noqa: F401
+import time
+
+from jobs import api
+from tests.conftest import hfgate, set_token
+from tests.test_submit import DATASET, GATED
+
+LINES, SECONDS = 3000, 40
+
+
+def _start_chatty_job(cloud, lines: int = LINES, seconds: float = SECONDS) -> str:
+    set_token(cloud, cloud.hub_tokens["alice-read"])
+    proc = hfgate(cloud, "submit", "--model", GATED, "--dataset", DATASET, "--force-new", "--json", "--",
+                  "--probe_lines", str(lines), "--probe_seconds", str(seconds))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)["job"]
+
+
+def _follow(outputs, job, sink, followers):
+    from jobs import submit
+    original = submit.LogFollower
+
+    class Counting(original):           # the production follower, counted: how many reads it sent
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            followers.append(self)
+    submit.LogFollower = Counting
+    try:
+        for event in api.follow(outputs, job):
+            if isinstance(event, api.LogLine):
+                sink.append(event.text)
+    finally:
+        submit.LogFollower = original
+
+
+def test_following_a_chatty_job_stays_within_the_read_quota_and_loses_nothing(cloud):
+    env_before = dict(os.environ)
+    os.environ.update(cloud.env())
+    try:
+        job = _start_chatty_job(cloud)
+        reads_before, throttled_before = len(cloud.logging_reads), cloud.logging_throttled
+        t0 = time.monotonic()
+        lines, followers = [], []
+        _follow(cloud.outputs, job, lines, followers)
+        elapsed = time.monotonic() - t0
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    probe = [line for line in lines if line.startswith("probe line ")]
+    assert probe == [f"probe line {i:06d}" for i in range(LINES)]            # each once, in order
+    reads = len(cloud.logging_reads) - reads_before
+    assert cloud.logging_throttled == throttled_before                       # never over the quota
+    assert reads == followers[0].requests and reads <= elapsed / 5 + 2        # one read per 5 s on average
+    assert followers[0].throttled == 0
+
+
+def test_a_throttled_follower_backs_off_and_still_loses_nothing(cloud):
+    """Someone else uses up the project's read quota: the follower gets 429s, backs off, and once reads go
+    through again it still sees every line once."""
+    env_before = dict(os.environ)
+    os.environ.update(cloud.env())
+    quota = cloud.logging_read_quota_per_min
+    cloud.logging_read_quota_per_min = 8
+    stop = threading.Event()
+    try:
+        job = _start_chatty_job(cloud, lines=1500, seconds=15)
+        with cloud.logging_lock:     # others in the project have just used 7 of this minute's 8 reads
+            cloud.logging_reads.extend([time.time()] * 7)
+        lines, followers = [], []
+        _follow(cloud.outputs, job, lines, followers)
+    finally:
+        stop.set()
+        cloud.logging_read_quota_per_min = quota
+        os.environ.clear()
+        os.environ.update(env_before)
+    probe = [line for line in lines if line.startswith("probe line ")]
+    assert probe == [f"probe line {i:06d}" for i in range(1500)]
+    assert followers[0].throttled > 0                                         # it was throttled, and went on
