@@ -38,7 +38,8 @@ demo: $(VENV)/.installed  ## the whole story offline: synth, local cloud, tiny g
 	HFGATE_ENVS=local $(PY) main.py
 	$(PY) -m localcloud.demo
 
-test: $(VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed  ## every test, offline
+test: $(VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed  ## every test, offline (and the API's types)
+	$(PY) -m mypy
 	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -q
 
 review: synth $(CHECKOV_VENV)/.installed  ## security review of every environment: reports/<env>/REPORT.md, report.json, report.sarif

@@ -25,13 +25,14 @@ from typing import Any, Union
 
 from jobs.errors import AccessDenied, HfgateError, NotFound, TokenError, Transient, UsageError
 from jobs.jobspec import Scheduling, TokenDelivery, TrainRequest
+from jobs.lifecycle import SetResult
 from jobs.preflight import Report
 from jobs.token import HfToken
 from stacks.contract import Outputs, OutputsError
 from stacks.contract import load_outputs as _load_outputs_file
 
 __all__ = ["AccessDenied", "Backend", "HfToken", "HfgateError", "JobStatus", "LogLine", "MirrorResult", "NotFound",
-           "Outputs", "PreflightFailed", "Report", "Scheduling", "StateChange", "Submission", "TokenDelivery",
+           "Outputs", "PreflightFailed", "Report", "Scheduling", "SetResult", "StateChange", "Submission", "TokenDelivery",
            "TokenError", "TrainRequest", "Transient", "UsageError", "cancel", "check", "follow", "load_outputs",
            "logs", "mirror", "set_token", "status", "submit", "token_status", "wait"]
 
@@ -159,7 +160,7 @@ def submit(outputs: OutputsLike, request: TrainRequest, *, token_version: str = 
     outputs = load_outputs(outputs)
     if Backend(backend) is Backend.HF_JOBS:
         return _submit_hf_jobs(outputs, request, token_version, dry_run, flavor, namespace)
-    from jobs import submit as vertex
+    from jobs import vertex
     from jobs.jobspec import build_custom_job
     from jobs.secret import read_token
 
@@ -168,7 +169,7 @@ def submit(outputs: OutputsLike, request: TrainRequest, *, token_version: str = 
     mirrors: tuple[str, ...] = ()
     report = None
     if request.token_delivery is TokenDelivery.MIRROR:
-        from jobs.mirror import prefix_for, require_mirror, resolve_commit
+        from jobs.mirrors import prefix_for, require_mirror, resolve_commit
         pinned = read_token(outputs, token_version)   # resolves revisions to commits; never sent to the job
         mirror_checks, paths = [], []
         for repo_id, revision, repo_type in ((request.model, request.revision, "model"),
@@ -198,7 +199,7 @@ def submit(outputs: OutputsLike, request: TrainRequest, *, token_version: str = 
             if e["name"] == "HF_TOKEN":
                 e["value"] = f"<redacted sha256:{fingerprint}>"
     request_doc = {"parent": f"projects/{outputs.project_id}/locations/{outputs.region}", "custom_job": shown}
-    common = dict(backend=Backend.VERTEX.value, request_id=body["labels"]["hfgate-request-id"],
+    common: dict[str, Any] = dict(backend=Backend.VERTEX.value, request_id=body["labels"]["hfgate-request-id"],
                   token_version=version_name or None, token_fingerprint=fingerprint or None,
                   delivery=request.token_delivery.value, preflight=report, request=request_doc,
                   warnings=tuple(warnings), mirrors=mirrors)
@@ -227,7 +228,7 @@ def _submit_hf_jobs(outputs: Outputs, request: TrainRequest, token_version: str,
     ns = namespace or report.user
     doc = {"backend": Backend.HF_JOBS.value, "image": image, "command": command, "flavor": flavor, "namespace": ns,
            "secrets": ["HF_TOKEN"], "labels": labels, "timeout": request.timeout_s}
-    common = dict(backend=Backend.HF_JOBS.value, request_id="", token_version=pinned.version_name,
+    common: dict[str, Any] = dict(backend=Backend.HF_JOBS.value, request_id="", token_version=pinned.version_name,
                   token_fingerprint=pinned.token.fingerprint, delivery=TokenDelivery.SECRET_REF.value,
                   preflight=report, request=doc, extra={"flavor": flavor, "namespace": ns})
     if dry_run:
@@ -241,7 +242,7 @@ def follow(outputs: OutputsLike, job: str, *, poll_s: float = 1.0, timeout_s: fl
            backend: Backend | str = Backend.VERTEX, namespace: str | None = None,
            token_version: str = "latest") -> Iterator[StateChange | LogLine]:
     """State changes and log lines of a job until it ends. Vertex logs are read incrementally from Cloud Logging
-    at a bounded rate (jobs.submit.LogFollower); the job's state is polled every `poll_s`. Ends after the
+    at a bounded rate (jobs.vertex.LogFollower); the job's state is polled every `poll_s`. Ends after the
     terminal state and the last log lines; raises Transient after `timeout_s`."""
     _harden()
     outputs = load_outputs(outputs)
@@ -253,7 +254,7 @@ def follow(outputs: OutputsLike, job: str, *, poll_s: float = 1.0, timeout_s: fl
                                                   timeout_s=timeout_s or 24 * 3600):
             yield StateChange(value, elapsed) if kind == "state" else LogLine(value)
         return
-    from jobs import submit as vertex
+    from jobs import vertex
     client = vertex.endpoints.vertex(outputs.region)
     current = vertex.get(job, outputs, client)
     follower = vertex.LogFollower(current.name, outputs)
@@ -284,7 +285,7 @@ def wait(outputs: OutputsLike, job: str, **kw: Any) -> JobStatus:
 
 
 def status(outputs: OutputsLike, job: str) -> JobStatus:
-    from jobs import submit as vertex
+    from jobs import vertex
     outputs = load_outputs(outputs)
     j = vertex.get(job, outputs)
     return JobStatus(job=j.name, display_name=j.display_name, state=j.state.name, labels=dict(j.labels),
@@ -293,14 +294,14 @@ def status(outputs: OutputsLike, job: str) -> JobStatus:
 
 def logs(outputs: OutputsLike, job: str) -> list[str]:
     """Every log line of a job so far (paged; one read, not a follow)."""
-    from jobs import submit as vertex
+    from jobs import vertex
     outputs = load_outputs(outputs)
     j = vertex.get(job, outputs)
     return [e.text for e in vertex.LogFollower(j.name, outputs, min_interval_s=0).poll(final=True)]
 
 
 def cancel(outputs: OutputsLike, job: str) -> None:
-    from jobs import submit as vertex
+    from jobs import vertex
     vertex.cancel(job, load_outputs(outputs))
 
 
@@ -311,7 +312,7 @@ def mirror(outputs: OutputsLike, repo_id: str, *, repo_type: str = "model", revi
     """Copy a repo snapshot into the mirror bucket once, with a verified manifest. Models are preflighted first
     (PreflightFailed: nothing uploaded; `on_preflight` sees a passing report). `progress` receives one line per
     step."""
-    from jobs import mirror as mirror_mod
+    from jobs import mirrors as mirror_mod
     from jobs.secret import _who, read_token
     _harden()
     if repo_type not in ("model", "dataset"):
@@ -331,7 +332,7 @@ def mirror(outputs: OutputsLike, repo_id: str, *, repo_type: str = "model", revi
 class _LineSink:
     """A file-like for the mirror's progress lines: to a callback, or nowhere."""
 
-    def __init__(self, callback) -> None:
+    def __init__(self, callback: Callable[[str], None] | None) -> None:
         self.callback = callback
 
     def write(self, text: str) -> int:
@@ -353,7 +354,7 @@ def token_status(outputs: OutputsLike) -> dict:
 
 
 def set_token(outputs: OutputsLike, token: HfToken | str, *, model: str | None = None, revision: str = "main",
-              keep_versions_for_jobs: bool = False, force: bool = False):
+              keep_versions_for_jobs: bool = False, force: bool = False) -> SetResult:
     """Validate a token against the Hub (and a model's gated access), add it as a new version, disable the old.
     `keep_versions_for_jobs=True` is `token rotate`. Returns jobs.lifecycle.SetResult."""
     from jobs import lifecycle

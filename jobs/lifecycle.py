@@ -91,7 +91,7 @@ def _versions(outputs: Outputs, client):
 def running_jobs_by_version(outputs: Outputs) -> dict[str, list[str]]:
     """Active hfgate jobs per token version number, from the labels submit puts on every job."""
     from jobs import endpoints
-    from jobs.submit import _parent, _retry
+    from jobs.vertex import _parent, _retry
     client = endpoints.vertex(outputs.region)
     jobs = _retry(lambda: client.list_custom_jobs(request={"parent": _parent(outputs),
                                                           "filter": 'labels.managed-by="hfgate"'}), "the job list")
@@ -144,7 +144,7 @@ def status(outputs: Outputs, client=None) -> dict:
     from jobs import endpoints
     from jobs.preflight import preflight
     from jobs.secret import read_token
-    from jobs.submit import _parent, _retry
+    from jobs.vertex import _parent, _retry
 
     client = client or _client()
     versions = _versions(outputs, client)

@@ -137,9 +137,10 @@ def test_a_planted_mirror_folder_with_a_newer_date_is_never_chosen(cloud):
 def test_the_job_itself_refuses_a_mirror_changed_after_submit(cloud):
     """Between the submit's check and the job's start, a mirror file changes: the bootstrap, checking SHA-256 inside
     the job before trl starts, fails the job; the trainer never runs."""
-    from jobs import api, submit
+    from jobs import api
+    from jobs import vertex as submit
     from jobs.jobspec import TokenDelivery
-    from jobs.mirror import prefix_for, require_mirror
+    from jobs.mirrors import prefix_for, require_mirror
     repo, commit = _mirror(cloud)
     dataset_commit = cloud.hub_state.repos[DATASET].refs["main"]
     outputs = cloud.outputs

@@ -23,7 +23,7 @@ def _start_chatty_job(cloud, lines: int = LINES, seconds: float = SECONDS) -> st
 
 
 def _follow(outputs, job, sink, followers):
-    from jobs import submit
+    from jobs import vertex as submit
     original = submit.LogFollower
 
     class Counting(original):           # the production follower, counted: how many reads it sent
