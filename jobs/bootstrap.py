@@ -11,6 +11,13 @@ anyone else can write decides what the job runs first.
   manifest has the SHA-256 pinned at submit time, that every file has the SHA-256 the manifest records, and that the
   folder holds nothing else.
 
+- HFGATE_RESUME=1: if the trainer's --output_dir holds checkpoints (a restarted or resubmitted job), resume from the
+  newest complete one (--resume_from_checkpoint).
+- HFGATE_LAUNCH=torchrun: one distributed run across every replica of the job: node count and this node's rank from
+  Vertex AI's CLUSTER_SPEC (workerpool0 is rank 0, then workerpool1's replicas), the master from MASTER_ADDR and
+  MASTER_PORT when Vertex sets them (else workerpool0's address), HFGATE_PROCS_PER_NODE processes per node, and
+  `trl sft` run as `torchrun ... -m trl.scripts.sft` (the same script and arguments).
+
 Each failure is one line on stderr and a non-zero exit; the trainer never starts.
 usage: python3 bootstrap.py -- trl sft ...
 """
@@ -18,6 +25,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -125,6 +133,45 @@ def verify_mirror(folder, manifest_sha256):
     sys.stderr.write(f"hfgate-bootstrap: verified {len(listed)} files in {folder}\n")
 
 
+def resume_args(argv, env):
+    if env.pop("HFGATE_RESUME", "") != "1" or "--output_dir" not in argv:
+        return argv
+    out = argv[argv.index("--output_dir") + 1]
+    done = [d for d in (os.listdir(out) if os.path.isdir(out) else [])
+            if re.fullmatch(r"checkpoint-\d+", d) and os.path.isfile(os.path.join(out, d, "trainer_state.json"))]
+    if not done:
+        return argv
+    newest = os.path.join(out, max(done, key=lambda d: int(d.split("-")[1])))
+    sys.stderr.write(f"hfgate-bootstrap: resuming from {newest}\n")
+    return argv + ["--resume_from_checkpoint", newest]
+
+
+def launch_command(argv, env):
+    if env.pop("HFGATE_LAUNCH", "") != "torchrun":
+        return argv
+    procs = env.pop("HFGATE_PROCS_PER_NODE", "1")
+    try:
+        spec = json.loads(env.get("CLUSTER_SPEC") or "{}")
+    except ValueError:
+        fail(EXIT_CONFIG, "CLUSTER_SPEC is not JSON")
+    cluster, task = spec.get("cluster") or {}, spec.get("task") or {}
+    chief, workers = cluster.get("workerpool0") or [], cluster.get("workerpool1") or []
+    kind, index = task.get("type", "workerpool0"), int(task.get("index", 0))
+    if kind not in ("workerpool0", "workerpool1"):
+        fail(EXIT_CONFIG, f"this replica is {kind}: hfgate runs training in workerpool0 and workerpool1 only")
+    rank = index if kind == "workerpool0" else len(chief) + index
+    nodes = max(len(chief) + len(workers), 1)
+    first = (chief or ["localhost:29500"])[0]
+    addr = env.get("MASTER_ADDR") or first.rsplit(":", 1)[0]
+    port = env.get("MASTER_PORT") or first.rsplit(":", 1)[1]
+    if argv[:2] != ["trl", "sft"]:
+        fail(EXIT_CONFIG, f"distributed launch runs `trl sft`, not {argv[:2]}")
+    sys.stderr.write(f"hfgate-bootstrap: node {rank} of {nodes}, {procs} process(es) per node, master {addr}:{port}\n")
+    return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nodes}", f"--node_rank={rank}",
+            f"--master_addr={addr}", f"--master_port={port}", f"--nproc_per_node={procs}",
+            "-m", "trl.scripts.sft", *argv[2:]]
+
+
 def main(argv):
     if "--" in argv:
         argv = argv[argv.index("--") + 1:]
@@ -144,8 +191,10 @@ def main(argv):
                               "(projects/N/secrets/S/versions/V)")
         env["HF_TOKEN"] = read_secret(version, access_token())
         sys.stderr.write(f"hfgate-bootstrap: token read from {version}; starting {argv[0]}\n")
-    elif not checks:
-        fail(EXIT_CONFIG, "nothing to do: set HFGATE_TOKEN_SECRET_VERSION or HFGATE_VERIFY")
+    elif not checks and not any(env.get(k) for k in ("HFGATE_LAUNCH", "HFGATE_RESUME", "HF_TOKEN")):
+        fail(EXIT_CONFIG, "nothing to do: set HFGATE_TOKEN_SECRET_VERSION, HFGATE_VERIFY, HFGATE_LAUNCH or"
+                          " HFGATE_RESUME")
+    argv = launch_command(resume_args(argv, env), env)
     sys.stderr.flush()
     try:
         os.execvpe(argv[0], argv, env)

@@ -26,6 +26,8 @@ EXAMPLES = """examples:
   hfgate submit --env dev --model google/txgemma-2b-predict --dataset org/chat --max-steps 100 --wait
   hfgate submit --env dev --model M --dataset D --dry-run       # print the exact request, create nothing
   hfgate submit ... -- --learning_rate 2e-5                     # after --: passed to trl sft verbatim
+  hfgate submit ... --replica-count 2 --accelerator-count 8     # one run on 2 nodes x 8 GPUs (world size 16)
+  hfgate submit ... --scheduling SPOT --checkpoint-every 200    # preempted? Vertex restarts it; it resumes
   hfgate status JOB | hfgate logs JOB | hfgate cancel JOB
   hfgate token set --env dev < token.txt                        # validated first; never from argv
 environment: --outputs FILE, else $HFGATE_OUTPUTS, else outputs/<env>.json (cdktn output --outputs-file)
@@ -67,7 +69,14 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--machine-type", help="default: the environment's (outputs contract)")
     sm.add_argument("--accelerator", dest="accelerator_type", help="e.g. NVIDIA_L4, NVIDIA_H100_80GB")
     sm.add_argument("--accelerator-count", type=int)
-    sm.add_argument("--replica-count", type=int, default=1, help="nodes (more than 1 adds a second worker pool)")
+    sm.add_argument("--replica-count", type=int, default=1,
+                    help="nodes. More than 1 adds a second worker pool and runs ONE distributed training across all"
+                         " nodes and all GPUs of each (torchrun, ranks from Vertex AI's CLUSTER_SPEC); only rank 0"
+                         " writes the model and logs")
+    sm.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS",
+                    help="save a checkpoint to the run's folder every STEPS steps (default 500, 0 for none); a job"
+                         " Vertex restarts (preemption with --scheduling SPOT/FLEX_START) or the same request"
+                         " submitted again resumes from the newest one")
     sm.add_argument("--max-steps", type=int)
     sm.add_argument("--epochs", type=float)
     sm.add_argument("--no-lora", dest="lora", action="store_false", help="full fine-tune instead of LoRA")
@@ -221,7 +230,7 @@ def _train_request(args):
                         max_steps=args.max_steps, epochs=args.epochs, lora=args.lora, dtype=args.dtype,
                         timeout_s=args.timeout, scheduling=Scheduling(args.scheduling), image=args.image,
                         trl_version=trl_version, extra_args=tuple(args.trainer_args), display_name=args.display_name,
-                        token_delivery=TokenDelivery(args.token_delivery),
+                        token_delivery=TokenDelivery(args.token_delivery), checkpoint_every=args.checkpoint_every,
                         nonce=os.urandom(8).hex() if args.force_new else "")
 
 

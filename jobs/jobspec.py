@@ -17,6 +17,10 @@ from stacks.facts import machine_problem
 BOOTSTRAP_SOURCE = Path(__file__).with_name("bootstrap.py").read_text()
 DISPLAY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
+# `trl sft` passes --resume_from_checkpoint to the trainer from this release on (1.16 does; 0.13's script calls
+# trainer.train() without it): older images save checkpoints but cannot resume from them.
+TRL_RESUMES_FROM = (1, 0)
+
 # TRL version in each known training image: trainer arguments must fit the image, not PyPI's latest.
 IMAGE_TRL = {
     "us-docker.pkg.dev/deeplearning-platform-release/gcr.io/"
@@ -58,6 +62,7 @@ class TrainRequest:
     display_name: str | None = None
     token_delivery: TokenDelivery = TokenDelivery.SECRET_REF
     nonce: str = ""             # set to force a new job for an otherwise identical request
+    checkpoint_every: int = 500  # steps between checkpoints in the run's folder (0: none); a rerun resumes
     extra_env: dict = field(default_factory=dict)
 
 
@@ -94,7 +99,11 @@ def trl_args(req: TrainRequest, version: tuple[int, int], output_dir: str, cpu: 
         raise UsageError(*problem)
     args = ["sft", "--model_name_or_path", req.model, "--model_revision", req.revision,
             "--dataset_name", req.dataset, "--output_dir", output_dir, "--report_to", "none",
-            "--logging_steps", "1", "--save_strategy", "no", "--disable_tqdm", "True"]
+            "--logging_steps", "1", "--disable_tqdm", "True"]
+    if req.checkpoint_every > 0:   # the run's folder in the bucket: a restarted or resubmitted job resumes from it
+        args += ["--save_strategy", "steps", "--save_steps", str(req.checkpoint_every), "--save_total_limit", "2"]
+    else:
+        args += ["--save_strategy", "no"]
     if req.max_steps:
         args += ["--max_steps", str(req.max_steps)]
     if req.epochs:
@@ -142,6 +151,8 @@ def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str,
     machine, accel, count = machine_shape(req, outputs)
     if req.replica_count < 1:
         raise UsageError("--replica-count must be at least 1", "use 1 for one node")
+    if req.checkpoint_every < 0:
+        raise UsageError("--checkpoint-every must be 0 (no checkpoints) or a number of steps", "e.g. 200")
     image = req.image or outputs.training_image
     version = req.trl_version or IMAGE_TRL.get(image)
     if version is None:
@@ -177,11 +188,14 @@ def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str,
         command, args = bootstrap_command(), trainer
         env["HFGATE_VERIFY"] = json.dumps(mirror_checks, sort_keys=True)
     else:
-        command, args = trainer[:1], trainer[1:]
-        if req.token_delivery is TokenDelivery.ENV:
-            if not hf_token_value:
-                raise UsageError("env delivery needs the token value", "internal: pass hf_token_value")
-            env["HF_TOKEN"] = hf_token_value
+        command, args = bootstrap_command(), trainer
+        if not hf_token_value:
+            raise UsageError("env delivery needs the token value", "internal: pass hf_token_value")
+        env["HF_TOKEN"] = hf_token_value
+    if req.checkpoint_every > 0 and version >= TRL_RESUMES_FROM:
+        env["HFGATE_RESUME"] = "1"
+    if req.replica_count > 1 or count > 1:   # one torchrun across every replica and every GPU of each
+        env.update({"HFGATE_LAUNCH": "torchrun", "HFGATE_PROCS_PER_NODE": str(max(count, 1))})
     machine_spec = {"machine_type": machine}
     if accel:
         machine_spec.update(accelerator_type=accel, accelerator_count=count)
@@ -191,9 +205,11 @@ def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str,
               "disk_spec": {"boot_disk_type": "pd-ssd", "boot_disk_size_gb": 200}}]
     if req.replica_count > 1:
         pools.append({**pools[0], "replica_count": req.replica_count - 1})
-    scheduling = {"timeout": f"{req.timeout_s}s"}
+    scheduling: dict = {"timeout": f"{req.timeout_s}s"}
     if req.scheduling is not Scheduling.STANDARD:
         scheduling["strategy"] = req.scheduling.value
+    if req.checkpoint_every > 0:   # a preempted or failed worker restarts the job, which resumes
+        scheduling["restart_job_on_worker_restart"] = True
     spec = {"worker_pool_specs": pools, "service_account": outputs.trainer_email,
             "base_output_directory": {"output_uri_prefix": base_output}, "scheduling": scheduling}
     if outputs.egress_mode == "proxy" and outputs.network_attachment:
@@ -204,9 +220,10 @@ def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str,
               "hfgate-token-fp": token_fingerprint or "none", "hfgate-delivery": req.token_delivery.value}
     hashed = json.loads(json.dumps(body))
     if req.token_delivery is TokenDelivery.ENV:   # the id must not be derivable from the token
-        for e in hashed["job_spec"]["worker_pool_specs"][0]["container_spec"]["env"]:
-            if e["name"] == "HF_TOKEN":
-                e["value"] = token_fingerprint
+        for pool in hashed["job_spec"]["worker_pool_specs"]:
+            for e in pool["container_spec"]["env"]:
+                if e["name"] == "HF_TOKEN":
+                    e["value"] = token_fingerprint
     labels["hfgate-request-id"] = request_id({"body": hashed, "labels": labels, "nonce": req.nonce})
     body["labels"] = labels
     return body

@@ -1,9 +1,11 @@
 """Vertex AI JobService over the real gRPC API (google.cloud.aiplatform.v1), with a local executor.
 
 Validation follows the service for what hfgate uses (machine table from stacks.facts, the one source), the state
-machine runs QUEUED -> PENDING -> RUNNING -> SUCCEEDED/FAILED/CANCELLED, and worker pool 0 runs as a subprocess
-with the spec's env, what Vertex sets (AIP_*, CLOUD_ML_JOB_ID, CLUSTER_SPEC), and a metadata server bound to the
-job's service account.
+machine runs QUEUED -> PENDING -> RUNNING -> SUCCEEDED/FAILED/CANCELLED, and every replica of every worker pool runs
+as its own subprocess with the spec's env, what Vertex sets (AIP_*, CLOUD_ML_JOB_ID, CLUSTER_SPEC with this
+replica's task, MASTER_ADDR/MASTER_PORT/WORLD_SIZE/RANK on loopback with a free port), and a metadata server bound
+to the job's service account. The job succeeds only when every replica exits 0; the first replica that fails fails
+the job and the others are stopped, as on Vertex.
 """
 from __future__ import annotations
 
@@ -34,6 +36,34 @@ CREATE_ROLES = {"roles/aiplatform.user", "roles/aiplatform.admin", "roles/owner"
 MAX_ENV = 100
 
 
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+    return kids + [d for k in kids for d in _descendants(k)]
+
+
+def _kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """The replica's whole process tree, as a container stopping would (launchers such as torchrun start their
+    workers in sessions of their own, out of reach of a process-group kill)."""
+    if proc.poll() is not None:
+        return
+    for pid in [*_descendants(proc.pid), proc.pid]:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 def _ts() -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.GetCurrentTime()
@@ -51,7 +81,7 @@ class JobStore:
         self.gcs_sync = gcs_sync
         self.jobs: dict[str, ai.CustomJob] = {}
         self.logs: dict[str, list[tuple[float, str]]] = {}
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.procs: dict[str, list[subprocess.Popen]] = {}
         self.pids: dict[str, list[int]] = {}
         self.lock = threading.Lock()
         self.quota_exhausted = False         # fault knob: the next creates fail with RESOURCE_EXHAUSTED
@@ -158,10 +188,10 @@ class JobStore:
                 raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
                                f"Cannot cancel CustomJob {name} in state {S(job.state).name}.")
             job.state = S.JOB_STATE_CANCELLING
-            proc = self.procs.get(job_id)
-        if proc and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        else:
+            running = [p for p in self.procs.get(job_id, []) if p.poll() is None]
+        for proc in running:
+            _kill(proc, signal.SIGTERM)
+        if not running:
             self._set(job_id, S.JOB_STATE_CANCELLED)
         return empty_pb2.Empty()
 
@@ -188,64 +218,97 @@ class JobStore:
         self._set(job_id, S.JOB_STATE_PENDING)
         if job.state == S.JOB_STATE_CANCELLING:
             return self._set(job_id, S.JOB_STATE_CANCELLED)
-        pool = job.job_spec.worker_pool_specs[0]
-        spec = pool.container_spec
         gcs_root = self.workdir / "gcs"
         jobdir = self.workdir / "jobs" / job_id
         jobdir.mkdir(parents=True, exist_ok=True)
+        replicas = [(f"workerpool{i}", r, pool) for i, pool in enumerate(job.job_spec.worker_pool_specs)
+                    for r in range(pool.replica_count)]
+        ports = [_free_port() for _ in replicas]
+        cluster: dict[str, list[str]] = {}
+        for (kind, _, _), port in zip(replicas, ports):
+            cluster.setdefault(kind, []).append(f"127.0.0.1:{port}")
+        master_port = _free_port()
 
-        (jobdir / "tmp").mkdir(exist_ok=True)
-
-        def local(value: str) -> str:
+        def local(value: str, tmp: Path) -> str:
             # Cloud Storage FUSE mounts buckets at /gcs/<bucket>; here that is a folder synced with the emulator.
-            # Each container starts with an empty /tmp: here, the job's own folder (no cache shared between jobs).
-            value = f"{jobdir}/tmp/{value[5:]}" if value.startswith("/tmp/") else value
+            # Each container starts with an empty /tmp: here, the replica's own folder (no cache shared).
+            value = f"{tmp}/{value[5:]}" if value.startswith("/tmp/") else value
             return value.replace("/gcs/", f"{gcs_root}/")
 
         out = job.job_spec.base_output_directory.output_uri_prefix
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "PYTHONPATH",
-                                                           "VIRTUAL_ENV", "SSL_CERT_FILE")}
-        env.update(self.job_env)
-        env["PATH"] = os.pathsep.join([*self.path_prefix, os.path.dirname(sys.executable), env.get("PATH", "")])
-        env["HOME"] = str(jobdir)
-        env["TMPDIR"] = str(jobdir / "tmp")
+        texts = [out] + [x for _, _, pool in replicas for x in [*pool.container_spec.command, *pool.container_spec.args,
+                                                                   *(e.value for e in pool.container_spec.env)]]
+        buckets = {m.group(1) for a in texts for m in [re.search(r"(?:/gcs/|gs://)([a-z0-9._-]+)", a)] if m}
         metadata = self.start_metadata(f"serviceAccount:{job.job_spec.service_account}")
-        env.update({"GCE_METADATA_HOST": metadata.hostport, "GCE_METADATA_IP": metadata.hostport,
-                    "CLOUD_ML_JOB_ID": job_id, "CLOUD_ML_PROJECT_ID": self.project_id,
-                    "CLUSTER_SPEC": json.dumps({"cluster": {"workerpool0": ["localhost:2222"]},
-                                                "environment": "cloud", "task": {"type": "workerpool0", "index": 0}})})
-        if out:
-            bucket_path = "/gcs/" + out.removeprefix("gs://").rstrip("/")
-            env.update({"AIP_MODEL_DIR": local(f"{bucket_path}/model/"),
-                        "AIP_CHECKPOINT_DIR": local(f"{bucket_path}/checkpoints/"),
-                        "AIP_TENSORBOARD_LOG_DIR": local(f"{bucket_path}/logs/")})
-        for e in spec.env:
-            env[e.name] = local(e.value)
-        argv = [local(a) for a in list(spec.command) + list(spec.args)]
-        buckets = {m.group(1) for a in list(spec.command) + list(spec.args) + [e.value for e in spec.env] + [out]
-                   for m in [re.search(r"(?:/gcs/|gs://)([a-z0-9._-]+)", a)] if m}
+        procs: list[tuple[str, subprocess.Popen]] = []
         try:
             for b in buckets:
                 self.gcs_sync.pull(b, gcs_root / b)
             self._set(job_id, S.JOB_STATE_RUNNING)
-            proc = subprocess.Popen(argv, env=env, cwd=jobdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    start_new_session=True, text=True, bufsize=1)
+            for rank, ((kind, index, pool), port) in enumerate(zip(replicas, ports)):
+                name = f"{kind}-{index}"
+                home = jobdir if rank == 0 else jobdir / name
+                (home / "tmp").mkdir(parents=True, exist_ok=True)
+                spec = pool.container_spec
+                env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR",
+                                                                   "PYTHONPATH", "VIRTUAL_ENV", "SSL_CERT_FILE")}
+                env.update(self.job_env)
+                env["PATH"] = os.pathsep.join([*self.path_prefix, os.path.dirname(sys.executable), env.get("PATH", "")])
+                env.update({"HOME": str(home), "TMPDIR": str(home / "tmp"),
+                            "GCE_METADATA_HOST": metadata.hostport, "GCE_METADATA_IP": metadata.hostport,
+                            "CLOUD_ML_JOB_ID": job_id, "CLOUD_ML_PROJECT_ID": self.project_id,
+                            "CLUSTER_SPEC": json.dumps({"cluster": cluster, "environment": "cloud",
+                                                        "task": {"type": kind, "index": index}}),
+                            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(master_port),
+                            "WORLD_SIZE": str(len(replicas)), "RANK": str(rank)})
+                if out:
+                    bucket_path = "/gcs/" + out.removeprefix("gs://").rstrip("/")
+                    env.update({"AIP_MODEL_DIR": local(f"{bucket_path}/model/", home / "tmp"),
+                                "AIP_CHECKPOINT_DIR": local(f"{bucket_path}/checkpoints/", home / "tmp"),
+                                "AIP_TENSORBOARD_LOG_DIR": local(f"{bucket_path}/logs/", home / "tmp")})
+                for e in spec.env:
+                    env[e.name] = local(e.value, home / "tmp")
+                argv = [local(a, home / "tmp") for a in list(spec.command) + list(spec.args)]
+                proc = subprocess.Popen(argv, env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        start_new_session=True, text=True, bufsize=1)
+                procs.append((name, proc))
+                with self.lock:
+                    self.procs.setdefault(job_id, []).append(proc)
+                    self.pids.setdefault(job_id, []).append(proc.pid)
+                threading.Thread(target=self._watch_argv, args=(job_id, proc), daemon=True).start()
         except (OSError, ValueError) as exc:
+            for _, proc in procs:
+                _kill(proc)
             metadata.stop()
             self.log(job_id, f"failed to start the container command: {exc}")
             return self._set(job_id, S.JOB_STATE_FAILED, status_pb2.Status(code=code_pb2.INVALID_ARGUMENT,
                                                                           message=str(exc)))
-        with self.lock:
-            self.procs[job_id] = proc
-            self.pids[job_id] = [proc.pid]
-        threading.Thread(target=self._watch_argv, args=(job_id, proc), daemon=True).start()
         timeout = job.job_spec.scheduling.timeout.total_seconds() if job.job_spec.scheduling.timeout else 0
-        timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL)) if timeout else None
+        timer = threading.Timer(timeout, lambda: [_kill(p) for _, p in procs]) if timeout else None
         if timer:
             timer.start()
-        for line in proc.stdout:
-            self.log(job_id, line.rstrip("\n"))
-        code = proc.wait()
+        codes: dict[str, int] = {}
+        first_failed: list[str] = []
+        guard = threading.Lock()
+
+        def pump(name: str, proc: subprocess.Popen) -> None:
+            for line in proc.stdout:
+                self.log(job_id, line.rstrip("\n"))
+            code = proc.wait()
+            with guard:
+                codes[name] = code
+                if code == 0 or first_failed:
+                    return
+                first_failed.append(name)       # one replica fails: the job fails, the others are stopped
+            for _, other in procs:
+                if other is not proc:
+                    _kill(other)
+
+        pumps = [threading.Thread(target=pump, args=item, daemon=True) for item in procs]
+        for th in pumps:
+            th.start()
+        for th in pumps:
+            th.join()
         if timer:
             timer.cancel()
         metadata.stop()
@@ -253,12 +316,14 @@ class JobStore:
             self.gcs_sync.push(b, gcs_root / b)
         if self.jobs[job_id].state == S.JOB_STATE_CANCELLING:
             return self._set(job_id, S.JOB_STATE_CANCELLED)
-        if code == 0:
+        bad = first_failed[0] if first_failed else None
+        if bad is None:
             return self._set(job_id, S.JOB_STATE_SUCCEEDED)
+        code = codes[bad]
         tail = "\n".join(line for _, line in self.logs[job_id][-10:])
         self._set(job_id, S.JOB_STATE_FAILED, status_pb2.Status(
             code=code_pb2.INTERNAL if code > 0 else code_pb2.ABORTED,
-            message=f"The replica workerpool0-0 exited with a non-zero status of {code}. Termination reason: Error.\n"
+            message=f"The replica {bad} exited with a non-zero status of {code}. Termination reason: Error.\n"
                     f"{tail}"))
 
     def _watch_argv(self, job_id: str, proc: subprocess.Popen) -> None:
@@ -290,7 +355,7 @@ class JobStore:
                  "severity": "INFO"} for i, (ts, line) in enumerate(list(self.logs.get(job_id, [])))]
 
     def stop_all(self) -> None:
-        for proc in list(self.procs.values()):
+        for proc in [p for procs in list(self.procs.values()) for p in procs]:
             if proc.poll() is None:
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
