@@ -241,7 +241,36 @@ def _hub_handler(state: HubState, cdn):
         def do_POST(self):
             self._dispatch("POST")
 
+        # Every method gets an answer in the Hub's error shape (never http.server's 501), and every request body
+        # is read before answering, so a keep-alive connection stays in step whatever route was hit.
+        def do_PUT(self):
+            self._dispatch("PUT")
+
+        def do_DELETE(self):
+            self._dispatch("DELETE")
+
+        def do_PATCH(self):
+            self._dispatch("PATCH")
+
+        def do_OPTIONS(self):
+            self._dispatch("OPTIONS")
+
+        def _read_body(self) -> bytes:
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                data = b""
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass
+                        return data
+                    data += self.rfile.read(size)
+                    self.rfile.readline()
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+
         def _dispatch(self, method: str):
+            self.body = self._read_body()
             url = urllib.parse.urlsplit(self.path)
             path, query = urllib.parse.unquote(url.path), urllib.parse.parse_qs(url.query)
             user = None
@@ -388,7 +417,32 @@ def _hub_handler(state: HubState, cdn):
                 rev, _, sub = tail[5:].partition("/")
                 sha = self._revision(repo, rev)
                 return self._tree(repo, sha, sub, query)
+            if tail.startswith("paths-info/") and self.command == "POST":
+                return self._paths_info(repo, self._revision(repo, tail[len("paths-info/"):]))
             raise HubError(404, None, "Not Found")
+
+        def _paths_info(self, repo, sha):
+            """POST paths-info/{revision}: form or JSON `paths` (repeated) and `expand`; one entry per existing path
+            (a file as in the tree listing, or a folder), missing paths left out, as the Hub does."""
+            ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+            if ctype == "application/json":
+                wanted = list((json.loads(self.body or b"{}") or {}).get("paths") or [])
+            else:
+                wanted = urllib.parse.parse_qs(self.body.decode()).get("paths", [])
+            files = repo.commits[sha]
+            out = []
+            for path in dict.fromkeys(p.strip("/") for p in wanted):
+                if path in files:
+                    data = files[path]
+                    entry = {"type": "file", "oid": hashlib.sha1(data).hexdigest(), "size": len(data), "path": path}
+                    if len(data) >= LFS_THRESHOLD:
+                        entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data),
+                                        "pointerSize": 134}
+                    out.append(entry)
+                elif any(f.startswith(path + "/") for f in files):
+                    out.append({"type": "directory", "oid": hashlib.sha1(path.encode()).hexdigest(), "size": 0,
+                                "path": path})
+            self._send(200, out)
 
         def _tree(self, repo, sha, sub, query):
             files = repo.commits[sha]
@@ -458,7 +512,7 @@ def _hub_handler(state: HubState, cdn):
             if token.role == "read":
                 raise HubError(403, None, "A write token is needed to run jobs")
             if len(parts) == 1 and method == "POST":
-                spec = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                spec = json.loads(self.body or b"{}")
                 if not spec.get("dockerImage") and not spec.get("spaceId"):
                     raise HubError(400, None, "dockerImage or spaceId is required")
                 job_id = secrets.token_hex(12)

@@ -1,0 +1,137 @@
+"""Code nobody here wrote, pointed at the local Hub with only an endpoint change: the calls a user's job script
+makes through huggingface_hub, the `hf` CLI, datasets and transformers for a gated model, each compared with what
+the real Hub answers (status codes, error types). Plus HTTP/1.1 framing: an unsupported call never corrupts the
+next request on the same connection."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytest.importorskip("transformers", reason="needs the train extra (make test installs it)")
+
+
+@pytest.fixture(scope="module")
+def hub(cloud):
+    from localcloud.tinymodel import build_dataset, build_model
+    model, dataset = f"hfgate-demo/conformance-lm-{time.time_ns()}", f"hfgate-demo/conformance-chat-{time.time_ns()}"
+    files = build_model()
+    files["nested/notes.txt"] = b"a file in a folder"
+    repo = cloud.hub_state.add_repo(model, files, gated="auto")
+    repo.access["alice"] = "accepted"
+    cloud.hub_state.add_repo(dataset, build_dataset(), type="dataset")
+    return cloud, model, dataset, cloud.hub_tokens["alice-read"]
+
+
+def run(cloud, code: str, tmp_path, *args) -> subprocess.CompletedProcess:
+    env = {**os.environ, **cloud.env(), "HF_HOME": str(tmp_path / "hf-home")}
+    env.pop("HF_TOKEN", None)
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+CLIENT_CALLS = r"""
+import json, sys, os
+from huggingface_hub import HfApi, HfFileSystem, hf_hub_download, snapshot_download
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, EntryNotFoundError
+model, dataset, token, other = sys.argv[1:5]
+api, out = HfApi(), {}
+out["whoami"] = api.whoami(token=token)["name"]
+info = api.model_info(model, files_metadata=True, token=token)
+out["files_metadata"] = sorted((s.rfilename, s.size is not None) for s in info.siblings)[:3]
+out["sha"] = info.sha
+out["tree"] = sorted(e.path for e in api.list_repo_tree(model, recursive=True, token=token))
+out["paths_info"] = [(e.path, type(e).__name__) for e in api.get_paths_info(model, ["config.json", "nested", "missing.bin"], token=token)]
+api.auth_check(model, token=token)
+try:
+    api.auth_check(model, token=other)
+    out["auth_other"] = "granted"
+except GatedRepoError as e:
+    out["auth_other"] = ["GatedRepoError", e.response.status_code]
+p1 = hf_hub_download(model, "config.json", token=token)
+p2 = hf_hub_download(model, "config.json", token=token)
+out["download_twice_same_file"] = p1 == p2 and os.path.exists(p1)
+try:
+    hf_hub_download(model, "no-such-file.json", token=token)
+except EntryNotFoundError as e:
+    out["missing_file"] = ["EntryNotFoundError", e.response.status_code]
+try:
+    api.model_info("hfgate-demo/no-such-model", token=token)
+except RepositoryNotFoundError as e:
+    out["missing_repo"] = ["RepositoryNotFoundError", e.response.status_code]
+snap = snapshot_download(model, allow_patterns=["*.json"], token=token)
+out["snapshot_patterns"] = sorted(f for f in os.listdir(snap) if not f.startswith("."))
+fs = HfFileSystem(token=token)
+out["fs_ls"] = sorted(os.path.basename(p) for p in fs.ls(model, detail=False))
+with fs.open(f"{model}/config.json", "rb") as f:
+    out["fs_read"] = json.loads(f.read())["model_type"]
+print(json.dumps(out))
+"""
+
+
+def test_huggingface_hub_calls_behave_as_on_the_real_hub(hub, tmp_path):
+    cloud, model, dataset, token = hub
+    other = cloud.hub_tokens["bob-read"] if "bob-read" in cloud.hub_tokens else next(
+        v for k, v in cloud.hub_tokens.items() if not k.startswith("alice"))
+    proc = run(cloud, CLIENT_CALLS, tmp_path, model, dataset, token, other)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["whoami"] == "alice"
+    assert all(has_size for _, has_size in out["files_metadata"])
+    assert "nested/notes.txt" in out["tree"] and "config.json" in out["tree"]
+    assert out["paths_info"] == [["config.json", "RepoFile"], ["nested", "RepoFolder"]]   # missing paths left out
+    assert out["auth_other"] == ["GatedRepoError", 403]
+    assert out["download_twice_same_file"] is True
+    assert out["missing_file"] == ["EntryNotFoundError", 404]
+    assert out["missing_repo"] == ["RepositoryNotFoundError", 404]
+    assert out["snapshot_patterns"] and all(f.endswith(".json") for f in out["snapshot_patterns"])
+    assert "config.json" in out["fs_ls"] and out["fs_read"] == "llama"
+
+
+def test_the_hf_cli_downloads_and_says_who_you_are(hub, tmp_path):
+    cloud, model, _, token = hub
+    hf = os.path.join(os.path.dirname(sys.executable), "hf")
+    env = {**os.environ, **cloud.env(), "HF_HOME": str(tmp_path / "hf-home"), "HF_TOKEN": token}
+    who = subprocess.run([hf, "auth", "whoami"], env=env, capture_output=True, text=True, timeout=120)
+    assert who.returncode == 0 and "alice" in who.stdout, who.stderr
+    got = subprocess.run([hf, "download", model, "config.json", "--local-dir", str(tmp_path / "dl")], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert got.returncode == 0, got.stderr
+    assert json.loads((tmp_path / "dl" / "config.json").read_text())["model_type"] == "llama"
+
+
+def test_datasets_and_transformers_load_the_gated_repos(hub, tmp_path):
+    cloud, model, dataset, token = hub
+    code = ("import sys\nfrom datasets import load_dataset\nfrom transformers import AutoModelForCausalLM, "
+            "AutoTokenizer\nm, d, t = sys.argv[1:4]\nds = load_dataset(d, split='train', token=t)\n"
+            "tok = AutoTokenizer.from_pretrained(m, token=t)\nmodel = AutoModelForCausalLM.from_pretrained(m, token=t)\n"
+            "print(len(ds), type(model).__name__, tok('hello')['input_ids'][:1] != [])")
+    proc = run(cloud, code, tmp_path, model, dataset, token)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    n, cls, ok = proc.stdout.split()[-3:]
+    assert int(n) > 0 and cls == "LlamaForCausalLM" and ok == "True"
+
+
+def test_an_unsupported_call_does_not_corrupt_the_next_request_on_the_connection(hub):
+    cloud, model, _, token = hub
+    url = urllib.parse.urlsplit(cloud.hub.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-www-form-urlencoded"}
+    for method, path in (("POST", "/api/no-such-route"), ("PUT", f"/api/models/{model}/settings"),
+                         ("DELETE", "/api/nothing"), ("PATCH", "/whatever")):
+        conn.request(method, path, body="paths=config.json&expand=false", headers=headers)
+        resp = conn.getresponse()
+        body = resp.read()
+        assert resp.status == 404 and json.loads(body)["error"], (method, path, resp.status, body[:200])
+        conn.request("GET", "/api/whoami-v2", headers={"Authorization": f"Bearer {token}"})   # same connection
+        resp = conn.getresponse()
+        assert resp.status == 200 and json.loads(resp.read())["name"] == "alice"
+    conn.close()
