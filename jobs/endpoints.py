@@ -1,16 +1,12 @@
-"""Endpoints and clients, from configuration only: Google's and the Hub's real ones by default, the local cloud's
-when its env file is sourced. Loopback gRPC endpoints use local channel credentials (the call credentials still
-travel); everything else is TLS as usual."""
+"""Endpoints and clients, from configuration only: Google's and the Hub's real ones by default, another endpoint
+(the local cloud's, when its env file is sourced) by setting HFGATE_SECRETMANAGER_ENDPOINT, HFGATE_VERTEX_ENDPOINT
+and HFGATE_GOOGLEAPIS_REST. Always TLS, trusting what the standard settings say (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH,
+REQUESTS_CA_BUNDLE): no endpoint gets different treatment."""
 from __future__ import annotations
 
 import os
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
-
-
-def _is_loopback(endpoint: str) -> bool:
-    host = endpoint.rsplit(":", 1)[0]
-    return host in ("127.0.0.1", "localhost", "[::1]")
 
 
 def credentials():
@@ -24,21 +20,11 @@ def credentials():
         raise UsageError(f"no Google credentials found ({exc.args[0][:120]})",
                          "run `gcloud auth application-default login`, or run on a machine with a service"
                          " account") from None
-    if _is_loopback(os.environ.get("HFGATE_SECRETMANAGER_ENDPOINT", "")):
-        # google-auth looks up the account's Regional Access Boundary at iamcredentials.googleapis.com, a host
-        # the offline local cloud cannot answer for: its retries only print warnings. Skip it there, nowhere else.
-        if hasattr(creds, "_rab_disabled"):
-            creds._rab_disabled = True
     return creds
 
 
 def _transport(transport_cls, endpoint: str | None, default_host: str):
-    import grpc
-    host = endpoint or default_host
-    kwargs = {"host": host, "credentials": credentials()}
-    if _is_loopback(host):
-        kwargs["ssl_channel_credentials"] = grpc.local_channel_credentials()
-    return transport_cls(**kwargs)
+    return transport_cls(host=endpoint or default_host, credentials=credentials())
 
 
 def secret_manager():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import grpc
 
-from localcloud import secretmanager, vertex
+from localcloud import secretmanager, tls, vertex
 from localcloud.gcs import GcsEmulator
 from localcloud.hub import HubState, start_hub
 from localcloud.loopback import serve
@@ -164,17 +164,20 @@ class LocalCloud:
 
         self.hub, self.cdn = start_hub(self.hub_state)
         self.hub_state.job_runner = self._run_hf_job
-        self.rest = serve(_rest_handler(self))
+        self.tls = tls.make(self.state_dir / "tls")
+        self.rest = serve(_rest_handler(self), self.tls.server_context())
         self.metadata = self.metadata_for(self.submitter)
         self.admin_metadata = self.metadata_for(self.admin)
 
         job_env = {"HF_ENDPOINT": self.hub.url, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1",
-                   "HFGATE_GOOGLEAPIS_REST": self.rest.url, "STORAGE_EMULATOR_HOST": self.gcs.url}
+                   "HFGATE_GOOGLEAPIS_REST": self.rest.url, "STORAGE_EMULATOR_HOST": self.gcs.url,
+                   **self.tls.trust_env()}
         self.jobs = vertex.JobStore(self.project_id, self.project_number, self.region, self.grants, self.identities,
                                     self.state_dir, job_env, self._job_metadata, self.gcs)
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
         self.grpc.add_generic_rpc_handlers((secretmanager.grpc_handler(self.secrets), vertex.grpc_handler(self.jobs)))
-        self.grpc_port = self.grpc.add_secure_port("127.0.0.1:0", grpc.local_server_credentials())
+        self.grpc_port = self.grpc.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
+            [(self.tls.key_pem, self.tls.cert_pem)]))
         self.grpc.start()
         self.started = True
         self.startup_s = time.time() - t0
@@ -210,6 +213,7 @@ class LocalCloud:
             # An empty gcloud config: Application Default Credentials fall through to the metadata server.
             "CLOUDSDK_CONFIG": str(self.state_dir / "gcloud"), "GOOGLE_APPLICATION_CREDENTIALS": "",
             "HFGATE_OUTPUTS": str(self.state_dir / "outputs.json"),
+            **self.tls.trust_env(),
         }
 
     def stop(self) -> None:

@@ -3,6 +3,8 @@ the REST `v1/{name}:access` form. Authorization and error wording follow the rea
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -10,6 +12,7 @@ from dataclasses import dataclass, field
 import google_crc32c
 import grpc
 from google.cloud.secretmanager_v1 import types as sm
+from google.iam.v1 import iam_policy_pb2
 from google.protobuf import timestamp_pb2
 
 from localcloud.state import Grants, Identities
@@ -199,6 +202,68 @@ class SecretStore:
             return self._version_pb(s, v)
 
 
+def _update_secret(store: SecretStore, member, secret: sm.Secret, mask) -> sm.Secret:
+    sid, _ = store._parse(secret.name, False)
+    store._authorize(member, CREATOR_ROLES, sid, "secretmanager.secrets.update", secret.name)
+    paths = list(mask.paths)
+    if not paths:
+        raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "update_mask is required.")
+    with store.lock:
+        s = store._secret(sid)
+        for path in paths:
+            if path == "labels":
+                s.labels = dict(secret.labels)
+            elif path == "rotation":
+                s.rotation = secret.rotation
+            else:   # what the local cloud does not model answers like the service does for an immutable field
+                raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"The field {path!r} cannot be updated here.")
+        return store._secret_pb(s)
+
+
+def _delete_secret(store: SecretStore, member, name: str):
+    from google.protobuf import empty_pb2
+    sid, _ = store._parse(name, False)
+    store._authorize(member, CREATOR_ROLES, sid, "secretmanager.secrets.delete", name)
+    with store.lock:
+        store._secret(sid)
+        del store.secrets[sid]
+    return empty_pb2.Empty()
+
+
+def _policy_of(store: SecretStore, sid: str):
+    from google.iam.v1 import policy_pb2
+    by_role: dict[str, list[str]] = {}
+    for m, role, res in sorted(store.grants.triples):
+        if res == f"secret:{sid}":
+            by_role.setdefault(role, []).append(m)
+    body = json.dumps(by_role, sort_keys=True).encode()
+    return policy_pb2.Policy(version=1, etag=hashlib.sha256(body).digest()[:8],
+                             bindings=[policy_pb2.Binding(role=r, members=ms) for r, ms in sorted(by_role.items())])
+
+
+def _get_iam_policy(store: SecretStore, member, request):
+    sid, _ = store._parse(request.resource, False)
+    store._authorize(member, VIEWER_ROLES, sid, "secretmanager.secrets.getIamPolicy", request.resource)
+    store._secret(sid)
+    return _policy_of(store, sid)
+
+
+def _set_iam_policy(store: SecretStore, member, request):
+    sid, _ = store._parse(request.resource, False)
+    store._authorize(member, CREATOR_ROLES, sid, "secretmanager.secrets.setIamPolicy", request.resource)
+    with store.lock:
+        store._secret(sid)
+        current = _policy_of(store, sid)
+        if request.policy.etag and request.policy.etag != current.etag:
+            raise RpcError(grpc.StatusCode.ABORTED, "There were concurrent policy changes. Please retry the whole"
+                                                    " read-modify-write with exponential backoff.")
+        store.grants.triples = {t for t in store.grants.triples if t[2] != f"secret:{sid}"}
+        for b in request.policy.bindings:
+            for m in b.members:
+                store.grants.add(m, b.role, f"secret:{sid}")
+    return _policy_of(store, sid)
+
+
 def grpc_handler(store: SecretStore) -> grpc.GenericRpcHandler:
     S = sm.SecretVersion.State
 
@@ -213,6 +278,16 @@ def grpc_handler(store: SecretStore) -> grpc.GenericRpcHandler:
                 context.abort(err.code, err.message)
         return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=request_cls.deserialize,
                                                    response_serializer=response_cls.serialize)
+
+    def raw(deserialize, fn):     # plain protobuf messages (google.iam.v1, google.protobuf.Empty)
+        def handle(request, context):
+            member = store.identities.member_for(dict(context.invocation_metadata()).get("authorization"))
+            try:
+                return fn(member, request)
+            except RpcError as err:
+                context.abort(err.code, err.message)
+        return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=deserialize,
+                                                   response_serializer=lambda msg: msg.SerializeToString())
 
     methods = {
         "CreateSecret": method(sm.CreateSecretRequest, sm.Secret,
@@ -234,6 +309,11 @@ def grpc_handler(store: SecretStore) -> grpc.GenericRpcHandler:
                                        lambda m, r: store.set_state(m, r.name, S.DISABLED, "secretmanager.versions.disable")),
         "DestroySecretVersion": method(sm.DestroySecretVersionRequest, sm.SecretVersion,
                                        lambda m, r: store.set_state(m, r.name, S.DESTROYED, "secretmanager.versions.destroy")),
+        "UpdateSecret": method(sm.UpdateSecretRequest, sm.Secret,
+                               lambda m, r: _update_secret(store, m, r.secret, r.update_mask)),
+        "DeleteSecret": raw(sm.DeleteSecretRequest.deserialize, lambda m, r: _delete_secret(store, m, r.name)),
+        "GetIamPolicy": raw(iam_policy_pb2.GetIamPolicyRequest.FromString, lambda m, r: _get_iam_policy(store, m, r)),
+        "SetIamPolicy": raw(iam_policy_pb2.SetIamPolicyRequest.FromString, lambda m, r: _set_iam_policy(store, m, r)),
     }
     return grpc.method_handlers_generic_handler(SERVICE, methods)
 

@@ -1,0 +1,53 @@
+"""A pytest plugin for teams testing their own job scripts against the local cloud (not loaded by default).
+
+Enable it in your conftest.py with `pytest_plugins = ["localcloud.pytest_plugin"]`. Fixtures:
+
+- `hfgate_cloud`: the local cloud (Hub, Secret Manager, Vertex AI, Cloud Logging, metadata server, GCS emulator,
+  TLS with its own CA), started once per test session from the synthesized `local` stack and seeded from
+  `--hfgate-seed FILE` (or the `hfgate_seed` ini option; default localcloud/seed.toml), with the token of
+  `--hfgate-token-name` (default alice-read) stored in its secret;
+- `hfgate_env`: the environment a job script runs with: the outputs contract (`HFGATE_OUTPUTS`), the endpoints
+  (`HF_ENDPOINT`, `HFGATE_SECRETMANAGER_ENDPOINT`, ...), the metadata server that gives the caller its identity,
+  and the trust settings for the local CA. Pass it to `subprocess.run(..., env=...)`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def pytest_addoption(parser) -> None:
+    group = parser.getgroup("hfgate local cloud")
+    group.addoption("--hfgate-seed", help="seed file for the local cloud (default localcloud/seed.toml)")
+    group.addoption("--hfgate-token-name", default="alice-read", help="which seeded Hub token to store as the"
+                    " environment's token (default alice-read)")
+    parser.addini("hfgate_seed", "seed file for the local cloud")
+
+
+@pytest.fixture(scope="session")
+def hfgate_cloud(request, tmp_path_factory):
+    from google.cloud.secretmanager_v1 import types as sm
+
+    from jobs import endpoints
+    from localcloud.cloud import LocalCloud
+    seed = request.config.getoption("--hfgate-seed") or request.config.getini("hfgate_seed") or None
+    cloud = LocalCloud(Path(seed) if seed else None, tmp_path_factory.mktemp("hfgate-localcloud")).start()
+    saved = dict(os.environ)
+    try:
+        os.environ.update(cloud.env(as_member=cloud.admin))
+        value = cloud.hub_tokens[request.config.getoption("--hfgate-token-name")].encode()
+        import google_crc32c
+        endpoints.secret_manager().add_secret_version(parent=cloud.outputs.token_secret, payload=sm.SecretPayload(
+            data=value, data_crc32c=google_crc32c.value(value)))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    yield cloud
+    cloud.stop()
+
+
+@pytest.fixture
+def hfgate_env(hfgate_cloud) -> dict[str, str]:
+    return {**os.environ, **hfgate_cloud.env()}

@@ -1,0 +1,114 @@
+"""Google's official clients against the local cloud with only an endpoint change: TLS with the local cloud's CA
+through the standard trust settings, no channel or credential tricks. The Secret Manager calls are written as
+Google's published code samples make them (create, add version, access, list, disable/enable/destroy, IAM
+grant/revoke, labels, delete); each is compared with the real service's behaviour (results, error types)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+SAMPLES = r"""
+import json, sys
+import google_crc32c
+from google.api_core import exceptions
+from google.cloud import secretmanager
+from google.cloud.aiplatform_v1 import JobServiceClient
+
+endpoint, project, region, vertex_endpoint, secret_id = sys.argv[1:6]
+client = secretmanager.SecretManagerServiceClient(client_options={"api_endpoint": endpoint})
+out = {}
+# create_secret.py
+parent = f"projects/{project}"
+secret = client.create_secret(request={"parent": parent, "secret_id": secret_id,
+                                       "secret": {"replication": {"automatic": {}}}})
+out["created"] = secret.name
+try:
+    client.create_secret(request={"parent": parent, "secret_id": secret_id, "secret": {"replication": {"automatic": {}}}})
+except exceptions.AlreadyExists as e:
+    out["duplicate"] = type(e).__name__
+# add_secret_version.py
+payload = "my super secret data".encode("UTF-8")
+crc32c = google_crc32c.Checksum()
+crc32c.update(payload)
+version = client.add_secret_version(request={"parent": secret.name, "payload": {"data": payload, "data_crc32c": int(crc32c.hexdigest(), 16)}})
+out["version"] = version.name.rsplit("/", 1)[-1]
+# access_secret_version.py
+response = client.access_secret_version(request={"name": f"{secret.name}/versions/latest"})
+crc32c = google_crc32c.Checksum()
+crc32c.update(response.payload.data)
+out["access"] = [response.payload.data.decode("UTF-8"), response.payload.data_crc32c == int(crc32c.hexdigest(), 16)]
+# list_secrets.py / list_secret_versions.py
+out["listed"] = secret.name in [s.name for s in client.list_secrets(request={"parent": parent})]
+out["versions"] = [v.name.rsplit("/", 1)[-1] for v in client.list_secret_versions(request={"parent": secret.name})]
+# disable / enable / destroy
+out["disabled"] = client.disable_secret_version(request={"name": version.name}).state.name
+try:
+    client.access_secret_version(request={"name": version.name})
+except exceptions.FailedPrecondition as e:
+    out["access_disabled"] = type(e).__name__
+out["enabled"] = client.enable_secret_version(request={"name": version.name}).state.name
+out["destroyed"] = client.destroy_secret_version(request={"name": version.name}).state.name
+# iam_grant_access.py / iam_revoke_access.py
+member = "serviceAccount:reader@%s.iam.gserviceaccount.com" % project
+policy = client.get_iam_policy(request={"resource": secret.name})
+policy.bindings.add(role="roles/secretmanager.secretAccessor", members=[member])
+policy = client.set_iam_policy(request={"resource": secret.name, "policy": policy})
+out["granted"] = [b.role for b in policy.bindings if member in b.members]
+policy = client.get_iam_policy(request={"resource": secret.name})
+for b in list(policy.bindings):
+    if b.role == "roles/secretmanager.secretAccessor" and member in b.members:
+        b.members.remove(member)
+policy = client.set_iam_policy(request={"resource": secret.name, "policy": policy})
+out["revoked"] = [b.role for b in policy.bindings if member in b.members]
+# update_secret.py (labels)
+secret = client.update_secret(request={"secret": {"name": secret.name, "labels": {"secretmanager": "rocks"}},
+                                       "update_mask": {"paths": ["labels"]}})
+out["labels"] = dict(secret.labels)
+# delete_secret.py
+client.delete_secret(request={"name": secret.name})
+try:
+    client.get_secret(request={"name": secret.name})
+except exceptions.NotFound as e:
+    out["deleted"] = type(e).__name__
+# Vertex AI's JobServiceClient, also with only an endpoint change
+jobs = JobServiceClient(client_options={"api_endpoint": vertex_endpoint})
+out["jobs_listed"] = isinstance(list(jobs.list_custom_jobs(parent=f"projects/{project}/locations/{region}")), list)
+try:
+    jobs.get_custom_job(name=f"projects/{project}/locations/{region}/customJobs/1")
+except exceptions.NotFound as e:
+    out["job_missing"] = type(e).__name__
+print(json.dumps(out))
+"""
+
+
+def test_secret_manager_samples_and_the_vertex_client_work_with_only_an_endpoint_change(cloud):
+    env = {**os.environ, **cloud.env(as_member=cloud.admin)}
+    endpoint = env.pop("HFGATE_SECRETMANAGER_ENDPOINT")
+    vertex = env.pop("HFGATE_VERTEX_ENDPOINT")
+    assert env["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"].endswith("ca.pem")     # TLS, trusted the standard way
+    proc = subprocess.run([sys.executable, "-c", SAMPLES, endpoint, cloud.project_id, cloud.region, vertex,
+                           f"samples-{os.getpid()}"], cwd="/", env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["created"].endswith(f"/secrets/samples-{os.getpid()}") and out["duplicate"] == "AlreadyExists"
+    assert out["version"] == "1" and out["access"] == ["my super secret data", True]
+    assert out["listed"] is True and out["versions"] == ["1"]
+    assert (out["disabled"], out["access_disabled"], out["enabled"], out["destroyed"]) == (
+        "DISABLED", "FailedPrecondition", "ENABLED", "DESTROYED")
+    assert out["granted"] == ["roles/secretmanager.secretAccessor"] and out["revoked"] == []
+    assert out["labels"] == {"secretmanager": "rocks"} and out["deleted"] == "NotFound"
+    assert out["jobs_listed"] is True and out["job_missing"] == "NotFound"
+
+
+def test_plaintext_is_refused_like_a_real_endpoint(cloud):
+    """The gRPC port speaks TLS only: a plaintext channel fails, as against googleapis.com."""
+    code = ("import grpc, sys\nch = grpc.insecure_channel(sys.argv[1])\n"
+            "try:\n    grpc.channel_ready_future(ch).result(timeout=3)\n    print('connected')\n"
+            "except grpc.FutureTimeoutError:\n    print('refused')\n")
+    proc = subprocess.run([sys.executable, "-c", code, cloud.env()["HFGATE_SECRETMANAGER_ENDPOINT"]],
+                          capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert proc.stdout.strip() == "refused"
