@@ -286,7 +286,19 @@ def _rest_handler(cloud: LocalCloud):
             self.end_headers()
             self.wfile.write(data)
 
+        def _drain(self) -> bytes:
+            """Read the request body whatever the route: the keep-alive connection stays in step."""
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+
+        def _not_found(self):
+            self._drain()
+            self._send(404, {"error": {"code": 404, "message": "Not found", "status": "NOT_FOUND"}})
+
+        do_PUT = do_DELETE = do_PATCH = do_HEAD = _not_found
+
         def do_GET(self):
+            self._drain()
             path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
             if path.startswith("/v1/projects/") and path.endswith(":access"):
                 return self._send(*secretmanager.rest_access(cloud.secrets, path, self.headers.get("authorization")))
@@ -294,7 +306,11 @@ def _rest_handler(cloud: LocalCloud):
 
         def do_POST(self):
             path = urllib.parse.urlsplit(self.path).path
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            try:
+                body = json.loads(self._drain() or b"{}")
+            except ValueError:
+                return self._send(400, {"error": {"code": 400, "message": "Invalid JSON payload received.",
+                                                  "status": "INVALID_ARGUMENT"}})
             if path == "/v2/entries:list":
                 if cloud.identities.member_for(self.headers.get("authorization")) is None:
                     return self._send(401, {"error": {"code": 401, "message": "Request had invalid authentication"

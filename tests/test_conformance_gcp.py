@@ -112,3 +112,21 @@ def test_plaintext_is_refused_like_a_real_endpoint(cloud):
     proc = subprocess.run([sys.executable, "-c", code, cloud.env()["HFGATE_SECRETMANAGER_ENDPOINT"]],
                           capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert proc.stdout.strip() == "refused"
+
+
+def test_the_rest_endpoint_answers_every_method_and_keeps_the_connection_in_step(cloud):
+    import http.client
+    import ssl
+    import urllib.parse
+    env = cloud.env()
+    url = urllib.parse.urlsplit(env["HFGATE_GOOGLEAPIS_REST"])
+    ctx = ssl.create_default_context(cafile=env["REQUESTS_CA_BUNDLE"])
+    conn = http.client.HTTPSConnection(url.hostname, url.port, context=ctx, timeout=10)
+    for method in ("PUT", "DELETE", "PATCH", "POST"):
+        conn.request(method, "/v1/no-such-route", body=b'{"x": 1}', headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 404 and json.loads(resp.read())["error"]["status"] == "NOT_FOUND", method
+        conn.request("POST", "/v2/entries:list", body=b"{}", headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()                      # same connection: answered, unauthenticated as expected
+        assert resp.status == 401 and json.loads(resp.read())["error"]["status"] == "UNAUTHENTICATED"
+    conn.close()
