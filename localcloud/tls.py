@@ -32,7 +32,22 @@ class LocalTls:
         return {name: str(self.ca_file) for name in TRUST_VARIABLES}
 
 
+_MADE: dict[str, tuple[bytes, bytes, bytes]] = {}
+
+
 def make(folder: Path) -> LocalTls:
+    """One CA and server certificate per process, written into each cloud's folder: clients that load their roots
+    once per process (gRPC's default roots) keep trusting every local cloud the process starts."""
+    if "pems" not in _MADE:
+        _MADE["pems"] = _generate()
+    ca_pem, key_pem, cert_pem = _MADE["pems"]
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_file = folder / "ca.pem"
+    ca_file.write_bytes(ca_pem)
+    return LocalTls(ca_file=ca_file, key_pem=key_pem, cert_pem=cert_pem)
+
+
+def _generate() -> tuple[bytes, bytes, bytes]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -59,10 +74,7 @@ def make(folder: Path) -> LocalTls:
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    folder.mkdir(parents=True, exist_ok=True)
-    ca_file = folder / "ca.pem"
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    return LocalTls(ca_file=ca_file,
-                    key_pem=key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                              serialization.NoEncryption()),
-                    cert_pem=cert.public_bytes(serialization.Encoding.PEM))
+    return (ca.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()),
+            cert.public_bytes(serialization.Encoding.PEM))

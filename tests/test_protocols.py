@@ -378,8 +378,11 @@ def test_secret_manager_rest_access_and_metadata_server_rules(cloud):
     set_token = __import__("tests.conftest", fromlist=["set_token"]).set_token
     version = set_token(cloud, cloud.hub_tokens["alice-read"])
     url = f"{cloud.rest.url}/v1/{version}:access"
+    import ssl
+    tls = ssl.create_default_context(cafile=cloud.env()["SSL_CERT_FILE"])   # the local cloud's CA, as its env says
+    assert url.startswith("https://")
     body = json.loads(urllib.request.urlopen(urllib.request.Request(
-        url, headers={"Authorization": f"Bearer {token}"}), timeout=5).read())
+        url, headers={"Authorization": f"Bearer {token}"}), timeout=5, context=tls).read())
     assert base64.b64decode(body["payload"]["data"]).decode() == cloud.hub_tokens["alice-read"]
     assert "dataCrc32c" in body["payload"]
     intruder = cloud.metadata_for("serviceAccount:intruder@hfgate-local.iam.gserviceaccount.com")
@@ -387,5 +390,6 @@ def test_secret_manager_rest_access_and_metadata_server_rules(cloud):
         f"http://{intruder.hostport}/computeMetadata/v1/instance/service-accounts/default/token",
         headers={"Metadata-Flavor": "Google"}), timeout=5).read())["access_token"]
     with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"Bearer {bad}"}), timeout=5)
+        urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"Bearer {bad}"}), timeout=5,
+                               context=tls)
     assert err.value.code == 403 and b"PERMISSION_DENIED" in err.value.read()
