@@ -163,7 +163,7 @@ class LogFollower:
         self.clock, self.sleep = clock, sleep
         self.cursor = ""
         self.at_cursor: set[str] = set()
-        self.next_at = 0.0
+        self.next_at = clock() + min_interval_s     # one read per interval, the first one interval in
         self.backoff = min_interval_s or 1.0
         self.requests = 0
         self.throttled = 0
