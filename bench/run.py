@@ -19,7 +19,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -46,17 +45,11 @@ def timed(cmd: list[str], env: dict | None = None, repeat: int = 3) -> list[floa
 
 def tree_rss_peak(cmd: list[str], env: dict) -> tuple[float, int]:
     """Run cmd; sample the summed RSS of it and all its descendants (Node included) every 20 ms."""
+    sys.path.insert(0, str(ROOT))
+    from localcloud.vertex import descendants
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     peak = 0
-
-    def children(pid: int) -> list[int]:
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                kids = [int(x) for x in f.read().split()]
-        except OSError:
-            return []
-        return kids + [g for k in kids for g in children(k)]
 
     def rss(pid: int) -> int:
         try:
@@ -70,7 +63,7 @@ def tree_rss_peak(cmd: list[str], env: dict) -> tuple[float, int]:
 
     t0 = time.perf_counter()
     while proc.poll() is None:
-        peak = max(peak, sum(rss(p) for p in [proc.pid, *children(proc.pid)]))
+        peak = max(peak, sum(rss(p) for p in [proc.pid, *descendants(proc.pid)]))
         time.sleep(0.02)
     return time.perf_counter() - t0, peak
 

@@ -254,8 +254,8 @@ def follow(outputs: OutputsLike, job: str, *, poll_s: float = 1.0, timeout_s: fl
                                                   timeout_s=timeout_s or 24 * 3600):
             yield StateChange(value, elapsed) if kind == "state" else LogLine(value)
         return
-    from jobs import vertex
-    client = vertex.endpoints.vertex(outputs.region)
+    from jobs import endpoints, vertex
+    client = endpoints.vertex(outputs.region)
     current = vertex.get(job, outputs, client)
     follower = vertex.LogFollower(current.name, outputs)
     t0, last = time.monotonic(), None

@@ -6,7 +6,6 @@ literal "$HF_TOKEN" (the Python API does not expand it; the job would get that s
 """
 from __future__ import annotations
 
-import sys
 import time
 
 from jobs.errors import AccessDenied, HfgateError, Transient, UsageError

@@ -110,7 +110,7 @@ def find_manifest(outputs: Outputs, repo_id: str, commit: str, repo_type: str = 
         manifest = {}
     if (manifest.get("id"), manifest.get("commit"), manifest.get("type", "model")) != (repo_id, commit, repo_type):
         raise HfgateError(f"the mirror manifest at {outputs.mirror_bucket}/{blob.name} does not describe"
-                          f" {repo_id}@{commit}", f"delete that folder and run `hfgate mirror` again",
+                          f" {repo_id}@{commit}", "delete that folder and run `hfgate mirror` again",
                           exit_code=EXIT_OTHER)
     return manifest, hashlib.sha256(raw).hexdigest()
 

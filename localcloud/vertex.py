@@ -43,13 +43,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, grandchildren, ...), from /proc."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
             kids = [int(x) for x in f.read().split()]
     except OSError:
         return []
-    return kids + [d for k in kids for d in _descendants(k)]
+    return kids + [d for k in kids for d in descendants(k)]
 
 
 def _kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
@@ -57,7 +58,7 @@ def _kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
     workers in sessions of their own, out of reach of a process-group kill)."""
     if proc.poll() is not None:
         return
-    for pid in [*_descendants(proc.pid), proc.pid]:
+    for pid in [*descendants(proc.pid), proc.pid]:
         try:
             os.kill(pid, sig)
         except ProcessLookupError:

@@ -11,13 +11,10 @@ from __future__ import annotations
 import ast
 import json
 import os
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.conftest import ROOT
 
 pytest.importorskip("trl", reason="needs the train extra (make test installs it)")
 
@@ -47,7 +44,6 @@ def _lines(cloud, job_id):
 
 
 def test_two_replicas_train_as_one_run_of_world_size_2(trl_cloud):
-    from localcloud.demo import trainer_metrics
     cloud, model, dataset = trl_cloud
     name = f"ddp-{int(time.time())}"
     proc = _submit(cloud, "--model", model, "--dataset", dataset, "--replica-count", "2", "--max-steps", "4",

@@ -202,7 +202,7 @@ def test_mirror_submit_runs_with_no_token_and_no_hub_request(cloud):
     assert "HTTPS_PROXY" not in env
     args = list(job.job_spec.worker_pool_specs[0].container_spec.args)
     assert args[args.index("--model_name_or_path") + 1].startswith(f"/gcs/{cloud.outputs.mirror_bucket_name}/models/")
-    assert f"hfgate-bootstrap: verified" in "\n".join(line for _, line in cloud.jobs.logs[job.name.rsplit("/", 1)[-1]])
+    assert "hfgate-bootstrap: verified" in "\n".join(line for _, line in cloud.jobs.logs[job.name.rsplit("/", 1)[-1]])
     logs = [line for _, line in cloud.jobs.logs[job.name.rsplit("/", 1)[-1]]]
     assert "probe: HF_TOKEN sha256 absent" in logs
 

@@ -33,7 +33,7 @@ def test_up_starts_fast_and_leaves_nothing_running(tmp_path, synth_dir):
 
 
 def test_hub_downloads_follow_the_cdn_redirect_without_the_token(cloud):
-    code = f"""
+    code = """
 import sys
 from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, HfHubHTTPError

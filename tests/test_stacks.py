@@ -229,7 +229,7 @@ def test_plan_matches_snapshot(plans, env):
         path.write_text(text)
         if not os.environ.get("UPDATE_SNAPSHOTS"):
             pytest.fail(f"snapshot {path.name} was missing and has been written; commit it")
-    assert text == path.read_text(), f"plan changed; review and run UPDATE_SNAPSHOTS=1 make test"
+    assert text == path.read_text(), "plan changed; review and run UPDATE_SNAPSHOTS=1 make test"
 
 
 def test_write_only_token_version_keeps_the_value_out_of_plan_and_state(tmp_path):
