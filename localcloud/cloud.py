@@ -162,9 +162,9 @@ class LocalCloud:
                                            rotation=sm.Rotation(rotation_period=v["rotation"]["rotation_period"])
                                            if (v.get("rotation") or {}).get("rotation_period") else None))
 
-        self.hub, self.cdn = start_hub(self.hub_state)
-        self.hub_state.job_runner = self._run_hf_job
         self.tls = tls.make(self.state_dir / "tls")
+        self.hub, self.cdn = start_hub(self.hub_state, self.tls.server_context())
+        self.hub_state.job_runner = self._run_hf_job
         self.rest = serve(_rest_handler(self), self.tls.server_context())
         self.metadata = self.metadata_for(self.submitter)
         self.admin_metadata = self.metadata_for(self.admin)
@@ -240,7 +240,8 @@ class LocalCloud:
 
         def run():
             env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME", "PYTHONPATH")}
-            env.update({"HF_ENDPOINT": self.hub.url, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1"})
+            env.update({"HF_ENDPOINT": self.hub.url, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1",
+                        **self.tls.trust_env()})
             env["PATH"] = os.pathsep.join([*self.jobs.path_prefix, os.path.dirname(sys.executable), env["PATH"]])
             workdir = Path(tempfile.mkdtemp(prefix="hfjob-", dir=self.state_dir))
             env.update({"HOME": str(workdir), "TMPDIR": str(workdir)})

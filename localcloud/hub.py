@@ -112,9 +112,11 @@ class HubError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def start_hub(state: HubState):
-    cdn = serve(_cdn_handler(state))
-    hub = serve(_hub_handler(state, cdn))
+def start_hub(state: HubState, tls_context=None):
+    """The Hub and its CDN, over HTTPS like huggingface.co and its CDN when `tls_context` is given (the local cloud
+    always gives one: clients trust its CA through SSL_CERT_FILE / REQUESTS_CA_BUNDLE)."""
+    cdn = serve(_cdn_handler(state), tls_context)
+    hub = serve(_hub_handler(state, cdn), tls_context)
     return hub, cdn
 
 
@@ -163,6 +165,8 @@ def _sign(state: HubState, oid: str, expires: int) -> str:
 
 
 def _hub_handler(state: HubState, cdn):
+    hub_scheme = cdn.scheme
+
     class Hub(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -471,7 +475,7 @@ def _hub_handler(state: HubState, cdn):
             if cursor + TREE_PAGE < len(entries):
                 q = {k: v[0] for k, v in query.items()}
                 q["cursor"] = str(cursor + TREE_PAGE)
-                nxt = f"http://{self.headers['Host']}{urllib.parse.urlsplit(self.path).path}?{urllib.parse.urlencode(q)}"
+                nxt = f"{hub_scheme}://{self.headers['Host']}{urllib.parse.urlsplit(self.path).path}?{urllib.parse.urlencode(q)}"
                 headers["Link"] = f'<{nxt}>; rel="next"'
             self._send(200, page, headers)
 

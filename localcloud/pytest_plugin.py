@@ -9,6 +9,9 @@ Enable it in your conftest.py with `pytest_plugins = ["localcloud.pytest_plugin"
 - `hfgate_env`: the environment a job script runs with: the outputs contract (`HFGATE_OUTPUTS`), the endpoints
   (`HF_ENDPOINT`, `HFGATE_SECRETMANAGER_ENDPOINT`, ...), the metadata server that gives the caller its identity,
   and the trust settings for the local CA. Pass it to `subprocess.run(..., env=...)`.
+
+While `hfgate_cloud` is up, this process trusts the local CA too (`SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`, ...), so a
+test may also call the official clients in-process.
 """
 from __future__ import annotations
 
@@ -44,7 +47,14 @@ def hfgate_cloud(request, tmp_path_factory):
     finally:
         os.environ.clear()
         os.environ.update(saved)
+    trust = {k: os.environ.get(k) for k in cloud.tls.trust_env()}
+    os.environ.update(cloud.tls.trust_env())
     yield cloud
+    for k, v in trust.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     cloud.stop()
 
 

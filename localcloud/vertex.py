@@ -172,12 +172,35 @@ class JobStore:
             raise RpcError(grpc.StatusCode.NOT_FOUND, f"The CustomJob does not exist: {name}")
         return ai.CustomJob(job)
 
-    def list(self, parent: str, flt: str) -> ai.ListCustomJobsResponse:
+    def list(self, parent: str, flt: str, page_size: int = 0, page_token: str = "") -> ai.ListCustomJobsResponse:
+        """ListCustomJobs with the documented filter subset (AIP-160 terms joined by AND: `display_name`, `state`,
+        `labels.KEY` with = or !=), newest first, paged. Any other filter is refused as the real service refuses a
+        filter it cannot parse: INVALID_ARGUMENT."""
         self._parent_ok(parent)
-        wanted = dict(re.findall(r'labels\.([a-z0-9_-]+)\s*=\s*"?([a-z0-9_-]*)"?', flt or ""))
-        jobs = [ai.CustomJob(j) for j in self.jobs.values()
-                if all(j.labels.get(k) == v for k, v in wanted.items())]
-        return ai.ListCustomJobsResponse(custom_jobs=jobs)
+        terms = [t for t in re.split(r"\s+AND\s+", (flt or "").strip()) if t]
+        checks = []
+        for term in terms:
+            m = re.fullmatch(r'(display_name|displayName|state|labels\.[a-z][a-z0-9_-]*)\s*(!=|=)\s*"?([^"]*)"?', term)
+            if not m:
+                raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"Unsupported filter: {term!r}. The local cloud "
+                               "supports display_name, state and labels.KEY with = or !=, joined by AND.")
+            checks.append(m.groups())
+
+        def value(job: ai.CustomJob, field: str) -> str:
+            if field.startswith("labels."):
+                return job.labels.get(field[7:], "")
+            if field == "state":
+                return S(job.state).name
+            return job.display_name
+
+        jobs = [ai.CustomJob(j) for j in sorted(self.jobs.values(), key=lambda j: j.create_time,
+                                                reverse=True)
+                if all((value(j, f) == v) == (op == "=") for f, op, v in checks)]
+        start = int(page_token) if page_token.isdigit() else 0
+        size = page_size if 0 < page_size <= 100 else 100
+        page = jobs[start:start + size]
+        nxt = str(start + size) if start + size < len(jobs) else ""
+        return ai.ListCustomJobsResponse(custom_jobs=page, next_page_token=nxt)
 
     def cancel(self, name: str) -> empty_pb2.Empty:
         job_id = name.rsplit("/", 1)[-1]
@@ -242,9 +265,17 @@ class JobStore:
         buckets = {m.group(1) for a in texts for m in [re.search(r"(?:/gcs/|gs://)([a-z0-9._-]+)", a)] if m}
         metadata = self.start_metadata(f"serviceAccount:{job.job_spec.service_account}")
         procs: list[tuple[str, subprocess.Popen]] = []
-        try:
-            for b in buckets:
+        for b in buckets:
+            try:
                 self.gcs_sync.pull(b, gcs_root / b)
+            except Exception as exc:      # a bucket the job names that does not exist or cannot be read
+                metadata.stop()
+                self.log(job_id, f"cannot mount gs://{b}: {exc}")
+                return self._set(job_id, S.JOB_STATE_FAILED, status_pb2.Status(
+                    code=code_pb2.FAILED_PRECONDITION, message=f"Cloud Storage bucket gs://{b} cannot be read by "
+                    f"the job: {type(exc).__name__}. Check that it exists and that the job's service account can "
+                    "read it."))
+        try:
             self._set(job_id, S.JOB_STATE_RUNNING)
             for rank, ((kind, index, pool), port) in enumerate(zip(replicas, ports)):
                 name = f"{kind}-{index}"
@@ -393,7 +424,7 @@ def grpc_handler(store: JobStore) -> grpc.GenericRpcHandler:
                                   lambda m, r: store.create(m, r.parent, r.custom_job)),
         "GetCustomJob": method(ai.GetCustomJobRequest, ai.CustomJob, lambda m, r: store.get(r.name)),
         "ListCustomJobs": method(ai.ListCustomJobsRequest, ai.ListCustomJobsResponse,
-                                 lambda m, r: store.list(r.parent, r.filter)),
+                                 lambda m, r: store.list(r.parent, r.filter, r.page_size, r.page_token)),
         "CancelCustomJob": method(ai.CancelCustomJobRequest, None, lambda m, r: store.cancel(r.name),
                                   raw_response=True),
     })

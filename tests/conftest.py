@@ -41,7 +41,12 @@ def cloud(synth_dir):
     from review.plan import synthesized
     with LocalCloud(plan=synthesized(synth_dir, "local")) as c:
         c.jobs.path_prefix = [str(ROOT / "tests" / "bin")]
+        # In-process clients (HfApi in a test) trust the local CA the standard way, as the env file says.
+        saved = {k: os.environ.get(k) for k in c.tls.trust_env()}
+        os.environ.update(c.tls.trust_env())
         yield c
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
 def hfgate(cloud, *args, as_member=None, extra_env=None, timeout=120):

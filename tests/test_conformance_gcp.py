@@ -130,3 +130,89 @@ def test_the_rest_endpoint_answers_every_method_and_keeps_the_connection_in_step
         resp = conn.getresponse()                      # same connection: answered, unauthenticated as expected
         assert resp.status == 401 and json.loads(resp.read())["error"]["status"] == "UNAUTHENTICATED"
     conn.close()
+
+
+SDK = r"""
+import json, sys, time
+from google.api_core import exceptions
+from google.cloud import aiplatform
+
+endpoint, project, region, bucket, sa, tag = sys.argv[1:7]
+# The high-level SDK exactly as its documentation shows it, with only api_endpoint added.
+aiplatform.init(project=project, location=region, staging_bucket=f"gs://{bucket}", api_endpoint=endpoint)
+out = {}
+
+
+def pool(code):
+    return [{"machine_spec": {"machine_type": "n1-standard-4"}, "replica_count": 1,
+             "container_spec": {"image_uri": "us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.2-4:latest",
+                                "command": ["python3", "-c", code]}}]
+
+
+job = aiplatform.CustomJob(display_name=f"sdk-long-{tag}", worker_pool_specs=pool("import time; time.sleep(120)"),
+                           labels={"suite": tag})
+job.submit(service_account=sa)
+out["resource"] = job.resource_name.split("/customJobs/")[0]
+out["submitted_state"] = job.state.name
+out["output_dir"] = job.job_spec.base_output_directory.output_uri_prefix.startswith(f"gs://{bucket}/aiplatform-custom-job-")
+again = aiplatform.CustomJob.get(job.resource_name)
+out["get"] = [again.display_name, again.labels.get("suite")]
+out["list_by_name"] = [j.display_name for j in aiplatform.CustomJob.list(filter=f'display_name="sdk-long-{tag}"')]
+out["list_by_label"] = len(aiplatform.CustomJob.list(filter=f'labels.suite="{tag}"'))
+try:
+    aiplatform.CustomJob.list(filter="create_time>2020")
+    out["bad_filter"] = "accepted"
+except exceptions.InvalidArgument as e:
+    out["bad_filter"] = type(e).__name__
+job.cancel()
+deadline = time.time() + 30
+while job.state.name not in ("JOB_STATE_CANCELLED", "JOB_STATE_FAILED", "JOB_STATE_SUCCEEDED") and time.time() < deadline:
+    time.sleep(0.5)
+out["after_cancel"] = job.state.name
+try:
+    job.cancel()
+except exceptions.FailedPrecondition as e:
+    out["cancel_twice"] = type(e).__name__
+# run() = submit + wait: a job that succeeds, and one that fails with the SDK's RuntimeError
+ok = aiplatform.CustomJob(display_name=f"sdk-ok-{tag}", worker_pool_specs=pool("print('hello from the SDK')"))
+ok.run(service_account=sa)
+out["run_ok"] = ok.state.name
+bad = aiplatform.CustomJob(display_name=f"sdk-bad-{tag}", worker_pool_specs=pool("raise SystemExit(3)"))
+try:
+    bad.run(service_account=sa)
+except RuntimeError as e:
+    out["run_failed"] = [bad.state.name, "Job failed with" in str(e)]
+try:
+    aiplatform.CustomJob(display_name=f"sdk-gpu-{tag}", worker_pool_specs=[{
+        "machine_spec": {"machine_type": "n1-standard-4", "accelerator_type": "NVIDIA_H100_80GB", "accelerator_count": 1},
+        "replica_count": 1, "container_spec": {"image_uri": "x", "command": ["true"]}}]).submit(service_account=sa)
+    out["bad_machine"] = "accepted"
+except exceptions.InvalidArgument as e:
+    out["bad_machine"] = type(e).__name__
+try:
+    aiplatform.CustomJob.get(f"projects/{project}/locations/{region}/customJobs/123")
+except exceptions.NotFound as e:
+    out["missing"] = type(e).__name__
+print(json.dumps(out))
+"""
+
+
+def test_the_high_level_aiplatform_sdk_submits_lists_gets_and_cancels(cloud):
+    """google.cloud.aiplatform's CustomJob, as its docs show it (init with a staging bucket, submit, state, get,
+    list with filters, cancel, run), against the local Vertex AI with only `api_endpoint` set."""
+    env = {**os.environ, **cloud.env()}
+    vertex = env.pop("HFGATE_VERTEX_ENDPOINT")
+    tag = f"t{os.getpid()}"
+    proc = subprocess.run([sys.executable, "-c", SDK, vertex, cloud.project_id, cloud.region,
+                           cloud.outputs.staging_bucket_name, cloud.outputs.trainer_email, tag], cwd="/", env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.splitlines()[-1])      # the SDK prints its own progress lines first
+    assert out["resource"] == f"projects/{cloud.project_number}/locations/{cloud.region}"
+    assert out["submitted_state"] in ("JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING")
+    assert out["output_dir"] is True and out["get"] == [f"sdk-long-{tag}", tag]
+    assert out["list_by_name"] == [f"sdk-long-{tag}"] and out["list_by_label"] == 1
+    assert out["bad_filter"] == "InvalidArgument"
+    assert out["after_cancel"] == "JOB_STATE_CANCELLED" and out["cancel_twice"] == "FailedPrecondition"
+    assert out["run_ok"] == "JOB_STATE_SUCCEEDED" and out["run_failed"] == ["JOB_STATE_FAILED", True]
+    assert out["bad_machine"] == "InvalidArgument" and out["missing"] == "NotFound"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -123,7 +124,9 @@ def test_datasets_and_transformers_load_the_gated_repos(hub, tmp_path):
 def test_an_unsupported_call_does_not_corrupt_the_next_request_on_the_connection(hub):
     cloud, model, _, token = hub
     url = urllib.parse.urlsplit(cloud.hub.url)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    assert url.scheme == "https"                     # like huggingface.co, trusted through the local CA
+    conn = http.client.HTTPSConnection(url.hostname, url.port, timeout=10,
+                                       context=ssl.create_default_context(cafile=cloud.env()["SSL_CERT_FILE"]))
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-www-form-urlencoded"}
     for method, path in (("POST", "/api/no-such-route"), ("PUT", f"/api/models/{model}/settings"),
                          ("DELETE", "/api/nothing"), ("PATCH", "/whatever")):

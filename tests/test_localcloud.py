@@ -23,7 +23,7 @@ def test_up_starts_fast_and_leaves_nothing_running(tmp_path, synth_dir):
     assert "local cloud up" in first, first
     assert time.time() - t0 < 5
     env_file = (tmp_path / "localcloud.env").read_text()
-    assert "HF_ENDPOINT=http://127.0.0.1:" in env_file and "GCE_METADATA_HOST=" in env_file
+    assert "HF_ENDPOINT=https://127.0.0.1:" in env_file and "GCE_METADATA_HOST=" in env_file
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert children, "fake-gcs-server should run as a child"
     proc.send_signal(signal.SIGINT)
