@@ -70,7 +70,10 @@ class HubState:
         self.tokens: dict[str, Token] = {}
         self.repos: dict[str, Repo] = {}
         self.jobs: dict[str, dict] = {}
-        self.log: list[dict] = []                   # every request: method, path, user
+        self.log: list[dict] = []                   # every request: method, path, user, host, wire_path, UA
+        # The public hosts this Hub and its CDN stand in for: the log reads as traffic to them (the review replays
+        # it through the Secure Web Proxy rules).
+        self.public_hosts = {"hub": "huggingface.co", "cdn": "cdn-lfs-us-1.hf.co"}
         self.faults: dict[str, Fault] = {}          # route prefix -> fault ("" = every route)
         self.lock = threading.Lock()
         self.cdn_key = secrets.token_bytes(16)
@@ -133,8 +136,10 @@ def _cdn_handler(state: HubState):
             oid = url.path.rsplit("/", 1)[-1]
             expires = int(q.get("Expires", ["0"])[0])
             good = hmac.compare_digest(q.get("Signature", [""])[0], _sign(state, oid, expires))
-            state.log.append({"method": "GET", "path": "cdn:" + url.path, "user": None,
-                              "authorization": self.headers.get("authorization") is not None})
+            state.log.append({"method": "GET", "path": "cdn:" + url.path, "user": None, "t": time.time(),
+                              "authorization": self.headers.get("authorization") is not None,
+                              "host": state.public_hosts["cdn"], "wire_path": url.path,
+                              "user_agent": self.headers.get("User-Agent", "")})
             if not good or expires < time.time() or oid not in state.blobs:
                 body = b"<Error><Code>AccessDenied</Code></Error>"
                 self.send_response(403)
@@ -283,7 +288,8 @@ def _hub_handler(state: HubState, cdn):
                 user = token.owner if token else None
             except HubError:
                 token = None
-            state.log.append({"method": method, "path": path, "user": user})
+            state.log.append({"method": method, "path": path, "user": user, "t": time.time(), "host": state.public_hosts["hub"],
+                              "wire_path": url.path, "user_agent": self.headers.get("User-Agent", "")})
             if self._fault(path):
                 return
             try:

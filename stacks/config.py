@@ -12,7 +12,7 @@ from enum import Enum
 from pathlib import Path
 
 from stacks.errors import ConfigError
-from stacks.facts import DEFAULT_TRAINING_IMAGE, VERTEX_REGIONS, machine_problem
+from stacks.facts import DEFAULT_TRAINING_IMAGE, VERTEX_REGIONS, allow_entry_problem, machine_problem
 
 import os
 
@@ -56,6 +56,10 @@ class Settings:
     state_bucket: str | None = None
     # Opt-in: manage the token value from Terraform through a write-only version (never in plan or state).
     token_write_only: bool = False
+    # What the environment may download from the Hub: "org/name" or "org/name@revision" (models only). Empty:
+    # any repository on the Hub hosts (today's behaviour; the review says so).
+    allow_models: tuple[str, ...] = ()
+    allow_datasets: tuple[str, ...] = ()
 
     @property
     def replicas(self) -> tuple[str, ...]:
@@ -176,6 +180,18 @@ def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
 
     state_bucket = need("state_bucket", str)
     token_write_only = need("token_write_only", bool, False)
+    allow: dict[str, list[str]] = {}
+    for name, kind in (("allow_models", "model"), ("allow_datasets", "dataset")):
+        entries = need(name, list, [])
+        allow[name] = []
+        for entry in entries:
+            why = allow_entry_problem(entry, kind)
+            if why:
+                problems.append((name, why))
+            elif entry in allow[name]:
+                problems.append((name, f"{entry!r} is listed twice"))
+            else:
+                allow[name].append(entry)
 
     if problems:
         raise ConfigError(source, problems)
@@ -185,6 +201,7 @@ def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
         token_rotation_days=rotation, training_image=image, machine_type=machine, accelerator_type=accel,
         accelerator_count=count, subnet_cidr=subnet, proxy_only_cidr=proxy_only, project_number=number,
         state_bucket=state_bucket, token_write_only=token_write_only,
+        allow_models=tuple(allow["allow_models"]), allow_datasets=tuple(allow["allow_datasets"]),
     )
 
 

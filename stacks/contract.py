@@ -16,7 +16,7 @@ from stacks.errors import UsageError
 from stacks.facts import HF_HOST_RULES
 from stacks.naming import PROXY_PORT, names_for
 
-CONTRACT_VERSION = 2   # 2: mirror_bucket (mirrors live where jobs cannot write)
+CONTRACT_VERSION = 3   # 2: mirror_bucket (mirrors live where jobs cannot write); 3: allowlist, proxy CA
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,9 @@ class Outputs:
     machine_type: str
     accelerator_type: str
     accelerator_count: int
+    allowed_models: tuple[str, ...]    # "org/name" or "org/name@rev"; empty: any (config allow_models)
+    allowed_datasets: tuple[str, ...]  # "org/name"; empty: any (config allow_datasets)
+    proxy_ca_certificate: str    # PEM of the proxy's TLS inspection CA ("" without inspection): jobs trust it
 
     @property
     def artifacts_bucket_name(self) -> str:
@@ -56,7 +59,8 @@ class Outputs:
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
-        data["hf_host_rules"] = list(self.hf_host_rules)
+        for name in ("hf_host_rules", "allowed_models", "allowed_datasets"):
+            data[name] = list(getattr(self, name))
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
@@ -89,6 +93,9 @@ def outputs_from_settings(settings: Settings, project_number: str | None = None)
         machine_type=settings.machine_type,
         accelerator_type=settings.accelerator_type or "",
         accelerator_count=settings.accelerator_count,
+        allowed_models=settings.allow_models,
+        allowed_datasets=settings.allow_datasets,
+        proxy_ca_certificate="",      # issued by Certificate Authority Service at apply; none without a deploy
     )
 
 
@@ -130,7 +137,9 @@ def parse_outputs(data: object, *, env: str | None = None, source: str = "<outpu
     if missing:
         raise OutputsError(f"{source} lacks outputs: {', '.join(missing)}", _how_to_produce(env))
     values = {f: values[f] for f in FIELDS}
-    values["hf_host_rules"] = tuple(values["hf_host_rules"])
+    for name in ("hf_host_rules", "allowed_models", "allowed_datasets"):
+        values[name] = tuple(values[name] or ())
+    values["proxy_ca_certificate"] = values["proxy_ca_certificate"] or ""
     values["egress_enforced"] = bool(values["egress_enforced"])
     values["accelerator_count"] = int(values["accelerator_count"])
     values["project_number"] = str(values["project_number"])

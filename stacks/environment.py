@@ -12,7 +12,7 @@ from stacks.identity import Identity
 from stacks.naming import names_for
 from stacks.network import HfEgressNetwork
 from stacks.perimeter import ServicePerimeter
-from stacks.project import BETA_PROVIDER, CORE_APIS, PERIMETER_APIS, PROXY_APIS, Project
+from stacks.project import BETA_PROVIDER, CORE_APIS, INSPECTION_APIS, PERIMETER_APIS, PROXY_APIS, Project
 from stacks.secret import TokenSecret
 from stacks.storage import Bucket
 
@@ -41,7 +41,9 @@ class HfgateStack(TerraformStack):
         self.add_override(f"provider.{BETA_PROVIDER}", [{"project": s.project_id, "region": s.region}])
 
         proxy = s.egress_mode is EgressMode.PROXY
-        apis = CORE_APIS + (PROXY_APIS if proxy else ()) + (PERIMETER_APIS if s.access_policy_id else ())
+        scoped = proxy and bool(s.allow_models or s.allow_datasets)
+        apis = (CORE_APIS + (PROXY_APIS if proxy else ()) + (INSPECTION_APIS if scoped else ())
+                + (PERIMETER_APIS if s.access_policy_id else ()))
         self.project = Project(self, "project", project_id=s.project_id, apis=apis,
                                project_number=s.project_number)
 
@@ -97,12 +99,13 @@ class HfgateStack(TerraformStack):
         self.project.grant_role(self.submitter.member, "roles/aiplatform.user", "submit custom jobs")
         self.project.grant_role(self.trainer.member, "roles/logging.logWriter", "job logs")
 
-        attachment = proxy_url = ""
+        attachment = proxy_url = ca_certificate = ""
         if proxy:
             net = HfEgressNetwork(self, "egress", project=self.project, region=s.region, names=names,
                                   subnet_cidr=s.subnet_cidr, proxy_only_cidr=s.proxy_only_cidr,
-                                  host_rules=HF_HOST_RULES, labels=labels)
-            attachment, proxy_url = net.attachment.id, net.proxy_url
+                                  host_rules=HF_HOST_RULES, labels=labels, allow_models=s.allow_models,
+                                  allow_datasets=s.allow_datasets)
+            attachment, proxy_url, ca_certificate = net.attachment.id, net.proxy_url, net.ca_certificate
             if s.access_policy_id:
                 ServicePerimeter(self, "perimeter", project=self.project, access_policy_id=s.access_policy_id,
                                  name=names.perimeter)
@@ -128,6 +131,9 @@ class HfgateStack(TerraformStack):
             "machine_type": s.machine_type,
             "accelerator_type": s.accelerator_type or "",
             "accelerator_count": s.accelerator_count,
+            "allowed_models": list(s.allow_models),
+            "allowed_datasets": list(s.allow_datasets),
+            "proxy_ca_certificate": ca_certificate,
         }
         assert tuple(values) == FIELDS, "outputs and the contract must list the same fields"
         self._depend_on_apis()

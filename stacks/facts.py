@@ -5,6 +5,7 @@ stacks (egress rules), the jobs (request validation), the local cloud (its Verte
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # Suffix rules are the durable form: the Hub moves its CDN and xet hosts, and redirects mid-download.
@@ -26,6 +27,41 @@ HF_KNOWN_HOSTS: tuple[str, ...] = (
     "cdn-lfs.hf.co",
     "cdn-lfs.huggingface.co",
 )
+
+
+# The Hub's own host (its API and the resolve endpoints); every other HF host serves content addressed by hash
+# (LFS CDN, xet CAS/transfer hosts), so the proxy can scope repositories on this host only.
+HF_HUB_HOST = "huggingface.co"
+# Hosts of content addressed by hash: read methods only, host-level (their paths name no repository).
+HF_CONTENT_HOST_RULES: tuple[str, ...] = ("*.huggingface.co", "*.hf.co")
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def split_allow_entry(entry: str) -> tuple[str, str | None]:
+    """"org/name@rev" -> ("org/name", "rev"); "org/name" -> ("org/name", None)."""
+    repo, _, rev = entry.partition("@")
+    return repo, (rev or None)
+
+
+def allow_entry_problem(entry: object, kind: str) -> str | None:
+    """Why an allowlist entry is not usable, with the fix, or None."""
+    if not isinstance(entry, str):
+        return f"{entry!r} must be a string like \"org/name\""
+    repo, rev = split_allow_entry(entry)
+    if not _REPO_ID.match(repo) or ".." in repo or repo.endswith((".git", ".")):
+        return (f"{entry!r} is not a full Hub repository id; write it with its namespace, as on its page, like"
+                " \"google/txgemma-2b-predict\" (legacy ids such as gpt2 are now openai-community/gpt2)")
+    if "@" in entry and rev is None:
+        return f"{entry!r} has an empty revision; drop the @ or name a commit, tag or branch"
+    if rev is not None and kind == "dataset":
+        return (f"{entry!r}: datasets cannot be pinned (trl sft has no dataset revision flag, so the job would ask"
+                f" for main and the proxy would refuse it); list {repo!r} without @")
+    if rev is not None and not _REVISION.match(rev):
+        return (f"{entry!r}: the revision must be a commit, tag or branch without '/' (refs/pr/N cannot be"
+                " pinned: the proxy refuses encoded slashes)")
+    return None
 
 
 def host_allowed(host: str, rules: tuple[str, ...] = HF_HOST_RULES) -> bool:

@@ -31,6 +31,10 @@ class Names:
     gateway: str
     gateway_policy: str
     url_list: str
+    content_url_list: str
+    ca_pool: str
+    ca: str
+    tls_inspection_policy: str
     firewall_policy: str
     perimeter: str
     proxy_address: str
@@ -67,6 +71,10 @@ def names_for(settings: Settings) -> Names:
         gateway=f"{p}-hf-proxy",
         gateway_policy=f"{p}-hf-only",
         url_list=f"{p}-hf-hosts",
+        content_url_list=f"{p}-hf-content-hosts",
+        ca_pool=f"{p}-egress-inspection",
+        ca=f"{p}-egress-inspection-ca",
+        tls_inspection_policy=f"{p}-hf-inspection",
         firewall_policy=f"{p}-egress",
         perimeter=f"{p.replace('-', '_')}_hfgate",
         # A fixed address in the proxy's half of subnet_cidr, so the proxy URL is known before apply.

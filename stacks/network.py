@@ -31,10 +31,17 @@ from cdktn_provider_google.network_security_gateway_security_policy_rule import 
     NetworkSecurityGatewaySecurityPolicyRule,
 )
 from cdktn_provider_google.network_security_url_lists import NetworkSecurityUrlLists
+from cdktn_provider_google.network_security_tls_inspection_policy import NetworkSecurityTlsInspectionPolicy
 from cdktn_provider_google.network_services_gateway import NetworkServicesGateway
+from cdktn_provider_google.privateca_ca_pool import PrivatecaCaPool
+from cdktn_provider_google.privateca_ca_pool_iam_member import PrivatecaCaPoolIamMember
+from cdktn_provider_google.privateca_certificate_authority import PrivatecaCertificateAuthority
+from cdktn import Fn
 
 import ipaddress
 
+from stacks.egress_rules import proxy_rules, url_list_id
+from stacks.facts import HF_CONTENT_HOST_RULES
 from stacks.naming import PROXY_PORT, Names, subnet_halves
 from stacks.project import Project
 
@@ -42,7 +49,8 @@ from stacks.project import Project
 class HfEgressNetwork(Construct):
     def __init__(self, scope: Construct, id: str, *, project: Project, region: str, names: Names,
                  subnet_cidr: str, proxy_only_cidr: str, host_rules: tuple[str, ...],
-                 labels: dict[str, str]) -> None:
+                 labels: dict[str, str], allow_models: tuple[str, ...] = (),
+                 allow_datasets: tuple[str, ...] = ()) -> None:
         super().__init__(scope, id)
         pid = project.project_id
         self.network = ComputeNetwork(self, "vpc", project=pid, name=names.network,
@@ -86,14 +94,33 @@ class HfEgressNetwork(Construct):
         self.url_list = NetworkSecurityUrlLists(
             self, "hf-hosts", project=pid, location=region, name=names.url_list, values=list(host_rules),
             description="Hugging Face Hub hosts (suffix rules; the Hub redirects to CDN and xet hosts)")
+        scoped = bool(allow_models or allow_datasets)
+        lists = [self.url_list]
+        if scoped:
+            lists.append(NetworkSecurityUrlLists(
+                self, "hf-content-hosts", project=pid, location=region, name=names.content_url_list,
+                values=list(HF_CONTENT_HOST_RULES),
+                description="Hugging Face content hosts (LFS CDN, xet): paths are content hashes"))
+        self.ca_certificate = ""
+        tls_policy = self._tls_inspection(project, region, names) if scoped else None
         self.policy = NetworkSecurityGatewaySecurityPolicy(
             self, "policy", project=pid, location=region, name=names.gateway_policy,
-            description="Allow the Hugging Face hosts; everything else is denied by default")
-        NetworkSecurityGatewaySecurityPolicyRule(
-            self, "allow-hf", project=pid, location=region, name="allow-hugging-face",
-            gateway_security_policy=self.policy.name, enabled=True, priority=1000, basic_profile="ALLOW",
-            session_matcher=f"inUrlList(host(), '{self.url_list.id}')",
-            description="Hugging Face Hub only")
+            tls_inspection_policy=tls_policy.id if tls_policy else None,
+            description=("Allow the listed Hugging Face repositories, read-only; everything else is denied by default"
+                         if scoped else "Allow the Hugging Face hosts; everything else is denied by default"))
+        # Rules from the allowlist and stacks.facts (stacks.egress_rules); url lists by literal name, so the
+        # matchers are known at plan time and the review can replay traffic through them.
+        self.rules = proxy_rules(allow_models, allow_datasets,
+                                 all_hosts_list=url_list_id(pid, region, names.url_list),
+                                 content_hosts_list=url_list_id(pid, region, names.content_url_list))
+        for rule in self.rules:
+            NetworkSecurityGatewaySecurityPolicyRule(
+                self, rule.name, project=pid, location=region, name=rule.name,
+                gateway_security_policy=self.policy.name, enabled=True, priority=rule.priority,
+                basic_profile=rule.action, session_matcher=rule.session_matcher,
+                application_matcher=rule.application_matcher or None,
+                tls_inspection_enabled=True if rule.tls_inspection else None,
+                description=rule.description, depends_on=lists)
         self.gateway = NetworkServicesGateway(
             self, "proxy", project=pid, location=region, name=names.gateway, type="SECURE_WEB_GATEWAY",
             addresses=[names.proxy_address], ports=[PROXY_PORT], routing_mode="EXPLICIT_ROUTING_MODE",
@@ -112,6 +139,32 @@ class HfEgressNetwork(Construct):
                                                 attachment_target=self.network.id,
                                                 firewall_policy=fw.id)
 
+
+    def _tls_inspection(self, project: Project, region: str, names: Names) -> NetworkSecurityTlsInspectionPolicy:
+        """A CA pool with one root CA that the proxy issues interception certificates from, the Network Security
+        service agent allowed to use it, and the TLS inspection policy ("Enable TLS inspection"). The CA's
+        certificate is exported in the outputs contract (`proxy_ca_certificate`); the job's bootstrap adds it to
+        the trust settings its clients read."""
+        pid = project.project_id
+        pool = PrivatecaCaPool(self, "inspection-ca-pool", project=pid, location=region, name=names.ca_pool,
+                               tier="DEVOPS", publishing_options={"publish_ca_cert": False, "publish_crl": False})
+        ca = PrivatecaCertificateAuthority(
+            self, "inspection-ca", project=pid, location=region, pool=pool.name,
+            certificate_authority_id=names.ca, type="SELF_SIGNED", deletion_protection=True,
+            lifetime=f"{10 * 365 * 24 * 3600}s", key_spec={"algorithm": "EC_P256_SHA256"},
+            config={"subject_config": {"subject": {"organization": "hfgate",
+                                                   "common_name": f"{names.ca} (Secure Web Proxy TLS inspection)"}},
+                    "x509_config": {"ca_options": {"is_ca": True, "max_issuer_path_length": 0},
+                                    "key_usage": {"base_key_usage": {"cert_sign": True, "crl_sign": True},
+                                                  "extended_key_usage": {"server_auth": True}}}})
+        agent = project.service_agent("networksecurity.googleapis.com")
+        PrivatecaCaPoolIamMember(self, "inspection-ca-pool-user", ca_pool=pool.id,
+                                 role="roles/privateca.certificateManager", member=agent)
+        self.ca_certificate = Fn.element(ca.pem_ca_certificates, 0)
+        return NetworkSecurityTlsInspectionPolicy(
+            self, "tls-inspection", project=pid, location=region, name=names.tls_inspection_policy,
+            ca_pool=pool.id, exclude_public_ca_set=False, min_tls_version="TLS_1_2",
+            description="Lets the proxy see methods and paths to the Hugging Face hosts", depends_on=[ca])
 
     def _rule(self, policy, name: str, priority: int, action: str, ranges: list[str], ports: list[str] | None,
               why: str) -> None:

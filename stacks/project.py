@@ -26,6 +26,7 @@ PROXY_APIS = (
     "networksecurity.googleapis.com",
 )
 PERIMETER_APIS = ("accesscontextmanager.googleapis.com",)
+INSPECTION_APIS = ("privateca.googleapis.com",)   # the proxy's TLS inspection CA (an allowlist in proxy mode)
 
 # Roles that may be granted at project level, and only these: everything else is granted on its resource.
 PROJECT_ROLES_ALLOWED = frozenset({

@@ -1,0 +1,199 @@
+"""The Secure Web Proxy's rules as the plan declares them, and a replay of HTTP requests through them.
+
+The matchers are evaluated by a real CEL engine (cel-python, `celpy`), never by a reader of our own: the plan's
+`session_matcher` and `application_matcher` strings are compiled as they are. The proxy's functions are bound as
+its CEL matcher reference defines them: `host()` (the CONNECT host), `inUrlList(host, list)` against the plan's URL
+lists (an entry without `/` is a domain; `*.x` matches subdomains of x only, `*x` x and its subdomains), and the
+request attributes `request.method`, `request.path`, `request.query`, `request.scheme`, `request.headers`,
+`request.url()`. Rules are tried in priority order (lower first) and the first whose matchers are all true decides;
+a rule with an application matcher sees HTTPS only with TLS inspection on; no match is the proxy's default deny.
+
+Fails closed: a matcher that is not known offline, that does not compile, that calls a function or attribute the
+proxy's reference does not define here, or a URL list that cannot be resolved makes the decision UNKNOWN.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from review.plan import Plan, unresolved
+
+RULE_TYPE = "google_network_security_gateway_security_policy_rule"
+URL_LIST_TYPE = "google_network_security_url_lists"
+ALLOW, DENY, UNKNOWN = "allow", "deny", "unknown"
+
+
+@dataclass(frozen=True)
+class Request:
+    host: str
+    method: str
+    path: str
+    query: str = ""
+    scheme: str = "https"
+    note: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}{self.path}" + (f"?{self.query}" if self.query else "")
+
+    def show(self) -> str:
+        return f"{self.method} {self.host}{self.path}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    priority: int
+    action: str
+    session_matcher: str
+    application_matcher: str
+    tls_inspection: bool
+    enabled: bool
+    address: str
+
+
+@dataclass
+class Decision:
+    request: Request
+    action: str                     # allow / deny / unknown
+    rule: str                       # the deciding rule's name, "(default deny)", or what was unknown
+    why: str = ""
+    expect: str | None = None
+
+    @property
+    def as_expected(self) -> bool:
+        return self.expect is None or self.action == self.expect
+
+
+def url_list_matches(entries: list[str], host: str) -> bool:
+    host = host.lower().rstrip(".")
+    for entry in entries:
+        domain = entry.split("/", 1)[0].lower()
+        if domain.startswith("*."):
+            if host.endswith(domain[1:]):
+                return True
+        elif domain.startswith("*"):
+            if host == domain[1:] or host.endswith("." + domain[1:]):
+                return True
+        elif host == domain:
+            return True
+    return False
+
+
+@dataclass
+class ProxyPolicy:
+    rules: list[Rule]
+    url_lists: dict[str, list[str]]             # resource name (projects/P/locations/L/urlLists/N) -> entries
+    problems: list[str] = field(default_factory=list)
+    inspection: bool = False                    # the policy has a TLS inspection policy
+
+    @classmethod
+    def from_plan(cls, plan: Plan) -> "ProxyPolicy":
+        problems: list[str] = []
+        lists: dict[str, list[str]] = {}
+        for r in plan.of_type(URL_LIST_TYPE):
+            v = plan.resolved(r)
+            project = v.get("project") or plan.default_project()
+            if unresolved([project, v.get("location"), v.get("name"), v.get("values")]):
+                problems.append(f"{r.address}: name or entries not known offline")
+                continue
+            lists[f"projects/{project}/locations/{v['location']}/urlLists/{v['name']}"] = list(v["values"])
+        rules = []
+        for r in plan.of_type(RULE_TYPE):
+            v = plan.resolved(r)
+            fields = [v.get("priority"), v.get("basic_profile"), v.get("session_matcher")]
+            if unresolved(fields) or unresolved(v.get("application_matcher") or ""):
+                problems.append(f"{r.address}: priority, action or matchers not known offline")
+                continue
+            rules.append(Rule(v.get("name", r.name), int(v["priority"]), str(v["basic_profile"]).lower(),
+                              v["session_matcher"], v.get("application_matcher") or "",
+                              bool(v.get("tls_inspection_enabled")), v.get("enabled", True) is not False,
+                              r.address))
+        rules.sort(key=lambda x: x.priority)
+        inspection = any(bool(p.values.get("tls_inspection_policy"))
+                         for p in plan.of_type("google_network_security_gateway_security_policy"))
+        return cls(rules, lists, problems, inspection)
+
+    # evaluation --------------------------------------------------------------------------------------------------
+    def _matches(self, expr: str, req: Request) -> bool:
+        import celpy
+        from celpy import celtypes
+
+        env = celpy.Environment()
+        try:
+            ast = env.compile(expr)
+        except Exception as exc:     # celpy raises its own CELParseError
+            raise _Unknown(f"does not compile as CEL: {exc}") from None
+
+        def host() -> celtypes.StringType:
+            return celtypes.StringType(req.host)
+
+        def in_url_list(h, name) -> celtypes.BoolType:
+            if str(name) not in self.url_lists:
+                raise _Unknown(f"URL list {name} is not in the plan")
+            return celtypes.BoolType(url_list_matches(self.url_lists[str(name)], str(h)))
+
+        def url(_request) -> celtypes.StringType:
+            return celtypes.StringType(req.url)
+
+        request = celpy.json_to_cel({"method": req.method, "path": req.path, "query": req.query,
+                                     "scheme": req.scheme, "host": req.host, "headers": {}})
+        program = env.program(ast, functions={"host": host, "inUrlList": in_url_list, "url": url})
+        try:
+            result = program.evaluate({"request": request})
+        except _Unknown:
+            raise
+        except Exception as exc:
+            raise _Unknown(f"evaluation failed: {type(exc).__name__}: {exc}") from None
+        if isinstance(result, celpy.CELEvalError) or not isinstance(result, celtypes.BoolType):
+            raise _Unknown(f"did not evaluate to a boolean ({result!r})")
+        return bool(result)
+
+    def decide(self, req: Request, expect: str | None = None) -> Decision:
+        if self.problems:
+            return Decision(req, UNKNOWN, "(plan)", "; ".join(self.problems), expect)
+        for rule in self.rules:
+            if not rule.enabled:
+                continue
+            try:
+                if not self._matches(rule.session_matcher, req):
+                    continue
+                if rule.application_matcher:
+                    if req.scheme == "https" and not rule.tls_inspection:
+                        continue       # without inspection the proxy cannot see an HTTPS request's attributes
+                    if not self._matches(rule.application_matcher, req):
+                        continue
+            except _Unknown as exc:
+                return Decision(req, UNKNOWN, rule.name, str(exc), expect)
+            return Decision(req, ALLOW if rule.action == "allow" else DENY, rule.name,
+                            f"priority {rule.priority}", expect)
+        return Decision(req, DENY, "(default deny)", "no rule matched", expect)
+
+
+class _Unknown(Exception):
+    pass
+
+
+def requests_from_hub_log(entries: list[dict]) -> list[Request]:
+    """The local Hub's log (localcloud.hub) as the requests the proxy would see."""
+    return [Request(e["host"], e["method"], e["wire_path"]) for e in entries if "wire_path" in e]
+
+
+def load_traffic(path: Path) -> list[tuple[Request, str | None]]:
+    """A traffic file: JSON lines of {"host", "method", "path", "expect"?: "allow"|"deny", "note"?}."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            d = json.loads(line)
+            out.append((Request(d["host"], d["method"], d["path"], note=d.get("note", "")), d.get("expect")))
+    return out
+
+
+def replay(policy: ProxyPolicy, traffic: list[tuple[Request, str | None]]) -> list[Decision]:
+    return [policy.decide(req, expect) for req, expect in traffic]
+
+
+def decision_json(d: Decision) -> dict:
+    return {**asdict(d.request), "action": d.action, "rule": d.rule, "why": d.why, "expect": d.expect,
+            "as_expected": d.as_expected}
