@@ -137,10 +137,18 @@ def check(outputs: OutputsLike, model: str, revision: str = "main", *, token_ver
     Does not raise on a failed check: inspect `.ok`."""
     from jobs.preflight import preflight
     from jobs.secret import read_token
+    from jobs.allowlist import allowlist_check, allowlist_report
     _harden()
     outputs = load_outputs(outputs)
+    refused = allowlist_report(outputs, model, revision)
+    if refused is not None:
+        return refused
     pinned = read_token(outputs, token_version)
-    return preflight(pinned.token, model, revision)
+    report = preflight(pinned.token, model, revision)
+    listed = allowlist_check(outputs, model, revision, "model")
+    if listed is not None:
+        report.checks.insert(0, listed)
+    return report
 
 
 def _preflight_or_raise(token: HfToken, repo_id: str, revision: str) -> Report:
@@ -156,8 +164,12 @@ def submit(outputs: OutputsLike, request: TrainRequest, *, token_version: str = 
            namespace: str | None = None) -> Submission:
     """Read the pinned token, preflight, build the job and create it once (a repeated request finds the first).
     Raises PreflightFailed (with the report) when the preflight refuses; nothing is created then."""
+    from jobs.allowlist import allowlist_report
     _harden()
     outputs = load_outputs(outputs)
+    refused = allowlist_report(outputs, request.model, request.revision, request.dataset)
+    if refused is not None:
+        raise PreflightFailed(refused)
     if Backend(backend) is Backend.HF_JOBS:
         return _submit_hf_jobs(outputs, request, token_version, dry_run, flavor, namespace)
     from jobs import vertex
@@ -318,6 +330,10 @@ def mirror(outputs: OutputsLike, repo_id: str, *, repo_type: str = "model", revi
     if repo_type not in ("model", "dataset"):
         raise UsageError(f"repo_type {repo_type!r} is not model or dataset", "pass repo_type='model' or 'dataset'")
     outputs = load_outputs(outputs)
+    from jobs.allowlist import allowlist_check
+    listed = allowlist_check(outputs, repo_id, revision if repo_type == "model" else None, repo_type)
+    if listed is not None and listed.status == "fail":
+        raise PreflightFailed(Report(repo_id, revision, [listed]))
     pinned = read_token(outputs, token_version)
     report = _preflight_or_raise(pinned.token, repo_id, revision) if repo_type == "model" else None
     if report is not None and on_preflight is not None:

@@ -11,6 +11,10 @@ anyone else can write decides what the job runs first.
   manifest has the SHA-256 pinned at submit time, that every file has the SHA-256 the manifest records, and that the
   folder holds nothing else.
 
+- HFGATE_PROXY_CA=<PEM>: the egress proxy's TLS inspection CA (outputs contract `proxy_ca_certificate`). Written
+  after the roots the container already trusts (SSL_CERT_FILE or REQUESTS_CA_BUNDLE if set, else the system
+  bundle) into one file that SSL_CERT_FILE, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE then name (httpx, requests,
+  urllib, curl and OpenSSL read these), so the Hub clients accept the proxy's certificates for the Hugging Face hosts.
 - HFGATE_RESUME=1: if the trainer's --output_dir holds checkpoints (a restarted or resubmitted job), resume from the
   newest complete one (--resume_from_checkpoint).
 - HFGATE_LAUNCH=torchrun: one distributed run across every replica of the job: node count and this node's rank from
@@ -172,6 +176,35 @@ def launch_command(argv, env):
             "-m", "trl.scripts.sft", *argv[2:]]
 
 
+SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
+
+
+def trust_proxy_ca(env):
+    pem = env.pop("HFGATE_PROXY_CA", "")
+    if not pem:
+        return
+    if not re.fullmatch(r"\s*(-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----\s*)+", pem):
+        fail(EXIT_CONFIG, "HFGATE_PROXY_CA is not a PEM certificate")
+    import ssl
+    candidates = [env.get("SSL_CERT_FILE"), env.get("REQUESTS_CA_BUNDLE"), ssl.get_default_verify_paths().cafile,
+                  *SYSTEM_BUNDLES]
+    base = next((p for p in candidates if p and os.path.isfile(p)), None)
+    roots = open(base).read() if base else ""
+    try:
+        import certifi   # the bundle requests and older httpx use when no variable is set
+        roots += "\n" + open(certifi.where()).read()
+    except ImportError:
+        pass
+    folder = env.get("TMPDIR") or "/tmp"
+    path = os.path.join(folder, "hfgate-trust.pem")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(roots.rstrip("\n") + "\n" + pem.strip() + "\n")
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        env[name] = path
+    sys.stderr.write(f"hfgate-bootstrap: trusting the egress proxy's TLS inspection CA ({path})\n")
+
+
 def main(argv):
     if "--" in argv:
         argv = argv[argv.index("--") + 1:]
@@ -184,6 +217,7 @@ def main(argv):
         fail(EXIT_CONFIG, "HFGATE_VERIFY is not JSON")
     for check in checks:
         verify_mirror(check["dir"], check["manifest_sha256"])
+    trust_proxy_ca(env)
     version = env.pop("HFGATE_TOKEN_SECRET_VERSION", None)
     if version is not None:
         if "/versions/" not in version or version.endswith("/latest"):
@@ -191,7 +225,7 @@ def main(argv):
                               "(projects/N/secrets/S/versions/V)")
         env["HF_TOKEN"] = read_secret(version, access_token())
         sys.stderr.write(f"hfgate-bootstrap: token read from {version}; starting {argv[0]}\n")
-    elif not checks and not any(env.get(k) for k in ("HFGATE_LAUNCH", "HFGATE_RESUME", "HF_TOKEN")):
+    elif not checks and not any(env.get(k) for k in ("HFGATE_LAUNCH", "HFGATE_RESUME", "HF_TOKEN", "HFGATE_PROXY_CA")):
         fail(EXIT_CONFIG, "nothing to do: set HFGATE_TOKEN_SECRET_VERSION, HFGATE_VERIFY, HFGATE_LAUNCH or"
                           " HFGATE_RESUME")
     argv = launch_command(resume_args(argv, env), env)

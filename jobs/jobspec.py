@@ -181,6 +181,9 @@ def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str,
     if req.token_delivery is TokenDelivery.MIRROR:   # no token and no Hub at all: fail fast if anything tries
         env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     env.update(req.extra_env)
+    if outputs.egress_mode == "proxy" and outputs.proxy_ca_certificate and req.token_delivery is not TokenDelivery.MIRROR:
+        # The proxy inspects TLS to enforce the allowlist: the bootstrap adds its CA to the trust settings.
+        env["HFGATE_PROXY_CA"] = outputs.proxy_ca_certificate
     if req.token_delivery is TokenDelivery.SECRET_REF:
         command, args = bootstrap_command(), trainer
         env["HFGATE_TOKEN_SECRET_VERSION"] = token_version
