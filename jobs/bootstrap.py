@@ -182,7 +182,7 @@ SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-b
 def trust_proxy_ca(env):
     pem = env.pop("HFGATE_PROXY_CA", "")
     if not pem:
-        return
+        return False
     if not re.fullmatch(r"\s*(-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----\s*)+", pem):
         fail(EXIT_CONFIG, "HFGATE_PROXY_CA is not a PEM certificate")
     import ssl
@@ -203,6 +203,7 @@ def trust_proxy_ca(env):
     for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         env[name] = path
     sys.stderr.write(f"hfgate-bootstrap: trusting the egress proxy's TLS inspection CA ({path})\n")
+    return True
 
 
 def main(argv):
@@ -217,7 +218,7 @@ def main(argv):
         fail(EXIT_CONFIG, "HFGATE_VERIFY is not JSON")
     for check in checks:
         verify_mirror(check["dir"], check["manifest_sha256"])
-    trust_proxy_ca(env)
+    trusted = trust_proxy_ca(env)
     version = env.pop("HFGATE_TOKEN_SECRET_VERSION", None)
     if version is not None:
         if "/versions/" not in version or version.endswith("/latest"):
@@ -225,7 +226,7 @@ def main(argv):
                               "(projects/N/secrets/S/versions/V)")
         env["HF_TOKEN"] = read_secret(version, access_token())
         sys.stderr.write(f"hfgate-bootstrap: token read from {version}; starting {argv[0]}\n")
-    elif not checks and not any(env.get(k) for k in ("HFGATE_LAUNCH", "HFGATE_RESUME", "HF_TOKEN", "HFGATE_PROXY_CA")):
+    elif not checks and not trusted and not any(env.get(k) for k in ("HFGATE_LAUNCH", "HFGATE_RESUME", "HF_TOKEN")):
         fail(EXIT_CONFIG, "nothing to do: set HFGATE_TOKEN_SECRET_VERSION, HFGATE_VERIFY, HFGATE_LAUNCH or"
                           " HFGATE_RESUME")
     argv = launch_command(resume_args(argv, env), env)

@@ -14,6 +14,7 @@ proxy's reference does not define here, or a URL list that cannot be resolved ma
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -197,3 +198,58 @@ def replay(policy: ProxyPolicy, traffic: list[tuple[Request, str | None]]) -> li
 def decision_json(d: Decision) -> dict:
     return {**asdict(d.request), "action": d.action, "rule": d.rule, "why": d.why, "expect": d.expect,
             "as_expected": d.as_expected}
+
+
+# Recorded traffic as templates ------------------------------------------------------------------------------------
+# The recording (review/traffic/recorded.jsonl, refreshed by tests/test_egress_replay.py with UPDATE_TRAFFIC=1)
+# holds what the real trainer and `hf download` asked for, and an upload and an unlisted download, with the repo ids
+# replaced by {model}, {dataset}, {unlisted}, revisions and commits by {rev}, and content hashes by {oid}. The review
+# instantiates it for every repository the environment lists, as evidence that the synthesized rules allow exactly
+# those downloads.
+RECORDING = Path(__file__).with_name("traffic") / "recorded.jsonl"
+_REV_SEGMENT = re.compile(r"(/(?:resolve|revision|tree|paths-info|xet-read-token)/)(main|[0-9a-f]{40})(?=/|$)")
+_OID = re.compile(r"\b[0-9a-f]{64}\b")
+
+
+def template_of(entry: dict, repos: dict[str, str]) -> str:
+    """A recorded request's path with repo ids, revisions and content hashes replaced by placeholders."""
+    path = entry["wire_path"]
+    for repo, name in sorted(repos.items(), key=lambda x: -len(x[0])):
+        path = re.sub("/" + re.escape(repo) + r"(?=/|$)", "/{" + name + "}", path)
+    return _OID.sub("{oid}", _REV_SEGMENT.sub(lambda m: m.group(1) + "{rev}", path))
+
+
+def load_recording(path: Path = RECORDING) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def probes(models: tuple[str, ...], datasets: tuple[str, ...], recording: list[dict]) -> list[tuple[Request, str]]:
+    """The recording instantiated for each listed repository (allow expected) and for an unlisted one and the
+    upload (deny expected)."""
+    from stacks.facts import split_allow_entry
+    out: list[tuple[Request, str]] = []
+    oid = "0" * 64
+    unlisted = "someone-else/unlisted-model"
+    for t in recording:
+        kinds = [k for k in ("model", "dataset", "unlisted") if f"{{{k}}}" in t["path"]]
+        targets: list[tuple[str, str | None]]
+        if "model" in kinds:
+            targets = [split_allow_entry(m) for m in models]
+        elif "dataset" in kinds:
+            targets = [(d, None) for d in datasets]
+        elif "unlisted" in kinds:
+            targets = [(unlisted, None)]
+        else:
+            targets = [("", None)]
+        for repo, rev in targets:
+            path = (t["path"].replace("{model}", repo).replace("{dataset}", repo).replace("{unlisted}", repo)
+                    .replace("{rev}", rev or "main").replace("{oid}", oid))
+            out.append((Request(t["host"], t["method"], path, note=t.get("note", "")), t["expect"]))
+    seen, unique = set(), []
+    for req, expect in out:
+        if (req, expect) not in seen:
+            seen.add((req, expect))
+            unique.append((req, expect))
+    return unique

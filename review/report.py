@@ -102,6 +102,39 @@ def egress(plan: Plan) -> dict:
     }
 
 
+def allowlist(plan: Plan) -> dict:
+    """What the environment may download, the proxy rules as planned, and the recorded traffic (review.egress)
+    replayed through them with a real CEL engine. Fails closed: a replayed request decided otherwise than
+    expected, or one the engine could not decide (UNKNOWN), fails the review."""
+    from review.egress import ProxyPolicy, decision_json, load_recording, probes, replay
+    models = tuple(plan.output("allowed_models") or ())
+    datasets = tuple(plan.output("allowed_datasets") or ())
+    mode = egress_mode(plan)
+    out: dict = {"models": list(models), "datasets": list(datasets), "rules": [], "replay": [], "ok": True}
+    if not models and not datasets:
+        out["summary"] = ("none: jobs may download any repository on the Hugging Face hosts, and send to them"
+                          " (uploads included); set allow_models / allow_datasets in config/<env>.toml")
+        return out
+    if mode != "proxy":
+        out["summary"] = ("checked at submit only (the preflight refuses anything else, exit 4); egress is open, so"
+                          " code in the job can still reach any repository")
+        return out
+    policy = ProxyPolicy.from_plan(plan)
+    out["inspection"] = policy.inspection
+    out["rules"] = [{"priority": r.priority, "name": r.name, "action": r.action, "session": r.session_matcher,
+                     "application": r.application_matcher, "tls_inspection": r.tls_inspection} for r in policy.rules]
+    decisions = replay(policy, probes(models, datasets, load_recording()))
+    out["replay"] = [decision_json(d) for d in decisions]
+    out["ok"] = bool(decisions) and all(d.as_expected for d in decisions)
+    bad = sum(not d.as_expected for d in decisions)
+    out["summary"] = (f"enforced by the proxy with TLS inspection: {len(decisions)} recorded requests replayed"
+                      f" (cel-python), {bad} not as expected" if policy.inspection else
+                      "the proxy has no TLS inspection policy: it cannot see paths, so the rules cannot hold")
+    if not policy.inspection:
+        out["ok"] = False
+    return out
+
+
 def _blocks(v: dict) -> dict:
     """Nested blocks as dicts (a block Terraform knows only after apply arrives as a reference string or a list)."""
     out = {}
@@ -205,11 +238,13 @@ def review(plan: Plan, checkov: dict | None = None, accepts: dict | None = None)
         "accepted_readers": [{"principal": k, "reason": v} for k, v in sorted(accepted_readers.items())
                              if k in reaching],
         "unknowns": unknowns, "unresolved": sorted({u["address"] for u in unknowns if not u["accepted"]}),
-        "iam": iam_matrix(plan), "egress": egress(plan), "data_protection": data_protection(plan),
+        "iam": iam_matrix(plan), "egress": egress(plan), "allowlist": allowlist(plan),
+        "data_protection": data_protection(plan),
         "policies": policies, "checkov": checkov or {"ran": False, "why": "not requested"},
     }
     report["ok"] = (all(p["passed"] for p in policies) and not unexpected and not report["unresolved"]
-                    and (not report["checkov"].get("ran") or report["checkov"]["failed"] == 0))
+                    and (not report["checkov"].get("ran") or report["checkov"]["failed"] == 0)
+                    and report["allowlist"]["ok"])
     report["diagram"] = mermaid(plan, report)
     return report
 
@@ -313,6 +348,22 @@ def to_markdown(rep: dict) -> str:
     if eg["rules"]:
         out += [_table(["priority", "action", "rule", "destination"],
                        [[r["priority"], r["action"], r["rule"], ", ".join(r["dest"])] for r in eg["rules"]]), ""]
+    al = rep["allowlist"]
+    out += ["## What this environment may download", "", f"- Allowlist: {al['summary']}",
+            f"- Models: {', '.join(f'`{m}`' for m in al['models']) or '(any)'}",
+            f"- Datasets: {', '.join(f'`{d}`' for d in al['datasets']) or '(any)'}", ""]
+    if al["rules"]:
+        out += ["Secure Web Proxy rules (priority order; no match is denied):", "",
+                _table(["priority", "rule", "action", "session matcher", "application matcher"],
+                       [[r["priority"], r["name"], r["action"], f"`{r['session']}`",
+                         f"`{r['application']}`" if r["application"] else "-"] for r in al["rules"]]), ""]
+    if al["replay"]:
+        out += ["Replay of recorded traffic (the real `trl sft` and `hf download`, an upload, an unlisted model;"
+                " review/traffic/recorded.jsonl) for each listed repository:", "",
+                _table(["request", "expected", "decision", "rule", "note"],
+                       [[f"`{d['method']} {d['host']}{d['path']}`", d["expect"],
+                         d["action"] if d["as_expected"] else f"**{d['action'].upper()}**", d["rule"], d["note"]]
+                        for d in al["replay"]]), ""]
     dp = rep["data_protection"]
     out += ["## Data protection", "",
             f"- Token value in Terraform state: **{'YES' if dp['token_in_state'] else 'no'}**"

@@ -155,3 +155,35 @@ def test_an_unresolvable_rule_makes_the_decision_unknown(scoped_plan):
     assert d.action == "unknown" and d.rule == "allow-model-0-read"
     rule.values["application_matcher"] = "${var.matcher}"
     assert ProxyPolicy.from_plan(plan).decide(Request("huggingface.co", "GET", "/")).action == "unknown"
+
+
+def test_the_committed_recording_covers_what_the_trainer_and_hf_download_ask_today(trainer_traffic, cli_traffic):
+    """review/traffic/recorded.jsonl is what the review replays for any environment's allowlist: it must hold every
+    request shape recorded now (UPDATE_TRAFFIC=1 rewrites it from this run)."""
+    from review.egress import RECORDING, load_recording, template_of
+    repos = {MODEL: "model", DATASET: "dataset", UNLISTED: "unlisted"}
+    fresh = []
+    for entries, expect, note in (
+            (trainer_traffic, "allow", "trl sft in the job"),
+            (cli_traffic["download_model"] + cli_traffic["download_dataset"], "allow", "hf download"),
+            ([e for e in cli_traffic["upload"] if e["method"] not in ("GET", "HEAD")], "deny", "upload"),
+            ([e for e in cli_traffic["download_unlisted"] if e["host"] == "huggingface.co"], "deny",
+             "unlisted model")):
+        for e in entries:
+            if e["wire_path"] in CLI_STARTUP_CALLS:
+                expect_here, note_here = "deny", "hf CLI start-up call (not needed to download)"
+            else:
+                expect_here, note_here = expect, note
+            row = {"host": e["host"], "method": e["method"], "path": template_of(e, repos), "expect": expect_here,
+                   "note": note_here}
+            if row not in fresh:
+                fresh.append(row)
+    if os.environ.get("UPDATE_TRAFFIC"):
+        RECORDING.parent.mkdir(exist_ok=True)
+        RECORDING.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in fresh))
+    def shape(r):      # GET and HEAD are the same read to every rule
+        return r["host"], "GET" if r["method"] == "HEAD" else r["method"], r["path"], r["expect"]
+    committed = {shape(r) for r in load_recording()}
+    missing = [r for r in fresh if shape(r) not in committed]
+    assert not missing, f"new request shapes; rerun with UPDATE_TRAFFIC=1 and review them: {missing}"
+    assert all("{" in r["path"] or r["host"] != "huggingface.co" or r["path"] in CLI_STARTUP_CALLS for r in fresh)
