@@ -70,7 +70,7 @@ def _target(plan: Plan, scope: str, v: dict) -> tuple[str, str, str]:
         return "bucket", str(v.get("bucket")).removeprefix("b/"), "bucket"
     if scope == "artifact_registry_repository":
         return "artifactRegistry", _last(v.get("repository")), "repository"
-    key = next((k for k in ("name", "topic", "crypto_key_id", "subnetwork", "instance") if k in v), "name")
+    key = next((k for k in ("name", "topic", "crypto_key_id", "subnetwork", "instance", "ca_pool") if k in v), "name")
     return scope, str(v.get(key, "")), key
 
 

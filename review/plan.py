@@ -103,6 +103,10 @@ class Plan:
             full = f"projects/{project}/{where}/{kind}/{self.resolve(v.get('name', ''))}"
             return {"id": full, "self_link": full, "name": self.resolve(v.get("name", ""))}.get(
                 attr, _unknown(type_, name, attr))
+        if type_ == "google_privateca_ca_pool":
+            pool = self.resolve(v.get("name", ""))
+            full = f"projects/{project}/locations/{self.resolve(v.get('location', ''))}/caPools/{pool}"
+            return {"id": full, "name": pool}.get(attr, _unknown(type_, name, attr))
         if type_ == "google_project_service_identity":
             if attr in ("member", "email"):
                 svc = str(v.get("service", "")).split(".")[0]

@@ -183,3 +183,34 @@ def jobs_run_as_trainer(plan: Plan):
             elif g.scope == "serviceAccount" and trainer and g.resource != trainer:
                 hits.append((g.address, f"{g.member} may act as {g.resource.split(':', 1)[1]}, not the trainer"))
     return hits
+
+
+# Who may issue certificates from the proxy's TLS inspection CA pool: a certificate from it for huggingface.co is
+# trusted by every job (the bootstrap adds the CA), so an issuer with a network position could read the token.
+CA_ISSUING_ROLES = {"roles/privateca.admin", "roles/privateca.caManager", "roles/privateca.certificateManager",
+                    "roles/privateca.certificateRequester", "roles/privateca.workloadCertificateRequester",
+                    "roles/privateca.templateUser", "roles/owner", "roles/editor"}
+CA_HARMLESS_ROLES = {"roles/privateca.auditor", "roles/privateca.poolReader", "roles/viewer"}
+INSPECTION_AGENT = "@gcp-sa-networksecurity.iam.gserviceaccount.com"
+
+
+@policy("HFG011", "Only the proxy issues from the TLS inspection CA", "high",
+        "Jobs trust the inspection CA for the Hugging Face hosts; whoever can issue from its pool could impersonate "
+        "huggingface.co to a job and read the token it sends.",
+        "grant roles/privateca.certificateManager on the inspection pool to the Network Security service agent only")
+def inspection_ca_issuers(plan: Plan):
+    if not plan.of_type("google_privateca_ca_pool"):
+        return []
+    hits = []
+    for g in grants(plan):
+        on_pool = g.kind.startswith("google_privateca_ca_pool")
+        if not on_pool and g.scope not in ("project", "folder", "organization"):
+            continue
+        agent = g.member.startswith("serviceAccount:service-") and g.member.endswith(INSPECTION_AGENT)
+        if on_pool and ("member" in g.unknown or "role" in g.unknown):
+            hits.append((g.address, f"{', '.join(g.unknown)} not known offline: cannot tell who may issue (UNKNOWN)"))
+        elif g.role in CA_ISSUING_ROLES and not (agent and on_pool):
+            hits.append((g.address, f"{g.member} may issue certificates ({g.role} on {g.resource})"))
+        elif on_pool and g.role not in CA_ISSUING_ROLES | CA_HARMLESS_ROLES:
+            hits.append((g.address, f"{g.role} on the inspection pool is not a role this review knows (UNKNOWN)"))
+    return hits

@@ -312,7 +312,8 @@ def to_markdown(rep: dict) -> str:
               else f"not run ({ck.get('why')})") + "; token readers: "
            + ("as expected" if not rep["unexpected_readers"] else f"UNEXPECTED {rep['unexpected_readers']}")
            + "; unknowns: " + (f"{len(rep['unresolved'])} UNRESOLVED" if rep["unresolved"] else
-                               f"none{' (all accepted)' if rep['unknowns'] else ''}"), "",
+                               f"none{' (all accepted)' if rep['unknowns'] else ''}")
+           + "; egress allowlist: " + ("as planned" if rep["allowlist"]["ok"] else "FAILS its replay"), "",
            "## Who can read the Hugging Face token?", "",
            f"Secret: `{rep['token_secret']}`. Expected: {', '.join(f'`{m}`' for m in rep['expected_readers'])}.", "",
            "Every permission path counts: reading a version, changing IAM on the secret or above it, impersonating"
@@ -391,6 +392,8 @@ def to_markdown(rep: dict) -> str:
     return "\n".join(out)
 
 
+RULE_TYPE_NAME = "google_network_security_gateway_security_policy_rule"
+
 REVIEW_RULES = [
     ("HFG-READER", "Only the trainer and the submitter reach the token",
      "A principal other than the expected ones has a permission path to the Hugging Face token.",
@@ -398,6 +401,11 @@ REVIEW_RULES = [
     ("HFG-UNKNOWN", "Every grant that could reach the token is resolvable offline",
      "A role, member, target or policy is an expression, variable, data source or value known after apply.",
      "write it literally, review the `terraform show -json` plan, or accept it with a reason ([[unknown]])"),
+    ("HFG-EGRESS", "The proxy allows exactly the listed downloads",
+     "Recorded traffic replayed through the planned Secure Web Proxy rules (cel-python) was decided otherwise "
+     "than expected, or could not be decided.",
+     "keep the rules stacks/egress_rules.py generates (and the TLS inspection policy); change allow_models / "
+     "allow_datasets in config/<env>.toml instead of adding rules"),
 ]
 
 
@@ -432,6 +440,16 @@ def to_sarif(rep: dict, artifact: str) -> dict:
                             "message": {"text": f"{u['field']} = {u['value']}: {u['why']}"},
                             "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact}},
                                            "logicalLocations": [{"fullyQualifiedName": u["address"],
+                                                                 "kind": "resource"}]}]})
+    al = rep.get("allowlist") or {}
+    if not al.get("ok", True):
+        bad = [d for d in al.get("replay", []) if not d["as_expected"]]
+        texts = [f"{d['method']} {d['host']}{d['path']}: expected {d['expect']}, got {d['action']} ({d['rule']}"
+                 f"{': ' + d['why'] if d['action'] == 'unknown' else ''})" for d in bad] or [al.get("summary", "")]
+        for text in texts:
+            results.append({"ruleId": "HFG-EGRESS", "level": "error", "message": {"text": text},
+                            "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact}},
+                                           "logicalLocations": [{"fullyQualifiedName": RULE_TYPE_NAME,
                                                                  "kind": "resource"}]}]})
     for c in rep["checkov"].get("failed_checks", []):
         results.append({"ruleId": c["id"], "level": "error", "message": {"text": c["name"]},

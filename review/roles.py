@@ -104,4 +104,13 @@ PREDEFINED: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
     "roles/cloudkms.cryptoKeyEncrypter": _NONE,
     "roles/cloudkms.cryptoKeyDecrypter": _NONE,
     "roles/serviceusage.serviceUsageConsumer": _NONE,
+    # Certificate Authority Service: issuing from the proxy's inspection pool is policy HFG011's concern.
+    "roles/privateca.admin": _NONE,
+    "roles/privateca.caManager": _NONE,
+    "roles/privateca.certificateManager": _NONE,
+    "roles/privateca.certificateRequester": _NONE,
+    "roles/privateca.workloadCertificateRequester": _NONE,
+    "roles/privateca.templateUser": _NONE,
+    "roles/privateca.auditor": _NONE,
+    "roles/privateca.poolReader": _NONE,
 }.items()}
