@@ -189,7 +189,7 @@ def jobs_run_as_trainer(plan: Plan):
 # trusted by every job (the bootstrap adds the CA), so an issuer with a network position could read the token.
 CA_ISSUING_ROLES = {"roles/privateca.admin", "roles/privateca.caManager", "roles/privateca.certificateManager",
                     "roles/privateca.certificateRequester", "roles/privateca.workloadCertificateRequester",
-                    "roles/privateca.templateUser", "roles/owner", "roles/editor"}
+                    "roles/privateca.templateUser"}   # owner/editor too, but HFG002 already refuses them
 CA_HARMLESS_ROLES = {"roles/privateca.auditor", "roles/privateca.poolReader", "roles/viewer"}
 INSPECTION_AGENT = "@gcp-sa-networksecurity.iam.gserviceaccount.com"
 
@@ -204,7 +204,7 @@ def inspection_ca_issuers(plan: Plan):
     hits = []
     for g in grants(plan):
         on_pool = g.kind.startswith("google_privateca_ca_pool")
-        if not on_pool and g.scope not in ("project", "folder", "organization"):
+        if (not on_pool and g.scope not in ("project", "folder", "organization")) or g.role in PRIMITIVE:
             continue
         agent = g.member.startswith("serviceAccount:service-") and g.member.endswith(INSPECTION_AGENT)
         if on_pool and ("member" in g.unknown or "role" in g.unknown):

@@ -107,12 +107,43 @@ def test_buckets_are_hardened(plans, env):
     assert grants == {"roles/storage.objectViewer", "roles/storage.objectUser"}
 
 
-def test_proxy_mode_allows_only_hugging_face(plans):
-    plan = plans["dev"]
+def test_proxy_mode_without_an_allowlist_allows_the_hugging_face_hosts(plans):
+    plan = plans["prod"]          # proxy mode, no allow_models / allow_datasets
     url_list = one(plan, "google_network_security_url_lists")
     assert url_list["values"] == list(HF_HOST_RULES)
     rule = one(plan, "google_network_security_gateway_security_policy_rule")
     assert rule["basic_profile"] == "ALLOW" and "inUrlList(host()" in rule["session_matcher"]
+    assert resources(plan, "google_privateca_ca_pool") == [] and plan["output"]["allowed_models"]["value"] == []
+    assert "tls_inspection_policy" not in one(plan, "google_network_security_gateway_security_policy")
+
+
+def test_an_allowlist_adds_tls_inspection_and_generated_rules(plans):
+    plan, names = plans["dev"], names_for(load_settings("dev"))
+    assert "privateca.googleapis.com" in {r["service"] for r in resources(plan, "google_project_service")}
+    pool = one(plan, "google_privateca_ca_pool")
+    assert pool["tier"] == "DEVOPS" and pool["name"] == names.ca_pool
+    ca = one(plan, "google_privateca_certificate_authority")
+    assert ca["type"] == "SELF_SIGNED" and ca["deletion_protection"] is True
+    assert ca["config"]["x509_config"]["ca_options"]["is_ca"] is True
+    grant = one(plan, "google_privateca_ca_pool_iam_member")
+    assert grant["role"] == "roles/privateca.certificateManager" and "google_project_service_identity" in grant["member"]
+    agent = next(v for v in resources(plan, "google_project_service_identity")
+                 if v["service"] == "networksecurity.googleapis.com")
+    assert agent["provider"] == "google-beta"
+    inspection = one(plan, "google_network_security_tls_inspection_policy")
+    assert "google_privateca_ca_pool" in inspection["ca_pool"]
+    policy = one(plan, "google_network_security_gateway_security_policy")
+    assert "google_network_security_tls_inspection_policy" in policy["tls_inspection_policy"]
+    rules = sorted(resources(plan, "google_network_security_gateway_security_policy_rule"), key=lambda r: r["priority"])
+    assert [r["name"] for r in rules][:2] == ["deny-ambiguous-paths", "allow-model-0-read"]
+    assert all(r.get("tls_inspection_enabled") for r in rules if r.get("application_matcher"))
+    assert "/api/models/google/txgemma-2b-predict/" in rules[1]["application_matcher"]
+    assert plan["output"]["allowed_models"]["value"] == ["google/txgemma-2b-predict", "google/txgemma-9b-chat"]
+    assert "google_privateca_certificate_authority" in plan["output"]["proxy_ca_certificate"]["value"]
+
+
+def test_proxy_mode_allows_only_hugging_face(plans):
+    plan = plans["dev"]
     gateway = one(plan, "google_network_services_gateway")
     assert gateway["type"] == "SECURE_WEB_GATEWAY" and gateway["routing_mode"] == "EXPLICIT_ROUTING_MODE"
     rules = sorted(resources(plan, "google_compute_network_firewall_policy_rule"), key=lambda r: r["priority"])
