@@ -32,8 +32,9 @@ HF_KNOWN_HOSTS: tuple[str, ...] = (
 # The Hub's own host (its API and the resolve endpoints); every other HF host serves content addressed by hash
 # (LFS CDN, xet CAS/transfer hosts), so the proxy can scope repositories on this host only.
 HF_HUB_HOST = "huggingface.co"
-# Hosts of content addressed by hash: read methods only, host-level (their paths name no repository).
-HF_CONTENT_HOST_RULES: tuple[str, ...] = ("*.huggingface.co", "*.hf.co")
+# Hosts of content addressed by hash (LFS CDN, xet): read methods only, host-level (their paths name no
+# repository). Derived from HF_HOST_RULES, the one host list: its subdomain rules.
+HF_CONTENT_HOST_RULES: tuple[str, ...] = tuple(r for r in HF_HOST_RULES if r.startswith("*."))
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
