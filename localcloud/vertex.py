@@ -36,6 +36,9 @@ CREATE_ROLES = {"roles/aiplatform.user", "roles/aiplatform.admin", "roles/owner"
 MAX_ENV = 100
 
 
+TERMINAL_STATES = (S.JOB_STATE_SUCCEEDED, S.JOB_STATE_FAILED, S.JOB_STATE_CANCELLED)
+
+
 def _free_port() -> int:
     import socket
     with socket.socket() as s:
@@ -213,17 +216,21 @@ class JobStore:
                                f"Cannot cancel CustomJob {name} in state {S(job.state).name}.")
             job.state = S.JOB_STATE_CANCELLING
             running = [p for p in self.procs.get(job_id, []) if p.poll() is None]
+        # The executor (_run) moves it to CANCELLED: before its processes start, once they all started, or when
+        # they exit, whichever comes first.
         for proc in running:
             _kill(proc, signal.SIGTERM)
-        if not running:
-            self._set(job_id, S.JOB_STATE_CANCELLED)
         return empty_pb2.Empty()
 
     def _set(self, job_id: str, state, error: status_pb2.Status | None = None) -> None:
         with self.lock:
             job = self.jobs[job_id]
-            if job.state == S.JOB_STATE_CANCELLING and state not in (S.JOB_STATE_CANCELLED,):
-                return
+            if job.state in TERMINAL_STATES:
+                return                          # a finished job never changes state again
+            if job.state == S.JOB_STATE_CANCELLING:
+                if state not in TERMINAL_STATES:
+                    return
+                state, error = S.JOB_STATE_CANCELLED, None     # however it ended, a cancelled job is CANCELLED
             job.state = state
             job.update_time = _ts()
             if state == S.JOB_STATE_RUNNING:
@@ -315,6 +322,11 @@ class JobStore:
             self.log(job_id, f"failed to start the container command: {exc}")
             return self._set(job_id, S.JOB_STATE_FAILED, status_pb2.Status(code=code_pb2.INVALID_ARGUMENT,
                                                                           message=str(exc)))
+        with self.lock:
+            cancelled = job.state == S.JOB_STATE_CANCELLING     # cancelled while its processes were starting
+        if cancelled:
+            for _, proc in procs:
+                _kill(proc, signal.SIGTERM)
         timeout = job.job_spec.scheduling.timeout.total_seconds() if job.job_spec.scheduling.timeout else 0
         timer = threading.Timer(timeout, lambda: [_kill(p) for _, p in procs]) if timeout else None
         if timer:

@@ -49,6 +49,18 @@ def cloud(synth_dir):
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, synth_dir):
+    """`make demo`'s program, run once per session as it is (the real trl sft in a local Vertex job); the
+    end-to-end checks and the egress replay read the evidence it keeps."""
+    from review.plan import synthesized
+    evidence = tmp_path_factory.mktemp("evidence")
+    proc = subprocess.run([sys.executable, "-m", "localcloud.demo", "--evidence", str(evidence), "--plan",
+                           str(synthesized(synth_dir, "local"))], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "HF_TOKEN": ""})
+    return proc, evidence
+
+
 def hfgate(cloud, *args, as_member=None, extra_env=None, timeout=120):
     env = {**os.environ, **cloud.env(as_member=as_member), **(extra_env or {})}
     return subprocess.run([sys.executable, "-m", "jobs.cli", *args], cwd=ROOT, env=env, capture_output=True,

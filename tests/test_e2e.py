@@ -6,23 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import ROOT
 
 pytest.importorskip("trl", reason="the end-to-end test needs the train extra (make test installs it)")
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, synth_dir):
-    from review.plan import synthesized
-    evidence = tmp_path_factory.mktemp("evidence")
-    proc = subprocess.run([sys.executable, "-m", "localcloud.demo", "--evidence", str(evidence), "--plan",
-                           str(synthesized(synth_dir, "local"))], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "HF_TOKEN": ""})
+def demo(demo_run):
+    proc, evidence = demo_run
     files = {p.name: p.read_text() for p in evidence.iterdir()}
     return proc, files, json.loads(files.get("summary.json") or "{}"), json.loads(files["hub-tokens.json"])
 

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_main
+from tests.conftest import run_main
 
 pytest.importorskip("trl", reason="the replay records the real trainer (make test installs the train extra)")
 
-MODEL, DATASET = "hfgate-demo/tiny-gated-lm", "hfgate-demo/tiny-chat"
-UNLISTED = "hfgate-demo/unlisted-lm"
+MODEL, DATASET = "hfgate-demo/tiny-gated-lm", "hfgate-demo/tiny-chat"     # what the demo's job trains on
+# What `hf download` fetches from the shared test cloud: repos of their own (the seeded ones stay untouched).
+CLI_MODEL, CLI_DATASET = "hfgate-replay/gated-lm", "hfgate-replay/chat"
+UNLISTED = "hfgate-replay/unlisted-lm"
 CLI_STARTUP_CALLS = {"/api/agent-harnesses"}
 
 
@@ -34,8 +36,8 @@ def scoped_plan(tmp_path_factory):
         region = "us-central1"
         prefix = "hfg-rp"
         egress_mode = "proxy"
-        allow_models = ["{MODEL}"]
-        allow_datasets = ["{DATASET}"]
+        allow_models = ["{MODEL}", "{CLI_MODEL}"]
+        allow_datasets = ["{DATASET}", "{CLI_DATASET}"]
     """))
     out = tmp_path_factory.mktemp("synth")
     proc = run_main({"CDKTF_OUTDIR": str(out), "HFGATE_CONFIG_DIR": str(config), "HFGATE_ENVS": "replay"})
@@ -45,13 +47,9 @@ def scoped_plan(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trainer_traffic(tmp_path_factory, synth_dir):
+def trainer_traffic(demo_run):
     """What the real trainer asked the Hub for, inside the demo's job (its RUNNING window)."""
-    from review.plan import synthesized
-    evidence = tmp_path_factory.mktemp("evidence")
-    proc = subprocess.run([sys.executable, "-m", "localcloud.demo", "--evidence", str(evidence), "--plan",
-                           str(synthesized(synth_dir, "local"))], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "HF_TOKEN": ""})
+    proc, evidence = demo_run
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     job = next(iter(json.loads((evidence / "jobs.json").read_text()).values()))
     start, end = (dt.datetime.fromisoformat(job[k].replace("Z", "+00:00")).timestamp() for k in ("startTime", "endTime"))
@@ -73,21 +71,21 @@ def _recorded(cloud, code: str, *args: str, tmp_path: Path) -> tuple[subprocess.
 def cli_traffic(cloud, tmp_path_factory):
     from localcloud.tinymodel import build_dataset, build_model
     tmp = tmp_path_factory.mktemp("cli")
-    repo = cloud.hub_state.add_repo(MODEL, build_model(), gated="auto")
+    repo = cloud.hub_state.add_repo(CLI_MODEL, build_model(), gated="auto")
     repo.access["alice"] = "accepted"
-    cloud.hub_state.add_repo(DATASET, build_dataset(), type="dataset")
+    cloud.hub_state.add_repo(CLI_DATASET, build_dataset(), type="dataset")
     cloud.hub_state.add_repo(UNLISTED, build_model())
     hf = str(Path(sys.executable).with_name("hf"))
     got = {}
-    got["download_model"] = _recorded(cloud, "", hf, "download", MODEL, "--local-dir", str(tmp / "m"), tmp_path=tmp)
-    got["download_dataset"] = _recorded(cloud, "", hf, "download", DATASET, "--repo-type", "dataset",
+    got["download_model"] = _recorded(cloud, "", hf, "download", CLI_MODEL, "--local-dir", str(tmp / "m"), tmp_path=tmp)
+    got["download_dataset"] = _recorded(cloud, "", hf, "download", CLI_DATASET, "--repo-type", "dataset",
                                         "--local-dir", str(tmp / "d"), tmp_path=tmp)
     got["download_unlisted"] = _recorded(cloud, "", hf, "download", UNLISTED, "--local-dir", str(tmp / "u"),
                                          tmp_path=tmp)
     upload = ("import sys\nfrom huggingface_hub import HfApi\n"
               "try:\n    HfApi().upload_file(path_or_fileobj=b'stolen', path_in_repo='x.txt', repo_id=sys.argv[1])\n"
               "except Exception as e:\n    print(type(e).__name__)\n")
-    got["upload"] = _recorded(cloud, upload, MODEL, tmp_path=tmp)
+    got["upload"] = _recorded(cloud, upload, CLI_MODEL, tmp_path=tmp)
     for name in ("download_model", "download_dataset", "download_unlisted"):
         assert got[name][0].returncode == 0, (name, got[name][0].stderr[-2000:])
     return {k: v[1] for k, v in got.items()}
@@ -161,7 +159,7 @@ def test_the_committed_recording_covers_what_the_trainer_and_hf_download_ask_tod
     """review/traffic/recorded.jsonl is what the review replays for any environment's allowlist: it must hold every
     request shape recorded now (UPDATE_TRAFFIC=1 rewrites it from this run)."""
     from review.egress import RECORDING, load_recording, template_of
-    repos = {MODEL: "model", DATASET: "dataset", UNLISTED: "unlisted"}
+    repos = {MODEL: "model", CLI_MODEL: "model", DATASET: "dataset", CLI_DATASET: "dataset", UNLISTED: "unlisted"}
     fresh = []
     for entries, expect, note in (
             (trainer_traffic, "allow", "trl sft in the job"),
