@@ -137,15 +137,14 @@ def check(outputs: OutputsLike, model: str, revision: str = "main", *, token_ver
     Does not raise on a failed check: inspect `.ok`."""
     from jobs.preflight import preflight
     from jobs.secret import read_token
-    from jobs.allowlist import allowlist_check, allowlist_report
+    from jobs.allowlist import allowlist_check
     _harden()
     outputs = load_outputs(outputs)
-    refused = allowlist_report(outputs, model, revision)
-    if refused is not None:
-        return refused
+    listed = allowlist_check(outputs, model, revision, "model")
+    if listed is not None and listed.status == "fail":
+        return Report(model, revision, [listed])
     pinned = read_token(outputs, token_version)
     report = preflight(pinned.token, model, revision)
-    listed = allowlist_check(outputs, model, revision, "model")
     if listed is not None:
         report.checks.insert(0, listed)
     return report

@@ -189,17 +189,20 @@ def trust_proxy_ca(env):
     candidates = [env.get("SSL_CERT_FILE"), env.get("REQUESTS_CA_BUNDLE"), ssl.get_default_verify_paths().cafile,
                   *SYSTEM_BUNDLES]
     base = next((p for p in candidates if p and os.path.isfile(p)), None)
-    roots = open(base).read() if base else ""
+    roots = ""
     try:
         import certifi   # the bundle requests and older httpx use when no variable is set
-        roots += "\n" + open(certifi.where()).read()
+        extra = [certifi.where()]
     except ImportError:
-        pass
+        extra = []
+    for bundle in ([base] if base else []) + extra:
+        with open(bundle) as f:
+            roots += f.read().rstrip("\n") + "\n"
     folder = env.get("TMPDIR") or "/tmp"
     path = os.path.join(folder, "hfgate-trust.pem")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     with os.fdopen(fd, "w") as f:
-        f.write(roots.rstrip("\n") + "\n" + pem.strip() + "\n")
+        f.write(roots + pem.strip() + "\n")
     for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         env[name] = path
     sys.stderr.write(f"hfgate-bootstrap: trusting the egress proxy's TLS inspection CA ({path})\n")

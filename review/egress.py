@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from review.plan import Plan, unresolved
+from stacks.facts import host_allowed
 
 RULE_TYPE = "google_network_security_gateway_security_policy_rule"
 URL_LIST_TYPE = "google_network_security_url_lists"
@@ -67,27 +68,13 @@ class Decision:
         return self.expect is None or self.action == self.expect
 
 
-def url_list_matches(entries: list[str], host: str) -> bool:
-    host = host.lower().rstrip(".")
-    for entry in entries:
-        domain = entry.split("/", 1)[0].lower()
-        if domain.startswith("*."):
-            if host.endswith(domain[1:]):
-                return True
-        elif domain.startswith("*"):
-            if host == domain[1:] or host.endswith("." + domain[1:]):
-                return True
-        elif host == domain:
-            return True
-    return False
-
-
 @dataclass
 class ProxyPolicy:
     rules: list[Rule]
     url_lists: dict[str, list[str]]             # resource name (projects/P/locations/L/urlLists/N) -> entries
     problems: list[str] = field(default_factory=list)
     inspection: bool = False                    # the policy has a TLS inspection policy
+    _compiled: dict = field(default_factory=dict, repr=False)    # matcher text -> CEL AST (compiled once)
 
     @classmethod
     def from_plan(cls, plan: Plan) -> "ProxyPolicy":
@@ -122,10 +109,14 @@ class ProxyPolicy:
         from celpy import celtypes
 
         env = celpy.Environment()
-        try:
-            ast = env.compile(expr)
-        except Exception as exc:     # celpy raises its own CELParseError
-            raise _Unknown(f"does not compile as CEL: {exc}") from None
+        if expr not in self._compiled:
+            try:
+                self._compiled[expr] = env.compile(expr)
+            except Exception as exc:     # celpy raises its own CELParseError
+                self._compiled[expr] = _Unknown(f"does not compile as CEL: {exc}")
+        ast = self._compiled[expr]
+        if isinstance(ast, _Unknown):
+            raise ast
 
         def host() -> celtypes.StringType:
             return celtypes.StringType(req.host)
@@ -133,7 +124,7 @@ class ProxyPolicy:
         def in_url_list(h, name) -> celtypes.BoolType:
             if str(name) not in self.url_lists:
                 raise _Unknown(f"URL list {name} is not in the plan")
-            return celtypes.BoolType(url_list_matches(self.url_lists[str(name)], str(h)))
+            return celtypes.BoolType(host_allowed(str(h), tuple(self.url_lists[str(name)])))
 
         def url(_request) -> celtypes.StringType:
             return celtypes.StringType(req.url)

@@ -9,7 +9,7 @@ With an allowlist (TLS inspection on, so the proxy sees methods and paths):
 |---|---|---|
 | 100 | any Hugging Face host, a path with dot segments, `//`, a backslash or an encoded `.`, `/` or `\\` | deny |
 | 200+ | the Hub (huggingface.co), read methods, the API and resolve paths of one listed model (its pinned revision only, when pinned) | allow |
-| 300+ | the Hub, POST to `paths-info` of one listed model (what `get_paths_info` and `HfFileSystem` use) | allow |
+| each +1 | the Hub, POST to `paths-info` of that model (what `get_paths_info` and `HfFileSystem` use) | allow |
 | 400+ | the same two for each listed dataset | allow |
 | 900 | the content hosts (`*.hf.co`, `*.huggingface.co`: LFS CDN and xet, content addressed by hash), read methods | allow |
 | none | everything else: other repositories, uploads (`preupload`, `commit`, LFS batch, xet writes), other hosts | deny (default) |

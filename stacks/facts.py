@@ -66,13 +66,19 @@ def allow_entry_problem(entry: object, kind: str) -> str | None:
 
 
 def host_allowed(host: str, rules: tuple[str, ...] = HF_HOST_RULES) -> bool:
-    """True when `host` matches a rule (`*.x` matches any subdomain depth of x, never x's look-alikes)."""
+    """True when `host` matches a Secure Web Proxy URL list entry: one without `/` is a domain (a path after `/`
+    matches only the domain part against a host), `*.x` matches subdomains of x at any depth (never x itself or its
+    look-alikes), `*x` matches x and its subdomains."""
     host = host.lower().rstrip(".")
     for rule in rules:
-        if rule.startswith("*."):
-            if host.endswith("." + rule[2:]):
+        domain = rule.split("/", 1)[0].lower()
+        if domain.startswith("*."):
+            if host.endswith(domain[1:]):
                 return True
-        elif host == rule:
+        elif domain.startswith("*"):
+            if host == domain[1:] or host.endswith("." + domain[1:]):
+                return True
+        elif host == domain:
             return True
     return False
 

@@ -1,7 +1,8 @@
-"""Egress for the training job in `proxy` mode: Hugging Face hosts only.
+"""Egress for the training job in `proxy` mode: Hugging Face hosts only, or only the allowlisted repositories.
 
-Path: job -> PSC interface (network attachment, in a subnet of its own) -> our VPC -> Secure Web Proxy (allows the
-HF URL list, denies the rest) -> the proxy's own Cloud NAT -> internet. A network firewall policy denies all other
+Path: job -> PSC interface (network attachment, in a subnet of its own) -> our VPC -> Secure Web Proxy (rules from
+stacks.egress_rules: the HF URL list, or with an allowlist and TLS inspection the listed repositories read-only;
+denies the rest) -> the proxy's own Cloud NAT -> internet. A network firewall policy denies all other
 egress from the VPC.
 
 What this does not govern, per Google's "Use Private Service Connect interface for Vertex AI Training" page: the

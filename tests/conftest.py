@@ -46,7 +46,10 @@ def cloud(synth_dir):
         os.environ.update(c.tls.trust_env())
         yield c
         for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @pytest.fixture(scope="session")
