@@ -171,6 +171,11 @@ def submit(outputs: OutputsLike, request: TrainRequest, *, token_version: str = 
         raise PreflightFailed(refused)
     if Backend(backend) is Backend.HF_JOBS:
         return _submit_hf_jobs(outputs, request, token_version, dry_run, flavor, namespace)
+    from stacks.facts import image_problem
+    untrusted = image_problem(request.image or outputs.training_image, outputs.trusted_image_registries)
+    if untrusted:
+        raise AccessDenied(untrusted, "pin it by digest (--image REGISTRY/NAME@sha256:<digest>) or use an image from"
+                           " trusted_image_registries in config/<env>.toml; nothing was read or created")
     from jobs import vertex
     from jobs.jobspec import build_custom_job
     from jobs.secret import read_token
@@ -186,7 +191,7 @@ def submit(outputs: OutputsLike, request: TrainRequest, *, token_version: str = 
         for repo_id, revision, repo_type in ((request.model, request.revision, "model"),
                                              (request.dataset, "main", "dataset")):
             commit = resolve_commit(pinned.token, repo_id, revision, repo_type)
-            _, digest = require_mirror(outputs, repo_id, commit, repo_type)
+            _, digest = require_mirror(outputs, repo_id, commit, repo_type, token=pinned.token)
             path = f"/gcs/{outputs.mirror_bucket_name}/{prefix_for(repo_id, commit, repo_type)}".rstrip("/")
             mirror_checks.append({"dir": path, "manifest_sha256": digest})
             paths.append(path)

@@ -115,9 +115,39 @@ def find_manifest(outputs: Outputs, repo_id: str, commit: str, repo_type: str = 
     return manifest, hashlib.sha256(raw).hexdigest()
 
 
-def verify(outputs: Outputs, manifest: dict, client=None) -> list[str]:
+def hub_files(token, repo_id: str, commit: str, repo_type: str = "model") -> dict[str, dict]:
+    """What the Hub itself publishes for every file of `commit`: its size, its git blob id and, for LFS files, the
+    SHA-256 of its content. The mirror is proven against these, never only against its own manifest."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.hf_api import RepoFile
+
+    from jobs.errors import Transient
+    try:
+        entries = list(HfApi().list_repo_tree(repo_id, revision=commit, repo_type=repo_type, recursive=True,
+                                              token=token.reveal()))
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        raise Transient(f"the Hub did not list {repo_id}@{commit[:12]} ({status}): the mirror cannot be proven"
+                        " against it", "try again (`hfgate check` diagnoses the token)") from None
+    except OSError as exc:
+        raise Transient(f"cannot reach the Hub to prove the mirror of {repo_id}@{commit[:12]}"
+                        f" ({type(exc).__name__})", "try again when the Hub is reachable") from None
+    return {e.path: {"size": e.size, "git": e.blob_id, "sha256": e.lfs.sha256 if e.lfs else None}
+            for e in entries if isinstance(e, RepoFile)}
+
+
+def _git_blob_id(size: int):
+    h = hashlib.sha1()
+    h.update(b"blob %d\0" % size)
+    return h
+
+
+def verify(outputs: Outputs, manifest: dict, client=None, hub: dict[str, dict] | None = None) -> list[str]:
     """Problems with a mirror: every file of the manifest present with its size and SHA-256 (read back from the
-    bucket), and nothing else in its folder."""
+    bucket), and nothing else in its folder. With `hub` (hub_files of the same commit), every file must also be
+    the Hub's: same size, and the LFS SHA-256 (large files) or git blob id (small ones) the Hub publishes, so a
+    mirror rewritten together with its manifest, or planted before the commit was mirrored, is refused."""
     from jobs import endpoints
     client = client or endpoints.storage(outputs.project_id)
     prefix = prefix_for(manifest["id"], manifest["commit"], manifest.get("type", "model"))
@@ -134,12 +164,23 @@ def verify(outputs: Outputs, manifest: dict, client=None) -> list[str]:
         elif not f.get("sha256"):
             problems.append(f"{f['path']} has no SHA-256 in the manifest")
         else:
-            h = hashlib.sha256()
+            h, g = hashlib.sha256(), _git_blob_id(b.size)
             with b.open("rb") as stream:
                 for chunk in iter(lambda: stream.read(1 << 20), b""):
                     h.update(chunk)
+                    g.update(chunk)
             if h.hexdigest() != f["sha256"]:
                 problems.append(f"{f['path']} does not match its SHA-256")
+            elif hub is not None:
+                theirs = hub.get(f["path"])
+                if theirs is None:
+                    problems.append(f"{f['path']} is not a file of {manifest['id']}@{manifest['commit'][:12]} on"
+                                    " the Hub")
+                elif not (theirs["size"] == b.size and (theirs["sha256"] == h.hexdigest() if theirs["sha256"]
+                                                         else theirs["git"] == g.hexdigest())):
+                    problems.append(f"{f['path']} is not the file the Hub serves for"
+                                    f" {manifest['id']}@{manifest['commit'][:12]} (its "
+                                    f"{'LFS SHA-256' if theirs['sha256'] else 'git blob id'} differs)")
     return problems
 
 
@@ -165,12 +206,21 @@ def mirror(outputs: Outputs, token, repo_id: str, revision: str = "main", repo_t
     prefix = prefix_for(repo_id, commit, repo_type)
     uri = f"{outputs.mirror_bucket}/{prefix}"
 
+    hub = hub_files(token, repo_id, commit, repo_type)
     found = find_manifest(outputs, repo_id, commit, repo_type, client)
     if found:
         manifest = found[0]
-        problems = verify(outputs, manifest, client)
+        found_problems = verify(outputs, manifest, client, hub)
+        forged = [p for p in found_problems if "the Hub" in p]
+        problems = [p for p in found_problems if p not in forged]
+        if forged:
+            raise HfgateError(f"the mirror already at {uri} is not what the Hub serves for {repo_id}@{commit[:12]}:"
+                              f" {forged[0]}; someone other than `hfgate mirror` wrote it. Nothing was uploaded",
+                              f"find who wrote it (the review lists the mirror bucket's writers), delete {uri},"
+                              " then run `hfgate mirror` again", exit_code=EXIT_OTHER)
         if not problems:
-            print(f"{repo_id}@{commit[:12]} is already mirrored at {uri} (verified; nothing uploaded)", file=out)
+            print(f"{repo_id}@{commit[:12]} is already mirrored at {uri} (verified against the Hub; nothing"
+                  " uploaded)", file=out)
             return MirrorResult(uri, commit, len(manifest["files"]), sum(f["size"] for f in manifest["files"]), 0,
                                 manifest)
         print(f"existing mirror is incomplete ({problems[0]}); uploading again", file=out)
@@ -199,23 +249,25 @@ def mirror(outputs: Outputs, token, repo_id: str, revision: str = "main", repo_t
         }
         bucket.blob(prefix + MANIFEST).upload_from_string(json.dumps(manifest, indent=2),
                                                           content_type="application/json")
-    problems = verify(outputs, manifest, client)
+    problems = verify(outputs, manifest, client, hub)
     if problems:
         raise HfgateError(f"the mirror at {uri} does not verify: {problems[0]}", "run `hfgate mirror` again",
                           exit_code=EXIT_OTHER)
     return MirrorResult(uri, commit, len(entries), total, len(entries), manifest)
 
 
-def require_mirror(outputs: Outputs, repo_id: str, commit: str, repo_type: str = "model") -> tuple[dict, str]:
+def require_mirror(outputs: Outputs, repo_id: str, commit: str, repo_type: str = "model",
+                   token=None) -> tuple[dict, str]:
     """For `submit --token-delivery mirror`: the verified manifest of exactly that commit and its SHA-256 (which the
-    job checks again before training), or a clear refusal."""
+    job checks again before training), or a clear refusal. With `token`, every file is proven against the hashes
+    the Hub publishes for that commit (hub_files)."""
     found = find_manifest(outputs, repo_id, commit, repo_type)
     kind = "--dataset" if repo_type == "dataset" else "--model"
     if found is None:
         raise NotFound(f"no mirror of {repo_id}@{commit[:12]} in {outputs.mirror_bucket}",
                        f"run `hfgate mirror {kind} {repo_id} --revision {commit}` first (once; it needs the token)")
     manifest, digest = found
-    problems = verify(outputs, manifest)
+    problems = verify(outputs, manifest, hub=hub_files(token, repo_id, commit, repo_type) if token else None)
     if problems:
         raise HfgateError(f"the mirror of {repo_id}@{commit[:12]} does not verify: {problems[0]}",
                           f"delete {outputs.mirror_bucket}/{prefix_for(repo_id, commit, repo_type)} and run"

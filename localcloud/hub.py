@@ -19,6 +19,26 @@ from http.server import BaseHTTPRequestHandler
 from localcloud.loopback import serve
 
 LFS_THRESHOLD = 1024   # files at least this big are LFS: served through the CDN redirect
+
+
+def git_blob_id(data: bytes) -> str:
+    """A file's `oid` on the Hub: its git blob id (SHA-1 of "blob <size>\\0" + content)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def lfs_pointer(data: bytes) -> bytes:
+    """The git-lfs pointer file committed in place of a large file (the LFS spec, v1)."""
+    return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(data).hexdigest()}\n"
+            f"size {len(data)}\n").encode()
+
+
+def file_entry(path: str, data: bytes) -> dict:
+    """A file as the tree and paths-info endpoints list it: an LFS file's oid is its pointer's blob id."""
+    if len(data) >= LFS_THRESHOLD:
+        pointer = lfs_pointer(data)
+        return {"type": "file", "oid": git_blob_id(pointer), "size": len(data), "path": path,
+                "lfs": {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": len(pointer)}}
+    return {"type": "file", "oid": git_blob_id(data), "size": len(data), "path": path}
 TREE_PAGE = 50
 
 
@@ -409,10 +429,11 @@ def _hub_handler(state: HubState, cdn):
                     entry = {"rfilename": p}
                     if query.get("blobs") == ["true"]:
                         entry["size"] = len(data)
-                        entry["blobId"] = hashlib.sha1(data).hexdigest()
-                        if len(data) >= LFS_THRESHOLD:
-                            entry["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
-                                            "pointerSize": 134}
+                        listed = file_entry(p, data)
+                        entry["blobId"] = listed["oid"]
+                        if "lfs" in listed:
+                            entry["lfs"] = {"sha256": listed["lfs"]["oid"], "size": len(data),
+                                            "pointerSize": listed["lfs"]["pointerSize"]}
                     siblings.append(entry)
                 return self._send(200, {"_id": hashlib.md5(repo.id.encode()).hexdigest()[:24], "id": repo.id,
                                         "modelId": repo.id, "author": repo.id.split("/")[0], "sha": sha,
@@ -444,11 +465,7 @@ def _hub_handler(state: HubState, cdn):
             for path in dict.fromkeys(p.strip("/") for p in wanted):
                 if path in files:
                     data = files[path]
-                    entry = {"type": "file", "oid": hashlib.sha1(data).hexdigest(), "size": len(data), "path": path}
-                    if len(data) >= LFS_THRESHOLD:
-                        entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data),
-                                        "pointerSize": 134}
-                    out.append(entry)
+                    out.append(file_entry(path, data))
                 elif any(f.startswith(path + "/") for f in files):
                     out.append({"type": "directory", "oid": hashlib.sha1(path.encode()).hexdigest(), "size": 0,
                                 "path": path})
@@ -469,10 +486,7 @@ def _hub_handler(state: HubState, cdn):
                 for i in range(1, rel.count("/") + 1):
                     dirs.add(prefix + "/".join(rel.split("/")[:i]))
                 data = files[p]
-                entry = {"type": "file", "oid": hashlib.sha1(data).hexdigest(), "size": len(data), "path": p}
-                if len(data) >= LFS_THRESHOLD:
-                    entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
-                entries.append(entry)
+                entries.append(file_entry(p, data))
             entries = [{"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d}
                        for d in sorted(dirs)] + entries
             cursor = int(query.get("cursor", ["0"])[0])
@@ -506,9 +520,9 @@ def _hub_handler(state: HubState, cdn):
                 expires = int(time.time()) + 3600
                 location = f"{cdn.url}/repos/{oid}?Expires={expires}&Signature={_sign(state, oid, expires)}"
                 headers.update({"X-Linked-Etag": f'"{oid}"', "X-Linked-Size": str(len(data)),
-                                "ETag": f'"{hashlib.sha1(data).hexdigest()}"', "Location": location})
+                                "ETag": f'"{git_blob_id(lfs_pointer(data))}"', "Location": location})
                 return self._send(302, b"", headers)
-            headers["ETag"] = f'"{hashlib.sha1(data).hexdigest()}"'
+            headers["ETag"] = f'"{git_blob_id(data)}"'
             self._send(200, data, headers, head_only=method == "HEAD")
 
         # jobs --------------------------------------------------------------------------------------------------------

@@ -143,6 +143,8 @@ class Targets:
     project: str
     secret_id: str
     staging_bucket: str
+    mirror_bucket: str
+    artifacts_bucket: str
     image_repository: str       # Artifact Registry repository id of the training image, "" when not in this project
 
     @classmethod
@@ -160,6 +162,8 @@ class Targets:
             repo = im.group(2)
         return cls(project=str(project), secret_id=m.group(2) if m else str(token),
                    staging_bucket=str(plan.output("staging_bucket") or "").removeprefix("gs://"),
+                   mirror_bucket=str(plan.output("mirror_bucket") or "").removeprefix("gs://"),
+                   artifacts_bucket=str(plan.output("artifacts_bucket") or "").removeprefix("gs://"),
                    image_repository=repo)
 
 
@@ -224,9 +228,15 @@ def token_access(plan: Plan) -> dict:
                 or (R.ROLE_UPDATE in p and _above(g, t)):
             readers.append(_row(g, "changes-iam", f"{_perm_text(g, {R.SECRET_SET_IAM, R.ROLE_UPDATE, *R.HIERARCHY_SET_IAM})}:"
                                                   " can grant itself access"))
-        if p & R.OBJECT_WRITE and ((g.scope == "bucket" and g.target == t.staging_bucket) or _above(g, t)):
-            readers.append(_row(g, "writes-job-inputs", f"{_perm_text(g, R.OBJECT_WRITE)}: writes the staging"
-                                                        " bucket jobs read"))
+        # Every bucket a token-holding job reads from: staging (its code), mirror (its weights), artifacts
+        # (the checkpoints it resumes from: the trainer's own writes, a separate kind).
+        for bucket, what, kind in ((t.staging_bucket, "the staging bucket jobs read (their code)",
+                                    "writes-job-inputs"),
+                                   (t.mirror_bucket, "the mirror bucket jobs train from", "writes-job-inputs"),
+                                   (t.artifacts_bucket, "the artifacts bucket jobs resume checkpoints from",
+                                    "writes-checkpoints")):
+            if bucket and p & R.OBJECT_WRITE and ((g.scope == "bucket" and g.target == bucket) or _above(g, t)):
+                readers.append(_row(g, kind, f"{_perm_text(g, R.OBJECT_WRITE)}: writes {what}"))
         if p & R.IMAGE_WRITE and t.image_repository and ((g.scope == "artifactRegistry" and
                                                           g.target == t.image_repository) or _above(g, t)):
             readers.append(_row(g, "writes-job-inputs", f"{_perm_text(g, R.IMAGE_WRITE)}: pushes the training image"))
@@ -254,9 +264,18 @@ def token_access(plan: Plan) -> dict:
                 added = True
         if not added:
             break
+    # Default deny over resource types: whatever runs as, speaks for or reads the token (review.references).
+    from review.references import scan
+    refs = scan(plan)
+    for x in refs["paths"]:
+        readers.append({"principal": f"resource:{x['address']}", "kind": x["kind"], "how": x["how"],
+                        "via": x["protected"], "address": x["address"], "role": f"({x['field']})",
+                        "impact": "high"})
+    unknowns += [{k: u[k] for k in ("address", "field", "value", "why")} for u in refs["unknowns"]]
     key = lambda r: (r["principal"], r["kind"], r["how"], r["address"])  # noqa: E731
     return {"readers": sorted(readers, key=key), "writers": sorted(writers, key=key),
-            "unknowns": sorted(unknowns, key=lambda u: (u["address"], u["field"])), "targets": t.__dict__}
+            "unknowns": sorted(unknowns, key=lambda u: (u["address"], u["field"])), "targets": t.__dict__,
+            "references": refs}
 
 
 def grants(plan: Plan) -> list[Grant]:

@@ -45,6 +45,7 @@ class Resource:
     values: dict
     path: str = ""                 # construct path (synth) or address (plan)
     module: str = ""               # "module.x" for a resource inside a module (plan form)
+    config_refs: tuple = ()        # (argument path, reference) from the plan's configuration (plan form)
 
     @property
     def address(self) -> str:
@@ -60,6 +61,9 @@ class Plan:
     providers: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)        # (type, name) -> values of data sources (synth form)
     modules: dict = field(default_factory=dict)     # module calls whose resources this plan does not hold
+    ephemeral: dict = field(default_factory=dict)   # (type, name) -> values of ephemeral resources (synth form)
+    locals: dict = field(default_factory=dict)      # name -> value (synth form)
+    sections: frozenset = frozenset()               # top-level keys of the configuration (synth form)
 
     def of_type(self, *types: str) -> list[Resource]:
         return [r for r in self.resources if r.type in types]
@@ -172,7 +176,10 @@ def from_synth(path: Path) -> Plan:
     stack = ((data.get("//") or {}).get("metadata") or {}).get("stackName") or path.parent.name
     plan = Plan(stack=stack, source="synth", outputs=data.get("output", {}), providers=data.get("provider", {}),
                 data={(t, n): v for t, by_name in (data.get("data") or {}).items() for n, v in by_name.items()},
-                modules=dict(data.get("module") or {}))
+                modules=dict(data.get("module") or {}),
+                ephemeral={(t, n): v for t, by_name in (data.get("ephemeral") or {}).items()
+                           for n, v in by_name.items()},
+                locals=dict(data.get("locals") or {}), sections=frozenset(data))
     for type_, by_name in (data.get("resource") or {}).items():
         for name, values in by_name.items():
             meta = (values.get("//") or {}).get("metadata", {})
@@ -200,6 +207,10 @@ def from_show_json(path: Path) -> Plan:
     plan = Plan(stack=path.stem, source="plan", outputs=outputs, providers=providers)
     for r in _walk(data["planned_values"].get("root_module", {}), "resources"):
         if r.get("mode", "managed") != "managed":
+            if r.get("mode") == "data":
+                refs = dict(_expr_refs(config.get(r["address"], {}).get("expressions") or {}))
+                plan.data[(r["type"], r["name"])] = {**(r.get("values") or {}),
+                                                     **{k: "${" + v + "}" for k, v in refs.items()}}
             continue
         values = dict(r.get("values") or {})
         for key, expr in (config.get(r["address"], {}).get("expressions") or {}).items():
@@ -212,8 +223,29 @@ def from_show_json(path: Path) -> Plan:
                 values[key] = "${" + ref + "}"
         index = f"[{json.dumps(r['index'])}]" if "index" in r else ""
         module = r["address"].rsplit(f"{r['type']}.{r['name']}", 1)[0].rstrip(".")
-        plan.resources.append(Resource(r["type"], r["name"] + index, values, r["address"], module))
+        refs = tuple(_expr_refs(config.get(r["address"], {}).get("expressions") or {}))
+        plan.resources.append(Resource(r["type"], r["name"] + index, values, r["address"], module, refs))
+    for address, c in config.items():     # data sources read at apply time are in the configuration only
+        if c.get("mode") == "data" and (c.get("type"), c.get("name")) not in plan.data:
+            refs = dict(_expr_refs(c.get("expressions") or {}))
+            consts = {k: e.get("constant_value") for k, e in (c.get("expressions") or {}).items()
+                      if isinstance(e, dict) and "constant_value" in e}
+            plan.data[(c["type"], c["name"])] = {**consts, **{k: "${" + v + "}" for k, v in refs.items()}}
     return plan
+
+
+def _expr_refs(expr, path: str = ""):
+    """(argument path, reference) for every reference in a configuration's expressions (nested blocks too)."""
+    if isinstance(expr, list):
+        for x in expr:
+            yield from _expr_refs(x, path)
+    elif isinstance(expr, dict):
+        if "references" in expr or "constant_value" in expr:
+            for ref in expr.get("references") or []:
+                yield path, ref
+        else:
+            for k, x in expr.items():
+                yield from _expr_refs(x, f"{path}.{k}" if path else k)
 
 
 def _walk(module: dict, key: str):

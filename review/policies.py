@@ -173,6 +173,7 @@ def buckets_hardened(plan: Plan):
         "grant roles/iam.serviceAccountUser on the trainer only (ServiceAccount.grant_act_as), never project-wide")
 def jobs_run_as_trainer(plan: Plan):
     trainer = trainer_member(plan)
+    submitter = f"serviceAccount:{plan.output('submitter_email')}"
     hits = []
     if trainer is None:
         hits.append(("output.trainer_email", "the outputs contract names no trainer"))
@@ -180,7 +181,10 @@ def jobs_run_as_trainer(plan: Plan):
         if g.perms and g.perms & R.IMPERSONATE and g.role not in PRIMITIVE:
             if g.resource.startswith(("project:", "folder:", "organization:")):
                 hits.append((g.address, f"{g.member} may act as every service account ({g.role} on {g.resource})"))
-            elif g.scope == "serviceAccount" and trainer and g.resource != trainer:
+            elif g.scope == "serviceAccount" and trainer and g.resource != trainer and (
+                    g.member == submitter or g.resource == submitter):
+                # The submitter may run jobs as whatever it can act as; nobody may become the submitter. Other
+                # service accounts (and their own Workload Identity bindings) are not job identities here.
                 hits.append((g.address, f"{g.member} may act as {g.resource.split(':', 1)[1]}, not the trainer"))
     return hits
 
@@ -214,3 +218,87 @@ def inspection_ca_issuers(plan: Plan):
         elif on_pool and g.role not in CA_ISSUING_ROLES | CA_HARMLESS_ROLES:
             hits.append((g.address, f"{g.role} on the inspection pool is not a role this review knows (UNKNOWN)"))
     return hits
+
+
+AUDITED_SERVICES = ("secretmanager.googleapis.com", "allServices")
+AUDIT_TYPES = ("google_project_iam_audit_config", "google_folder_iam_audit_config",
+               "google_organization_iam_audit_config")
+
+
+def _audit_configs(plan: Plan) -> list[tuple[str, str, object, list]]:
+    """(address, scope, service, [(log_type, exempted_members)]) of every audit config in the plan: the
+    *_iam_audit_config resources and the auditConfigs of authoritative *_iam_policy documents."""
+    import json as _json
+    out = []
+    for r in plan.of_type(*AUDIT_TYPES):
+        v = plan.resolved(r)
+        logs = v.get("audit_log_config") or []
+        logs = [logs] if isinstance(logs, dict) else logs
+        out.append((r.address, r.type.removeprefix("google_").split("_")[0], v.get("service"),
+                    [(x.get("log_type"), x.get("exempted_members") or []) for x in logs if isinstance(x, dict)]
+                    if isinstance(logs, list) else logs))
+    for r in plan.resources:
+        if not r.type.endswith("_iam_policy") or r.type.removeprefix("google_").split("_iam_")[0] not in (
+                "project", "folder", "organization"):
+            continue
+        raw = plan.resolved(r).get("policy_data")
+        try:
+            data = _json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            continue
+        for c in (data or {}).get("auditConfigs", []) if isinstance(data, dict) else []:
+            out.append((r.address, "policy", c.get("service"),
+                        [(x.get("logType"), x.get("exemptedMembers") or []) for x in c.get("auditLogConfigs", [])]))
+    return out
+
+
+@policy("HFG012", "Reads of the token are audit-logged, for everyone", "high",
+        "Secret Manager's data-access logs (DATA_READ) are what record who read the token; an exemption or an "
+        "audit config without DATA_READ for Secret Manager (or allServices) makes reads invisible.",
+        "keep the stacks' google_project_iam_audit_config for secretmanager.googleapis.com (DATA_READ, no "
+        "exempted_members); remove exemptions and other audit configs for it or for allServices")
+def token_reads_audited(plan: Plan):
+    hits, enabled = [], False
+    for address, scope, service, logs in _audit_configs(plan):
+        from review.plan import unresolved as _unresolved
+        if _unresolved(service) or _unresolved(logs):
+            hits.append((address, "service or log configs not known offline: cannot tell whether token reads are"
+                                  " logged (UNKNOWN)"))
+            continue
+        if service not in AUDITED_SERVICES:
+            continue
+        for log_type, exempted in logs:
+            if exempted:
+                hits.append((address, f"exempts {', '.join(map(str, exempted))} from {service} {log_type} audit"
+                                      " logs: their reads of the token would not be logged"))
+        types = {t for t, _ in logs}
+        if "DATA_READ" in types:
+            enabled = enabled or scope in ("project", "policy")
+        elif service == "secretmanager.googleapis.com":   # allServices configs are unioned with it, not instead
+            hits.append((address, f"sets {service} audit logs without DATA_READ: reads of the token are not"
+                                  " logged"))
+    if not enabled:
+        hits.append(("(project)", "no project audit config enables DATA_READ for secretmanager.googleapis.com:"
+                                  " data-access logs are off by default, so token reads are not logged"))
+    services = [s for _a, sc, s, _l in _audit_configs(plan) if sc == "project" and s in AUDITED_SERVICES]
+    for svc in sorted(set(services)):
+        if services.count(svc) > 1:
+            hits.append(("(project)", f"{services.count(svc)} audit configs for {svc}: each is authoritative for"
+                                      " the service, so the last applied wins"))
+    return hits
+
+
+@policy("HFG013", "The training image comes from a trusted registry or is pinned by digest", "high",
+        "The image runs with the token: whoever can push a mutable tag (in any registry) controls that code.",
+        "use an image from trusted_image_registries (config/<env>.toml: Google's Deep Learning Containers and the "
+        "project's Artifact Registry by default), or pin it: image@sha256:<digest>")
+def image_trusted(plan: Plan):
+    from review.plan import unresolved as _unresolved
+    from stacks.facts import image_problem
+    image = plan.output("training_image")
+    trusted = plan.output("trusted_image_registries")
+    if not image or _unresolved(image) or _unresolved(trusted):
+        return [("output.training_image", "the training image (or the trusted registries) is not known offline"
+                                          " (UNKNOWN)")]
+    why = image_problem(str(image), tuple(trusted or ()))
+    return [("output.training_image", why)] if why else []

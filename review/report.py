@@ -22,7 +22,7 @@ from stacks.errors import UsageError
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
-EXPECTED_PATHS = {"trainer": ("reads",),
+EXPECTED_PATHS = {"trainer": ("reads", "writes-checkpoints"),
                   "submitter": ("reads", "impersonates", "reads-env-jobs", "writes-job-inputs")}
 
 

@@ -12,7 +12,15 @@ from enum import Enum
 from pathlib import Path
 
 from stacks.errors import ConfigError
-from stacks.facts import DEFAULT_TRAINING_IMAGE, VERTEX_REGIONS, allow_entry_problem, machine_problem
+from stacks.facts import (
+    DEFAULT_TRAINING_IMAGE,
+    DEFAULT_TRUSTED_REGISTRIES,
+    VERTEX_REGIONS,
+    allow_entry_problem,
+    image_problem,
+    machine_problem,
+    registry_entry_problem,
+)
 
 import os
 
@@ -60,6 +68,12 @@ class Settings:
     # any repository on the Hub hosts (today's behaviour; the review says so).
     allow_models: tuple[str, ...] = ()
     allow_datasets: tuple[str, ...] = ()
+    # Registries whose images may run unpinned ("{project}" is this project); others need @sha256 (facts).
+    trusted_image_registries: tuple[str, ...] = DEFAULT_TRUSTED_REGISTRIES
+
+    @property
+    def trusted_registries(self) -> tuple[str, ...]:
+        return tuple(r.replace("{project}", self.project_id) for r in self.trusted_image_registries)
 
     @property
     def replicas(self) -> tuple[str, ...]:
@@ -150,6 +164,16 @@ def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
     if not 1 <= rotation <= 365:
         problems.append(("token_rotation_days", f"{rotation} is out of range; use 1 to 365 days"))
     image = need("training_image", str, DEFAULT_TRAINING_IMAGE)
+    trusted = need("trusted_image_registries", list, list(DEFAULT_TRUSTED_REGISTRIES))
+    for entry in trusted:
+        why = registry_entry_problem(entry)
+        if why:
+            problems.append(("trusted_image_registries", why))
+    if project_id and not any(registry_entry_problem(e) for e in trusted):
+        why = image_problem(image, tuple(e.replace("{project}", project_id) for e in trusted))
+        if why:
+            problems.append(("training_image", why + "; pin it (image@sha256:...) or list its registry in"
+                                                    " trusted_image_registries"))
     machine = need("machine_type", str, "g2-standard-8")
     accel = need("accelerator_type", str, "NVIDIA_L4") if raw.get("accelerator_type") != "" else None
     count = need("accelerator_count", int, 1)
@@ -202,6 +226,7 @@ def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
         accelerator_count=count, subnet_cidr=subnet, proxy_only_cidr=proxy_only, project_number=number,
         state_bucket=state_bucket, token_write_only=token_write_only,
         allow_models=tuple(allow["allow_models"]), allow_datasets=tuple(allow["allow_datasets"]),
+        trusted_image_registries=tuple(trusted),
     )
 
 

@@ -16,7 +16,9 @@ from stacks.errors import UsageError
 from stacks.facts import HF_HOST_RULES
 from stacks.naming import PROXY_PORT, names_for
 
-CONTRACT_VERSION = 3   # 2: mirror_bucket (mirrors live where jobs cannot write); 3: allowlist, proxy CA
+# 2: mirror_bucket (mirrors live where jobs cannot write); 3: allowlist, proxy CA; 4: trusted image registries and
+# the CMEK key jobs are encrypted with.
+CONTRACT_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class Outputs:
     allowed_models: tuple[str, ...]    # "org/name" or "org/name@rev"; empty: any (config allow_models)
     allowed_datasets: tuple[str, ...]  # "org/name"; empty: any (config allow_datasets)
     proxy_ca_certificate: str    # PEM of the proxy's TLS inspection CA ("" without inspection): jobs trust it
+    trusted_image_registries: tuple[str, ...]  # images from elsewhere must be pinned by digest (facts.image_problem)
+    kms_key: str                 # Cloud KMS key for the job's encryption_spec ("" without CMEK)
 
     @property
     def artifacts_bucket_name(self) -> str:
@@ -59,12 +63,13 @@ class Outputs:
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
-        for name in ("hf_host_rules", "allowed_models", "allowed_datasets"):
+        for name in TUPLE_FIELDS:
             data[name] = list(getattr(self, name))
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Outputs))
+TUPLE_FIELDS = ("hf_host_rules", "allowed_models", "allowed_datasets", "trusted_image_registries")
 
 
 def outputs_from_settings(settings: Settings, project_number: str | None = None) -> Outputs:
@@ -96,6 +101,8 @@ def outputs_from_settings(settings: Settings, project_number: str | None = None)
         allowed_models=settings.allow_models,
         allowed_datasets=settings.allow_datasets,
         proxy_ca_certificate="",      # issued by Certificate Authority Service at apply; none without a deploy
+        trusted_image_registries=settings.trusted_registries,
+        kms_key=settings.kms_key or "",
     )
 
 
@@ -137,9 +144,10 @@ def parse_outputs(data: object, *, env: str | None = None, source: str = "<outpu
     if missing:
         raise OutputsError(f"{source} lacks outputs: {', '.join(missing)}", _how_to_produce(env))
     values = {f: values[f] for f in FIELDS}
-    for name in ("hf_host_rules", "allowed_models", "allowed_datasets"):
+    for name in TUPLE_FIELDS:
         values[name] = tuple(values[name] or ())
     values["proxy_ca_certificate"] = values["proxy_ca_certificate"] or ""
+    values["kms_key"] = values["kms_key"] or ""
     values["egress_enforced"] = bool(values["egress_enforced"])
     values["accelerator_count"] = int(values["accelerator_count"])
     values["project_number"] = str(values["project_number"])

@@ -134,6 +134,8 @@ class HfgateStack(TerraformStack):
             "allowed_models": list(s.allow_models),
             "allowed_datasets": list(s.allow_datasets),
             "proxy_ca_certificate": ca_certificate,
+            "trusted_image_registries": list(s.trusted_registries),
+            "kms_key": s.kms_key or "",
         }
         assert tuple(values) == FIELDS, "outputs and the contract must list the same fields"
         self._depend_on_apis()

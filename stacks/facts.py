@@ -166,6 +166,42 @@ DEFAULT_TRAINING_IMAGE = (
 )
 
 
+# Registries whose images may run with the token unpinned (config `trusted_image_registries`, this default when
+# unset): Google's Deep Learning Containers (the Hugging Face training images Google publishes) and the project's
+# own Artifact Registry. `{project}` is the environment's project; `*` matches one host label. Anything else must
+# be pinned by digest (`image@sha256:<64 hex>`): its publisher controls code that runs with the token.
+DEFAULT_TRUSTED_REGISTRIES: tuple[str, ...] = (
+    "us-docker.pkg.dev/deeplearning-platform-release/",
+    "europe-docker.pkg.dev/deeplearning-platform-release/",
+    "asia-docker.pkg.dev/deeplearning-platform-release/",
+    "*-docker.pkg.dev/{project}/",
+)
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+_REGISTRY_ENTRY = re.compile(r"^(\*-)?[a-z0-9.-]+(:[0-9]+)?/(([a-z0-9._-]+|\{project\})/)*$")
+
+
+def registry_entry_problem(entry: object) -> str | None:
+    if not isinstance(entry, str) or not _REGISTRY_ENTRY.match(entry):
+        return (f"{entry!r} must be a registry path ending in '/', like \"europe-docker.pkg.dev/my-project/\""
+                " (a leading \"*-\" matches one host label)")
+    return None
+
+
+def image_problem(image: str, trusted: tuple[str, ...]) -> str | None:
+    """Why `image` may not run with the token, or None: it must come from a trusted registry or be pinned by
+    digest."""
+    if _DIGEST.search(image):
+        return None
+    for entry in trusted:
+        head, sep, tail = entry.partition("/")
+        host, _, path = image.partition("/")
+        host_re = "".join("[a-z0-9]+(?:-[a-z0-9]+)*" if c == "*" else re.escape(c) for c in head)
+        if sep and re.fullmatch(host_re, host) and (path + "/").startswith(tail):
+            return None
+    return (f"image {image!r} is neither from a trusted registry ({', '.join(trusted) or 'none'}) nor pinned by"
+            " digest: its publisher controls code that runs with the token")
+
+
 # Which API serves each Terraform resource type (by type prefix, longest first). A resource of an API the stack
 # enables depends on that API's google_project_service, so the first apply on a bare project succeeds in one run.
 API_OF_RESOURCE_PREFIX: tuple[tuple[str, str], ...] = (

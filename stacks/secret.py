@@ -8,6 +8,10 @@ from __future__ import annotations
 from constructs import Construct
 from cdktn import Fn, TerraformResourceLifecycle, TerraformVariable
 from cdktn_provider_google.kms_crypto_key_iam_member import KmsCryptoKeyIamMember
+from cdktn_provider_google.project_iam_audit_config import (
+    ProjectIamAuditConfig,
+    ProjectIamAuditConfigAuditLogConfig,
+)
 from cdktn_provider_google.pubsub_topic import PubsubTopic
 from cdktn_provider_google.pubsub_topic_iam_member import PubsubTopicIamMember
 from cdktn_provider_google.secret_manager_secret import (
@@ -71,6 +75,13 @@ class TokenSecret(Construct):
             depends_on=depends,
             lifecycle=TerraformResourceLifecycle(ignore_changes=["rotation[0].next_rotation_time"]),
         )
+        # Reads of the token are data-access events, off by default: log them (DATA_READ covers
+        # AccessSecretVersion; "Secret Manager audit logging information" and "Data Access audit logs" pages), with
+        # no exemption. Authoritative for this one service in the project; policy HFG012 fails any other setting.
+        self.audit = ProjectIamAuditConfig(
+            self, "audit-token-reads", project=project.project_id, service="secretmanager.googleapis.com",
+            audit_log_config=[ProjectIamAuditConfigAuditLogConfig(log_type="DATA_READ"),
+                              ProjectIamAuditConfigAuditLogConfig(log_type="ADMIN_READ")])
         self.id_ = secret_id
         self.name = self.secret.name          # projects/{number}/secrets/{id} after apply
         self.resource_id = self.secret.id     # projects/{project}/secrets/{id}

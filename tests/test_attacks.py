@@ -243,3 +243,84 @@ def test_the_placeholder_error_never_echoes_what_was_pasted(cloud, pasted):
     proc = token_set(cloud, pasted + "\n", "set")
     assert proc.returncode == 3 and "placeholder" in proc.stderr
     assert pasted[1:17] not in proc.stderr + proc.stdout and pasted[2:18] not in proc.stderr + proc.stdout
+
+
+def _rewrite(bucket, prefix: str, manifest: dict, path: str, data: bytes) -> dict:
+    """What a writer of the mirror bucket can do: change a file and its manifest entry together, consistently."""
+    bucket.blob(prefix + path).upload_from_string(data)
+    files = [f if f["path"] != path else {**f, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+             for f in manifest["files"]]
+    forged = {**manifest, "files": files}
+    bucket.blob(prefix + "hfgate-manifest.json").upload_from_string(json.dumps(forged))
+    return forged
+
+
+def test_a_mirror_rewritten_with_its_manifest_is_refused_against_the_hub(cloud):
+    """Weights and manifest rewritten together pass the manifest's own check; the Hub's hashes for the commit
+    (LFS SHA-256 for the weights, git blob id for small files) refuse them, at submit and at `hfgate mirror`."""
+    repo, commit = _mirror(cloud)
+    bucket = cloud.gcs.client().bucket(cloud.outputs.mirror_bucket_name)
+    prefix = f"models/{repo}/{commit}/"
+    manifest = json.loads(bucket.blob(prefix + "hfgate-manifest.json").download_as_bytes())
+    weights = bucket.blob(prefix + "model.safetensors").download_as_bytes()
+    _rewrite(bucket, prefix, manifest, "model.safetensors", weights[:-8] + b"\x00" * 8)
+    before = cloud.jobs.create_calls
+    proc = hfgate(cloud, "submit", "--model", repo, "--dataset", DATASET, "--token-delivery", "mirror",
+                  "--force-new")
+    assert proc.returncode == 1 and "model.safetensors is not the file the Hub serves" in proc.stderr
+    assert "LFS SHA-256" in proc.stderr and cloud.jobs.create_calls == before
+    uploads = [b.updated for b in bucket.list_blobs(prefix=prefix)]
+    proc = hfgate(cloud, "mirror", "--model", repo)
+    assert proc.returncode == 1 and "someone other than `hfgate mirror` wrote it" in proc.stderr
+    assert "Nothing was uploaded" in proc.stderr
+    assert [b.updated for b in bucket.list_blobs(prefix=prefix)] == uploads
+    # A small (non-LFS) file rewritten the same way is caught by its git blob id.
+    manifest = json.loads(bucket.blob(prefix + "hfgate-manifest.json").download_as_bytes())
+    _rewrite(bucket, prefix, manifest, "model.safetensors", weights)
+    _rewrite(bucket, prefix, json.loads(bucket.blob(prefix + "hfgate-manifest.json").download_as_bytes()),
+             "tokenizer.json", b'{"added": "by someone"}')
+    proc = hfgate(cloud, "submit", "--model", repo, "--dataset", DATASET, "--token-delivery", "mirror",
+                  "--force-new")
+    assert proc.returncode == 1 and "tokenizer.json is not the file the Hub serves" in proc.stderr
+    assert "git blob id" in proc.stderr and cloud.jobs.create_calls == before
+
+
+def test_a_mirror_planted_for_a_commit_before_it_is_mirrored_is_refused(cloud):
+    """A writer of the mirror bucket plants the folder (weights and a matching manifest) of a commit nobody has
+    mirrored yet: `hfgate mirror` no longer says "already mirrored"; it refuses and uploads nothing."""
+    repo, _ = _mirror(cloud)
+    hub_repo = cloud.hub_state.repos[repo]
+    new_commit = hub_repo.commit({"README.md": b"---\nlicense: apache-2.0\n---\nv2\n"})
+    bucket = cloud.gcs.client().bucket(cloud.outputs.mirror_bucket_name)
+    prefix = f"models/{repo}/{new_commit}/"
+    files = dict(hub_repo.commits[new_commit])
+    files["model.safetensors"] = files["model.safetensors"][:-8] + b"\x01" * 8
+    entries = []
+    for path, data in sorted(files.items()):
+        bucket.blob(prefix + path).upload_from_string(data)
+        entries.append({"path": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    bucket.blob(prefix + "hfgate-manifest.json").upload_from_string(json.dumps({
+        "hfgate_manifest": 1, "id": repo, "type": "model", "revision": "main", "commit": new_commit,
+        "files": entries}))
+    names = sorted(b.name for b in bucket.list_blobs(prefix=prefix))
+    proc = hfgate(cloud, "mirror", "--model", repo)
+    assert proc.returncode == 1, proc.stderr
+    assert "already mirrored" not in proc.stderr + proc.stdout
+    assert "is not what the Hub serves" in proc.stderr and "model.safetensors" in proc.stderr
+    assert sorted(b.name for b in bucket.list_blobs(prefix=prefix)) == names
+    before = cloud.jobs.create_calls
+    proc = hfgate(cloud, "submit", "--model", repo, "--dataset", DATASET, "--token-delivery", "mirror",
+                  "--force-new")
+    assert proc.returncode == 1 and cloud.jobs.create_calls == before
+
+
+def test_an_untrusted_training_image_is_refused_before_the_token_is_read(cloud):
+    set_token(cloud, cloud.hub_tokens["alice-read"])
+    reads = [c for c in cloud.secrets.calls if c[0] == "access"]
+    before = cloud.jobs.create_calls
+    proc = hfgate(cloud, "submit", "--model", GATED, "--dataset", DATASET, "--image",
+                  "docker.io/someone/trl:latest", "--force-new")
+    assert proc.returncode == 4, proc.stderr
+    assert "neither from a trusted registry" in proc.stderr and "sha256" in proc.stderr
+    assert cloud.jobs.create_calls == before
+    assert [c for c in cloud.secrets.calls if c[0] == "access"] == reads

