@@ -10,7 +10,7 @@ from pathlib import Path
 
 from jobs.errors import UsageError
 from stacks.contract import Outputs
-from stacks.facts import machine_problem
+from stacks.facts import boot_disk_type, machine_problem
 
 # The job's first code travels inside the job spec (`python3 -c`), so no bucket object decides what runs with the
 # token: whoever can create objects in a bucket cannot substitute it.
@@ -205,7 +205,7 @@ def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str,
     container = {"image_uri": image, "command": command, "args": args,
                  "env": [{"name": k, "value": v} for k, v in sorted(env.items())]}
     pools = [{"machine_spec": machine_spec, "replica_count": 1, "container_spec": container,
-              "disk_spec": {"boot_disk_type": "pd-ssd", "boot_disk_size_gb": 200}}]
+              "disk_spec": {"boot_disk_type": boot_disk_type(machine), "boot_disk_size_gb": 200}}]
     if req.replica_count > 1:
         pools.append({**pools[0], "replica_count": req.replica_count - 1})
     scheduling: dict = {"timeout": f"{req.timeout_s}s"}
@@ -218,6 +218,8 @@ def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str,
     if outputs.egress_mode == "proxy" and outputs.network_attachment:
         spec["psc_interface_config"] = {"network_attachment": outputs.network_attachment}
     body = {"display_name": name, "job_spec": spec}
+    if outputs.kms_key:   # CMEK applies to a CustomJob only through its own encryption_spec (Vertex AI CMEK page)
+        body["encryption_spec"] = {"kms_key_name": outputs.kms_key}
     labels = {"managed-by": "hfgate", "hfgate-model": label_value(req.model),
               "hfgate-token-version": label_value(token_version.rsplit("/", 1)[-1]) if token_version else "none",
               "hfgate-token-fp": token_fingerprint or "none", "hfgate-delivery": req.token_delivery.value}

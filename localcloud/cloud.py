@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 
 from localcloud import secretmanager, tls, vertex
+from localcloud.gateway import proxy_env, start_gateway
 from localcloud.gcs import GcsEmulator
 from localcloud.hub import HubState, start_hub
 from localcloud.loopback import serve
@@ -71,7 +72,15 @@ class LocalCloud:
         self.project_number = s.project_number or "100000000001"
         self.names = names_for(s)
         self.outputs = outputs_from_settings(s, self.project_number)
-        self.plan = load_plan(Path(plan) if plan else ensure_plan(env))
+        plan_path = Path(plan) if plan else ensure_plan(env)
+        self.plan = load_plan(plan_path)
+        # Every resource of the plan goes through Google's documented constraints (stacks.constraints, the table
+        # `make synth` applies), then is recorded: the secret, buckets, accounts and grants are also served; the
+        # rest (network, proxy, CA, perimeter) is validated and recorded, not emulated. A plan Google would refuse
+        # never starts a local cloud.
+        from stacks.constraints import enforce
+        enforce({self.plan.stack: json.loads(plan_path.read_text())})
+        self.resources = {r.address: self.plan.resolved(r) for r in self.plan.resources}
         self._own_state = state_dir is None
         self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="localcloud-"))
         self.identities = Identities()
@@ -85,6 +94,7 @@ class LocalCloud:
         self.logging_throttled = 0
         self.logging_lock = threading.Lock()
         self._metadata_by_member: dict[str, object] = {}
+        self.boundary_lookups: list[str] = []     # allowedLocations calls served (localcloud.gateway)
         self.started = False
 
     # principals --------------------------------------------------------------------------------------------------
@@ -159,6 +169,7 @@ class LocalCloud:
                                                      for loc in replicas])) if replicas else
                                            sm.Replication(automatic=sm.Replication.Automatic()),
                                            labels=v.get("labels") or {},
+                                           annotations=v.get("annotations") or {},
                                            rotation=sm.Rotation(rotation_period=v["rotation"]["rotation_period"])
                                            if (v.get("rotation") or {}).get("rotation_period") else None))
 
@@ -166,12 +177,13 @@ class LocalCloud:
         self.hub, self.cdn = start_hub(self.hub_state, self.tls.server_context())
         self.hub_state.job_runner = self._run_hf_job
         self.rest = serve(_rest_handler(self), self.tls.server_context())
+        self.gateway = start_gateway(self.rest.port)
         self.metadata = self.metadata_for(self.submitter)
         self.admin_metadata = self.metadata_for(self.admin)
 
         job_env = {"HF_ENDPOINT": self.hub.url, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1",
                    "HFGATE_GOOGLEAPIS_REST": self.rest.url, "STORAGE_EMULATOR_HOST": self.gcs.url,
-                   **self.tls.trust_env()}
+                   **self.tls.trust_env(), **proxy_env(self.gateway)}
         self.jobs = vertex.JobStore(self.project_id, self.project_number, self.region, self.grants, self.identities,
                                     self.state_dir, job_env, self._job_metadata, self.gcs)
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
@@ -213,7 +225,7 @@ class LocalCloud:
             # An empty gcloud config: Application Default Credentials fall through to the metadata server.
             "CLOUDSDK_CONFIG": str(self.state_dir / "gcloud"), "GOOGLE_APPLICATION_CREDENTIALS": "",
             "HFGATE_OUTPUTS": str(self.state_dir / "outputs.json"),
-            **self.tls.trust_env(),
+            **self.tls.trust_env(), **proxy_env(self.gateway),
         }
 
     def stop(self) -> None:
@@ -221,7 +233,7 @@ class LocalCloud:
             return
         self.jobs.stop_all()
         self.grpc.stop(0)
-        for server in [self.hub, self.cdn, self.rest, *self._metadata_by_member.values()]:
+        for server in [self.hub, self.cdn, self.rest, self.gateway, *self._metadata_by_member.values()]:
             server.stop()
         self.gcs.stop()
         self.started = False
@@ -270,6 +282,21 @@ def _ts_key(ts: str) -> tuple[str, str]:
     return head, (frac + "000000000")[:9]
 
 
+def _allowed_locations(cloud: LocalCloud, path: str, authorization: str | None) -> tuple[int, dict]:
+    """IAM Credentials `serviceAccounts.allowedLocations` (what google-auth's Regional Access Boundary lookup
+    reads): the caller must hold a token of that account; the answer has no boundary (an empty encoding)."""
+    email = path.removeprefix("/v1/projects/-/serviceAccounts/").removesuffix("/allowedLocations")
+    member = cloud.identities.member_for(authorization)
+    cloud.boundary_lookups.append(email)
+    if member is None:
+        return 401, {"error": {"code": 401, "message": "Request had invalid authentication credentials.",
+                               "status": "UNAUTHENTICATED"}}
+    if member != f"serviceAccount:{email}":
+        return 403, {"error": {"code": 403, "message": f"Permission 'iam.serviceAccounts.getAccessToken' denied on"
+                               f" resource (or it may not exist).", "status": "PERMISSION_DENIED"}}
+    return 200, {"locations": [cloud.region], "encodedLocations": "0x0"}
+
+
 def _rest_handler(cloud: LocalCloud):
     """googleapis REST: Secret Manager's `v1/{name}:access` and Cloud Logging's `v2/entries:list`."""
 
@@ -303,6 +330,8 @@ def _rest_handler(cloud: LocalCloud):
             path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
             if path.startswith("/v1/projects/") and path.endswith(":access"):
                 return self._send(*secretmanager.rest_access(cloud.secrets, path, self.headers.get("authorization")))
+            if path.startswith("/v1/projects/-/serviceAccounts/") and path.endswith("/allowedLocations"):
+                return self._send(*_allowed_locations(cloud, path, self.headers.get("authorization")))
             self._send(404, {"error": {"code": 404, "message": "Not found", "status": "NOT_FOUND"}})
 
         def do_POST(self):

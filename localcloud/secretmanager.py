@@ -54,6 +54,20 @@ class Secret:
     created: timestamp_pb2.Timestamp
     versions: list[Version] = field(default_factory=list)
     rotation: sm.Rotation | None = None
+    annotations: dict = field(default_factory=dict)
+
+
+def _validate(secret_id: str | None, secret: sm.Secret, paths: list[str] | None = None) -> None:
+    """The constraints the real service enforces (stacks.constraints, one table for synth and here): a bad
+    secret id, label or annotation is INVALID_ARGUMENT, and nothing is created or changed."""
+    from stacks.constraints import annotation_problems, label_problems, secret_id_problems
+    problems = secret_id_problems(secret_id) if secret_id is not None else []
+    if paths is None or "labels" in paths:
+        problems += label_problems(dict(secret.labels))
+    if paths is None or "annotations" in paths:
+        problems += annotation_problems(dict(secret.annotations))
+    if problems:
+        raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "Invalid secret: " + "; ".join(problems))
 
 
 class SecretStore:
@@ -120,13 +134,14 @@ class SecretStore:
 
     def _secret_pb(self, s: Secret) -> sm.Secret:
         return sm.Secret(name=self.secret_name(s.secret_id), labels=s.labels, replication=s.replication,
-                         create_time=s.created, rotation=s.rotation)
+                         create_time=s.created, rotation=s.rotation, annotations=s.annotations)
 
     # operations ----------------------------------------------------------------------------------------------------
     def create_secret(self, member, parent: str, secret_id: str, secret: sm.Secret) -> sm.Secret:
         if parent not in (f"projects/{self.project_id}", f"projects/{self.project_number}"):
             raise RpcError(grpc.StatusCode.PERMISSION_DENIED, f"Permission denied on resource {parent}.")
         self._authorize(member, CREATOR_ROLES, secret_id, "secretmanager.secrets.create", parent)
+        _validate(secret_id, secret)
         with self.lock:
             if secret_id in self.secrets:
                 raise RpcError(grpc.StatusCode.ALREADY_EXISTS,
@@ -134,7 +149,8 @@ class SecretStore:
             if "automatic" not in secret.replication and not secret.replication.user_managed.replicas:
                 raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "Secret.replication is required.")
             s = Secret(secret_id, dict(secret.labels), secret.replication, _now(),
-                       rotation=secret.rotation if "rotation" in secret else None)
+                       rotation=secret.rotation if "rotation" in secret else None,
+                       annotations=dict(secret.annotations))
             self.secrets[secret_id] = s
             return self._secret_pb(s)
 
@@ -208,11 +224,14 @@ def _update_secret(store: SecretStore, member, secret: sm.Secret, mask) -> sm.Se
     paths = list(mask.paths)
     if not paths:
         raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "update_mask is required.")
+    _validate(None, secret, paths)
     with store.lock:
         s = store._secret(sid)
         for path in paths:
             if path == "labels":
                 s.labels = dict(secret.labels)
+            elif path == "annotations":
+                s.annotations = dict(secret.annotations)
             elif path == "rotation":
                 s.rotation = secret.rotation
             else:   # what the local cloud does not model answers like the service does for an immutable field

@@ -65,8 +65,10 @@ def _generate() -> tuple[bytes, bytes, bytes]:
                                        key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
           .sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
+    from localcloud.gateway import SERVED_HOSTS
+    # Loopback names, and the Google hosts the local cloud answers for through its gateway (localcloud.gateway).
     names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-             x509.IPAddress(ipaddress.ip_address("::1"))]
+             x509.IPAddress(ipaddress.ip_address("::1")), *(x509.DNSName(h) for h in SERVED_HOSTS)]
     cert = (x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())

@@ -27,7 +27,7 @@ from google.rpc import code_pb2, status_pb2
 
 from localcloud.secretmanager import RpcError
 from localcloud.state import Grants, Identities
-from stacks.facts import machine_problem
+from stacks.facts import boot_disk_problem, kms_key_problem, machine_problem
 
 SERVICE = "google.cloud.aiplatform.v1.JobService"
 S = ai.JobState
@@ -146,6 +146,10 @@ class JobStore:
         pools = job.job_spec.worker_pool_specs
         if not pools:
             bad("custom_job.job_spec.worker_pool_specs", "Required field is not set.")
+        if job.encryption_spec.kms_key_name:
+            why = kms_key_problem(job.encryption_spec.kms_key_name, self.region)
+            if why:
+                bad("custom_job.encryption_spec.kms_key_name", why)
         if not job.job_spec.service_account:
             bad("custom_job.job_spec.service_account", "hfgate's local cloud requires an explicit service account")
         for i, pool in enumerate(pools):
@@ -157,6 +161,9 @@ class JobStore:
                 bad(f"{f}.machine_spec", why)
             if pool.replica_count < 1:
                 bad(f"{f}.replica_count", "must be at least 1")
+            disk = boot_disk_problem(m.machine_type, pool.disk_spec.boot_disk_type or "pd-ssd")
+            if disk:
+                bad(f"{f}.disk_spec.boot_disk_type", disk)
             if not pool.container_spec.image_uri:
                 bad(f"{f}.container_spec.image_uri", "Required field is not set.")
             if len(pool.container_spec.env) > MAX_ENV:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -74,7 +75,9 @@ class ProxyPolicy:
     url_lists: dict[str, list[str]]             # resource name (projects/P/locations/L/urlLists/N) -> entries
     problems: list[str] = field(default_factory=list)
     inspection: bool = False                    # the policy has a TLS inspection policy
-    _compiled: dict = field(default_factory=dict, repr=False)    # matcher text -> CEL AST (compiled once)
+    _compiled: dict = field(default_factory=dict, repr=False)    # matcher text -> CEL program (made once)
+    _session_cache: dict = field(default_factory=dict, repr=False)   # (matcher, host) -> decision
+    _shapes: dict = field(default_factory=dict, repr=False)          # matcher -> its path literals (or False)
 
     @classmethod
     def from_plan(cls, plan: Plan) -> "ProxyPolicy":
@@ -104,34 +107,46 @@ class ProxyPolicy:
         return cls(rules, lists, problems, inspection)
 
     # evaluation --------------------------------------------------------------------------------------------------
+    def _program(self, expr: str):
+        """The matcher compiled and made a program once (cel-python); the proxy's functions read the request being
+        decided from `self._current`."""
+        import celpy
+        from celpy import celtypes
+
+        if expr in self._compiled:
+            cached = self._compiled[expr]
+            if isinstance(cached, _Unknown):
+                raise cached
+            return cached
+        # CompiledRunner: cel-python transpiles the expression to Python once (same CEL semantics, much faster). Its
+        # code runs in celpy.evaluation's globals and names bound functions by module: make `review` visible there.
+        import celpy.evaluation
+        import review
+        celpy.evaluation.__dict__.setdefault("review", review)
+        env = celpy.Environment(runner_class=celpy.CompiledRunner)
+        try:
+            ast = env.compile(expr)
+        except Exception as exc:     # celpy raises its own CELParseError
+            self._compiled[expr] = _Unknown(f"does not compile as CEL: {exc}")
+            raise self._compiled[expr] from None
+
+        program = env.program(ast, functions={"host": _host, "inUrlList": _in_url_list, "url": _url})
+        self._compiled[expr] = program
+        return program
+
     def _matches(self, expr: str, req: Request) -> bool:
         import celpy
         from celpy import celtypes
 
-        env = celpy.Environment()
-        if expr not in self._compiled:
-            try:
-                self._compiled[expr] = env.compile(expr)
-            except Exception as exc:     # celpy raises its own CELParseError
-                self._compiled[expr] = _Unknown(f"does not compile as CEL: {exc}")
-        ast = self._compiled[expr]
-        if isinstance(ast, _Unknown):
-            raise ast
-
-        def host() -> celtypes.StringType:
-            return celtypes.StringType(req.host)
-
-        def in_url_list(h, name) -> celtypes.BoolType:
-            if str(name) not in self.url_lists:
-                raise _Unknown(f"URL list {name} is not in the plan")
-            return celtypes.BoolType(host_allowed(str(h), tuple(self.url_lists[str(name)])))
-
-        def url(_request) -> celtypes.StringType:
-            return celtypes.StringType(req.url)
-
+        # A matcher that reads no request attribute (a session matcher) decides the same for every request to a
+        # host: evaluated once per host. Anything that reads `request` is evaluated for each request.
+        key = (expr, req.host) if "request" not in expr else None
+        if key is not None and key in self._session_cache:
+            return self._session_cache[key]
+        program = self._program(expr)
+        _DECIDING.policy, _DECIDING.request = self, req
         request = celpy.json_to_cel({"method": req.method, "path": req.path, "query": req.query,
                                      "scheme": req.scheme, "host": req.host, "headers": {}})
-        program = env.program(ast, functions={"host": host, "inUrlList": in_url_list, "url": url})
         try:
             result = program.evaluate({"request": request})
         except _Unknown:
@@ -140,6 +155,8 @@ class ProxyPolicy:
             raise _Unknown(f"evaluation failed: {type(exc).__name__}: {exc}") from None
         if isinstance(result, celpy.CELEvalError) or not isinstance(result, celtypes.BoolType):
             raise _Unknown(f"did not evaluate to a boolean ({result!r})")
+        if key is not None:
+            self._session_cache[key] = bool(result)
         return bool(result)
 
     def decide(self, req: Request, expect: str | None = None) -> Decision:
@@ -154,6 +171,8 @@ class ProxyPolicy:
                 if rule.application_matcher:
                     if req.scheme == "https" and not rule.tls_inspection:
                         continue       # without inspection the proxy cannot see an HTTPS request's attributes
+                    if not self._could_match(rule.application_matcher, req.path):
+                        continue
                     if not self._matches(rule.application_matcher, req):
                         continue
             except _Unknown as exc:
@@ -163,8 +182,66 @@ class ProxyPolicy:
         return Decision(req, DENY, "(default deny)", "no rule matched", expect)
 
 
+    def _could_match(self, expr: str, path: str) -> bool:
+        """False only when the matcher provably cannot match this path: it is exactly of the path-list form the
+        stacks generate (`request.method in [...] && request.path in [...]`, or `&& request.path.startsWith(...)`
+        alternatives) and none of its paths equals (or, for prefixes, begins) `path`. Anything else is evaluated
+        by the CEL engine. This only skips evaluations whose result is known to be false; it keeps the replay of
+        hundreds of repositories within seconds (make bench)."""
+        shape = self._shapes.get(expr)
+        if shape is None:
+            shape = self._shapes[expr] = _path_shape(expr)
+        if shape is False:
+            return True
+        kind, literals = shape
+        return path in literals if kind == "exact" else path.startswith(literals)
+
+
 class _Unknown(Exception):
     pass
+
+
+_LIT = r"'(?:[^'\\]|\\.)*'"
+_METHODS = r"request\.method in \[(?:'[A-Z]+'(?:, )?)+\] && "
+_EXACT = re.compile("^" + _METHODS + r"request\.path in \[((?:" + _LIT + r"(?:, )?)+)\]$")
+_PREFIX = re.compile("^" + _METHODS + r"\(?((?:request\.path\.startsWith\(" + _LIT + r"\)(?: \|\| )?)+)\)?$")
+
+
+def _path_shape(expr: str):
+    """("exact", frozenset) / ("prefix", tuple) of a generated path matcher's literals, or False."""
+    import ast as _ast
+    for kind, pattern in (("exact", _EXACT), ("prefix", _PREFIX)):
+        m = pattern.match(expr)
+        if m:
+            raw = re.findall(_LIT, m.group(1))
+            if any("\\" in x for x in raw):      # escapes: leave them to the CEL engine
+                return False
+            literals = [_ast.literal_eval(x) for x in raw]
+            return (kind, frozenset(literals) if kind == "exact" else tuple(literals))
+    return False
+
+
+# The proxy's functions, as its CEL matcher reference defines them, bound to the request being decided. Module-level
+# (cel-python's compiled runner calls them by their qualified name); the request is per thread.
+_DECIDING = threading.local()
+
+
+def _host():
+    from celpy import celtypes
+    return celtypes.StringType(_DECIDING.request.host)
+
+
+def _in_url_list(h, name):
+    from celpy import celtypes
+    lists = _DECIDING.policy.url_lists
+    if str(name) not in lists:
+        raise _Unknown(f"URL list {name} is not in the plan")
+    return celtypes.BoolType(host_allowed(str(h), tuple(lists[str(name)])))
+
+
+def _url(_request):
+    from celpy import celtypes
+    return celtypes.StringType(_DECIDING.request.url)
 
 
 def requests_from_hub_log(entries: list[dict]) -> list[Request]:
@@ -238,6 +315,19 @@ def probes(models: tuple[str, ...], datasets: tuple[str, ...], recording: list[d
             path = (t["path"].replace("{model}", repo).replace("{dataset}", repo).replace("{unlisted}", repo)
                     .replace("{rev}", rev or "main").replace("{oid}", oid))
             out.append((Request(t["host"], t["method"], path, note=t.get("note", "")), t["expect"]))
+    # Shapes a listed repository's downloads never make: refused although the repository is listed.
+    for kind, entries in (("model", models), ("dataset", datasets)):
+        for entry in entries:
+            repo, rev = split_allow_entry(entry)
+            api = f"/api/{kind}s/{repo}"
+            out += [(Request("huggingface.co", "GET", f"{api}/discussions", note="a shape downloads never make"),
+                     "deny"),
+                    (Request("huggingface.co", "POST", f"{api}/preupload/main", note="upload to a listed repo"),
+                     "deny")]
+            if rev and rev != "main":
+                resolve = f"/{repo}/resolve/main/config.json" if kind == "model" else \
+                    f"/datasets/{repo}/resolve/main/README.md"
+                out.append((Request("huggingface.co", "GET", resolve, note=f"pinned at {rev}: main refused"), "deny"))
     seen, unique = set(), []
     for req, expect in out:
         if (req, expect) not in seen:

@@ -37,6 +37,12 @@ def build_app(envs: list[str], outdir: str | None = None):
     config = json.loads((Path(__file__).resolve().parent.parent / "cdktf.json").read_text())
     context = {"targetVersions": config["targetVersions"]} if "targetVersions" in config else {}
     app = App(outdir=outdir, context=context) if outdir else App(context=context)
-    for s in settings:
-        HfgateStack(app, s)
+    stacks = [HfgateStack(app, s) for s in settings]
+    # Google's documented constraints (stacks.constraints), on the configuration each stack would write, before
+    # anything is written: a violation raises ConstraintError (exit 2). Testing.synth is cdktn's in-memory synth
+    # of one stack (the same JSON app.synth() writes as cdk.tf.json).
+    from cdktn import Testing
+
+    from stacks.constraints import enforce
+    enforce({stack.node.id: json.loads(Testing.synth(stack)) for stack in stacks})
     return app

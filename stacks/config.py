@@ -70,6 +70,14 @@ class Settings:
     allow_datasets: tuple[str, ...] = ()
     # Registries whose images may run unpinned ("{project}" is this project); others need @sha256 (facts).
     trusted_image_registries: tuple[str, ...] = DEFAULT_TRUSTED_REGISTRIES
+    # CMEK of the token secret's replicas: one key per replica location (a replica's key must be in its location).
+    # The replica in `region` may use kms_key; every other replica location needs its own key here.
+    secret_kms_keys: dict[str, str] = field(default_factory=dict)
+    # The VPC Service Controls perimeter (with access_policy_id): dry-run first (Google's documented rollout), and
+    # who must reach the project from outside it (the deployer, platform admins, CI submitters; the stacks' own
+    # submitter is added).
+    perimeter_dry_run: bool = True
+    perimeter_ingress_identities: tuple[str, ...] = ()
 
     @property
     def trusted_registries(self) -> tuple[str, ...]:
@@ -80,9 +88,17 @@ class Settings:
         return self.secret_replica_locations or (self.region,)
 
     @property
+    def replica_keys(self) -> dict[str, str]:
+        """location -> Cloud KMS key of each secret replica (empty without CMEK)."""
+        if not self.kms_key:
+            return {}
+        return {loc: self.secret_kms_keys.get(loc) or self.kms_key for loc in self.replicas}
+
+    @property
     def egress_enforced(self) -> bool:
-        """The allowlist is enforced only inside a VPC Service Controls perimeter; otherwise it is advisory."""
-        return self.egress_mode is EgressMode.PROXY and self.access_policy_id is not None
+        """The allowlist is enforced only inside an enforced (not dry-run) VPC Service Controls perimeter."""
+        return (self.egress_mode is EgressMode.PROXY and self.access_policy_id is not None
+                and not self.perimeter_dry_run)
 
 
 _FIELDS = {f for f in Settings.__dataclass_fields__ if f != "env"}
@@ -202,6 +218,38 @@ def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
         problems.append(("prefix", "bucket names ({project_id}-{prefix}-artifacts) would exceed 63 characters;"
                                    " shorten the prefix"))
 
+    secret_keys = need("secret_kms_keys", dict, {})
+    for loc, key in secret_keys.items():
+        m = _KMS_KEY.match(key) if isinstance(key, str) else None
+        if not m or f"/locations/{loc}/" not in key:
+            problems.append((f"secret_kms_keys.{loc}", f"{key!r} must be projects/P/locations/{loc}/keyRings/R/"
+                                                       "cryptoKeys/K: a replica's key lives in its location"))
+        elif loc not in (replicas or [region]):
+            problems.append((f"secret_kms_keys.{loc}", f"{loc} is not a replica location"
+                                                       " (secret_replica_locations)"))
+    if kms_key is not None:
+        for loc in (replicas or [region]):
+            if loc != region and loc not in secret_keys:
+                problems.append(("secret_kms_keys", f"the secret replica in {loc} needs a key in {loc} (Secret"
+                                                    f" Manager: each replica's key must be in its location); add"
+                                                    f" secret_kms_keys = {{ {loc} = \"projects/P/locations/{loc}/"
+                                                    "keyRings/R/cryptoKeys/K\" }"))
+    elif secret_keys:
+        problems.append(("secret_kms_keys", "set kms_key too (CMEK is all or nothing)"))
+    dry_run = need("perimeter_dry_run", bool, True)
+    ingress = need("perimeter_ingress_identities", list, [])
+    for ident in ingress:
+        if not isinstance(ident, str) or not re.match(r"^(user:|group:|serviceAccount:|principal://|principalSet://)"
+                                                      r"\S+$", ident):
+            problems.append(("perimeter_ingress_identities", f"{ident!r} must be user:, group:, serviceAccount:,"
+                                                             " principal:// or principalSet:// (VPC Service Controls"
+                                                             " ingress identities)"))
+    if policy is not None and not dry_run and not ingress:
+        problems.append(("perimeter_ingress_identities", "an enforced perimeter (perimeter_dry_run = false) denies"
+                                                         " everyone outside it, Terraform included: list the"
+                                                         " deployer and the platform admins"))
+    if policy is None and ("perimeter_dry_run" in raw or ingress):
+        problems.append(("access_policy_id", "perimeter settings need access_policy_id"))
     state_bucket = need("state_bucket", str)
     token_write_only = need("token_write_only", bool, False)
     allow: dict[str, list[str]] = {}
@@ -217,6 +265,13 @@ def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
             else:
                 allow[name].append(entry)
 
+    if egress_mode is EgressMode.PROXY and (allow["allow_models"] or allow["allow_datasets"]):
+        from stacks.egress_rules import AllowlistTooLarge, proxy_rules
+        try:
+            proxy_rules(tuple(allow["allow_models"]), tuple(allow["allow_datasets"]), all_hosts_list="-",
+                        content_hosts_list="-")
+        except AllowlistTooLarge as exc:
+            problems.append(("allow_models/allow_datasets", f"{exc.message}; {exc.fix}"))
     if problems:
         raise ConfigError(source, problems)
     return Settings(
@@ -226,7 +281,8 @@ def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
         accelerator_count=count, subnet_cidr=subnet, proxy_only_cidr=proxy_only, project_number=number,
         state_bucket=state_bucket, token_write_only=token_write_only,
         allow_models=tuple(allow["allow_models"]), allow_datasets=tuple(allow["allow_datasets"]),
-        trusted_image_registries=tuple(trusted),
+        trusted_image_registries=tuple(trusted), secret_kms_keys=dict(secret_keys),
+        perimeter_dry_run=dry_run, perimeter_ingress_identities=tuple(ingress),
     )
 
 

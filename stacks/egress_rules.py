@@ -3,28 +3,50 @@ stacks.facts. Pure data (no provider import): the network construct turns them i
 replays recorded traffic through what was synthesized.
 
 With an empty allowlist: one session rule, the Hugging Face hosts (any repository, any method: the review says so).
-With an allowlist (TLS inspection on, so the proxy sees methods and paths):
+With an allowlist (TLS inspection on, so the proxy sees methods and paths), each listed repository gets exactly the
+request shapes its recorded downloads make (review/traffic/recorded.jsonl: the real `trl sft` and `hf download`),
+read methods only:
+
+| shape | unpinned `org/name` | pinned `org/name@rev` |
+|---|---|---|
+| repository info | `/api/<kind>s/<repo>` | same |
+| revision info | `/api/<kind>s/<repo>/revision/` + any revision | `.../revision/<rev>` exactly |
+| file tree | `/api/<kind>s/<repo>/tree/` + any | `.../tree/<rev>` and `.../tree/<rev>/...` |
+| file download | `/<repo>/resolve/` (datasets: `/datasets/<repo>/resolve/`) + any | `.../resolve/<rev>/...` |
+
+Nothing else under a repository's API prefix (discussions, commits, preupload, paths-info...) is allowed.
+
+Repositories are packed into few rules so that hundreds fit Secure Web Proxy's limits (its quotas page: 250 rules
+per policy, 2,048 characters per matcher; at most 12 logical operators per expression, CEL matcher reference):
+exact paths go into `request.path in [...]` lists (no logical operator per entry), prefixes into `startsWith`
+alternatives, 12 per rule. A list that would not fit is refused at synth (AllowlistTooLarge, exit 2) naming the
+limit. Priorities:
 
 | priority | rule | action |
 |---|---|---|
 | 100 | any Hugging Face host, a path with dot segments, `//`, a backslash or an encoded `.`, `/` or `\\` | deny |
-| 200+ | the Hub (huggingface.co), read methods, the API and resolve paths of one listed model (its pinned revision only, when pinned) | allow |
-| each +1 | the Hub, POST to `paths-info` of that model (what `get_paths_info` and `HfFileSystem` use) | allow |
-| 400+ | the same two for each listed dataset | allow |
-| 900 | the content hosts (`*.hf.co`, `*.huggingface.co`: LFS CDN and xet, content addressed by hash), read methods | allow |
-| none | everything else: other repositories, uploads (`preupload`, `commit`, LFS batch, xet writes), other hosts | deny (default) |
-
-Each expression stays within Secure Web Proxy's limit of 12 logical operators (checked here).
+| 1000+ | the Hub (huggingface.co), GET/HEAD, one of the listed shapes above | allow |
+| 100000 | the content hosts (`*.hf.co`, `*.huggingface.co`: LFS CDN and xet, content addressed by hash), GET/HEAD | allow |
+| none | everything else: other repositories and shapes, uploads, other hosts | deny (default) |
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stacks.errors import UsageError
 from stacks.facts import HF_HUB_HOST, split_allow_entry
 
 READ_METHODS = "request.method in ['GET', 'HEAD']"
-MAX_LOGICAL_OPERATORS = 12
+MAX_LOGICAL_OPERATORS = 12          # CEL matcher reference (Japanese edition): at most 12 per expression
+MAX_MATCHER_CHARS = 2048            # Secure Web Proxy quotas page: matcher length
+MAX_RULES_PER_POLICY = 250          # Secure Web Proxy quotas page: rules per policy
 AMBIGUOUS_PATH_PARTS = ("..", "//", "\\", "%2e", "%2E", "%2f", "%2F", "%5c", "%5C")
+REPO_RULES_FROM = 1000
+CONTENT_RULE_PRIORITY = 100000
+
+
+class AllowlistTooLarge(UsageError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -54,20 +76,48 @@ def _any(parts: list[str]) -> str:
     return "(" + " || ".join(parts) + ")" if len(parts) > 1 else parts[0]
 
 
-def _repo_paths(kind: str, repo: str, rev: str | None) -> tuple[list[str], list[str]]:
-    """(read-path conditions, POST paths-info conditions) for one repository."""
+def repo_shapes(kind: str, repo: str, rev: str | None) -> tuple[list[str], list[str]]:
+    """(exact paths, path prefixes) one repository may be read at: the shapes of its recorded downloads."""
     api = f"/api/{kind}s/{repo}"
     resolve = f"/{repo}/resolve/" if kind == "model" else f"/datasets/{repo}/resolve/"
-    path = "request.path"
     if rev is None:
-        reads = [f"{path} == {_q(api)}", f"{path}.startsWith({_q(api + '/')})", f"{path}.startsWith({_q(resolve)})"]
-        posts = [f"{path}.startsWith({_q(api + '/paths-info/')})"]
-    else:
-        reads = [f"{path} == {_q(api)}", f"{path} == {_q(f'{api}/revision/{rev}')}",
-                 f"{path} == {_q(f'{api}/tree/{rev}')}", f"{path}.startsWith({_q(f'{api}/tree/{rev}/')})",
-                 f"{path} == {_q(f'{api}/xet-read-token/{rev}')}", f"{path}.startsWith({_q(f'{resolve}{rev}/')})"]
-        posts = [f"{path} == {_q(f'{api}/paths-info/{rev}')}"]
-    return reads, posts
+        return [api], [f"{api}/revision/", f"{api}/tree/", resolve]
+    return [api, f"{api}/revision/{rev}", f"{api}/tree/{rev}"], [f"{api}/tree/{rev}/", f"{resolve}{rev}/"]
+
+
+def _ops(expr: str) -> int:
+    return expr.count("&&") + expr.count("||")
+
+
+def _pack_exact(paths: list[str]) -> list[str]:
+    """`READ && request.path in [...]` matchers, each within the character limit."""
+    out, chunk = [], []
+    for p in paths:
+        trial = f"{READ_METHODS} && request.path in [{', '.join(_q(x) for x in chunk + [p])}]"
+        if chunk and len(trial) > MAX_MATCHER_CHARS:
+            out.append(f"{READ_METHODS} && request.path in [{', '.join(_q(x) for x in chunk)}]")
+            chunk = []
+        chunk.append(p)
+    if chunk:
+        out.append(f"{READ_METHODS} && request.path in [{', '.join(_q(x) for x in chunk)}]")
+    return out
+
+
+def _pack_prefixes(prefixes: list[str]) -> list[str]:
+    """`READ && (startsWith || ...)` matchers within both the operator and the character limits."""
+    out, chunk = [], []
+
+    def build(parts):
+        return f"{READ_METHODS} && {_any([f'request.path.startsWith({_q(x)})' for x in parts])}"
+    for p in prefixes:
+        trial = build(chunk + [p])
+        if chunk and (_ops(trial) > MAX_LOGICAL_OPERATORS or len(trial) > MAX_MATCHER_CHARS):
+            out.append(build(chunk))
+            chunk = []
+        chunk.append(p)
+    if chunk:
+        out.append(build(chunk))
+    return out
 
 
 def proxy_rules(models: tuple[str, ...], datasets: tuple[str, ...], *, all_hosts_list: str,
@@ -80,21 +130,34 @@ def proxy_rules(models: tuple[str, ...], datasets: tuple[str, ...], *, all_hosts
         _any([f"request.path.contains({_q(p)})" for p in AMBIGUOUS_PATH_PARTS]),
         "Paths a server could normalize into another repository's: refused whatever the proxy normalizes")]
     hub = f"host() == {_q(HF_HUB_HOST)}"
-    for base, kind, entries in ((200, "model", models), (400, "dataset", datasets)):
-        for i, entry in enumerate(entries):
+    exact: list[str] = []
+    prefixes: list[str] = []
+    for kind, entries in (("model", models), ("dataset", datasets)):
+        for entry in entries:
             repo, rev = split_allow_entry(entry)
-            reads, posts = _repo_paths(kind, repo, rev)
-            pin = f" at {rev}" if rev else ""
-            rules.append(ProxyRule(f"allow-{kind}-{i}-read", base + 2 * i, "ALLOW", hub,
-                                   f"{READ_METHODS} && {_any(reads)}", f"read {kind} {repo}{pin}"))
-            rules.append(ProxyRule(f"allow-{kind}-{i}-paths-info", base + 2 * i + 1, "ALLOW", hub,
-                                   f"request.method == 'POST' && {_any(posts)}", f"paths-info of {kind} {repo}{pin}"))
-    rules.append(ProxyRule("allow-content-hosts-read", 900, "ALLOW", f"inUrlList(host(), {_q(content_hosts_list)})",
-                           READ_METHODS, "LFS CDN and xet hosts (content addressed by hash): read methods only"))
+            e, p = repo_shapes(kind, repo, rev)
+            exact += e
+            prefixes += p
+    priority = REPO_RULES_FROM
+    for i, matcher in enumerate(_pack_exact(exact)):
+        rules.append(ProxyRule(f"allow-repos-exact-{i}", priority, "ALLOW", hub, matcher,
+                               "listed repositories: info, pinned revision and tree (exact paths)"))
+        priority += 1
+    for i, matcher in enumerate(_pack_prefixes(prefixes)):
+        rules.append(ProxyRule(f"allow-repos-prefix-{i}", priority, "ALLOW", hub, matcher,
+                               "listed repositories: revisions, trees and file downloads"))
+        priority += 1
+    rules.append(ProxyRule("allow-content-hosts-read", CONTENT_RULE_PRIORITY, "ALLOW",
+                           f"inUrlList(host(), {_q(content_hosts_list)})", READ_METHODS,
+                           "LFS CDN and xet hosts (content addressed by hash): read methods only"))
+    if len(rules) > MAX_RULES_PER_POLICY:
+        raise AllowlistTooLarge(
+            f"the allowlist ({len(models)} models, {len(datasets)} datasets) needs {len(rules)} proxy rules;"
+            f" Secure Web Proxy allows {MAX_RULES_PER_POLICY} per policy (its quotas page)",
+            "list fewer repositories in allow_models / allow_datasets (about 500 unpinned repositories fit),"
+            " or split them across environments")
     for rule in rules:
         for expr in (rule.session_matcher, rule.application_matcher):
-            ops = expr.count("&&") + expr.count("||")
-            if ops > MAX_LOGICAL_OPERATORS:
-                raise ValueError(f"rule {rule.name} has {ops} logical operators; Secure Web Proxy allows "
-                                 f"{MAX_LOGICAL_OPERATORS}")
+            if _ops(expr) > MAX_LOGICAL_OPERATORS or len(expr) > MAX_MATCHER_CHARS:
+                raise AssertionError(f"rule {rule.name} exceeds Secure Web Proxy's matcher limits")
     return rules

@@ -57,43 +57,46 @@ class HfgateStack(TerraformStack):
         self.token = TokenSecret(self, "hf-token", project=self.project, secret_id=names.secret_id,
                                  replicas=s.replicas, rotation_days=s.token_rotation_days,
                                  rotation_topic=names.rotation_topic, labels=labels, kms_key=s.kms_key,
-                                 write_only_version=s.token_write_only)
+                                 replica_keys=s.replica_keys, write_only_version=s.token_write_only)
         self.token.grant_read(self.trainer)    # the job's bootstrap reads the pinned version
         self.token.grant_read(self.submitter)  # preflight reads it at submit time
 
-        if s.kms_key:
-            self.project.service_agent("aiplatform.googleapis.com")
-        self.logs = Bucket(self, "logs-bucket", project_id=s.project_id, name=names.logs_bucket,
-                           location=s.region, labels=labels, kms_key=s.kms_key, log_bucket=None,
-                           expire_after_days=365)
-        self.staging = Bucket(self, "staging-bucket", project_id=s.project_id, name=names.staging_bucket,
-                              location=s.region, labels=labels, kms_key=s.kms_key, log_bucket=self.logs,
-                              expire_after_days=STAGING_EXPIRY_DAYS)
-        self.artifacts = Bucket(self, "artifacts-bucket", project_id=s.project_id, name=names.artifacts_bucket,
-                                location=s.region, labels=labels, kms_key=s.kms_key, log_bucket=self.logs,
-                                soft_delete_days=30)
-        # Mirrors are read by jobs and written only by whoever runs `hfgate mirror`: a job (any code in the
-        # container) must not be able to change what the next job trains from.
-        self.mirror = Bucket(self, "mirror-bucket", project_id=s.project_id, name=names.mirror_bucket,
-                             location=s.region, labels=labels, kms_key=s.kms_key, log_bucket=self.logs,
-                             soft_delete_days=30)
-        self.staging.grant_write(self.submitter)
-        self.staging.grant_read(self.trainer)
-        self.artifacts.grant_write(self.trainer)    # outputs and checkpoints
-        self.artifacts.grant_read(self.submitter)   # results, for whoever submitted
-        self.mirror.grant_write(self.submitter)     # `hfgate mirror` uploads models and datasets
-        self.mirror.grant_read(self.trainer)
+        # Under CMEK, each bucket waits for the Cloud Storage agent's grant on the key (else the first apply fails
+        # with a permission error on the key). Vertex AI's agent gets the key too: jobs carry encryption_spec.
+        bucket_deps = None
         if s.kms_key:
             from cdktn_provider_google.data_google_storage_project_service_account import (
                 DataGoogleStorageProjectServiceAccount,
             )
             from cdktn_provider_google.kms_crypto_key_iam_member import KmsCryptoKeyIamMember
             gcs_agent = DataGoogleStorageProjectServiceAccount(self, "gcs-agent", project=s.project_id)
-            KmsCryptoKeyIamMember(self, "cmek-storage", crypto_key_id=s.kms_key,
-                                  role="roles/cloudkms.cryptoKeyEncrypterDecrypter", member=gcs_agent.member)
+            bucket_deps = [KmsCryptoKeyIamMember(self, "cmek-storage", crypto_key_id=s.kms_key,
+                                                 role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
+                                                 member=gcs_agent.member)]
             KmsCryptoKeyIamMember(self, "cmek-aiplatform", crypto_key_id=s.kms_key,
                                   role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
                                   member=self.project.service_agent("aiplatform.googleapis.com"))
+        self.logs = Bucket(self, "logs-bucket", project_id=s.project_id, name=names.logs_bucket,
+                           location=s.region, labels=labels, kms_key=s.kms_key, log_bucket=None,
+                           expire_after_days=365, depends_on=bucket_deps)
+        self.logs.grant_usage_log_delivery()
+        self.staging = Bucket(self, "staging-bucket", project_id=s.project_id, name=names.staging_bucket,
+                              location=s.region, labels=labels, kms_key=s.kms_key, log_bucket=self.logs,
+                              expire_after_days=STAGING_EXPIRY_DAYS, depends_on=bucket_deps)
+        self.artifacts = Bucket(self, "artifacts-bucket", project_id=s.project_id, name=names.artifacts_bucket,
+                                location=s.region, labels=labels, kms_key=s.kms_key, log_bucket=self.logs,
+                                soft_delete_days=30, depends_on=bucket_deps)
+        # Mirrors are read by jobs and written only by whoever runs `hfgate mirror`: a job (any code in the
+        # container) must not be able to change what the next job trains from.
+        self.mirror = Bucket(self, "mirror-bucket", project_id=s.project_id, name=names.mirror_bucket,
+                             location=s.region, labels=labels, kms_key=s.kms_key, log_bucket=self.logs,
+                             soft_delete_days=30, depends_on=bucket_deps)
+        self.staging.grant_write(self.submitter)
+        self.staging.grant_read(self.trainer)
+        self.artifacts.grant_write(self.trainer)    # outputs and checkpoints
+        self.artifacts.grant_read(self.submitter)   # results, for whoever submitted
+        self.mirror.grant_write(self.submitter)     # `hfgate mirror` uploads models and datasets
+        self.mirror.grant_read(self.trainer)
 
         self.trainer.grant_act_as(self.submitter)
         self.project.grant_role(self.submitter.member, "roles/aiplatform.user", "submit custom jobs")
@@ -108,7 +111,9 @@ class HfgateStack(TerraformStack):
             attachment, proxy_url, ca_certificate = net.attachment.id, net.proxy_url, net.ca_certificate
             if s.access_policy_id:
                 ServicePerimeter(self, "perimeter", project=self.project, access_policy_id=s.access_policy_id,
-                                 name=names.perimeter)
+                                 name=names.perimeter, dry_run=s.perimeter_dry_run,
+                                 ingress_identities=s.perimeter_ingress_identities + (
+                                     f"serviceAccount:{names.email(names.submitter_account_id, s.project_id)}",))
 
         values = {
             "contract_version": CONTRACT_VERSION,

@@ -126,6 +126,33 @@ def _shapes() -> dict[str, MachineShape]:
 
 MACHINES: dict[str, MachineShape] = _shapes()
 
+# Vertex AI DiskSpec.boot_disk_type: "pd-ssd", "pd-standard" or "hyperdisk-balanced"; A3 Ultra (a3-ultragpu-*)
+# machines take Hyperdisk only ("hyperdisk-balanced" is their default). Reference: DiskSpec (Vertex AI REST v1).
+BOOT_DISK_TYPES = ("pd-ssd", "pd-standard", "hyperdisk-balanced")
+HYPERDISK_ONLY_PREFIXES = ("a3-ultragpu-",)
+
+
+def boot_disk_type(machine_type: str) -> str:
+    return "hyperdisk-balanced" if machine_type.startswith(HYPERDISK_ONLY_PREFIXES) else "pd-ssd"
+
+
+def boot_disk_problem(machine_type: str, disk_type: str) -> str | None:
+    if disk_type not in BOOT_DISK_TYPES:
+        return f"boot disk type {disk_type!r}: one of {', '.join(BOOT_DISK_TYPES)}"
+    if machine_type.startswith(HYPERDISK_ONLY_PREFIXES) and disk_type != "hyperdisk-balanced":
+        return f"{machine_type} takes a hyperdisk-balanced boot disk only"
+    return None
+
+
+def kms_key_problem(key: str, region: str) -> str | None:
+    """A CustomJob's encryption_spec.kms_key_name must be a Cloud KMS key in the job's region (Vertex AI CMEK)."""
+    m = re.match(r"^projects/[^/]+/locations/([^/]+)/keyRings/[^/]+/cryptoKeys/[^/]+$", key)
+    if not m:
+        return f"kms_key_name {key!r} must be projects/P/locations/L/keyRings/R/cryptoKeys/K"
+    if m.group(1) != region:
+        return f"the key is in {m.group(1)}; a job in {region} needs a key in {region}"
+    return None
+
 # n1 machines take T4 or V100 as attached accelerators.
 N1_ACCELERATORS: dict[str, tuple[int, ...]] = {"NVIDIA_TESLA_T4": (1, 2, 4), "NVIDIA_TESLA_V100": (1, 2, 4, 8)}
 

@@ -155,17 +155,21 @@ class HfEgressNetwork(Construct):
             lifetime=f"{10 * 365 * 24 * 3600}s", key_spec={"algorithm": "EC_P256_SHA256"},
             config={"subject_config": {"subject": {"organization": "hfgate",
                                                    "common_name": f"{names.ca} (Secure Web Proxy TLS inspection)"}},
-                    "x509_config": {"ca_options": {"is_ca": True, "max_issuer_path_length": 0},
+                    # The provider sends max_issuer_path_length = 0 only with zero_max_issuer_path_length = true.
+                    "x509_config": {"ca_options": {"is_ca": True, "max_issuer_path_length": 0,
+                                                   "zero_max_issuer_path_length": True},
                                     "key_usage": {"base_key_usage": {"cert_sign": True, "crl_sign": True},
                                                   "extended_key_usage": {"server_auth": True}}}})
         agent = project.service_agent("networksecurity.googleapis.com")
-        PrivatecaCaPoolIamMember(self, "inspection-ca-pool-user", ca_pool=pool.id,
-                                 role="roles/privateca.certificateManager", member=agent)
+        pool_user = PrivatecaCaPoolIamMember(self, "inspection-ca-pool-user", ca_pool=pool.id,
+                                             role="roles/privateca.certificateManager", member=agent)
         self.ca_certificate = Fn.element(ca.pem_ca_certificates, 0)
         return NetworkSecurityTlsInspectionPolicy(
             self, "tls-inspection", project=pid, location=region, name=names.tls_inspection_policy,
-            ca_pool=pool.id, exclude_public_ca_set=False, min_tls_version="TLS_1_2",
-            description="Lets the proxy see methods and paths to the Hugging Face hosts", depends_on=[ca])
+            # No min_tls_version: the API reference documents it as not yet honoured by Secure Web Proxy. The
+            # policy waits for the agent's role on the pool, as the provider's TLS inspection example does.
+            ca_pool=pool.id, exclude_public_ca_set=False,
+            description="Lets the proxy see methods and paths to the Hugging Face hosts", depends_on=[ca, pool_user])
 
     def _rule(self, policy, name: str, priority: int, action: str, ranges: list[str], ports: list[str] | None,
               why: str) -> None:

@@ -1,12 +1,19 @@
-"""VPC Service Controls perimeter: what turns the egress allowlist from advisory into enforced."""
+"""VPC Service Controls perimeter: what turns the egress allowlist from advisory into enforced.
+
+A perimeter that restricts a service denies every call to it from outside the perimeter unless an ingress policy
+or an access level lets it in ("Ingress and egress rules for VPC Service Controls"): that includes Terraform itself,
+`hfgate token set` and `hfgate submit` run from a workstation or CI. So the perimeter carries one ingress policy
+for the identities that must reach the project from outside (config `perimeter_ingress_identities`, plus the
+submitter), to the restricted services only. Google documents dry-run mode as the first step of a rollout
+(`spec` with `use_explicit_dry_run_spec`: violations are logged, nothing is denied); `perimeter_dry_run = true`
+writes the same configuration as a dry-run spec and leaves `status` empty, and the outputs contract says the
+allowlist is then not enforced (`egress_enforced = false`).
+"""
 from __future__ import annotations
 
 from constructs import Construct
-from cdktn_provider_google.access_context_manager_service_perimeter import (
-    AccessContextManagerServicePerimeter,
-    AccessContextManagerServicePerimeterStatus,
-    AccessContextManagerServicePerimeterStatusVpcAccessibleServices,
-)
+from cdktn_provider_google import access_context_manager_service_perimeter as acm
+from cdktn_provider_google.access_context_manager_service_perimeter import AccessContextManagerServicePerimeter
 
 from stacks.project import Project
 
@@ -14,14 +21,30 @@ RESTRICTED_SERVICES = ("aiplatform.googleapis.com", "secretmanager.googleapis.co
 
 
 class ServicePerimeter(Construct):
-    def __init__(self, scope: Construct, id: str, *, project: Project, access_policy_id: str, name: str) -> None:
+    def __init__(self, scope: Construct, id: str, *, project: Project, access_policy_id: str, name: str,
+                 ingress_identities: tuple[str, ...], dry_run: bool) -> None:
         super().__init__(scope, id)
+        def config(part: str):
+            """The perimeter's configuration as the provider's typed blocks (`Status...` enforced, `Spec...`
+            dry-run): jsii drops nested blocks written as plain dicts."""
+            def block(name: str, **kw):
+                return getattr(acm, f"AccessContextManagerServicePerimeter{part}{name}")(**kw)
+            return block(
+                "", resources=[f"projects/{project.number}"], restricted_services=list(RESTRICTED_SERVICES),
+                vpc_accessible_services=block("VpcAccessibleServices", enable_restriction=True,
+                                              allowed_services=list(RESTRICTED_SERVICES)),
+                ingress_policies=[block(
+                    "IngressPolicies",
+                    ingress_from=block("IngressPoliciesIngressFrom", identities=sorted(set(ingress_identities)),
+                                       sources=[block("IngressPoliciesIngressFromSources", access_level="*")]),
+                    ingress_to=block("IngressPoliciesIngressTo", resources=["*"], operations=[
+                        block("IngressPoliciesIngressToOperations", service_name=svc, method_selectors=[
+                            block("IngressPoliciesIngressToOperationsMethodSelectors", method="*")])
+                        for svc in RESTRICTED_SERVICES]))])
+        self.dry_run = dry_run
         self.perimeter = AccessContextManagerServicePerimeter(
             self, "perimeter", parent=f"accessPolicies/{access_policy_id}",
             name=f"accessPolicies/{access_policy_id}/servicePerimeters/{name}",
             title=name, perimeter_type="PERIMETER_TYPE_REGULAR",
-            status=AccessContextManagerServicePerimeterStatus(
-                resources=[f"projects/{project.number}"],
-                restricted_services=list(RESTRICTED_SERVICES),
-                vpc_accessible_services=AccessContextManagerServicePerimeterStatusVpcAccessibleServices(
-                    enable_restriction=True, allowed_services=list(RESTRICTED_SERVICES))))
+            spec=config("Spec") if dry_run else None, status=None if dry_run else config("Status"),
+            use_explicit_dry_run_spec=True if dry_run else None)

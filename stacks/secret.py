@@ -35,7 +35,7 @@ ACCESSOR_ROLE = "roles/secretmanager.secretAccessor"
 class TokenSecret(Construct):
     def __init__(self, scope: Construct, id: str, *, project: Project, secret_id: str, replicas: tuple[str, ...],
                  rotation_days: int, rotation_topic: str, labels: dict[str, str], kms_key: str | None,
-                 write_only_version: bool = False) -> None:
+                 replica_keys: dict[str, str] | None = None, write_only_version: bool = False) -> None:
         super().__init__(scope, id)
         agent = project.service_agent("secretmanager.googleapis.com")
         self.topic = PubsubTopic(self, "rotation-topic", project=project.project_id, name=rotation_topic,
@@ -44,26 +44,36 @@ class TokenSecret(Construct):
         publisher = PubsubTopicIamMember(self, "rotation-publisher", project=project.project_id,
                                          topic=self.topic.name, role="roles/pubsub.publisher", member=agent)
         depends = [publisher]
+        replica_keys = replica_keys or {}
         if kms_key:
-            # Secret Manager's agent encrypts replicas with the key (CMEK); Pub/Sub's encrypts the topic.
-            depends.append(KmsCryptoKeyIamMember(self, "cmek-secretmanager", crypto_key_id=kms_key,
-                                                 role="roles/cloudkms.cryptoKeyEncrypterDecrypter", member=agent))
-            KmsCryptoKeyIamMember(self, "cmek-pubsub", crypto_key_id=kms_key,
-                                  role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
-                                  member=project.service_agent("pubsub.googleapis.com"))
-        cmek = (SecretManagerSecretReplicationUserManagedReplicasCustomerManagedEncryption(kms_key_name=kms_key)
-                if kms_key else None)
+            # Secret Manager's agent encrypts each replica with that replica's key (CMEK; the key must be in the
+            # replica's location); Pub/Sub's encrypts the topic. Resources under CMEK wait for their agent's grant.
+            for i, key in enumerate(sorted(set(replica_keys.values()) | {kms_key})):
+                depends.append(KmsCryptoKeyIamMember(
+                    self, "cmek-secretmanager" if key == kms_key else f"cmek-secretmanager-{i}", crypto_key_id=key,
+                    role="roles/cloudkms.cryptoKeyEncrypterDecrypter", member=agent))
+            pubsub_grant = KmsCryptoKeyIamMember(self, "cmek-pubsub", crypto_key_id=kms_key,
+                                                 role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
+                                                 member=project.service_agent("pubsub.googleapis.com"))
+            self.topic.depends_on = list(self.topic.depends_on or []) + [
+                f"{pubsub_grant.terraform_resource_type}.{pubsub_grant.friendly_unique_id}"]
+
+        def cmek(loc: str):
+            key = replica_keys.get(loc) or kms_key
+            return (SecretManagerSecretReplicationUserManagedReplicasCustomerManagedEncryption(kms_key_name=key)
+                    if key else None)
         period_s = rotation_days * 86400
         self.secret = SecretManagerSecret(
             self, "secret",
             project=project.project_id,
             secret_id=secret_id,
             labels=labels,
-            annotations={"hfgate/purpose": "hugging-face-token",
-                         "hfgate/set-with": "hfgate token set --env ... (never terraform)"},
+            # Annotation keys: 1-63 characters, alphanumeric at both ends, only - _ . inside (Secret.annotations).
+            annotations={"hfgate-purpose": "hugging-face-token",
+                         "hfgate-set-with": "hfgate token set --env ... (never terraform)"},
             replication=SecretManagerSecretReplication(user_managed=SecretManagerSecretReplicationUserManaged(
                 replicas=[SecretManagerSecretReplicationUserManagedReplicas(location=loc,
-                                                                            customer_managed_encryption=cmek)
+                                                                            customer_managed_encryption=cmek(loc))
                           for loc in replicas])),
             topics=[SecretManagerSecretTopics(name=self.topic.id)],
             # A reminder only: Secret Manager publishes SECRET_ROTATE; people rotate with `hfgate token rotate`.

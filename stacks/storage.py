@@ -18,6 +18,7 @@ from stacks.identity import Identity
 
 READ_ROLE = "roles/storage.objectViewer"
 WRITE_ROLE = "roles/storage.objectUser"   # read, create, overwrite, delete objects; no IAM or bucket admin
+USAGE_LOG_WRITER = "group:cloud-storage-analytics@google.com"
 
 
 class Bucket(Construct):
@@ -25,7 +26,7 @@ class Bucket(Construct):
 
     def __init__(self, scope: Construct, id: str, *, project_id: str, name: str, location: str,
                  labels: dict[str, str], kms_key: str | None, log_bucket: "Bucket | None",
-                 expire_after_days: int | None = None, soft_delete_days: int = 7) -> None:
+                 expire_after_days: int | None = None, soft_delete_days: int = 7, depends_on=None) -> None:
         super().__init__(scope, id)
         rules = []
         if expire_after_days:
@@ -50,6 +51,7 @@ class Bucket(Construct):
             logging=StorageBucketLogging(log_bucket=log_bucket.bucket.name) if log_bucket else None,
             lifecycle_rule=rules or None,
             force_destroy=False,
+            depends_on=depends_on,
         )
         self.name = name
         self.url = f"gs://{name}"
@@ -57,6 +59,12 @@ class Bucket(Construct):
     def grant_read(self, identity: Identity) -> StorageBucketIamMember:
         return StorageBucketIamMember(self, f"read-{identity.account_id}", bucket=self.bucket.name,
                                       role=READ_ROLE, member=identity.member)
+
+    def grant_usage_log_delivery(self) -> StorageBucketIamMember:
+        """Usage logs are written by Google's cloud-storage-analytics@google.com group, which needs object-create
+        on the log bucket ("Usage logs & storage logs": set bucket permissions)."""
+        return StorageBucketIamMember(self, "usage-log-writer", bucket=self.bucket.name,
+                                      role="roles/storage.objectCreator", member=USAGE_LOG_WRITER)
 
     def grant_write(self, identity: Identity) -> StorageBucketIamMember:
         return StorageBucketIamMember(self, f"write-{identity.account_id}", bucket=self.bucket.name,

@@ -22,7 +22,55 @@ def summarize(outdir: Path) -> dict:
     return stacks
 
 
+def apply_waves(data: dict) -> list[list[str]]:
+    """The order a first apply creates resources in: waves of resource types, each wave needing only earlier ones
+    (from explicit depends_on and `${type.name...}` references, as Terraform's graph does)."""
+    import re
+    nodes = {f"{t}.{n}": v for t, by in (data.get("resource") or {}).items() for n, v in by.items()}
+    deps = {}
+    for addr, values in nodes.items():
+        text = json.dumps({k: v for k, v in values.items() if k != "//"})
+        refs = set(re.findall(r"\b(google[a-z0-9_-]*\.[A-Za-z0-9_-]+)(?=[.\"}\]])", text))
+        deps[addr] = {r for r in refs if r in nodes and r != addr}
+    wave_of: dict[str, int] = {}
+    while len(wave_of) < len(nodes):
+        progressed = False
+        for addr in nodes:
+            if addr not in wave_of and all(d in wave_of for d in deps[addr]):
+                wave_of[addr] = max((wave_of[d] + 1 for d in deps[addr]), default=0)
+                progressed = True
+        if not progressed:     # a cycle Terraform would refuse too: shown as one last wave
+            for addr in nodes:
+                wave_of.setdefault(addr, max(wave_of.values(), default=0) + 1)
+    waves: list[list[str]] = [[] for _ in range(max(wave_of.values(), default=-1) + 1)]
+    for addr, w in wave_of.items():
+        waves[w].append(addr.split(".")[0])
+    return [[f"{t} x{c}" if c > 1 else t for t, c in sorted(Counter(w).items())] for w in waves]
+
+
+def perimeter(data: dict) -> dict | None:
+    for v in ((data.get("resource") or {}).get("google_access_context_manager_service_perimeter") or {}).values():
+        part = "spec" if v.get("use_explicit_dry_run_spec") else "status"
+        cfg = v.get(part) or {}
+        policies = cfg.get("ingress_policies") or []
+        return {"mode": "dry-run (logged, not enforced)" if part == "spec" else "enforced",
+                "restricted": cfg.get("restricted_services", []),
+                "ingress": [i for p in policies for i in (p.get("ingress_from") or {}).get("identities", [])]}
+    return None
+
+
 def main(argv: list[str]) -> int:
+    if "--order" in argv:
+        outdir = Path(next((a for a in argv if not a.startswith("--")), "cdktf.out"))
+        for tf in sorted(outdir.glob("stacks/*/cdk.tf.json")):
+            data = json.loads(tf.read_text())
+            print(f"{tf.parent.name}: first apply, in order")
+            for i, wave in enumerate(apply_waves(data), 1):
+                print(f"  {i}. {', '.join(wave)}")
+            per = perimeter(data)
+            if per:
+                print(f"  perimeter {per['mode']}: {', '.join(per['restricted'])}; lets in: {', '.join(per['ingress'])}")
+        return 0
     as_json = "--json" in argv
     args = [a for a in argv if a != "--json"]
     outdir = Path(args[0] if args else "cdktf.out")

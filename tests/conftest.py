@@ -9,6 +9,30 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Nothing the suite runs may leave loopback: every Python process it starts loads tests/netguard/sitecustomize.py,
+# which records non-loopback DNS lookups and connections in one log; the session fails if the log is not empty.
+NETGUARD_LOG = Path(os.environ.get("HFGATE_NETGUARD_LOG") or
+                    Path(os.environ.get("TMPDIR", "/tmp")) / f"hfgate-netguard-{os.getpid()}.log")
+os.environ["HFGATE_NETGUARD_LOG"] = str(NETGUARD_LOG)
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests" / "netguard"),
+                                            *filter(None, [os.environ.get("PYTHONPATH")])])
+NETGUARD_LOG.unlink(missing_ok=True)
+sys.path.insert(0, str(ROOT / "tests" / "netguard"))
+import sitecustomize as _netguard  # noqa: E402,F401  (this process too)
+sys.path.pop(0)
+
+
+def netguard_lines() -> list[str]:
+    return NETGUARD_LOG.read_text().splitlines() if NETGUARD_LOG.exists() else []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    lines = netguard_lines()
+    if lines:
+        print("\nNETGUARD: something left loopback during the suite:\n  " + "\n  ".join(lines[:50]),
+              file=sys.stderr)
+        session.exitstatus = 1
 # A canary in the synthesizing process's environment: it must never reach anything synthesized.
 SYNTH_CANARY = "hf_" + "CanaryCanaryCanaryCanaryCanarySynth"[:34]
 

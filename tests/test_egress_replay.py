@@ -106,7 +106,7 @@ def test_every_request_of_the_trainer_and_hf_download_is_allowed(scoped_plan, tr
     decisions = replay(policy, [(r, "allow") for r in requests_from_hub_log(allowed)])
     wrong = [(d.request.show(), d.action, d.rule, d.why) for d in decisions if not d.as_expected]
     assert not wrong, wrong
-    assert {d.rule for d in decisions} >= {"allow-model-0-read", "allow-dataset-0-read", "allow-content-hosts-read"}
+    assert {d.rule for d in decisions} >= {"allow-repos-exact-0", "allow-repos-prefix-0", "allow-content-hosts-read"}
 
 
 def test_the_upload_and_the_unlisted_model_are_denied(scoped_plan, cli_traffic):
@@ -147,10 +147,10 @@ def test_an_unresolvable_rule_makes_the_decision_unknown(scoped_plan):
     from review.egress import ProxyPolicy, Request
     plan = copy.deepcopy(scoped_plan)
     rule = next(r for r in plan.of_type("google_network_security_gateway_security_policy_rule")
-                if r.values["name"] == "allow-model-0-read")
+                if r.values["name"] == "allow-repos-prefix-0")
     rule.values["application_matcher"] = "request.path.startsWith(var_only_known_at_apply)"
     d = ProxyPolicy.from_plan(plan).decide(Request("huggingface.co", "GET", f"/{MODEL}/resolve/main/config.json"))
-    assert d.action == "unknown" and d.rule == "allow-model-0-read"
+    assert d.action == "unknown" and d.rule == "allow-repos-prefix-0"
     rule.values["application_matcher"] = "${var.matcher}"
     assert ProxyPolicy.from_plan(plan).decide(Request("huggingface.co", "GET", "/")).action == "unknown"
 

@@ -149,3 +149,18 @@ def test_display_names_that_would_escape_the_run_folder_are_refused(dev, name):
 def test_a_plain_display_name_names_the_run_folder(dev):
     body = build(dev, display_name="txgemma-sft_v2.1")
     assert body["job_spec"]["base_output_directory"]["output_uri_prefix"] == f"{dev.artifacts_bucket}/runs/txgemma-sft_v2.1"
+
+
+def test_cmek_environments_encrypt_every_job_with_their_key():
+    """Vertex AI CMEK applies to a CustomJob only through its own encryption_spec; the key is the contract's."""
+    prod = outputs_from_settings(load_settings("prod"), "123456789012")
+    body = build(prod)
+    assert body["encryption_spec"] == {"kms_key_name": prod.kms_key} and "/locations/europe-west4/" in prod.kms_key
+    assert "encryption_spec" not in build(outputs_from_settings(load_settings("dev"), "1"))
+
+
+def test_a3_ultra_machines_boot_from_hyperdisk(dev):
+    """DiskSpec: A3 Ultra (a3-ultragpu-*) takes hyperdisk-balanced; other machines keep pd-ssd."""
+    body = build(dev, machine_type="a3-ultragpu-8g", accelerator_type="NVIDIA_H200_141GB", accelerator_count=8)
+    assert body["job_spec"]["worker_pool_specs"][0]["disk_spec"]["boot_disk_type"] == "hyperdisk-balanced"
+    assert build(dev)["job_spec"]["worker_pool_specs"][0]["disk_spec"]["boot_disk_type"] == "pd-ssd"

@@ -274,14 +274,19 @@ from jobs import endpoints
 client = endpoints.vertex("us-central1")
 parent = "projects/hfgate-local/locations/us-central1"
 SA = sys.argv[1]
-def job(machine="e2-standard-4", accel=None, count=0, cmd=("true",), sa=SA, env=(), name="t", image="x", labels=None):
+def job(machine="e2-standard-4", accel=None, count=0, cmd=("true",), sa=SA, env=(), name="t", image="x", labels=None,
+        disk=None, kms=None):
     spec = ai.MachineSpec(machine_type=machine)
     if accel:
         spec.accelerator_type, spec.accelerator_count = accel, count
-    return ai.CustomJob(display_name=name, labels=labels or {}, job_spec=ai.CustomJobSpec(service_account=sa,
+    j = ai.CustomJob(display_name=name, labels=labels or {}, job_spec=ai.CustomJobSpec(service_account=sa,
         base_output_directory={"output_uri_prefix": "gs://hfgate-local-hfg-local-artifacts/proto"},
         worker_pool_specs=[ai.WorkerPoolSpec(replica_count=1, machine_spec=spec, container_spec=ai.ContainerSpec(
-            image_uri=image, command=list(cmd), env=[ai.EnvVar(name=k, value=v) for k, v in env]))]))
+            image_uri=image, command=list(cmd), env=[ai.EnvVar(name=k, value=v) for k, v in env]),
+            disk_spec=ai.DiskSpec(boot_disk_type=disk) if disk else None)]))
+    if kms:
+        j.encryption_spec = ai.EncryptionSpec(kms_key_name=kms)
+    return j
 def outcome(fn):
     try:
         return {"ok": True, "value": fn()}
@@ -306,6 +311,8 @@ cases = {
  "no image": lambda: client.create_custom_job(parent=parent, custom_job=job(image="")),
  "bad label": lambda: client.create_custom_job(parent=parent, custom_job=job(labels={"Bad": "x"})),
  "act-as denied": lambda: client.create_custom_job(parent=parent, custom_job=job(sa="other@hfgate-local.iam.gserviceaccount.com")),
+ "key in another region": lambda: client.create_custom_job(parent=parent, custom_job=job(kms="projects/k/locations/europe-west4/keyRings/r/cryptoKeys/k")),
+ "A3 Ultra on a persistent disk": lambda: client.create_custom_job(parent=parent, custom_job=job(machine="a3-ultragpu-8g", accel="NVIDIA_H200_141GB", count=8, disk="pd-ssd")),
  "get missing": lambda: client.get_custom_job(name=parent + "/customJobs/123"),
  "succeeds with Vertex env": lambda: (lambda j: [j.state.name, j.start_time is not None, j.end_time is not None])(run(job(cmd=env_probe, labels={"proto": "env"}))),
  "fails with exit code and tail": lambda: (lambda j: [j.state.name, j.error.message])(run(job(cmd=("sh", "-c", "echo boom-tail; exit 7")))),
@@ -326,6 +333,9 @@ VERTEX_EXPECT = {
     "no image": ("InvalidArgument", "image_uri"),
     "bad label": ("InvalidArgument", "labels"),
     "act-as denied": ("PermissionDenied", "iam.serviceAccounts.actAs"),
+    # Vertex AI CMEK: a job's key must be in its region. DiskSpec: A3 Ultra machines take hyperdisk-balanced.
+    "key in another region": ("InvalidArgument", "encryption_spec.kms_key_name"),
+    "A3 Ultra on a persistent disk": ("InvalidArgument", "hyperdisk-balanced"),
     "get missing": ("NotFound", "does not exist"),
     "succeeds with Vertex env": ("ok", ["JOB_STATE_SUCCEEDED", True, True]),
     "cancel finished": ("FailedPrecondition", "Cannot cancel"),

@@ -135,9 +135,11 @@ def test_an_allowlist_adds_tls_inspection_and_generated_rules(plans):
     policy = one(plan, "google_network_security_gateway_security_policy")
     assert "google_network_security_tls_inspection_policy" in policy["tls_inspection_policy"]
     rules = sorted(resources(plan, "google_network_security_gateway_security_policy_rule"), key=lambda r: r["priority"])
-    assert [r["name"] for r in rules][:2] == ["deny-ambiguous-paths", "allow-model-0-read"]
+    assert [r["name"] for r in rules] == ["deny-ambiguous-paths", "allow-repos-exact-0", "allow-repos-prefix-0",
+                                          "allow-content-hosts-read"]
     assert all(r.get("tls_inspection_enabled") for r in rules if r.get("application_matcher"))
-    assert "/api/models/google/txgemma-2b-predict/" in rules[1]["application_matcher"]
+    assert "'/api/models/google/txgemma-2b-predict'" in rules[1]["application_matcher"]
+    assert "'/google/txgemma-2b-predict/resolve/'" in rules[2]["application_matcher"]
     assert plan["output"]["allowed_models"]["value"] == ["google/txgemma-2b-predict", "google/txgemma-9b-chat"]
     assert "google_privateca_certificate_authority" in plan["output"]["proxy_ca_certificate"]["value"]
 
