@@ -154,7 +154,7 @@ def proxy_rules(models: tuple[str, ...], datasets: tuple[str, ...], *, all_hosts
         raise AllowlistTooLarge(
             f"the allowlist ({len(models)} models, {len(datasets)} datasets) needs {len(rules)} proxy rules;"
             f" Secure Web Proxy allows {MAX_RULES_PER_POLICY} per policy (its quotas page)",
-            "list fewer repositories in allow_models / allow_datasets (about 500 unpinned repositories fit),"
+            "list fewer repositories in allow_models / allow_datasets (about 900 unpinned repositories fit),"
             " or split them across environments")
     for rule in rules:
         for expr in (rule.session_matcher, rule.application_matcher):

@@ -96,9 +96,12 @@ def test_a_mirrored_model_trains_with_the_real_trl_and_no_token_or_hub_in_the_jo
                       "--max-steps", "4", "--no-lora", "--wait", "--json", "--", "--per_device_train_batch_size", "8",
                       "--max_length", "64", timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        # Only the CLI asked which commits `main` names (to pick the mirror folders); the job made no request.
+        # Only the CLI asked which commits `main` names (to pick the mirror folders) and listed those commits'
+        # files (the proof against the Hub's hashes); the job made no request.
+        shas = {r: cloud.hub_state.repos[r].refs["main"] for r in (MODEL, DATASET)}
         assert {r["path"] for r in cloud.hub_state.log[before:]} == {
-            f"/api/models/{MODEL}/revision/main", f"/api/datasets/{DATASET}/revision/main"}
+            f"/api/models/{MODEL}/revision/main", f"/api/datasets/{DATASET}/revision/main",
+            f"/api/models/{MODEL}/tree/{shas[MODEL]}", f"/api/datasets/{DATASET}/tree/{shas[DATASET]}"}
         assert all(r["user"] == "alice" for r in cloud.hub_state.log[before:])
         job_id = json.loads(proc.stdout)["job"].rsplit("/", 1)[-1]
         job = cloud.jobs.jobs[job_id]

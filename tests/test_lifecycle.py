@@ -186,16 +186,21 @@ def test_mirror_submit_runs_with_no_token_and_no_hub_request(cloud):
     proc = hfgate(cloud, "submit", "--model", GATED, "--dataset", DATASET, "--token-delivery", "mirror", "--wait",
                   "--json", "--force-new")
     assert proc.returncode == 0, proc.stderr
-    # The CLI asked the Hub which commits `main` names (to pick the mirror folders); the job spoke to nobody.
+    # The CLI asked the Hub which commits `main` names (to pick the mirror folders) and what those commits' files
+    # are (to prove the mirrors against the Hub's hashes); the job spoke to nobody.
+    model_sha, data_sha = cloud.hub_state.repos[GATED].refs["main"], cloud.hub_state.repos[DATASET].refs["main"]
     assert sorted(r["path"] for r in cloud.hub_state.log[calls:]) == sorted(
-        [f"/api/models/{GATED}/revision/main", f"/api/datasets/{DATASET}/revision/main"])
-    # With the commit pinned in the request, not even that (the dataset is still resolved).
+        [f"/api/models/{GATED}/revision/main", f"/api/datasets/{DATASET}/revision/main",
+         f"/api/models/{GATED}/tree/{model_sha}", f"/api/datasets/{DATASET}/tree/{data_sha}"])
+    # With the commit pinned in the request, no resolution (the dataset is still resolved); the proof stays.
     pinned = cloud.hub_state.repos[GATED].refs["main"]
     calls = len(cloud.hub_state.log)
     dry = hfgate(cloud, "submit", "--model", GATED, "--revision", pinned, "--dataset", DATASET,
                  "--token-delivery", "mirror", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert [r["path"] for r in cloud.hub_state.log[calls:]] == [f"/api/datasets/{DATASET}/revision/main"]
+    assert sorted(r["path"] for r in cloud.hub_state.log[calls:]) == sorted(
+        [f"/api/datasets/{DATASET}/revision/main", f"/api/models/{GATED}/tree/{model_sha}",
+         f"/api/datasets/{DATASET}/tree/{data_sha}"])
     job = cloud.jobs.jobs[json.loads(proc.stdout)["job"].rsplit("/", 1)[-1]]
     env = {e.name: e.value for e in job.job_spec.worker_pool_specs[0].container_spec.env}
     assert "HF_TOKEN" not in env and "HFGATE_TOKEN_SECRET_VERSION" not in env and env["HF_HUB_OFFLINE"] == "1"

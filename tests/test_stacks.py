@@ -103,8 +103,14 @@ def test_buckets_are_hardened(plans, env):
     for name in (names.staging_bucket, names.artifacts_bucket, names.mirror_bucket):
         assert "logs" in buckets[name]["logging"]["log_bucket"]
     assert any(r["action"]["type"] == "Delete" for r in buckets[names.staging_bucket]["lifecycle_rule"])
-    grants = {(g["role"]) for g in resources(plan, "google_storage_bucket_iam_member")}
+    grants = {(g["role"]) for g in resources(plan, "google_storage_bucket_iam_member")
+              if g["member"] != "group:cloud-storage-analytics@google.com"}
     assert grants == {"roles/storage.objectViewer", "roles/storage.objectUser"}
+    # Usage logs: Google's analytics group may only create objects, in the log bucket only.
+    usage = [g for g in resources(plan, "google_storage_bucket_iam_member")
+             if g["member"] == "group:cloud-storage-analytics@google.com"]
+    assert [(g["role"], names.logs_bucket in g["bucket"] or "logs" in g["bucket"]) for g in usage] == [
+        ("roles/storage.objectCreator", True)]
 
 
 def test_proxy_mode_without_an_allowlist_allows_the_hugging_face_hosts(plans):
@@ -198,12 +204,14 @@ def test_prod_is_enforced_and_encrypted(plans):
         "aiplatform.googleapis.com", "secretmanager.googleapis.com", "storage.googleapis.com"}
     assert plan["output"]["egress_enforced"]["value"] is True
     secret = one(plan, "google_secret_manager_secret")
-    for replica in secret["replication"]["user_managed"]["replicas"]:
-        assert replica["customer_managed_encryption"]["kms_key_name"] == s.kms_key
+    for replica in secret["replication"]["user_managed"]["replicas"]:   # each with a key in its own location
+        assert replica["customer_managed_encryption"]["kms_key_name"] == s.replica_keys[replica["location"]]
+        assert f"/locations/{replica['location']}/" in replica["customer_managed_encryption"]["kms_key_name"]
     for b in resources(plan, "google_storage_bucket"):
         assert b["encryption"]["default_kms_key_name"] == s.kms_key
     kms_grants = resources(plan, "google_kms_crypto_key_iam_member")
-    assert len(kms_grants) == 4  # Secret Manager, Pub/Sub, Storage and Vertex AI agents
+    # Secret Manager (on both replica keys), Pub/Sub, Storage and Vertex AI agents
+    assert len(kms_grants) == 5
 
 
 def test_open_mode_has_no_network(plans):

@@ -136,7 +136,7 @@ def test_trainer_crash_is_reported_failed_with_its_log_tail(cloud, alice):
     (("--machine-type", "g2-standard-7"), "unknown machine type"),
     (("--machine-type", "g2-standard-8", "--accelerator", "NVIDIA_TESLA_T4", "--accelerator-count", "1"),
      "comes with NVIDIA_L4"),
-    (("--image", "example.com/unknown:1"), "--trl-version"),
+    (("--image", "example.com/unknown@sha256:" + "0" * 64), "--trl-version"),
 ])
 def test_bad_submit_options_exit_2_and_create_nothing(cloud, alice, args, words):
     before = cloud.jobs.create_calls
