@@ -27,11 +27,13 @@ from jobs.errors import AccessDenied, HfgateError, NotFound, TokenError, Transie
 from jobs.jobspec import Scheduling, TokenDelivery, TrainRequest
 from jobs.lifecycle import SetResult
 from jobs.preflight import Report
+from jobs.progress import Progress
 from jobs.token import HfToken
 from stacks.contract import Outputs, OutputsError
 from stacks.contract import load_outputs as _load_outputs_file
 
 __all__ = ["AccessDenied", "Backend", "HfToken", "HfgateError", "JobStatus", "LogLine", "MirrorResult", "NotFound",
+           "Progress",
            "Outputs", "PreflightFailed", "Report", "Scheduling", "SetResult", "StateChange", "Submission", "TokenDelivery",
            "TokenError", "TrainRequest", "Transient", "UsageError", "cancel", "check", "follow", "load_outputs",
            "logs", "mirror", "set_token", "status", "submit", "token_status", "wait"]
@@ -80,6 +82,7 @@ class JobStatus:
     state: str
     labels: dict
     error: str | None
+    progress: Progress | None = None     # latest step, loss, samples/s, elapsed and ETA (from the chief's logs)
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class StateChange:
 class LogLine:
     text: str
     timestamp: str = ""
+    replica: str = ""        # the Vertex AI task that wrote it: workerpool0-0 (the chief), workerpool1-N...
 
 
 @dataclass(frozen=True)
@@ -256,9 +260,11 @@ def _submit_hf_jobs(outputs: Outputs, request: TrainRequest, token_version: str,
 
 def follow(outputs: OutputsLike, job: str, *, poll_s: float = 1.0, timeout_s: float | None = None,
            backend: Backend | str = Backend.VERTEX, namespace: str | None = None,
-           token_version: str = "latest") -> Iterator[StateChange | LogLine]:
-    """State changes and log lines of a job until it ends. Vertex logs are read incrementally from Cloud Logging
-    at a bounded rate (jobs.vertex.LogFollower); the job's state is polled every `poll_s`. Ends after the
+           token_version: str = "latest", all_replicas: bool = False) -> Iterator[StateChange | LogLine | Progress]:
+    """State changes, log lines and progress of a job until it ends. Vertex logs are read incrementally from Cloud
+    Logging at a bounded rate (jobs.vertex.LogFollower): the chief's lines (workerpool0-0, the replica that logs
+    training steps) by default, every replica's with `all_replicas` (each LogLine names its replica), in time
+    order; a `Progress` follows each training step line. The job's state is polled every `poll_s`. Ends after the
     terminal state and the last log lines; raises Transient after `timeout_s`."""
     _harden()
     outputs = load_outputs(outputs)
@@ -271,23 +277,32 @@ def follow(outputs: OutputsLike, job: str, *, poll_s: float = 1.0, timeout_s: fl
             yield StateChange(value, elapsed) if kind == "state" else LogLine(value)
         return
     from jobs import endpoints, vertex
+    from jobs.progress import Tracker, spec_facts
     client = endpoints.vertex(outputs.region)
     current = vertex.get(job, outputs, client)
-    follower = vertex.LogFollower(current.name, outputs)
+    follower = vertex.LogFollower(current.name, outputs, replica=None if all_replicas else vertex.CHIEF)
+    tracker = Tracker(spec_facts(current))
     t0, last = time.monotonic(), None
     while True:
         current = vertex.get(current.name, outputs, client)
         state = current.state.name
+        if tracker.started is None and current.start_time:
+            tracker.started = current.start_time.timestamp()
         if state != last:
             yield StateChange(state, round(time.monotonic() - t0, 1))
             last = state
         terminal = state in TERMINAL
         for entry in follower.poll(final=terminal):
-            yield LogLine(entry.text, entry.timestamp)
+            yield LogLine(entry.text, entry.timestamp, entry.replica)
+            if entry.replica in (vertex.CHIEF, ""):
+                progress = tracker.feed(entry.text, entry.timestamp)
+                if progress is not None:
+                    yield progress
         if terminal:
             return
-        if timeout_s and time.monotonic() - t0 > timeout_s:
-            raise Transient(f"job still {state} after {timeout_s:.0f}s", "follow it with `hfgate status`")
+        if timeout_s is not None and time.monotonic() - t0 > timeout_s:
+            raise Transient(f"job {current.name} still {state} after {timeout_s:.0f}s",
+                            "keep following with `hfgate logs`, or cancel it")
         time.sleep(poll_s)
 
 
@@ -301,19 +316,32 @@ def wait(outputs: OutputsLike, job: str, **kw: Any) -> JobStatus:
 
 
 def status(outputs: OutputsLike, job: str) -> JobStatus:
+    """A job's state, error and, once it has trained a step, its progress (from the chief's step lines: one
+    Cloud Logging read of those lines only)."""
     from jobs import vertex
+    from jobs.progress import Tracker, spec_facts
     outputs = load_outputs(outputs)
     j = vertex.get(job, outputs)
+    progress = None
+    if j.start_time:
+        tracker = Tracker(spec_facts(j), j.start_time.timestamp())
+        reader = vertex.LogFollower(j.name, outputs, min_interval_s=0, contains="'loss'")
+        for entry in reader.poll(final=True):
+            tracker.feed(entry.text, entry.timestamp)
+        progress = tracker.current()
     return JobStatus(job=j.name, display_name=j.display_name, state=j.state.name, labels=dict(j.labels),
-                     error=j.error.message or None)
+                     error=j.error.message or None, progress=progress)
 
 
-def logs(outputs: OutputsLike, job: str) -> list[str]:
-    """Every log line of a job so far (paged; one read, not a follow)."""
+def logs(outputs: OutputsLike, job: str, *, all_replicas: bool = False) -> list[str]:
+    """Every log line of a job so far (paged; one read, not a follow): the chief's, or with `all_replicas` every
+    replica's, each prefixed with its replica (`[workerpool1-0] ...`), in time order."""
     from jobs import vertex
     outputs = load_outputs(outputs)
     j = vertex.get(job, outputs)
-    return [e.text for e in vertex.LogFollower(j.name, outputs, min_interval_s=0).poll(final=True)]
+    entries = vertex.LogFollower(j.name, outputs, min_interval_s=0,
+                                 replica=None if all_replicas else vertex.CHIEF).poll(final=True)
+    return [f"[{e.replica or '-'}] {e.text}" if all_replicas else e.text for e in entries]
 
 
 def cancel(outputs: OutputsLike, job: str) -> None:

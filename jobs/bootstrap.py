@@ -20,7 +20,13 @@ anyone else can write decides what the job runs first.
 - HFGATE_LAUNCH=torchrun: one distributed run across every replica of the job: node count and this node's rank from
   Vertex AI's CLUSTER_SPEC (workerpool0 is rank 0, then workerpool1's replicas), the master from MASTER_ADDR and
   MASTER_PORT when Vertex sets them (else workerpool0's address), HFGATE_PROCS_PER_NODE processes per node, and
-  `trl sft` run as `torchrun ... -m trl.scripts.sft` (the same script and arguments).
+  `trl sft` run under torchrun through a small rank wrapper (the same script and arguments). A distributed run
+  ends when training ends: each rank, once `trl sft` returns, tears its process group down within a bounded time
+  (a barrier, then destroy_process_group, abandoned after HFGATE_RANK_TEARDOWN_S) and leaves with os._exit (the
+  interpreter's own teardown can hang in the process group's destructor); the bootstrap supervises torchrun
+  instead of exec-ing it: once every local rank has finished, torchrun must exit within HFGATE_TEARDOWN_GRACE_S,
+  or it and every process it started (its workers run in sessions of their own) are stopped and the replica fails
+  with EXIT_TEARDOWN and a line saying which node and why.
 
 Each failure is one line on stderr and a non-zero exit; the trainer never starts.
 usage: python3 bootstrap.py -- trl sft ...
@@ -34,7 +40,61 @@ import sys
 import urllib.error
 import urllib.request
 
-EXIT_CONFIG, EXIT_METADATA, EXIT_ACCESS, EXIT_CORRUPT, EXIT_TAMPERED = 64, 65, 66, 67, 68
+EXIT_CONFIG, EXIT_METADATA, EXIT_ACCESS, EXIT_CORRUPT, EXIT_TAMPERED, EXIT_TEARDOWN = 64, 65, 66, 67, 68, 69
+# torchrun's agents wait for each other at an exit barrier (300 s by default) after their workers end: the grace
+# must outlast it, or a node that finished early would be stopped while waiting for a slower one.
+DEFAULT_TEARDOWN_GRACE_S = 360
+RANK_TEARDOWN_S = 30
+
+# What each rank runs under torchrun (written next to the job's temporary files): `trl sft`'s own module, then a
+# bounded teardown, then os._exit so no destructor can keep a finished rank alive.
+RANK_WRAPPER = r"""
+import os, runpy, sys, threading, traceback
+code = 0
+sys.argv = ["trl sft", *sys.argv[1:]]
+# Keep every Trainer alive until the process leaves: when `trl sft`'s main returns, its trainer (and the DDP
+# reducer holding the gloo process group) would be freed right there, and that destructor is what hung a finished
+# rank (it joins a gloo worker thread). Alive, nothing is destroyed implicitly; the teardown below is explicit.
+_kept = []
+try:
+    import transformers
+    _init = transformers.Trainer.__init__
+    def _keep(self, *args, **kwargs):
+        _kept.append(self)
+        _init(self, *args, **kwargs)
+    transformers.Trainer.__init__ = _keep
+except Exception as exc:
+    sys.stderr.write(f"hfgate-rank: cannot keep the trainer alive ({exc}); teardown is left to the interpreter\\n")
+try:
+    runpy.run_module("trl.scripts.sft", run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+except BaseException:
+    traceback.print_exc()
+    code = 1
+def teardown():
+    try:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            if code == 0:
+                dist.barrier()
+            dist.destroy_process_group()
+    except Exception as exc:
+        sys.stderr.write(f"hfgate-rank: process group teardown: {exc}\n")
+worker = threading.Thread(target=teardown, daemon=True)
+worker.start()
+worker.join(float(os.environ.get("HFGATE_RANK_TEARDOWN_S", "30")))
+if worker.is_alive():
+    sys.stderr.write("hfgate-rank: rank %s: the process group did not tear down in time; leaving anyway\n"
+                     % os.environ.get("RANK", "?"))
+sys.stdout.flush()
+sys.stderr.flush()
+done = os.environ.get("HFGATE_DONE_DIR")
+if done:
+    with open(os.path.join(done, "rank-%s" % os.environ.get("LOCAL_RANK", "0")), "w") as f:
+        f.write(str(code))
+os._exit(code)
+"""
 MANIFEST = "hfgate-manifest.json"
 
 
@@ -171,9 +231,94 @@ def launch_command(argv, env):
     if argv[:2] != ["trl", "sft"]:
         fail(EXIT_CONFIG, f"distributed launch runs `trl sft`, not {argv[:2]}")
     sys.stderr.write(f"hfgate-bootstrap: node {rank} of {nodes}, {procs} process(es) per node, master {addr}:{port}\n")
+    folder = env.get("TMPDIR") or "/tmp"
+    wrapper = os.path.join(folder, "hfgate-rank.py")
+    with open(wrapper, "w") as f:
+        f.write(RANK_WRAPPER)
+    env["HFGATE_DONE_DIR"] = os.path.join(folder, "hfgate-done")
+    os.makedirs(env["HFGATE_DONE_DIR"], exist_ok=True)
+    for stale in os.listdir(env["HFGATE_DONE_DIR"]):      # a restarted replica starts a new run
+        os.remove(os.path.join(env["HFGATE_DONE_DIR"], stale))
+    env["HFGATE_NODE"] = str(rank)
+    env["HFGATE_PROCS_PER_NODE"] = procs
     return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nodes}", f"--node_rank={rank}",
-            f"--master_addr={addr}", f"--master_port={port}", f"--nproc_per_node={procs}",
-            "-m", "trl.scripts.sft", *argv[2:]]
+            f"--master_addr={addr}", f"--master_port={port}", f"--nproc_per_node={procs}", wrapper, *argv[2:]]
+
+
+def _descendants(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+    return kids + [d for k in kids for d in _descendants(k)]
+
+
+def _tagged(tag):
+    """Every process carrying this node's run tag in its environment (torchrun's workers, even once reparented)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if tag in f.read().split(b"\0"):
+                    out.append(int(name))
+        except OSError:
+            continue
+    return out
+
+
+def _stop(pids):
+    import signal
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def supervise(argv, env, grace_s=None, poll_s=1.0):
+    """Run the distributed launcher as a child; return its exit code once it and everything it started are gone.
+    When every local rank has written its done marker, the launcher must exit within the grace period; otherwise
+    it is stopped with all its processes and the replica fails, saying which node and why."""
+    import signal
+    import subprocess
+    import time
+    grace = float(grace_s if grace_s is not None else env.pop("HFGATE_TEARDOWN_GRACE_S", DEFAULT_TEARDOWN_GRACE_S))
+    tag = f"HFGATE_NODE_RUN={os.getpid()}-{time.time_ns()}"
+    env = {**env, tag.split("=", 1)[0]: tag.split("=", 1)[1]}
+    done_dir, expected = env.get("HFGATE_DONE_DIR", ""), int(env.get("HFGATE_PROCS_PER_NODE", "1"))
+    node = env.get("HFGATE_NODE", "0")
+    child = subprocess.Popen(argv, env=env)
+
+    def forward(signum, _frame):      # the platform stops the replica (cancel, timeout): stop the whole run
+        _stop([*_descendants(child.pid), child.pid, *_tagged(tag.encode())])
+        sys.exit(128 + signum)
+    signal.signal(signal.SIGTERM, forward)
+    finished_at = None
+    while True:
+        code = child.poll()
+        if code is not None:
+            _stop(_tagged(tag.encode()))         # nothing the run started outlives it
+            return code
+        markers = [n for n in (os.listdir(done_dir) if done_dir and os.path.isdir(done_dir) else [])
+                   if n.startswith("rank-")]
+        if finished_at is None and len(markers) >= expected:
+            finished_at = time.monotonic()
+            codes = []
+            for n in markers:
+                with open(os.path.join(done_dir, n)) as f:
+                    codes.append(f.read().strip())
+            sys.stderr.write(f"hfgate-bootstrap: node {node}: every local rank finished (exit {', '.join(codes)});"
+                             f" waiting up to {grace:.0f} s for torchrun to exit\n")
+        if finished_at is not None and time.monotonic() - finished_at > grace:
+            _stop([*_descendants(child.pid), child.pid, *_tagged(tag.encode())])
+            child.wait()
+            fail(EXIT_TEARDOWN, f"node {node}: training finished on every local rank, but torchrun and its processes"
+                                f" were still running {grace:.0f} s later (a hang at teardown: its exit barrier or a"
+                                " worker's process-group destructor); stopped them")
+        time.sleep(poll_s)
 
 
 SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
@@ -232,8 +377,14 @@ def main(argv):
     elif not checks and not trusted and not any(env.get(k) for k in ("HFGATE_LAUNCH", "HFGATE_RESUME", "HF_TOKEN")):
         fail(EXIT_CONFIG, "nothing to do: set HFGATE_TOKEN_SECRET_VERSION, HFGATE_VERIFY, HFGATE_LAUNCH or"
                           " HFGATE_RESUME")
+    distributed = env.get("HFGATE_LAUNCH") == "torchrun"
     argv = launch_command(resume_args(argv, env), env)
     sys.stderr.flush()
+    if distributed:
+        try:
+            sys.exit(supervise(argv, env))
+        except OSError as exc:
+            fail(EXIT_CONFIG, f"cannot start {argv[0]}: {exc}")
     try:
         os.execvpe(argv[0], argv, env)
     except OSError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 import logging
 import os
 import sys
@@ -98,12 +99,20 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--display-name")
     sm.add_argument("--force-new", action="store_true", help="create a new job even if this request ran already")
     sm.add_argument("--dry-run", action="store_true", help="print the exact request (token-free), create nothing")
-    sm.add_argument("--wait", action="store_true", help="follow the job and its logs; exit 1 if it fails")
+    sm.add_argument("--wait", action="store_true", help="follow the job and its logs (with one live progress line"
+                    " on a terminal: step/max, loss, samples/s, elapsed, ETA); exit 1 if it fails")
+    sm.add_argument("--all-replicas", action="store_true", help="with --wait: every replica's lines, each prefixed"
+                    " with its replica (default: the chief's, workerpool0-0, which logs the training steps)")
     sm.add_argument("trainer_args", nargs="*", help="after --: passed to trl sft verbatim")
 
-    for name, helptext in (("status", "show a job"), ("logs", "print a job's logs"), ("cancel", "cancel a job")):
+    for name, helptext in (("status", "show a job: state, error, and its latest step, loss and ETA"),
+                           ("logs", "print a job's logs (the chief's; --all-replicas: every replica's, prefixed)"),
+                           ("cancel", "cancel a job")):
         c = sub.add_parser(name, parents=[common], help=helptext)
         c.add_argument("job", help="job id or full resource name")
+        if name == "logs":
+            c.add_argument("--all-replicas", action="store_true",
+                           help="every replica's lines, prefixed [workerpool1-0] ..., in time order")
     sub.add_parser("machines", parents=[common], help="the machine/accelerator table submit validates against")
 
     rv = sub.add_parser("review", help="security review of the synthesized stacks or a terraform plan",
@@ -205,16 +214,40 @@ def _show_preflight(args, report, failed: bool = False, **table_text) -> None:
     print(report.table(**table_text), file=sys.stderr)
 
 
-def _show_events(events) -> str | None:
-    """Render a follow: state changes as `[  12.3s] RUNNING`, log lines as `  | ...`. Returns the last state."""
+PLAIN_PROGRESS_EVERY_S = 30.0
+
+
+def _show_events(events, all_replicas: bool = False) -> str | None:
+    """Render a follow: state changes as `[  12.3s] RUNNING`, log lines as `  | ...` (`  | [workerpool1-0] ...` with
+    every replica). On a terminal, one live progress line stays under the log; otherwise a plain `progress:` line
+    at most every 30 s. Returns the last state."""
     from jobs import api
-    state = None
+    live = sys.stderr.isatty()
+    state, shown, last_plain = None, "", 0.0
+
+    def out(text: str) -> None:
+        if live and shown:
+            sys.stderr.write("\r\x1b[K")
+        print(text, file=sys.stderr, flush=True)
+        if live and shown:
+            sys.stderr.write(shown)
+            sys.stderr.flush()
     for event in events:
         if isinstance(event, api.StateChange):
             state = event.state
-            print(f"[{event.elapsed_s:6.1f}s] {state.removeprefix('JOB_STATE_')}", file=sys.stderr, flush=True)
+            out(f"[{event.elapsed_s:6.1f}s] {state.removeprefix('JOB_STATE_')}")
+        elif isinstance(event, api.Progress):
+            if live:
+                shown = f"  > {event.line()}"
+                sys.stderr.write("\r\x1b[K" + shown)
+                sys.stderr.flush()
+            elif time.monotonic() - last_plain >= PLAIN_PROGRESS_EVERY_S or event.step == event.max_steps:
+                last_plain = time.monotonic()
+                print(f"  progress: {event.line()}", file=sys.stderr, flush=True)
         else:
-            print(f"  | {event.text}", file=sys.stderr, flush=True)
+            out(f"  | [{event.replica or '-'}] {event.text}" if all_replicas else f"  | {event.text}")
+    if live and shown:
+        sys.stderr.write("\n")
     return state
 
 
@@ -273,7 +306,7 @@ def cmd_submit(args) -> int:
               "delivery": sub.delivery}
     print(("submitted " if sub.created else "already submitted (same request id) ") + sub.job, file=sys.stderr)
     if args.wait:
-        _show_events(api.follow(outputs, sub.job))
+        _show_events(api.follow(outputs, sub.job, all_replicas=args.all_replicas), args.all_replicas)
         final = api.status(outputs, sub.job)
         result["state"] = final.state
         if final.state != "JOB_STATE_SUCCEEDED":
@@ -324,16 +357,17 @@ def cmd_status(args) -> int:
     from jobs import api
     job = api.status(_outputs(args), args.job)
     info = {"job": job.job, "display_name": job.display_name, "state": job.state, "labels": job.labels,
-            "error": job.error}
+            "error": job.error, "progress": job.progress.as_dict() if job.progress else None}
     print(json.dumps(info, indent=2) if args.json else
           f"{job.job}\n  {job.display_name}: {job.state.removeprefix('JOB_STATE_')}"
+          + (f"\n  progress: {job.progress.line()}" if job.progress else "")
           + (f"\n  error: {job.error}" if job.error else ""))
     return 0
 
 
 def cmd_logs(args) -> int:
     from jobs import api
-    lines = api.logs(_outputs(args), args.job)
+    lines = api.logs(_outputs(args), args.job, all_replicas=args.all_replicas)
     print(json.dumps(lines) if args.json else "\n".join(lines))
     return 0
 

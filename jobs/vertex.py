@@ -140,12 +140,16 @@ class LogEntry:
     timestamp: str
     insert_id: str
     text: str
+    replica: str = ""        # Vertex AI's resource.labels.task_name: workerpool0-0 (the chief), workerpool1-N...
 
 
 def _ts_key(ts: str) -> tuple[str, str]:
     """RFC 3339 timestamps of any fractional precision, comparable: (seconds part, nanoseconds padded)."""
     head, _, frac = ts.rstrip("Z").partition(".")
     return head, (frac + "000000000")[:9]
+
+
+CHIEF = "workerpool0-0"     # the first replica of the first pool: rank 0, the one that logs training steps
 
 
 class LogFollower:
@@ -155,8 +159,11 @@ class LogFollower:
     never giving up while the job runs. `requests` counts what was sent."""
 
     def __init__(self, job_name: str, outputs: Outputs, min_interval_s: float = LOG_INTERVAL_S, session=None,
-                 clock=time.monotonic, sleep=time.sleep) -> None:
+                 clock=time.monotonic, sleep=time.sleep, replica: str | None = CHIEF,
+                 contains: str | None = None) -> None:
         self.job_id = job_name.rsplit("/", 1)[-1]
+        self.contains = contains             # only lines holding this text (Cloud Logging's `:` operator)
+        self.replica = replica               # one replica's lines (the chief by default), or None: every one
         self.outputs = outputs
         self.min_interval_s = min_interval_s
         self._session = session
@@ -176,6 +183,10 @@ class LogFollower:
 
     def _filter(self) -> str:
         flt = f'resource.type="ml_job" AND resource.labels.job_id="{self.job_id}"'
+        if self.replica:
+            flt += f' AND resource.labels.task_name="{self.replica}"'
+        if self.contains:
+            flt += ' AND textPayload:"' + self.contains.replace('\\', '\\\\').replace('"', '\\"') + '"'
         return flt + (f' AND timestamp>="{self.cursor}"' if self.cursor else "")
 
     def _list(self, flt: str, page_token: str | None):
@@ -196,7 +207,8 @@ class LogFollower:
             if cur is None or key > cur:
                 self.cursor, self.at_cursor = ts, set()
             self.at_cursor.add(iid)
-            out.append(LogEntry(ts, iid, e.get("textPayload") or json.dumps(e.get("jsonPayload") or {})))
+            out.append(LogEntry(ts, iid, e.get("textPayload") or json.dumps(e.get("jsonPayload") or {}),
+                                ((e.get("resource") or {}).get("labels") or {}).get("task_name", "")))
         return out
 
     def poll(self, final: bool = False) -> list[LogEntry]:

@@ -90,6 +90,7 @@ class LocalCloud:
         # Cloud Logging's read quota, per project: entries:list calls in any 60 s beyond it answer 429
         # RESOURCE_EXHAUSTED, as the real service does (a knob; 60 per minute by default).
         self.logging_read_quota_per_min = 60
+        self.logging_window_s = 60.0      # the quota's window (a knob: tests shorten it)
         self.logging_reads: list[float] = []
         self.logging_throttled = 0
         self.logging_lock = threading.Lock()
@@ -348,7 +349,7 @@ def _rest_handler(cloud: LocalCloud):
                 import re
                 now = time.time()
                 with cloud.logging_lock:       # a refused read does not count against the quota
-                    recent = [t for t in cloud.logging_reads if now - t < 60]
+                    recent = [t for t in cloud.logging_reads if now - t < cloud.logging_window_s]
                     if len(recent) >= cloud.logging_read_quota_per_min:
                         cloud.logging_throttled += 1
                         return self._send(429, {"error": {
@@ -360,6 +361,13 @@ def _rest_handler(cloud: LocalCloud):
                 flt = body.get("filter", "")
                 m = re.search(r'resource\.labels\.job_id\s*=\s*"?(\d+)"?', flt)
                 entries = cloud.jobs.entries(m.group(1)) if m else []
+                has = re.search(r'textPayload\s*:\s*"((?:[^"\\]|\\.)*)"', flt)
+                if has:            # Cloud Logging's `:` (has): a substring match
+                    needle = re.sub(r'\\(.)', r'\1', has.group(1)).lower()
+                    entries = [e for e in entries if needle in e.get("textPayload", "").lower()]
+                task = re.search(r'resource\.labels\.task_name\s*=\s*"([^"]+)"', flt)
+                if task:
+                    entries = [e for e in entries if e["resource"]["labels"].get("task_name") == task.group(1)]
                 since = re.search(r'timestamp\s*>=\s*"([^"]+)"', flt)
                 if since:
                     entries = [e for e in entries if _ts_key(e["timestamp"]) >= _ts_key(since.group(1))]

@@ -68,6 +68,36 @@ def _kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
             pass
 
 
+JOB_TAG = "HFGATE_LOCAL_JOB"     # in every process a job starts: the container boundary, for reaping
+
+
+def tagged(job_id: str) -> list[int]:
+    """Every process started for this job, wherever it was reparented or whatever session it made (a container's
+    processes end with the container: here, with the job)."""
+    want = f"{JOB_TAG}={job_id}".encode()
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if want in f.read().split(b"\0"):
+                    out.append(int(name))
+        except OSError:
+            continue
+    return out
+
+
+def reap(job_id: str) -> list[int]:
+    pids = tagged(job_id)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
 def _ts() -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.GetCurrentTime()
@@ -85,6 +115,7 @@ class JobStore:
         self.gcs_sync = gcs_sync
         self.jobs: dict[str, ai.CustomJob] = {}
         self.logs: dict[str, list[tuple[float, str]]] = {}
+        self.log_tasks: dict[str, list[str]] = {}       # the replica (task_name) of each line in `logs`
         self.procs: dict[str, list[subprocess.Popen]] = {}
         self.pids: dict[str, list[int]] = {}
         self.lock = threading.Lock()
@@ -133,6 +164,7 @@ class JobStore:
         with self.lock:
             self.jobs[job_id] = stored
             self.logs[job_id] = []
+            self.log_tasks[job_id] = []
         threading.Thread(target=self._run, args=(job_id,), daemon=True).start()
         return ai.CustomJob(stored)
 
@@ -247,8 +279,10 @@ class JobStore:
             if error is not None:
                 job.error = error
 
-    def log(self, job_id: str, line: str) -> None:
-        self.logs[job_id].append((time.time(), line))
+    def log(self, job_id: str, line: str, task: str = "") -> None:
+        with self.lock:
+            self.logs[job_id].append((time.time(), line))
+            self.log_tasks[job_id].append(task)
 
     def _run(self, job_id: str) -> None:
         job = self.jobs[job_id]
@@ -306,7 +340,7 @@ class JobStore:
                             "CLUSTER_SPEC": json.dumps({"cluster": cluster, "environment": "cloud",
                                                         "task": {"type": kind, "index": index}}),
                             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(master_port),
-                            "WORLD_SIZE": str(len(replicas)), "RANK": str(rank)})
+                            "WORLD_SIZE": str(len(replicas)), "RANK": str(rank), JOB_TAG: job_id})
                 if out:
                     bucket_path = "/gcs/" + out.removeprefix("gs://").rstrip("/")
                     env.update({"AIP_MODEL_DIR": local(f"{bucket_path}/model/", home / "tmp"),
@@ -344,7 +378,7 @@ class JobStore:
 
         def pump(name: str, proc: subprocess.Popen) -> None:
             for line in proc.stdout:
-                self.log(job_id, line.rstrip("\n"))
+                self.log(job_id, line.rstrip("\n"), name)
             code = proc.wait()
             with guard:
                 codes[name] = code
@@ -362,6 +396,7 @@ class JobStore:
             th.join()
         if timer:
             timer.cancel()
+        reap(job_id)           # the job's containers are gone: nothing they started outlives them
         metadata.stop()
         for b in buckets:
             self.gcs_sync.push(b, gcs_root / b)
@@ -371,7 +406,9 @@ class JobStore:
         if bad is None:
             return self._set(job_id, S.JOB_STATE_SUCCEEDED)
         code = codes[bad]
-        tail = "\n".join(line for _, line in self.logs[job_id][-10:])
+        with self.lock:
+            mine = [line for (_, line), task in zip(self.logs[job_id], self.log_tasks[job_id]) if task == bad]
+        tail = "\n".join(mine[-10:])
         self._set(job_id, S.JOB_STATE_FAILED, status_pb2.Status(
             code=code_pb2.INTERNAL if code > 0 else code_pb2.ABORTED,
             message=f"The replica {bad} exited with a non-zero status of {code}. Termination reason: Error.\n"
@@ -400,18 +437,20 @@ class JobStore:
     def entries(self, job_id: str) -> list[dict]:
         """LogEntry JSON as Cloud Logging returns it: RFC 3339 timestamps (several lines can share one) and an
         insertId unique per entry."""
+        with self.lock:
+            lines, tasks = list(self.logs.get(job_id, [])), list(self.log_tasks.get(job_id, []))
+        # Vertex AI's entries name the replica in resource.labels.task_name (workerpool0-0, workerpool1-2, ...).
         return [{"textPayload": line, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
                  + f".{int(ts % 1 * 1e6):06d}Z", "insertId": f"{job_id}-{i:08d}",
-                 "resource": {"type": "ml_job", "labels": {"job_id": job_id}},
-                 "severity": "INFO"} for i, (ts, line) in enumerate(list(self.logs.get(job_id, [])))]
+                 "resource": {"type": "ml_job", "labels": {"job_id": job_id, **({"task_name": task} if task else {})}},
+                 "severity": "INFO"} for i, ((ts, line), task) in enumerate(zip(lines, tasks))]
 
     def stop_all(self) -> None:
         for proc in [p for procs in list(self.procs.values()) for p in procs]:
             if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                _kill(proc)
+        for job_id in list(self.jobs):       # sessions of their own and orphans included
+            reap(job_id)
 
 
 def grpc_handler(store: JobStore) -> grpc.GenericRpcHandler:

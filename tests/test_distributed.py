@@ -136,3 +136,115 @@ def test_a_killed_trainer_resumes_from_its_checkpoint_when_the_request_is_submit
     start = int(resumed[0].rsplit("checkpoint-", 1)[1])
     assert 3 <= start <= done_first
     assert trainer_metrics(lines)["steps"] == steps - start               # only the remaining steps ran
+
+
+# N nodes that end, logs by replica, progress -------------------------------------------------------------------
+RUNS_OF_THREE = 2       # the teardown hang was a race (3 in 7 runs): more than one run, each asserting the bound
+END_BOUND_S = 60        # README: a distributed job reaches SUCCEEDED within 60 s of its last training step
+
+
+@pytest.mark.parametrize("run", range(RUNS_OF_THREE))
+def test_three_replicas_end_when_training_ends_and_leave_nothing_behind(trl_cloud, run):
+    import datetime as dt
+
+    from localcloud.vertex import tagged
+    from tests.conftest import hfgate
+    cloud, model, dataset = trl_cloud
+    name = f"ddp3-{run}-{int(time.time())}"
+    proc = _submit(cloud, "--model", model, "--dataset", dataset, "--replica-count", "3", "--max-steps", "4",
+                   "--no-lora", "--display-name", name, "--wait", "--", "--per_device_train_batch_size", "4",
+                   "--max_length", "64", timeout=400)
+    job_id = json.loads(proc.stdout)["job"].rsplit("/", 1)[-1]
+    lines = _lines(cloud, job_id)
+    assert proc.returncode == 0, "\n".join(line for line in lines if "warn" not in line.lower())[-6000:]
+    job = cloud.jobs.jobs[job_id]
+    assert job.state.name == "JOB_STATE_SUCCEEDED"
+    text = "\n".join(lines)
+    assert all(f"hfgate-bootstrap: node {n} of 3" in text for n in range(3))
+    # One run of world size 3: 4 steps x 4 examples x 3 ranks = 48 of 64 examples (epoch 0.75).
+    summaries = [ast.literal_eval(line) for line in lines if line.startswith("{'train_runtime'")]
+    assert summaries and all(float(s["epoch"]) == 0.75 for s in summaries), text[-3000:]
+    # It ended within the bound after its last step, and nothing it started is still running.
+    last_step = max(ts for ts, line in cloud.jobs.logs[job_id] if line.startswith("{'loss'"))
+    end = job.end_time.timestamp() if isinstance(job.end_time, dt.datetime) else job.end_time.ToSeconds()
+    assert end - last_step < END_BOUND_S, (end - last_step, text[-3000:])
+    assert tagged(job_id) == []
+    # Logs by replica: the chief's by default (each step once), every replica's on request, prefixed, in order.
+    chief = hfgate(cloud, "logs", job_id)
+    assert chief.returncode == 0 and chief.stdout.count("{'loss'") == 4
+    every = hfgate(cloud, "logs", job_id, "--all-replicas", "--json")
+    tagged_lines = json.loads(every.stdout)
+    assert {line.split("]", 1)[0] + "]" for line in tagged_lines if "hfgate-bootstrap: node" in line} == {
+        "[workerpool0-0]", "[workerpool1-0]", "[workerpool1-1]"}
+    entries = cloud.jobs.entries(job_id)
+    assert [e["timestamp"] for e in entries] == sorted(e["timestamp"] for e in entries)
+    # Progress, from the chief's step lines: the last step of 4, its loss, a rate.
+    status = json.loads(hfgate(cloud, "status", job_id, "--json").stdout)
+    progress = status["progress"]
+    assert progress["step"] == 4 and progress["max_steps"] == 4 and progress["eta_s"] == 0
+    assert progress["loss"] > 0 and progress["samples_per_second"] > 0
+
+
+def test_a_node_whose_processes_outlive_the_run_is_stopped_saying_which_and_why(tmp_path):
+    """The bootstrap's guard, on a stand-in launcher: every local rank reports done, then the launcher and a
+    worker it started in a session of its own hang. After the grace period both are stopped and the replica fails
+    with EXIT_TEARDOWN and a line naming the node."""
+    import subprocess
+    import sys
+    from jobs import bootstrap
+    done = tmp_path / "done"
+    done.mkdir()
+    hang = ("import os, subprocess, sys, time\n"
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'], start_new_session=True)\n"
+            f"open({str(done / 'rank-0')!r}, 'w').write('0')\n"
+            "time.sleep(300)\n")
+    code = ("import sys; sys.path.insert(0, '.')\nfrom jobs import bootstrap\n"
+            "env = {'PATH': '/usr/bin:/bin', 'HFGATE_DONE_DIR': sys.argv[1], 'HFGATE_PROCS_PER_NODE': '1',"
+            " 'HFGATE_NODE': '2'}\n"
+            "sys.exit(bootstrap.supervise([sys.executable, '-c', sys.argv[2]], env, grace_s=2, poll_s=0.2))")
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-c", code, str(done), hang], capture_output=True, text=True, timeout=60,
+                          cwd=str(__import__("tests.conftest", fromlist=["ROOT"]).ROOT))
+    assert proc.returncode == bootstrap.EXIT_TEARDOWN, proc.stderr
+    assert time.time() - t0 < 30
+    assert "node 2: training finished on every local rank" in proc.stderr and "stopped them" in proc.stderr
+    leftovers = subprocess.run(["pgrep", "-f", "time.sleep(300)"], capture_output=True, text=True).stdout.split()
+    assert leftovers == [], leftovers
+
+
+def test_nothing_a_job_starts_outlives_it(cloud):
+    """A replica that starts a process in a session of its own and exits: the process is stopped with the job,
+    as a container's processes stop with the container; the same when the job is cancelled."""
+    from jobs import vertex
+    from jobs.jobspec import TrainRequest, build_custom_job
+    from localcloud.vertex import tagged
+    body = build_custom_job(TrainRequest(model="m/x", dataset="d/y", nonce=str(time.time())),
+                            cloud.outputs, token_version="projects/1/secrets/s/versions/1", token_fingerprint="x")
+    body = json.loads(json.dumps(body))
+    spec = body["job_spec"]["worker_pool_specs"][0]["container_spec"]
+    spec.update(command=["sh", "-c", "setsid sleep 300 & echo started; sleep \"$0\"", "0"], args=[])
+    env_before = dict(os.environ)
+    os.environ.update(cloud.env())
+    try:
+        job, _ = vertex.create(body, cloud.outputs)
+        job_id = job.name.rsplit("/", 1)[-1]
+        t0 = time.time()
+        while vertex.get(job.name, cloud.outputs).state.name != "JOB_STATE_SUCCEEDED":
+            assert time.time() - t0 < 30
+            time.sleep(0.2)
+        assert tagged(job_id) == []
+        spec["command"][-1] = "300"
+        body["labels"]["hfgate-request-id"] += "x"
+        job, _ = vertex.create(body, cloud.outputs)
+        job_id = job.name.rsplit("/", 1)[-1]
+        while not tagged(job_id):
+            time.sleep(0.1)
+        vertex.cancel(job.name, cloud.outputs)
+        while vertex.get(job.name, cloud.outputs).state.name != "JOB_STATE_CANCELLED":
+            assert time.time() - t0 < 60
+            time.sleep(0.2)
+        time.sleep(0.5)
+        assert tagged(job_id) == []
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
