@@ -68,28 +68,28 @@ def _kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
             pass
 
 
-JOB_TAG = "HFGATE_LOCAL_JOB"     # in every process a job starts: the container boundary, for reaping
+JOB_TAG, REPLICA_TAG = "HFGATE_LOCAL_JOB", "HFGATE_LOCAL_REPLICA"   # the container boundary, for reaping
 
 
-def tagged(job_id: str) -> list[int]:
-    """Every process started for this job, wherever it was reparented or whatever session it made (a container's
-    processes end with the container: here, with the job)."""
-    want = f"{JOB_TAG}={job_id}".encode()
+def tagged(job_id: str, replica: str | None = None) -> list[int]:
+    """Every process started for this job (or one replica of it), wherever it was reparented or whatever session
+    it made: a container's processes end with its main process, as here with the replica's."""
+    want = {f"{JOB_TAG}={job_id}".encode()} | ({f"{REPLICA_TAG}={replica}".encode()} if replica else set())
     out = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
             with open(f"/proc/{name}/environ", "rb") as f:
-                if want in f.read().split(b"\0"):
+                if want <= set(f.read().split(b"\0")):
                     out.append(int(name))
         except OSError:
             continue
     return out
 
 
-def reap(job_id: str) -> list[int]:
-    pids = tagged(job_id)
+def reap(job_id: str, replica: str | None = None) -> list[int]:
+    pids = tagged(job_id, replica)
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -340,7 +340,8 @@ class JobStore:
                             "CLUSTER_SPEC": json.dumps({"cluster": cluster, "environment": "cloud",
                                                         "task": {"type": kind, "index": index}}),
                             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(master_port),
-                            "WORLD_SIZE": str(len(replicas)), "RANK": str(rank), JOB_TAG: job_id})
+                            "WORLD_SIZE": str(len(replicas)), "RANK": str(rank), JOB_TAG: job_id,
+                            REPLICA_TAG: name})
                 if out:
                     bucket_path = "/gcs/" + out.removeprefix("gs://").rstrip("/")
                     env.update({"AIP_MODEL_DIR": local(f"{bucket_path}/model/", home / "tmp"),
@@ -377,6 +378,10 @@ class JobStore:
         guard = threading.Lock()
 
         def pump(name: str, proc: subprocess.Popen) -> None:
+            def container_ends() -> None:       # its main process exits: whatever it left running stops too
+                proc.wait()
+                reap(job_id, name)
+            threading.Thread(target=container_ends, daemon=True).start()
             for line in proc.stdout:
                 self.log(job_id, line.rstrip("\n"), name)
             code = proc.wait()
