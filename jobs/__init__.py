@@ -7,7 +7,7 @@ import importlib
 
 _API_NAMES = frozenset({
     "AccessDenied", "Backend", "HfToken", "HfgateError", "JobStatus", "LogLine", "MirrorResult", "NotFound", "Outputs",
-    "PreflightFailed", "Report", "Scheduling", "SetResult", "StateChange", "Submission", "TokenDelivery", "TokenError",
+    "PreflightFailed", "Progress", "Report", "Scheduling", "SetResult", "StateChange", "Submission", "TokenDelivery", "TokenError",
     "TrainRequest", "Transient", "UsageError", "cancel", "check", "follow", "load_outputs", "logs", "mirror",
     "set_token", "status", "submit", "token_status", "wait"})
 

@@ -57,6 +57,9 @@ INERT: tuple[tuple[str, str, str, str], ...] = (
      " token is reported through that data source"),
     ("local", "*", "*",
      "a local value is only a name for its value: where it is used is judged like the value itself"),
+    ("google_access_context_manager_service_perimeter*", "*.ingress_from.identities", "identity",
+     "lets the identity's calls through the VPC Service Controls perimeter: it grants no permission, IAM still"
+     " decides what the calls may do"),
     ("*", "labels.*", "*", "label values are metadata"),
     ("*", "annotations.*", "*", "annotation values are metadata"),
     ("*", "description", "*", "free text"),

@@ -238,6 +238,7 @@ def review(plan: Plan, checkov: dict | None = None, accepts: dict | None = None)
         "accepted_readers": [{"principal": k, "reason": v} for k, v in sorted(accepted_readers.items())
                              if k in reaching],
         "unknowns": unknowns, "unresolved": sorted({u["address"] for u in unknowns if not u["accepted"]}),
+        "references": access.get("references", {"paths": [], "unknowns": [], "inert": []}),
         "iam": iam_matrix(plan), "egress": egress(plan), "allowlist": allowlist(plan),
         "data_protection": data_protection(plan),
         "policies": policies, "checkov": checkov or {"ran": False, "why": "not requested"},
@@ -337,6 +338,17 @@ def to_markdown(rep: dict) -> str:
                    [[f"`{u['address']}`", u["field"], f"`{u['value']}`", u["why"],
                      f"accepted: {u['accepted']}" if u["accepted"] else "**UNKNOWN**"] for u in rep["unknowns"]]), ""] \
         if rep["unknowns"] else ["None: every grant that could reach the token was resolved.", ""]
+    refs = rep.get("references") or {"paths": [], "unknowns": [], "inert": []}
+    out += ["## Default deny over resource types", "",
+            "Every resource, data source, local and output of any type that names the trainer, the submitter or the"
+            " token secret (as a literal or a reference). A reference passes only through a row of the table of"
+            " inert references (`review/references.py`, each row with its reason); a known run-as type is a path"
+            " (above, `resource:`); anything else is UNKNOWN.", "",
+            _table(["resource", "argument", "names", "verdict"],
+                   [[f"`{x['address']}`", x["field"], x["protected"], "path: " + x["how"]] for x in refs["paths"]]
+                   + [[f"`{x['address']}`", x["field"], "-", "**UNKNOWN**"] for x in refs["unknowns"]]
+                   + [[f"`{x['address']}`", x["field"], x["protected"], "inert: " + x["why"]]
+                      for x in refs["inert"]]), ""]
     out += ["## Identity and access matrix", "",
             _table(["principal", "resource", "role", "flags"],
                    [[f"`{r['principal']}`", f"`{r['resource']}`", f"`{r['role']}`", ", ".join(r["flags"])]

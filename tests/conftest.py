@@ -65,10 +65,17 @@ def cloud(synth_dir):
     from review.plan import synthesized
     with LocalCloud(plan=synthesized(synth_dir, "local")) as c:
         c.jobs.path_prefix = [str(ROOT / "tests" / "bin")]
-        # In-process clients (HfApi in a test) trust the local CA the standard way, as the env file says.
-        saved = {k: os.environ.get(k) for k in c.tls.trust_env()}
-        os.environ.update(c.tls.trust_env())
+        # In-process clients (HfApi in a test) trust the local CA the standard way and reach the local Hub, as the
+        # env file says. huggingface_hub reads HF_ENDPOINT once, at import (and fetches its agent registry from
+        # that endpoint, whatever endpoint an HfApi is given): set both, or the process would call the real Hub.
+        from huggingface_hub import constants
+        hub_env = {**c.tls.trust_env(), "HF_ENDPOINT": c.hub.url, "HF_HUB_DISABLE_TELEMETRY": "1"}
+        saved = {k: os.environ.get(k) for k in hub_env}
+        saved_endpoint = constants.ENDPOINT
+        os.environ.update(hub_env)
+        constants.ENDPOINT = c.hub.url
         yield c
+        constants.ENDPOINT = saved_endpoint
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

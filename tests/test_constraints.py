@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 
-import grpc
 import pytest
 
 from stacks.constraints import CONSTRAINTS, ConstraintError, annotation_problems, check
@@ -199,31 +198,46 @@ def test_the_local_cloud_refuses_a_plan_google_would_refuse(synth_dir, tmp_path)
     assert "hfgate/purpose" in str(err.value)
 
 
-def test_the_local_secret_manager_answers_a_bad_annotation_like_google(cloud, monkeypatch):
-    from google.cloud.secretmanager_v1 import types as sm
-    from google.protobuf import field_mask_pb2
+SM_SCRIPT = r"""
+import json, sys
+from google.api_core import exceptions
+from google.cloud.secretmanager_v1 import types as sm
+from google.protobuf import field_mask_pb2
+from jobs import endpoints
+client = endpoints.secret_manager()
+out = {}
+try:
+    client.create_secret(parent=sys.argv[1], secret_id="bad-annotations", secret=sm.Secret(
+        replication=sm.Replication(automatic=sm.Replication.Automatic()), annotations={"hfgate/purpose": "x"}))
+    out["create"] = "created"
+except exceptions.InvalidArgument as e:
+    out["create"] = e.message
+secret = client.get_secret(name=sys.argv[2])
+out["annotations"] = dict(secret.annotations)
+try:
+    client.update_secret(secret=sm.Secret(name=secret.name, annotations={"-bad": "x"}),
+                         update_mask=field_mask_pb2.FieldMask(paths=["annotations"]))
+    out["update"] = "updated"
+except exceptions.InvalidArgument as e:
+    out["update"] = e.message
+out["after"] = dict(client.get_secret(name=secret.name).annotations)
+print(json.dumps(out))
+"""
 
-    from jobs import endpoints
-    for k, v in cloud.env(as_member=cloud.admin).items():
-        monkeypatch.setenv(k, v)
-    client = endpoints.secret_manager()
+
+def test_the_local_secret_manager_answers_a_bad_annotation_like_google(cloud):
+    """Through the official client, as the platform admin: INVALID_ARGUMENT for a bad key, nothing changed."""
+    import os
     before = set(cloud.secrets.secrets)
-    parent = f"projects/{cloud.project_id}"
-    from google.api_core import exceptions
-    with pytest.raises(exceptions.InvalidArgument) as err:
-        client.create_secret(parent=parent, secret_id="bad-annotations", secret=sm.Secret(
-            replication=sm.Replication(automatic=sm.Replication.Automatic()),
-            annotations={"hfgate/purpose": "x"}))
-    assert "annotation key 'hfgate/purpose'" in err.value.message
-    assert set(cloud.secrets.secrets) == before
-    secret = client.get_secret(name=cloud.outputs.token_secret)
-    assert dict(secret.annotations) == {"hfgate-purpose": "hugging-face-token",
-                                        "hfgate-set-with": "hfgate token set --env ... (never terraform)"}
-    with pytest.raises(exceptions.InvalidArgument):
-        client.update_secret(secret=sm.Secret(name=secret.name, annotations={"-bad": "x"}),
-                             update_mask=field_mask_pb2.FieldMask(paths=["annotations"]))
-    assert dict(client.get_secret(name=secret.name).annotations) == dict(secret.annotations)
-    assert grpc.StatusCode.INVALID_ARGUMENT   # the code the service answers (api_core maps it to InvalidArgument)
+    proc = subprocess.run([sys.executable, "-c", SM_SCRIPT, f"projects/{cloud.project_id}", cloud.outputs.token_secret],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **cloud.env(as_member=cloud.admin)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert "annotation key 'hfgate/purpose'" in out["create"] and set(cloud.secrets.secrets) == before
+    assert out["annotations"] == {"hfgate-purpose": "hugging-face-token",
+                                  "hfgate-set-with": "hfgate token set --env ... (never terraform)"}
+    assert "annotation key '-bad'" in out["update"] and out["after"] == out["annotations"]
 
 
 # Secure Web Proxy limits, at the sizes teams use ---------------------------------------------------------------

@@ -72,8 +72,8 @@ def test_a_throttled_follower_backs_off_and_still_loses_nothing(cloud):
     stop = threading.Event()
     try:
         job = _start_chatty_job(cloud, lines=1500, seconds=15)
-        with cloud.logging_lock:     # others in the project have just used 7 of this minute's 8 reads
-            cloud.logging_reads.extend([time.time()] * 7)
+        with cloud.logging_lock:     # others in the project have just used this window's 8 reads
+            cloud.logging_reads.extend([time.time() + 2] * 8)
         lines, followers = [], []
         _follow(cloud.outputs, job, lines, followers)
     finally:

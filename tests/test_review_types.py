@@ -166,13 +166,16 @@ def _row_cases(d):
                                                                          "secret_data_wo_version": "1"}),
         11: lambda: d["output"].update(i11={"value": _ref_sa(d, "trainer", "email")}),
         12: lambda: d.setdefault("locals", {}).update(i12=TRAINER),
-        13: lambda: add(d, "google_pubsub_topic", "i13", {"name": "i13",
+        13: lambda: add(d, "google_access_context_manager_service_perimeter", "i13", {
+            "name": "accessPolicies/1/servicePerimeters/p", "parent": "accessPolicies/1", "title": "p",
+            "status": {"ingress_policies": [{"ingress_from": {"identities": [f"serviceAccount:{TRAINER}"]}}]}}),
+        14: lambda: add(d, "google_pubsub_topic", "i13", {"name": "i13",
                                                           "labels": {"owner": _ref_sa(d, "trainer", "email")}}),
-        14: lambda: add(d, "google_secret_manager_secret", "i14", {"secret_id": "other", "replication": [
+        15: lambda: add(d, "google_secret_manager_secret", "i14", {"secret_id": "other", "replication": [
             {"auto": [{}]}], "annotations": {"about": _ref_sa(d, "trainer", "email")}}),
-        15: lambda: add(d, "google_pubsub_topic", "i15", {"name": "i15", "description": f"read by {TRAINER}"}),
-        16: lambda: add(d, "google_monitoring_dashboard_x", "i16", {"display_name": f"trainer {TRAINER}"}),
-        17: lambda: add(d, "google_pubsub_topic", "i17", {"name": "i17", "depends_on": [
+        16: lambda: add(d, "google_pubsub_topic", "i15", {"name": "i15", "description": f"read by {TRAINER}"}),
+        17: lambda: add(d, "google_monitoring_dashboard_x", "i16", {"display_name": f"trainer {TRAINER}"}),
+        18: lambda: add(d, "google_pubsub_topic", "i17", {"name": "i17", "depends_on": [
             f"google_service_account.{_sa(d, 'trainer')}"]}),
     }
 

@@ -28,7 +28,8 @@ def _loopback(host) -> bool:
 def _record(what: str) -> None:
     try:
         with open(_LOG, "a") as f:
-            f.write(f"{os.getpid()} {' '.join(sys.argv[:3])[:200]}: {what}\n")
+            test = os.environ.get("PYTEST_CURRENT_TEST", "")
+            f.write(f"{os.getpid()} {' '.join(sys.argv[:3])[:200]}{' [' + test + ']' if test else ''}: {what}\n")
     except OSError:
         pass
 
