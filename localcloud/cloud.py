@@ -293,8 +293,8 @@ def _allowed_locations(cloud: LocalCloud, path: str, authorization: str | None) 
         return 401, {"error": {"code": 401, "message": "Request had invalid authentication credentials.",
                                "status": "UNAUTHENTICATED"}}
     if member != f"serviceAccount:{email}":
-        return 403, {"error": {"code": 403, "message": f"Permission 'iam.serviceAccounts.getAccessToken' denied on"
-                               f" resource (or it may not exist).", "status": "PERMISSION_DENIED"}}
+        return 403, {"error": {"code": 403, "message": "Permission 'iam.serviceAccounts.getAccessToken' denied on"
+                               " resource (or it may not exist).", "status": "PERMISSION_DENIED"}}
     return 200, {"locations": [cloud.region], "encodedLocations": "0x0"}
 
 

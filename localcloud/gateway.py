@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import select
 import socket
-import threading
 from http.server import BaseHTTPRequestHandler
 
 from localcloud.loopback import serve
@@ -82,4 +81,4 @@ def proxy_env(gateway) -> dict[str, str]:
     return {"HTTPS_PROXY": url, "https_proxy": url, "NO_PROXY": loopback, "no_proxy": loopback}
 
 
-__all__ = ["SERVED_HOSTS", "proxy_env", "start_gateway", "threading"]
+__all__ = ["SERVED_HOSTS", "proxy_env", "start_gateway"]

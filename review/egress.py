@@ -109,9 +109,8 @@ class ProxyPolicy:
     # evaluation --------------------------------------------------------------------------------------------------
     def _program(self, expr: str):
         """The matcher compiled and made a program once (cel-python); the proxy's functions read the request being
-        decided from `self._current`."""
+        decided from `_DECIDING`."""
         import celpy
-        from celpy import celtypes
 
         if expr in self._compiled:
             cached = self._compiled[expr]
