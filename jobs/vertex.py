@@ -212,13 +212,15 @@ class LogFollower:
         return out
 
     def poll(self, final: bool = False) -> list[LogEntry]:
-        """New entries since the last poll. Not yet due: [] (unless `final`, which waits its turn and retries a
-        throttled read until it gets through: the last lines of a finished job are not dropped)."""
+        """New entries since the last poll. Not yet due: [] (unless `final`, which waits its turn, or reads at once
+        when nothing was read yet, and retries a throttled read until it gets through: the last lines of a finished
+        job are not dropped)."""
         now = self.clock()
         if now < self.next_at:
             if not final:
                 return []
-            self.sleep(self.next_at - now)
+            if self.requests:      # a job that ended before the first read is read at once: still one read
+                self.sleep(self.next_at - now)
         # One filter for every page of this read: a page token belongs to the query that made it.
         out, page_token, tries, flt = [], None, 0, self._filter()
         while True:

@@ -84,3 +84,30 @@ def test_a_throttled_follower_backs_off_and_still_loses_nothing(cloud):
     probe = [line for line in lines if line.startswith("probe line ")]
     assert probe == [f"probe line {i:06d}" for i in range(1500)]
     assert followers[0].throttled > 0                                         # it was throttled, and went on
+
+
+def test_a_job_that_ended_before_the_first_read_is_read_at_once_and_the_pace_still_holds():
+    """The follower's pacing with a fake clock: the first read of a finished job is immediate (it is the only read),
+    and a following read still waits its 5 s turn."""
+    from jobs import vertex
+    from stacks.config import load_settings
+    from stacks.contract import outputs_from_settings
+
+    class Response:
+        status_code = 200
+
+        def json(self):
+            return {"entries": []}
+
+    class Session:
+        def post(self, *a, **kw):
+            return Response()
+    now, slept = [100.0], []
+    follower = vertex.LogFollower("projects/1/locations/r/customJobs/7", outputs_from_settings(load_settings("dev"), "1"),
+                                  session=Session(), clock=lambda: now[0],
+                                  sleep=lambda s: (slept.append(s), now.__setitem__(0, now[0] + s)))
+    assert follower.poll() == [] and follower.requests == 0          # not yet due
+    follower.poll(final=True)
+    assert follower.requests == 1 and slept == []                     # read at once
+    follower.poll(final=True)
+    assert follower.requests == 2 and slept == [vertex.LOG_INTERVAL_S]
