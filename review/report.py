@@ -173,6 +173,12 @@ def data_protection(plan: Plan) -> dict:
             "versions": versions, "buckets": buckets}
 
 
+def checkov_env() -> dict[str, str]:
+    """checkov's environment for an offline review: no check for a newer release (it asks pypi.org otherwise, on
+    the first run on a machine); `skip-download` in .checkov.yaml keeps it from fetching policies."""
+    return {**os.environ, "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true"}
+
+
 def run_checkov(path: Path, checkov: str | None = None, plan_json: bool = False) -> dict:
     """checkov, offline with the repo's .checkov.yaml: on the synthesized stack's folder, or on a plan JSON file."""
     root = Path(__file__).resolve().parent.parent
@@ -185,7 +191,7 @@ def run_checkov(path: Path, checkov: str | None = None, plan_json: bool = False)
         ["-d", str(path), "--framework", "terraform_json"]
     proc = subprocess.run([exe, *target, "-o", "json",
                            "--config-file", str(root / ".checkov.yaml"), "--quiet"],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=checkov_env())
     try:
         data = json.loads(proc.stdout)
     except json.JSONDecodeError:

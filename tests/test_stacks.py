@@ -239,8 +239,9 @@ def test_outputs_are_the_contract(plans, env):
 
 def test_checkov_reports_zero_failed_checks(synth_dir):
     checkov = os.environ.get("CHECKOV") or str(ROOT / ".venv-checkov/bin/checkov")
+    from review.report import checkov_env        # offline, as the review runs it (no release check)
     proc = subprocess.run([checkov, "-d", str(synth_dir), "--config-file", str(ROOT / ".checkov.yaml"),
-                           "-o", "json"], capture_output=True, text=True, timeout=600)
+                           "-o", "json"], capture_output=True, text=True, timeout=600, env=checkov_env())
     report = json.loads(proc.stdout)
     summary = report["summary"]
     failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
