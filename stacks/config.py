@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from stacks.constraints import KMS_LOCATION, LABEL_KEY, LABEL_VALUE
 from stacks.errors import ConfigError
 from stacks.facts import (
     DEFAULT_TRAINING_IMAGE,
@@ -28,9 +29,8 @@ CONFIG_DIR = Path(os.environ.get("HFGATE_CONFIG_DIR") or Path(__file__).resolve(
 
 _PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _PREFIX = re.compile(r"^[a-z][a-z0-9-]{0,13}[a-z0-9]$")
-_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
-_KMS_KEY = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
+# One source for Google's label and key-name rules: the constraints table synth and the local cloud apply.
+_LABEL_KEY, _LABEL_VALUE, _KMS_KEY = LABEL_KEY, LABEL_VALUE, KMS_LOCATION
 _POLICY_ID = re.compile(r"^[0-9]{1,20}$")
 _LOCATION = re.compile(r"^[a-z]+-[a-z]+[0-9]$")
 

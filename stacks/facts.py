@@ -146,7 +146,8 @@ def boot_disk_problem(machine_type: str, disk_type: str) -> str | None:
 
 def kms_key_problem(key: str, region: str) -> str | None:
     """A CustomJob's encryption_spec.kms_key_name must be a Cloud KMS key in the job's region (Vertex AI CMEK)."""
-    m = re.match(r"^projects/[^/]+/locations/([^/]+)/keyRings/[^/]+/cryptoKeys/[^/]+$", key)
+    from stacks.constraints import KMS_LOCATION
+    m = KMS_LOCATION.match(key)
     if not m:
         return f"kms_key_name {key!r} must be projects/P/locations/L/keyRings/R/cryptoKeys/K"
     if m.group(1) != region:
