@@ -28,6 +28,7 @@ from jobs.jobspec import Scheduling, TokenDelivery, TrainRequest
 from jobs.lifecycle import SetResult
 from jobs.preflight import Report
 from jobs.progress import Progress
+from jobs.publish import PublishResult
 from jobs.token import HfToken
 from stacks.contract import Outputs, OutputsError
 from stacks.contract import load_outputs as _load_outputs_file
@@ -36,7 +37,7 @@ __all__ = ["AccessDenied", "Backend", "HfToken", "HfgateError", "JobStatus", "Lo
            "Progress",
            "Outputs", "PreflightFailed", "Report", "Scheduling", "SetResult", "StateChange", "Submission", "TokenDelivery",
            "TokenError", "TrainRequest", "Transient", "UsageError", "cancel", "check", "follow", "load_outputs",
-           "logs", "mirror", "set_token", "status", "submit", "token_status", "wait"]
+           "logs", "mirror", "publish", "PublishResult", "set_token", "status", "submit", "token_status", "wait"]
 
 OutputsLike = Union[Outputs, str, os.PathLike]
 TERMINAL = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED")
@@ -212,7 +213,7 @@ def submit(outputs: OutputsLike, request: TrainRequest, *, token_version: str = 
         token_value = pinned.token.reveal() if request.token_delivery is TokenDelivery.ENV else None
     body = build_custom_job(request, outputs, token_version=version_name, token_fingerprint=fingerprint,
                             hf_token_value=token_value, model_path=model_path, dataset_path=dataset_path,
-                            mirror_checks=mirror_checks)
+                            mirror_checks=mirror_checks, model_commit=report.commit if report else None)
     shown = json.loads(json.dumps(body))
     for pool in shown["job_spec"]["worker_pool_specs"]:
         for e in pool["container_spec"]["env"]:
@@ -394,6 +395,21 @@ class _LineSink:
         pass
 
 
+def publish(outputs: OutputsLike, job_or_run: str, repo_id: str, *, public: bool = False,
+            confirm_base_terms: bool = False, license_id: str | None = None, token_version: str = "latest",
+            progress: Callable[[str], None] | None = None) -> "PublishResult":
+    """Upload a finished run (a job id or the run's name) to `repo_id` in one commit, with a model card, using the
+    write token read as the publisher account (impersonated; the read token is never read). Private unless
+    `public`; a gated base model's derivative goes public only with `confirm_base_terms`. Raises UsageError (job not
+    SUCCEEDED, run incomplete, public derivative of a gated model), AccessDenied (not a publisher, read token,
+    wrong organization), NotFound (no write token stored), Transient. Returns jobs.publish.PublishResult."""
+    from jobs import publish as _publish
+    _harden()
+    return _publish.publish(load_outputs(outputs), job_or_run, repo_id, public=public,
+                            confirm_base_terms=confirm_base_terms, license_id=license_id,
+                            token_version=token_version, progress=progress)
+
+
 def token_status(outputs: OutputsLike) -> dict:
     """Versions, which one `latest` is, the current token's owner and role, rotation due date, jobs per version."""
     from jobs import lifecycle
@@ -402,11 +418,17 @@ def token_status(outputs: OutputsLike) -> dict:
 
 
 def set_token(outputs: OutputsLike, token: HfToken | str, *, model: str | None = None, revision: str = "main",
-              keep_versions_for_jobs: bool = False, force: bool = False) -> SetResult:
+              keep_versions_for_jobs: bool = False, force: bool = False, kind: str = "read",
+              repo: str | None = None) -> SetResult:
     """Validate a token against the Hub (and a model's gated access), add it as a new version, disable the old.
-    `keep_versions_for_jobs=True` is `token rotate`. Returns jobs.lifecycle.SetResult."""
+    `keep_versions_for_jobs=True` is `token rotate`. `kind="write"` stores the write token (`publish`), checked by
+    its own preflight (against `repo`, the target repository, if given): a read token is refused (AccessDenied).
+    Returns jobs.lifecycle.SetResult."""
     from jobs import lifecycle
     _harden()
+    if kind not in ("read", "write"):
+        raise UsageError(f"unknown token kind {kind!r}", "use kind='read' (training) or kind='write' (publishing)")
     value = token if isinstance(token, HfToken) else HfToken(token, source="api")
     return lifecycle.set_token(load_outputs(outputs), value, model, revision,
-                               keep_versions_for_jobs=keep_versions_for_jobs, force=force)
+                               keep_versions_for_jobs=keep_versions_for_jobs, force=force, write=kind == "write",
+                               repo=repo)

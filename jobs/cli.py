@@ -31,6 +31,8 @@ EXAMPLES = """examples:
   hfgate submit ... --scheduling SPOT --checkpoint-every 200    # preempted? Vertex restarts it; it resumes
   hfgate status JOB | hfgate logs JOB | hfgate cancel JOB
   hfgate token set --env dev < token.txt                        # validated first; never from argv
+  hfgate token set --kind write --repo acme/txgemma-sft < write-token.txt   # the publishing token
+  hfgate publish RUN_OR_JOB --env dev --repo acme/txgemma-sft   # a finished run to the Hub (private)
 environment: --outputs FILE, else $HFGATE_OUTPUTS, else outputs/<env>.json (cdktn output --outputs-file)
 """
 
@@ -152,6 +154,25 @@ def _parser() -> argparse.ArgumentParser:
     mi.add_argument("--allow-pickle", action="store_true", help="also mirror repos that only have pickle weights")
     mi.add_argument("--token-version", default="latest")
 
+    pb = sub.add_parser("publish", parents=[common], help="upload a finished run to a Hub repository (private)",
+                        description="Upload a run whose job SUCCEEDED (its final files: no checkpoints) to a Hub"
+                        " repository in one commit, with a model card naming the base model and revision, the"
+                        " dataset, the run and the job, and carrying the base model's license. The write token is"
+                        " read as the publisher account (you impersonate it: `publishers` in config/<env>.toml);"
+                        " the training token is never read. New repositories are private unless --public."
+                        " Publishing the same run again uploads nothing. Every file's hash is checked on the Hub"
+                        " afterwards.", epilog=EXIT_CODES + "\nexamples:\n  hfgate publish txgemma-sft-v2 --env dev"
+                        " --repo acme/txgemma-sft\n  hfgate publish 1234567890 --env dev --repo acme/txgemma-sft"
+                        " --public --confirm-base-terms\n", formatter_class=argparse.RawDescriptionHelpFormatter)
+    pb.add_argument("run", metavar="RUN_OR_JOB", help="the run's --display-name (its newest job) or a job id")
+    pb.add_argument("--repo", required=True, help="target model repository, ORG/NAME (created if missing)")
+    pb.add_argument("--public", action="store_true", help="create (or keep) the repository public")
+    pb.add_argument("--confirm-base-terms", action="store_true",
+                    help="with --public and a gated base model: you have checked that its terms allow publishing a"
+                         " derivative")
+    pb.add_argument("--license", dest="license_id", help="license id for the card (default: the base model's)")
+    pb.add_argument("--token-version", default="latest", help="write token secret version (default latest)")
+
     tok = sub.add_parser("token", help="store, inspect and rotate the Hugging Face token in Secret Manager",
                          description="The token never travels in argv: `set` and `rotate` read it from stdin (hidden"
                          " prompt on a terminal) or from your local Hugging Face login.",
@@ -165,6 +186,11 @@ def _parser() -> argparse.ArgumentParser:
         t = tsub.add_parser(name, parents=[common], help=helptext, description=helptext, epilog=EXIT_CODES,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         t.add_argument("--from-hf-login", action="store_true", help="use huggingface_hub.get_token() instead of stdin")
+        t.add_argument("--kind", choices=["read", "write"], default="read",
+                       help="read: the training token (default); write: the publishing token (hfgate publish),"
+                            " checked by its own preflight: fine-grained with write on the target preferred, a"
+                            " broad write token warned about, a read token refused (exit 4)")
+        t.add_argument("--repo", help="with --kind write: check the token may write to this repository (ORG/NAME)")
         t.add_argument("--model", help="also check gated access to this model before storing")
         t.add_argument("--revision", default="main")
         if name == "rotate":
@@ -412,9 +438,16 @@ def cmd_token(args) -> int:
             for p in info["problems"]:
                 print(f"  ! {p}")
         return 0
+    from jobs.errors import UsageError
+    if args.kind == "write" and args.model:
+        raise UsageError("--model checks gated access for training; the write token is checked against --repo",
+                         "drop --model, or pass --repo ORG/NAME")
+    if args.kind == "read" and args.repo:
+        raise UsageError("--repo is for the write token", "add --kind write, or drop --repo")
     token = lifecycle.read_new_token(args.from_hf_login)
     result = api.set_token(outputs, token, model=args.model, revision=args.revision,
-                           keep_versions_for_jobs=args.token_command == "rotate", force=getattr(args, "force", False))
+                           keep_versions_for_jobs=args.token_command == "rotate", force=getattr(args, "force", False),
+                           kind=args.kind, repo=args.repo)
     data = {"version": result.version, "fingerprint": result.fingerprint, "user": result.user, "role": result.role,
             "disabled": result.disabled, "kept_for_running_jobs": result.kept_for_jobs}
     if args.json:
@@ -427,12 +460,43 @@ def cmd_token(args) -> int:
             print(f"  kept {name} enabled: used by {len(jobs)} running job(s); run `hfgate token rotate` again"
                   " when they finish, or --force")
     if result.role == "write":
-        print("hfgate: warning: a write token is broader than training needs; prefer read or fine-grained",
+        print("hfgate: warning: a write token is broader than training needs; prefer read or fine-grained"
+              if args.kind == "read" else "hfgate: warning: a broad write token pushes to every repository its"
+              " owner can; prefer a fine-grained token with write on the target organization or repository",
               file=sys.stderr)
     return 0
 
 
-COMMANDS = {"review": cmd_review, "mirror": cmd_mirror, "token": cmd_token, "check": cmd_check, "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs,
+def cmd_publish(args) -> int:
+    from jobs.preflight import MARK
+
+    def preflight_rows(report):
+        if not args.json:
+            for c in report.checks:
+                print(f"  {MARK[c.status]} {c.name}: {c.detail}" + (f"\n      fix: {c.fix}" if c.fix and
+                                                                     c.status != "ok" else ""), file=sys.stderr)
+    from jobs import publish as _publish
+    result = _publish.publish(_outputs(args), args.run, args.repo, public=args.public,
+                              confirm_base_terms=args.confirm_base_terms, license_id=args.license_id,
+                              token_version=args.token_version, on_preflight=preflight_rows,
+                              progress=(lambda line: print(line, file=sys.stderr, flush=True))
+                              if not args.json else None)
+    data = {"ok": True, "repo": result.repo_id, "url": result.url, "commit": result.commit,
+            "private": result.private, "created_repo": result.created_repo, "files": result.files,
+            "bytes": result.bytes, "uploaded": result.uploaded, "run": result.run, "job": result.job,
+            "base_model": result.base_model, "license": result.license, "warnings": list(result.warnings)}
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(f"{result.url} @ {result.commit[:12]}: {result.files} files"
+              f" ({'private' if result.private else 'PUBLIC'}, license {result.license}); "
+              + ("nothing new uploaded" if result.uploaded == 0 else f"{result.uploaded} changed"))
+        for w in result.warnings:
+            print(f"hfgate: warning: {w}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"publish": cmd_publish, "review": cmd_review, "mirror": cmd_mirror, "token": cmd_token, "check": cmd_check, "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs,
             "cancel": cmd_cancel, "machines": cmd_machines}
 
 if __name__ == "__main__":

@@ -23,18 +23,27 @@ def credentials():
     return creds
 
 
-def _transport(transport_cls, endpoint: str | None, default_host: str):
-    return transport_cls(host=endpoint or default_host, credentials=credentials())
+def impersonated(target_email: str, lifetime_s: int = 900):
+    """Short-lived credentials of `target_email`, minted with the caller's own (IAM Credentials
+    generateAccessToken; the caller needs Service Account Token Creator on that account). Nothing is minted until
+    first use."""
+    from google.auth import impersonated_credentials
+    return impersonated_credentials.Credentials(source_credentials=credentials(), target_principal=target_email,
+                                                target_scopes=SCOPES, lifetime=lifetime_s)
 
 
-def secret_manager():
+def _transport(transport_cls, endpoint: str | None, default_host: str, creds=None):
+    return transport_cls(host=endpoint or default_host, credentials=creds or credentials())
+
+
+def secret_manager(creds=None):
     from google.cloud.secretmanager_v1 import SecretManagerServiceClient
     from google.cloud.secretmanager_v1.services.secret_manager_service.transports.grpc import (
         SecretManagerServiceGrpcTransport,
     )
     return SecretManagerServiceClient(transport=_transport(
         SecretManagerServiceGrpcTransport, os.environ.get("HFGATE_SECRETMANAGER_ENDPOINT"),
-        "secretmanager.googleapis.com"))
+        "secretmanager.googleapis.com", creds))
 
 
 def vertex(region: str):

@@ -144,7 +144,8 @@ def bootstrap_command() -> list[str]:
 
 def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str, token_fingerprint: str,
                      hf_token_value: str | None = None, model_path: str | None = None,
-                     dataset_path: str | None = None, mirror_checks: list[dict] | None = None) -> dict:
+                     dataset_path: str | None = None, mirror_checks: list[dict] | None = None,
+                     model_commit: str | None = None) -> dict:
     """The CustomJob as the JSON form of aiplatform_v1.CustomJob. Never contains the token unless
     `token_delivery` is ENV (then `hf_token_value` is required and the caller warns). With MIRROR, `mirror_checks`
     ({dir, manifest_sha256} per mirror folder) are verified by the bootstrap before the trainer starts."""
@@ -223,6 +224,8 @@ def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str,
     labels = {"managed-by": "hfgate", "hfgate-model": label_value(req.model),
               "hfgate-token-version": label_value(token_version.rsplit("/", 1)[-1]) if token_version else "none",
               "hfgate-token-fp": token_fingerprint or "none", "hfgate-delivery": req.token_delivery.value}
+    if model_commit and re.fullmatch(r"[0-9a-f]{40}", model_commit):
+        labels["hfgate-model-commit"] = model_commit     # what the preflight resolved the revision to (publish)
     hashed = json.loads(json.dumps(body))
     if req.token_delivery is TokenDelivery.ENV:   # the id must not be derivable from the token
         for pool in hashed["job_spec"]["worker_pool_specs"]:

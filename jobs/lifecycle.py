@@ -50,10 +50,12 @@ class SetResult:
     kept_for_jobs: dict[str, list[str]] = field(default_factory=dict)   # version -> running jobs
 
 
-def validate(token: HfToken, model: str | None = None, revision: str = "main"):
-    """The preflight, before anything is written. Raises a TokenError/AccessDenied/NotFound with the report."""
-    from jobs.preflight import preflight
-    report = preflight(token, model, revision)
+def validate(token: HfToken, model: str | None = None, revision: str = "main", *, write: bool = False,
+             repo: str | None = None):
+    """The preflight, before anything is written (the write token's own with `write`, against `repo` if given).
+    Raises a TokenError/AccessDenied/NotFound with the report."""
+    from jobs.preflight import preflight, write_preflight
+    report = write_preflight(token, repo) if write else preflight(token, model, revision)
     if not report.ok:
         failed = [c for c in report.checks if c.status == "fail"]
         err = HfgateError("; ".join(c.detail for c in failed) + " (nothing was stored)",
@@ -68,24 +70,26 @@ def _client():
     return endpoints.secret_manager()
 
 
-def _call(fn, what: str, outputs: Outputs):
+def _call(fn, what: str, outputs: Outputs, secret: str | None = None):
     from google.api_core import exceptions as gexc
     from jobs.secret import _who, _with_retries
+    secret = secret or outputs.token_secret
     try:
         return _with_retries(fn, what)
     except gexc.PermissionDenied:
         who = _who()
-        raise AccessDenied(f"{who} may not {what} on {outputs.token_secret}",
+        raise AccessDenied(f"{who} may not {what} on {secret}",
                            "the platform team adds versions: grant roles/secretmanager.secretVersionManager on the"
                            f" secret (not the project) to {who}, or ask someone who has it") from None
     except gexc.NotFound:
-        raise NotFound(f"secret {outputs.token_secret} does not exist",
+        raise NotFound(f"secret {secret} does not exist",
                        f"deploy the stacks for env {outputs.env} (make deploy ENV={outputs.env})") from None
 
 
-def _versions(outputs: Outputs, client):
-    return list(_call(lambda: client.list_secret_versions(request={"parent": outputs.token_secret}),
-                      "list versions", outputs))
+def _versions(outputs: Outputs, client, secret: str | None = None):
+    secret = secret or outputs.token_secret
+    return list(_call(lambda: client.list_secret_versions(request={"parent": secret}), "list versions", outputs,
+                      secret))
 
 
 def running_jobs_by_version(outputs: Outputs) -> dict[str, list[str]]:
@@ -103,19 +107,24 @@ def running_jobs_by_version(outputs: Outputs) -> dict[str, list[str]]:
 
 
 def set_token(outputs: Outputs, token: HfToken, model: str | None = None, revision: str = "main",
-              keep_versions_for_jobs: bool = False, force: bool = False, client=None) -> SetResult:
-    """Validate, add, then disable the previously enabled versions (kept if a running job uses them, when asked)."""
+              keep_versions_for_jobs: bool = False, force: bool = False, client=None, *, write: bool = False,
+              repo: str | None = None) -> SetResult:
+    """Validate, add, then disable the previously enabled versions (kept if a running job uses them, when asked).
+    With `write`: the write token (publishing), validated by its own preflight (against `repo` if given); jobs
+    never use it, so nothing is kept for them."""
     import google_crc32c
     from google.cloud.secretmanager_v1 import types as sm
 
-    report = validate(token, model, revision)
+    report = validate(token, model, revision, write=write, repo=repo)
+    secret = outputs.write_token_secret if write else outputs.token_secret
     client = client or _client()
-    previous = [v for v in _versions(outputs, client) if v.state == sm.SecretVersion.State.ENABLED]
-    busy = running_jobs_by_version(outputs) if keep_versions_for_jobs else {}
+    previous = [v for v in _versions(outputs, client, secret) if v.state == sm.SecretVersion.State.ENABLED]
+    busy = running_jobs_by_version(outputs) if keep_versions_for_jobs and not write else {}
     data = token.reveal().encode()
     added = _call(lambda: client.add_secret_version(request={
-        "parent": outputs.token_secret,
-        "payload": sm.SecretPayload(data=data, data_crc32c=google_crc32c.value(data))}), "add a version", outputs)
+        "parent": secret,
+        "payload": sm.SecretPayload(data=data, data_crc32c=google_crc32c.value(data))}), "add a version", outputs,
+        secret)
     result = SetResult(added.name, token.fingerprint, report.user, report.token_role)
     for v in previous:
         number = v.name.rsplit("/", 1)[-1]
@@ -123,7 +132,7 @@ def set_token(outputs: Outputs, token: HfToken, model: str | None = None, revisi
             result.kept_for_jobs[v.name] = busy[number]
             continue
         _call(lambda name=v.name: client.disable_secret_version(request={"name": name}), "disable a version",
-              outputs)
+              outputs, secret)
         result.disabled.append(v.name)
     log.info("stored token %s as %s", token.fingerprint, added.name)
     return result

@@ -286,3 +286,90 @@ def _case_hint(api, model: str, token: str) -> str | None:
     except Exception:  # noqa: BLE001 - a hint is best effort
         return None
     return None
+
+
+def _writable(who: dict, namespace: str, repo_id: str | None) -> tuple[bool, str]:
+    """Whether a token may write to `namespace` (or the one repository `repo_id`), from whoami-v2 alone, and why."""
+    access = who.get("auth", {}).get("accessToken", {})
+    role, user = access.get("role"), who.get("name")
+    orgs = {o.get("name") for o in who.get("orgs", [])}
+    if namespace != user and namespace not in orgs:
+        return False, f"{user} is not a member of the organization {namespace}"
+    if role == "write":
+        return True, f"a write token of {user}"
+    if role == "fineGrained":
+        for s in access.get("fineGrained", {}).get("scoped", []):
+            entity, perms = s.get("entity", {}), s.get("permissions", [])
+            if "repo.write" not in perms:
+                continue
+            if entity.get("name") == namespace and entity.get("type") in ("user", "org"):
+                return True, f"fine-grained: write to the repositories of {namespace}"
+            if repo_id and entity.get("name") == repo_id:
+                return True, f"fine-grained: write to {repo_id} only"
+        return False, f"this fine-grained token has no write permission on {repo_id or namespace}"
+    return False, f"a {role} token cannot write"
+
+
+def write_preflight(token: HfToken, repo_id: str | None = None, api=None) -> Report:
+    """The write token's own check (`hfgate token set --kind write`, and `publish` before any upload): a
+    fine-grained token with write on the target organization or repository is what it should be; a broad write
+    token works with a warning; a read token, or one that cannot write to the target, is refused (exit 4)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    t0 = time.perf_counter()
+    report = Report(repo_id or "", "main")
+    problem = shape_problem(token.reveal())
+    if problem:
+        report.checks.append(Check("token shape", FAIL, problem[0], problem[1], EXIT_TOKEN))
+        return report
+    report.checks.append(Check("token shape", OK, f"hf_… (sha256:{token.fingerprint})"))
+    _bound_hub_timeouts()
+    api = api or HfApi()
+    try:
+        who = _retrying(lambda: api.whoami(token=token.reveal(), cache=False))
+    except HfHubHTTPError as exc:
+        if exc.response is not None and exc.response.status_code == 401:
+            report.checks.append(Check("token valid", FAIL, "the Hub rejects this token (invalid or revoked)",
+                                       f"create a fine-grained token with write access at {_hub()}/settings/tokens",
+                                       EXIT_TOKEN))
+        else:
+            report.checks.append(_transient("token valid", exc))
+        report.seconds = time.perf_counter() - t0
+        return report
+    except (OSError, *_transport_errors()) as exc:
+        report.checks.append(_transient("token valid", exc))
+        report.seconds = time.perf_counter() - t0
+        return report
+    access = who.get("auth", {}).get("accessToken", {})
+    role = access.get("role")
+    report.user, report.token_role = who.get("name"), role
+    orgs = ", ".join(o["name"] for o in who.get("orgs", [])) or "no orgs"
+    detail = f"user {who.get('name')} ({orgs}), {role} token {access.get('displayName', '')!r}"
+    scoped_fix = (f"create a fine-grained token at {_hub()}/settings/tokens with 'Write access to contents/settings"
+                  f" of selected repos' on {repo_id or 'the target organization'}, then: hfgate token set --kind"
+                  " write")
+    if role == "read":
+        report.checks.append(Check("write access", FAIL, detail + ": a read token cannot publish", scoped_fix,
+                                   EXIT_ACCESS))
+    elif role == "write":
+        report.checks.append(Check("write access", WARN, detail + ": writes to every repository its owner and"
+                                   " their organizations can", "prefer a fine-grained token scoped to the target"
+                                   " organization or repository (least privilege): " + scoped_fix))
+    elif role == "fineGrained":
+        writes = [s["entity"]["name"] for s in access.get("fineGrained", {}).get("scoped", [])
+                  if "repo.write" in s.get("permissions", [])]
+        if writes:
+            report.checks.append(Check("write access", OK, detail + f": writes to {', '.join(writes)}"))
+        else:
+            report.checks.append(Check("write access", FAIL, detail + ": no write permission anywhere",
+                                       scoped_fix, EXIT_ACCESS))
+    else:
+        report.checks.append(Check("write access", FAIL, detail + ": not a user access token", scoped_fix,
+                                   EXIT_ACCESS))
+    if repo_id and report.ok:
+        ok, why = _writable(who, repo_id.split("/")[0], repo_id)
+        report.checks.append(Check("target", OK if ok else FAIL, f"{repo_id}: {why}",
+                                   "" if ok else scoped_fix, EXIT_OK if ok else EXIT_ACCESS))
+    report.seconds = time.perf_counter() - t0
+    return report

@@ -51,18 +51,26 @@ def _who() -> str:
         return "the caller"
 
 
-def read_token(outputs: Outputs, version: str = "latest", client=None) -> PinnedToken:
+def read_token(outputs: Outputs, version: str = "latest", client=None, *, write: bool = False) -> PinnedToken:
+    """The read token (training), or with `write` the write token (publishing: pass a client whose credentials
+    are the publisher's, see jobs.publish)."""
     from google.api_core import exceptions as gexc
     import google_crc32c
 
     from jobs import endpoints
     client = client or endpoints.secret_manager()
-    secret = outputs.token_secret
+    secret = outputs.write_token_secret if write else outputs.token_secret
+    kind = " --kind write" if write else ""
     name = f"{secret}/versions/{version}"
     try:
         resp = _with_retries(lambda: client.access_secret_version(name=name), f"access to {name}")
     except gexc.PermissionDenied:
         who = _who()
+        if write:
+            raise AccessDenied(f"{who} may not read the write token {secret}",
+                               f"only the publisher {outputs.publisher_email} reads it: publish through it (hfgate"
+                               " publish impersonates it; add yourself to `publishers` in config/"
+                               f"{outputs.env}.toml and apply)") from None
         raise AccessDenied(f"{who} may not read {secret} (or it does not exist: check --env / --outputs)",
                            f"grant roles/secretmanager.secretAccessor on the secret (not the project) to {who}:"
                            f" gcloud secrets add-iam-policy-binding {secret.rsplit('/', 1)[-1]}"
@@ -73,7 +81,7 @@ def read_token(outputs: Outputs, version: str = "latest", client=None) -> Pinned
         if "Secret Version" in (exc.message or "") or version != "latest":
             raise NotFound(f"{secret} has no version {version!r}" if version != "latest" else
                            f"{secret} has no versions yet",
-                           f"add the token: hfgate token set --env {outputs.env} (reads it from stdin)") from None
+                           f"add the token: hfgate token set{kind} --env {outputs.env} (reads it from stdin)") from None
         raise NotFound(f"secret {secret} does not exist",
                        f"deploy the stacks for env {outputs.env} (make deploy ENV={outputs.env}), or check"
                        " --outputs points at the right environment") from None
@@ -81,7 +89,7 @@ def read_token(outputs: Outputs, version: str = "latest", client=None) -> Pinned
         state = "destroyed" if "DESTROYED" in (exc.message or "") else "disabled"
         raise NotFound(f"{name} is {state}" + (" (`latest` is the newest version, whatever its state)"
                                                if version == "latest" else ""),
-                       f"add a fresh version with `hfgate token set --env {outputs.env}`" +
+                       f"add a fresh version with `hfgate token set{kind} --env {outputs.env}`" +
                        ("" if state == "destroyed" else
                         f", or enable it: gcloud secrets versions enable {resp_version(exc)} --secret"
                         f" {secret.rsplit('/', 1)[-1]}")) from None
@@ -91,7 +99,8 @@ def read_token(outputs: Outputs, version: str = "latest", client=None) -> Pinned
     try:
         value = data.decode()
     except UnicodeDecodeError:
-        raise TokenError(f"{resp.name} is not text", f"store the token itself: hfgate token set --env {outputs.env}")
+        raise TokenError(f"{resp.name} is not text",
+                         f"store the token itself: hfgate token set{kind} --env {outputs.env}")
     if value.endswith("\n") and value.strip() and "\n" not in value.strip():
         log.warning("the secret ends with a newline (as `echo TOKEN | gcloud secrets versions add` stores it);"
                     " stripped it. Store it with `hfgate token set` or `printf %%s` to avoid this.")

@@ -96,6 +96,7 @@ class LocalCloud:
         self.logging_lock = threading.Lock()
         self._metadata_by_member: dict[str, object] = {}
         self.boundary_lookups: list[str] = []     # allowedLocations calls served (localcloud.gateway)
+        self.impersonations: list[tuple[str, str]] = []   # (caller, account) of every access token minted
         self.started = False
 
     # principals --------------------------------------------------------------------------------------------------
@@ -298,6 +299,26 @@ def _allowed_locations(cloud: LocalCloud, path: str, authorization: str | None) 
     return 200, {"locations": [cloud.region], "encodedLocations": "0x0"}
 
 
+TOKEN_CREATOR_ROLES = {"roles/iam.serviceAccountTokenCreator", "roles/owner"}
+
+
+def _generate_access_token(cloud: LocalCloud, path: str, authorization: str | None) -> tuple[int, dict]:
+    """IAM Credentials `serviceAccounts.generateAccessToken` (impersonation): the caller needs
+    iam.serviceAccounts.getAccessToken on that account (Service Account Token Creator), as in the "Create short-lived
+    credentials for a service account" page; the token then speaks for the account, for an hour at most."""
+    email = path.removeprefix("/v1/projects/-/serviceAccounts/").removesuffix(":generateAccessToken")
+    member = cloud.identities.member_for(authorization)
+    if member is None:
+        return 401, {"error": {"code": 401, "message": "Request had invalid authentication credentials.",
+                               "status": "UNAUTHENTICATED"}}
+    if not cloud.grants.has(member, TOKEN_CREATOR_ROLES, f"serviceAccount:{email}"):
+        return 403, {"error": {"code": 403, "message": "Permission 'iam.serviceAccounts.getAccessToken' denied on"
+                               " resource (or it may not exist).", "status": "PERMISSION_DENIED"}}
+    cloud.impersonations.append((member, email))
+    expire = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    return 200, {"accessToken": cloud.identities.issue(f"serviceAccount:{email}"), "expireTime": expire}
+
+
 def _rest_handler(cloud: LocalCloud):
     """googleapis REST: Secret Manager's `v1/{name}:access` and Cloud Logging's `v2/entries:list`."""
 
@@ -342,6 +363,9 @@ def _rest_handler(cloud: LocalCloud):
             except ValueError:
                 return self._send(400, {"error": {"code": 400, "message": "Invalid JSON payload received.",
                                                   "status": "INVALID_ARGUMENT"}})
+            if path.startswith("/v1/projects/-/serviceAccounts/") and path.endswith(":generateAccessToken"):
+                return self._send(*_generate_access_token(cloud, urllib.parse.unquote(path),
+                                                          self.headers.get("authorization")))
             if path == "/v2/entries:list":
                 if cloud.identities.member_for(self.headers.get("authorization")) is None:
                     return self._send(401, {"error": {"code": 401, "message": "Request had invalid authentication"

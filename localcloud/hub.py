@@ -6,9 +6,11 @@ the Jobs API, exact status codes with X-Error-Code / X-Error-Message, a request 
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import threading
 import time
@@ -40,6 +42,9 @@ def file_entry(path: str, data: bytes) -> dict:
                 "lfs": {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": len(pointer)}}
     return {"type": "file", "oid": git_blob_id(data), "size": len(data), "path": path}
 TREE_PAGE = 50
+# What the Hub commits in a new repository: large and binary formats go to LFS (abridged).
+GITATTRIBUTES = (b"*.bin filter=lfs diff=lfs merge=lfs -text\n*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
+                 b"*.pt filter=lfs diff=lfs merge=lfs -text\n*.model filter=lfs diff=lfs merge=lfs -text\n")
 
 
 @dataclass
@@ -64,9 +69,11 @@ class Repo:
     access: dict[str, str] = field(default_factory=dict)  # user -> accepted | pending | rejected
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # sha -> files
     refs: dict[str, str] = field(default_factory=dict)                  # branch/tag -> sha
+    history: list[dict] = field(default_factory=list)                   # commits made through the write API
 
-    def commit(self, files: dict[str, bytes], revision: str = "main") -> str:
-        base = dict(self.commits.get(self.refs.get(revision, ""), {}))
+    def commit(self, files: dict[str, bytes], revision: str = "main", replace: bool = False) -> str:
+        """A new commit on `revision`: `files` on top of its head (or exactly `files`, with replace)."""
+        base = {} if replace else dict(self.commits.get(self.refs.get(revision, ""), {}))
         base.update(files)
         digest = hashlib.sha1(json.dumps(sorted((p, hashlib.sha256(b).hexdigest()) for p, b in base.items()))
                               .encode() + self.id.encode() + revision.encode() + str(len(self.commits)).encode())
@@ -130,9 +137,9 @@ class HubState:
 
 
 class HubError(Exception):
-    def __init__(self, status: int, code: str | None, message: str):
+    def __init__(self, status: int, code: str | None, message: str, extra: dict | None = None):
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.extra = status, code, message, extra or {}
 
 
 def start_hub(state: HubState, tls_context=None):
@@ -182,6 +189,35 @@ def _cdn_handler(state: HubState):
             self.end_headers()
             self.wfile.write(chunk)
 
+        def do_PUT(self):
+            """The presigned upload URL the LFS batch answer hands out (S3 in production): the body must hash to the
+            object id it was signed for, or it is refused as S3 refuses a bad checksum; nothing is stored then."""
+            url = urllib.parse.urlsplit(self.path)
+            q = urllib.parse.parse_qs(url.query)
+            oid = url.path.rsplit("/", 1)[-1]
+            expires = int(q.get("Expires", ["0"])[0])
+            good = hmac.compare_digest(q.get("Signature", [""])[0], _sign(state, "put:" + oid, expires))
+            length = int(self.headers.get("Content-Length") or 0)
+            data = self.rfile.read(length) if length else b""
+            state.log.append({"method": "PUT", "path": "cdn:" + url.path, "user": None, "t": time.time(),
+                              "authorization": self.headers.get("authorization") is not None,
+                              "host": state.public_hosts["cdn"], "wire_path": url.path,
+                              "user_agent": self.headers.get("User-Agent", "")})
+            if not good or expires < time.time():
+                status, body = 403, b"<Error><Code>AccessDenied</Code></Error>"
+            elif hashlib.sha256(data).hexdigest() != oid:
+                status, body = 400, b"<Error><Code>BadDigest</Code></Error>"
+            else:
+                with state.lock:
+                    state.blobs[oid] = data
+                status, body = 200, b""
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            if status == 200:
+                self.send_header("ETag", f'"{hashlib.md5(data).hexdigest()}"')
+            self.end_headers()
+            self.wfile.write(body)
+
     return Cdn
 
 
@@ -225,7 +261,7 @@ def _hub_handler(state: HubState, cdn):
             headers = {"X-Error-Message": err.message}
             if err.code:
                 headers["X-Error-Code"] = err.code
-            self._send(err.status, {"error": err.message}, headers, head_only)
+            self._send(err.status, {"error": err.message, **err.extra}, headers, head_only)
 
         def _fault(self, path: str) -> bool:
             with state.lock:
@@ -328,6 +364,14 @@ def _hub_handler(state: HubState, cdn):
                 return self._send(200, found)
             if path.startswith("/api/jobs/"):
                 return self._jobs(method, path, token)
+            if path == "/api/repos/create" and method == "POST":
+                return self._create_repo(token)
+            if path == "/api/validate-yaml" and method == "POST":
+                return self._validate_yaml()
+            if path.endswith(".git/info/lfs/objects/batch") and method == "POST":
+                return self._lfs_batch(path, token)
+            if path.startswith("/api/lfs-verify/") and method == "POST":
+                return self._lfs_verify(path, token)
             for kind, prefix in (("model", "/api/models/"), ("dataset", "/api/datasets/")):
                 if path.startswith(prefix):
                     return self._api_repo(kind, path[len(prefix):], query, token)
@@ -448,6 +492,10 @@ def _hub_handler(state: HubState, cdn):
                 rev, _, sub = tail[5:].partition("/")
                 sha = self._revision(repo, rev)
                 return self._tree(repo, sha, sub, query)
+            if tail.startswith("preupload/") and self.command == "POST":
+                return self._preupload(repo, tail[len("preupload/"):], token)
+            if tail.startswith("commit/") and self.command == "POST":
+                return self._commit(repo, tail[len("commit/"):], token)
             if tail.startswith("paths-info/") and self.command == "POST":
                 return self._paths_info(repo, self._revision(repo, tail[len("paths-info/"):]))
             raise HubError(404, None, "Not Found")
@@ -524,6 +572,194 @@ def _hub_handler(state: HubState, cdn):
                 return self._send(302, b"", headers)
             headers["ETag"] = f'"{git_blob_id(data)}"'
             self._send(200, data, headers, head_only=method == "HEAD")
+
+        # writes ------------------------------------------------------------------------------------------------------
+        def _may_write(self, token: Token | None, namespace: str, repo_id: str | None = None) -> bool:
+            """A write token writes where its owner may (the user's namespace, the user's orgs); a fine-grained token
+            only where it is scoped with `repo.write` (the namespace, or the one repository); a read token nowhere."""
+            if token is None or token.role == "read":
+                return False
+            orgs = state.users.get(token.owner, {"orgs": []})["orgs"]
+            if namespace != token.owner and namespace not in orgs:
+                return False
+            if token.role == "write":
+                return True
+            return any("repo.write" in s.get("permissions", []) and (
+                s["entity"]["name"] == namespace and s["entity"].get("type") in ("user", "org") or
+                repo_id is not None and s["entity"]["name"] == repo_id and s["entity"].get("type") in (
+                    "model", "dataset")) for s in token.scoped)
+
+        def _write_access(self, repo: Repo, token: Token | None):
+            if token is None:
+                raise HubError(401, None, "Invalid credentials in Authorization header")
+            if not self._may_write(token, repo.id.split("/")[0], repo.id):
+                raise HubError(403, None, "Forbidden: you must use a write token to upload to a repository"
+                               if token.role == "read" else
+                               f"You don't have the rights to write to {repo.type} {repo.id}")
+
+        def _create_repo(self, token):
+            """POST /api/repos/create: {name, organization, visibility|private, type}. 409 if it exists (the client
+            treats that as success with exist_ok), 403 where the token may not create."""
+            if token is None:
+                raise HubError(401, None, "Invalid credentials in Authorization header")
+            body = json.loads(self.body or b"{}")
+            name, kind = body.get("name") or "", body.get("type") or "model"
+            namespace = body.get("organization") or token.owner
+            repo_id = f"{namespace}/{name}"
+            if kind not in ("model", "dataset") or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}", name) \
+                    or ".." in name or name.endswith((".git", ".")):
+                raise HubError(400, None, f"Invalid repo name {name!r}: use letters, digits, '-', '_' and '.'"
+                                          " (no '--' or '..', at most 96 characters)")
+            if not self._may_write(token, namespace, repo_id):
+                raise HubError(403, None, f'You don\'t have the rights to create a {kind} under the namespace'
+                                          f' "{namespace}"')
+            existing = state.repos.get(repo_id)
+            if existing is not None:
+                # The client's exist_ok reads `url` from the 409 body.
+                raise HubError(409, None, f"You already created this {kind} repo", {"url": self._repo_url(existing)})
+            private = body.get("private")
+            if "visibility" in body:
+                private = body["visibility"] != "public"
+            with state.lock:
+                repo = Repo(repo_id, type=kind, private=bool(private), license="other", members={namespace})
+                repo.commit({".gitattributes": GITATTRIBUTES})
+                state.repos[repo_id] = repo
+            self._send(200, {"url": self._repo_url(repo), "name": repo_id,
+                             "id": hashlib.md5(repo_id.encode()).hexdigest()[:24]})
+
+        def _repo_url(self, repo: Repo) -> str:
+            return f"{hub_scheme}://{self.headers['Host']}/" + ("" if repo.type == "model" else "datasets/") + repo.id
+
+        def _validate_yaml(self):
+            """POST /api/validate-yaml: the model card's front matter must be a YAML mapping."""
+            body = json.loads(self.body or b"{}")
+            content = body.get("content") or ""
+            errors = []
+            if content.startswith("---"):
+                head, sep, _ = content[3:].partition("\n---")
+                if not sep:
+                    errors.append({"message": "the metadata block is not closed by a '---' line"})
+                else:
+                    import yaml
+                    try:
+                        meta = yaml.safe_load(head)
+                    except yaml.YAMLError as exc:
+                        errors.append({"message": f"invalid YAML: {exc}"})
+                    else:
+                        if meta is not None and not isinstance(meta, dict):
+                            errors.append({"message": "the metadata must be a mapping"})
+            if errors:
+                return self._send(400, {"errors": errors, "warnings": []},
+                                  {"X-Error-Message": "Invalid metadata in README.md"})
+            self._send(200, {"errors": [], "warnings": []})
+
+        def _preupload(self, repo: Repo, rev: str, token):
+            """POST preupload/{revision}: per file, whether it goes to LFS (large or binary) and the oid the file
+            has at that revision (git blob id, or the LFS object's sha256), which lets the client skip unchanged
+            files."""
+            self._write_access(repo, token)
+            sha = repo.refs.get(urllib.parse.unquote(rev))
+            files = repo.commits.get(sha, {}) if sha else {}
+            out = []
+            for f in json.loads(self.body or b"{}").get("files", []):
+                lfs = int(f.get("size") or 0) >= LFS_THRESHOLD     # the same rule file_entry lists files by
+                existing = files.get(f["path"])
+                oid = None
+                if existing is not None:
+                    entry = file_entry(f["path"], existing)
+                    oid = entry["lfs"]["oid"] if lfs and "lfs" in entry else (git_blob_id(existing) if not lfs
+                                                                              else None)
+                out.append({"path": f["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False,
+                            "oid": oid})
+            self._send(200, {"files": out, "commitOid": sha})
+
+        def _lfs_batch(self, path: str, token):
+            """The git-lfs batch API (upload): objects already stored get no actions (the client skips them);
+            others get a presigned PUT on the storage origin and a verify call back to the Hub."""
+            rest = path.lstrip("/").removesuffix(".git/info/lfs/objects/batch")
+            kind = "model"
+            if rest.startswith("datasets/"):
+                kind, rest = "dataset", rest[len("datasets/"):]
+            repo = self._visible(kind, state.repos.get(rest), rest, token)
+            self._write_access(repo, token)
+            body = json.loads(self.body or b"{}")
+            if body.get("operation") != "upload":
+                raise HubError(422, None, "only the upload operation is served here")
+            host = f"{hub_scheme}://{self.headers['Host']}"
+            objects = []
+            expires = int(time.time()) + 900
+            for o in body.get("objects", []):
+                oid, size = o["oid"], int(o["size"])
+                if not re.fullmatch(r"[0-9a-f]{64}", oid):
+                    objects.append({"oid": oid, "size": size, "error": {"code": 422, "message": "invalid oid"}})
+                    continue
+                entry: dict = {"oid": oid, "size": size, "authenticated": True}
+                if oid not in state.blobs:
+                    put = f"{cdn.url}/lfs-upload/{oid}?Expires={expires}&Signature={_sign(state, 'put:' + oid, expires)}"
+                    entry["actions"] = {"upload": {"href": put, "header": {}, "expires_in": 900},
+                                        "verify": {"href": f"{host}/api/lfs-verify/{kind}/{repo.id}", "header": {}}}
+                objects.append(entry)
+            self._send(200, {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
+                       {"Content-Type": "application/vnd.git-lfs+json"})
+
+        def _lfs_verify(self, path: str, token):
+            kind, _, repo_id = path[len("/api/lfs-verify/"):].partition("/")
+            repo = self._visible(kind, state.repos.get(repo_id), repo_id, token)
+            self._write_access(repo, token)
+            body = json.loads(self.body or b"{}")
+            data = state.blobs.get(body.get("oid", ""))
+            if data is None or len(data) != int(body.get("size") or -1):
+                raise HubError(404, None, "Object not found or size mismatch")
+            self._send(200, {"ok": True})
+
+        def _commit(self, repo: Repo, rev: str, token):
+            """POST commit/{revision}: an NDJSON header then one line per file (`file` base64, `lfsFile` by sha256
+            of an uploaded object, `deletedFile`, `deletedFolder`); 412 if parentCommit is not the head, 422 for an
+            LFS object never uploaded. One new commit; the answer gives its oid and URL."""
+            self._write_access(repo, token)
+            rev = urllib.parse.unquote(rev)
+            head = repo.refs.get(rev)
+            if head is None:
+                raise HubError(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+            lines = [json.loads(line) for line in (self.body or b"").decode().splitlines() if line.strip()]
+            if not lines or lines[0].get("key") != "header":
+                raise HubError(400, None, "the first line of a commit must be its header")
+            header = lines[0]["value"]
+            if header.get("parentCommit") and header["parentCommit"] != head:
+                raise HubError(412, None, "A commit has happened since. Please refresh and try again.")
+            files = dict(repo.commits[head])
+            for line in lines[1:]:
+                key, value = line.get("key"), line.get("value") or {}
+                p = value.get("path", "")
+                if not p or p.startswith("/") or ".." in p.split("/"):
+                    raise HubError(400, None, f"invalid path {p!r}")
+                if key == "file":
+                    files[p] = base64.b64decode(value.get("content") or "")
+                elif key == "lfsFile":
+                    data = state.blobs.get(value.get("oid", ""))
+                    if data is None:
+                        raise HubError(422, None, f"Your push was rejected because an LFS pointer ({p}) points to"
+                                                  " a file that does not exist in the LFS storage")
+                    files[p] = data
+                elif key == "deletedFile":
+                    if p not in files:
+                        raise HubError(404, "EntryNotFound", "A file with this name doesn't exist")
+                    del files[p]
+                elif key == "deletedFolder":
+                    files = {k: v for k, v in files.items() if not k.startswith(p.rstrip("/") + "/")}
+                else:
+                    raise HubError(400, None, f"unknown commit operation {key!r}")
+            with state.lock:
+                if repo.refs.get(rev) != head:
+                    raise HubError(412, None, "A commit has happened since. Please refresh and try again.")
+                sha = repo.commit(files, rev, replace=True)
+                for data in files.values():
+                    state.blobs.setdefault(hashlib.sha256(data).hexdigest(), data)
+            repo.history.append({"sha": sha, "user": token.owner, "summary": header.get("summary", ""),
+                                 "files": len(lines) - 1})
+            url = self._repo_url(repo)
+            self._send(200, {"success": True, "commitOid": sha, "commitUrl": f"{url}/commit/{sha}",
+                             "pullRequestUrl": None})
 
         # jobs --------------------------------------------------------------------------------------------------------
         def _jobs(self, method, path, token):

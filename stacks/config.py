@@ -78,6 +78,9 @@ class Settings:
     # submitter is added).
     perimeter_dry_run: bool = True
     perimeter_ingress_identities: tuple[str, ...] = ()
+    # Who may publish results to the Hub (`hfgate publish`): they impersonate the publisher account, the only
+    # reader of the write token. "submitter" stands for the stacks' submitter; others are IAM members.
+    publishers: tuple[str, ...] = ("submitter",)
 
     @property
     def trusted_registries(self) -> tuple[str, ...]:
@@ -250,6 +253,14 @@ def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
                                                          " deployer and the platform admins"))
     if policy is None and ("perimeter_dry_run" in raw or ingress):
         problems.append(("access_policy_id", "perimeter settings need access_policy_id"))
+    publishers = need("publishers", list, ["submitter"])
+    for who in publishers:
+        if not isinstance(who, str) or not (who == "submitter" or re.match(
+                r"^(user:|group:|serviceAccount:|principal://|principalSet://)\S+$", who)):
+            problems.append(("publishers", f"{who!r} must be \"submitter\" or an IAM member (user:, group:,"
+                                           " serviceAccount:, principal://, principalSet://)"))
+        elif publishers.count(who) > 1:
+            problems.append(("publishers", f"{who!r} is listed twice"))
     state_bucket = need("state_bucket", str)
     token_write_only = need("token_write_only", bool, False)
     allow: dict[str, list[str]] = {}
@@ -283,6 +294,7 @@ def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
         allow_models=tuple(allow["allow_models"]), allow_datasets=tuple(allow["allow_datasets"]),
         trusted_image_registries=tuple(trusted), secret_kms_keys=dict(secret_keys),
         perimeter_dry_run=dry_run, perimeter_ingress_identities=tuple(ingress),
+        publishers=tuple(dict.fromkeys(publishers)),
     )
 
 

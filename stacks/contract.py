@@ -17,8 +17,8 @@ from stacks.facts import HF_HOST_RULES
 from stacks.naming import PROXY_PORT, names_for
 
 # 2: mirror_bucket (mirrors live where jobs cannot write); 3: allowlist, proxy CA; 4: trusted image registries and
-# the CMEK key jobs are encrypted with.
-CONTRACT_VERSION = 4
+# the CMEK key jobs are encrypted with; 5: the write token's secret and the publisher account (hfgate publish).
+CONTRACT_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class Outputs:
     token_secret: str            # projects/{project}/secrets/{id}: pin a version at submit time
     trainer_email: str           # what Vertex jobs run as; may read the token secret
     submitter_email: str         # what CI or a person submits with; may read the token and act as trainer
+    write_token_secret: str      # projects/{project}/secrets/{id}: the write token, read only by the publisher
+    publisher_email: str         # the write token's only reader; `hfgate publish` impersonates it
     staging_bucket: str          # gs://...
     artifacts_bucket: str        # gs://... (job outputs; the trainer writes here)
     mirror_bucket: str           # gs://... (`hfgate mirror` copies; the submitter writes, jobs only read)
@@ -85,6 +87,8 @@ def outputs_from_settings(settings: Settings, project_number: str | None = None)
         token_secret=f"projects/{settings.project_id}/secrets/{names.secret_id}",
         trainer_email=names.email(names.trainer_account_id, settings.project_id),
         submitter_email=names.email(names.submitter_account_id, settings.project_id),
+        write_token_secret=f"projects/{settings.project_id}/secrets/{names.write_secret_id}",
+        publisher_email=names.email(names.publisher_account_id, settings.project_id),
         staging_bucket=f"gs://{names.staging_bucket}",
         artifacts_bucket=f"gs://{names.artifacts_bucket}",
         mirror_bucket=f"gs://{names.mirror_bucket}",

@@ -61,6 +61,21 @@ class HfgateStack(TerraformStack):
         self.token.grant_read(self.trainer)    # the job's bootstrap reads the pinned version
         self.token.grant_read(self.submitter)  # preflight reads it at submit time
 
+        # Publishing (`hfgate publish`) uses a write token of its own, read by one account that can do nothing
+        # else; whoever publishes impersonates it. Not the submitter itself: CI that trains (and can act as the
+        # trainer, whose code is whatever the job runs) would then hold a token that writes to the organization.
+        self.publisher = Identity(self, "publisher", project_id=s.project_id,
+                                  account_id=names.publisher_account_id, display_name="hfgate publisher",
+                                  description="Reads the Hugging Face write token; impersonated by hfgate publish")
+        self.write_token = TokenSecret(self, "hf-write-token", project=self.project, secret_id=names.write_secret_id,
+                                       replicas=s.replicas, rotation_days=s.token_rotation_days,
+                                       rotation_topic=names.write_rotation_topic, labels=labels, kms_key=s.kms_key,
+                                       replica_keys=s.replica_keys, purpose="hugging-face-write-token",
+                                       set_with="hfgate token set --kind write --env ...", audit_reads=False)
+        self.write_token.grant_read(self.publisher)
+        for who in s.publishers:
+            self.publisher.grant_impersonate(self.submitter if who == "submitter" else who)
+
         # Under CMEK, each bucket waits for the Cloud Storage agent's grant on the key (else the first apply fails
         # with a permission error on the key). Vertex AI's agent gets the key too: jobs carry encryption_spec.
         bucket_deps = None
@@ -113,7 +128,8 @@ class HfgateStack(TerraformStack):
                 ServicePerimeter(self, "perimeter", project=self.project, access_policy_id=s.access_policy_id,
                                  name=names.perimeter, dry_run=s.perimeter_dry_run,
                                  ingress_identities=s.perimeter_ingress_identities + (
-                                     f"serviceAccount:{names.email(names.submitter_account_id, s.project_id)}",))
+                                     f"serviceAccount:{names.email(names.submitter_account_id, s.project_id)}",
+                                     f"serviceAccount:{names.email(names.publisher_account_id, s.project_id)}"))
 
         values = {
             "contract_version": CONTRACT_VERSION,
@@ -124,6 +140,8 @@ class HfgateStack(TerraformStack):
             "token_secret": self.token.resource_id,
             "trainer_email": self.trainer.email,
             "submitter_email": self.submitter.email,
+            "write_token_secret": self.write_token.resource_id,
+            "publisher_email": self.publisher.email,
             "staging_bucket": self.staging.url,
             "artifacts_bucket": self.artifacts.url,
             "mirror_bucket": self.mirror.url,

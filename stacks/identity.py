@@ -1,4 +1,5 @@
-"""Service accounts: the trainer (what Vertex jobs run as) and the submitter (what CI or a person submits with)."""
+"""Service accounts: the trainer (what Vertex jobs run as), the submitter (what CI or a person submits with) and the
+publisher (the only reader of the write token; whoever publishes impersonates it)."""
 from __future__ import annotations
 
 from constructs import Construct
@@ -22,3 +23,12 @@ class Identity(Construct):
     def grant_act_as(self, principal: "Identity") -> ServiceAccountIamMember:
         return ServiceAccountIamMember(self, f"act-as-{principal.account_id}", service_account_id=self.name,
                                        role="roles/iam.serviceAccountUser", member=principal.member)
+
+    def grant_impersonate(self, principal: "Identity | str") -> ServiceAccountIamMember:
+        """Service Account Token Creator on this account only: the principal may mint its access tokens (what
+        impersonation with google-auth or `gcloud --impersonate-service-account` does), nothing else."""
+        import hashlib
+        member = principal if isinstance(principal, str) else principal.member
+        key = principal.account_id if isinstance(principal, Identity) else hashlib.sha1(member.encode()).hexdigest()[:10]
+        return ServiceAccountIamMember(self, f"token-creator-{key}", service_account_id=self.name,
+                                       role="roles/iam.serviceAccountTokenCreator", member=member)

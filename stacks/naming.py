@@ -16,13 +16,16 @@ PROXY_PORT = 443
 @dataclass(frozen=True)
 class Names:
     secret_id: str
+    write_secret_id: str
     trainer_account_id: str
     submitter_account_id: str
+    publisher_account_id: str
     staging_bucket: str
     artifacts_bucket: str
     mirror_bucket: str
     logs_bucket: str
     rotation_topic: str
+    write_rotation_topic: str
     network: str
     subnet: str
     proxy_only_subnet: str
@@ -56,13 +59,16 @@ def names_for(settings: Settings) -> Names:
     subnet = ipaddress.ip_network(settings.subnet_cidr)
     return Names(
         secret_id=f"{p}-hf-token",
+        write_secret_id=f"{p}-hf-write-token",
         trainer_account_id=f"{p}-trainer",
         submitter_account_id=f"{p}-submitter",
+        publisher_account_id=f"{p}-publisher",
         staging_bucket=f"{bucket}-staging",
         artifacts_bucket=f"{bucket}-artifacts",
         mirror_bucket=f"{bucket}-mirror",
         logs_bucket=f"{bucket}-logs",
         rotation_topic=f"{p}-hf-token-rotation",
+        write_rotation_topic=f"{p}-hf-write-token-rotation",
         network=f"{p}-vpc",
         subnet=f"{p}-jobs",
         proxy_only_subnet=f"{p}-proxy-only",

@@ -1,4 +1,7 @@
-"""The Hugging Face token secret. The stack creates the container only: the value never enters state or cdk.tf.json.
+"""The Hugging Face token secrets. The stack creates the containers only: values never enter state or cdk.tf.json.
+
+Two per environment: the read token (training: the submitter's preflight and the trainer's bootstrap read it) and
+the write token (publishing: only the publisher account reads it; `hfgate publish` impersonates it).
 
 Versions are added out of band (`hfgate token set`). Teams that want the value managed by IaC can opt into a
 write-only version (`secret_data_wo`, Terraform >= 1.11), fed by an ephemeral variable: kept out of plan and state.
@@ -35,7 +38,9 @@ ACCESSOR_ROLE = "roles/secretmanager.secretAccessor"
 class TokenSecret(Construct):
     def __init__(self, scope: Construct, id: str, *, project: Project, secret_id: str, replicas: tuple[str, ...],
                  rotation_days: int, rotation_topic: str, labels: dict[str, str], kms_key: str | None,
-                 replica_keys: dict[str, str] | None = None, write_only_version: bool = False) -> None:
+                 replica_keys: dict[str, str] | None = None, write_only_version: bool = False,
+                 purpose: str = "hugging-face-token", set_with: str = "hfgate token set --env ...",
+                 audit_reads: bool = True) -> None:
         super().__init__(scope, id)
         agent = project.service_agent("secretmanager.googleapis.com")
         self.topic = PubsubTopic(self, "rotation-topic", project=project.project_id, name=rotation_topic,
@@ -69,8 +74,7 @@ class TokenSecret(Construct):
             secret_id=secret_id,
             labels=labels,
             # Annotation keys: 1-63 characters, alphanumeric at both ends, only - _ . inside (Secret.annotations).
-            annotations={"hfgate-purpose": "hugging-face-token",
-                         "hfgate-set-with": "hfgate token set --env ... (never terraform)"},
+            annotations={"hfgate-purpose": purpose, "hfgate-set-with": f"{set_with} (never terraform)"},
             replication=SecretManagerSecretReplication(user_managed=SecretManagerSecretReplicationUserManaged(
                 replicas=[SecretManagerSecretReplicationUserManagedReplicas(location=loc,
                                                                             customer_managed_encryption=cmek(loc))
@@ -87,11 +91,13 @@ class TokenSecret(Construct):
         )
         # Reads of the token are data-access events, off by default: log them (DATA_READ covers
         # AccessSecretVersion; "Secret Manager audit logging information" and "Data Access audit logs" pages), with
-        # no exemption. Authoritative for this one service in the project; policy HFG012 fails any other setting.
-        self.audit = ProjectIamAuditConfig(
-            self, "audit-token-reads", project=project.project_id, service="secretmanager.googleapis.com",
-            audit_log_config=[ProjectIamAuditConfigAuditLogConfig(log_type="DATA_READ"),
-                              ProjectIamAuditConfigAuditLogConfig(log_type="ADMIN_READ")])
+        # no exemption. Authoritative for this one service in the project (so only one secret declares it: it covers
+        # every secret of the project); policy HFG012 fails any other setting.
+        if audit_reads:
+            self.audit = ProjectIamAuditConfig(
+                self, "audit-token-reads", project=project.project_id, service="secretmanager.googleapis.com",
+                audit_log_config=[ProjectIamAuditConfigAuditLogConfig(log_type="DATA_READ"),
+                                  ProjectIamAuditConfigAuditLogConfig(log_type="ADMIN_READ")])
         self.id_ = secret_id
         self.name = self.secret.name          # projects/{number}/secrets/{id} after apply
         self.resource_id = self.secret.id     # projects/{project}/secrets/{id}

@@ -17,7 +17,8 @@ NETGUARD_LOG = Path(os.environ.get("HFGATE_NETGUARD_LOG") or
 os.environ["HFGATE_NETGUARD_LOG"] = str(NETGUARD_LOG)
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests" / "netguard"),
                                             *filter(None, [os.environ.get("PYTHONPATH")])])
-NETGUARD_LOG.unlink(missing_ok=True)
+if "PYTEST_XDIST_WORKER" not in os.environ:  # xdist workers share the controller's log: only it starts one
+    NETGUARD_LOG.unlink(missing_ok=True)
 sys.path.insert(0, str(ROOT / "tests" / "netguard"))
 import sitecustomize as _netguard  # noqa: E402,F401  (this process too)
 sys.path.pop(0)

@@ -138,3 +138,83 @@ def test_an_unsupported_call_does_not_corrupt_the_next_request_on_the_connection
         resp = conn.getresponse()
         assert resp.status == 200 and json.loads(resp.read())["name"] == "alice"
     conn.close()
+
+
+WRITE_CALLS = r"""
+import json, sys, os, hashlib
+from huggingface_hub import HfApi, CommitOperationAdd, CommitOperationDelete
+from huggingface_hub.errors import HfHubHTTPError
+folder, repo, read_token, write_token, fg_acme, fg_one, bob = sys.argv[1:8]
+api, out = HfApi(), {}
+def status(fn):
+    try:
+        fn()
+        return 200
+    except HfHubHTTPError as e:
+        return e.response.status_code
+out["create_read_token"] = status(lambda: api.create_repo(repo, private=True, token=read_token))
+out["create_other_org"] = status(lambda: api.create_repo(repo, private=True, token=bob))
+url = api.create_repo(repo, private=True, token=write_token)
+out["created"] = [url.repo_id, api.model_info(repo, token=write_token).private]
+out["create_again_exist_ok"] = api.create_repo(repo, private=True, exist_ok=True, token=write_token).repo_id
+out["create_again_409"] = status(lambda: api.create_repo(repo, token=write_token))
+info = api.upload_folder(folder_path=folder, repo_id=repo, token=write_token, commit_message="first")
+out["first_commit"] = len(info.oid)
+files = {e.path: e for e in api.list_repo_tree(repo, recursive=True, token=write_token)}
+local = {}
+for root, _, names in os.walk(folder):
+    for n in names:
+        p = os.path.join(root, n)
+        local[os.path.relpath(p, folder)] = open(p, "rb").read()
+out["tree_matches"] = all(
+    (files[p].lfs.sha256 == hashlib.sha256(d).hexdigest()) if files[p].lfs else
+    (files[p].blob_id == hashlib.sha1(b"blob %d\0" % len(d) + d).hexdigest()) for p, d in local.items())
+out["lfs_files"] = sorted(p for p in local if files[p].lfs)
+again = api.upload_folder(folder_path=folder, repo_id=repo, token=write_token, commit_message="again")
+out["same_again_no_commit"] = again.oid == info.oid
+ops = [CommitOperationAdd("extra.txt", b"one more"), CommitOperationDelete("notes.txt")]
+c2 = api.create_commit(repo, ops, commit_message="edit", token=write_token, parent_commit=info.oid)
+tree2 = sorted(e.path for e in api.list_repo_tree(repo, recursive=True, token=write_token))
+out["edit"] = ["extra.txt" in tree2, "notes.txt" not in tree2, c2.oid != info.oid]
+out["stale_parent"] = status(lambda: api.create_commit(repo, [CommitOperationAdd("x.txt", b"x")],
+                                                       commit_message="x", token=write_token, parent_commit=info.oid))
+out["commit_read_token"] = status(lambda: api.create_commit(repo, [CommitOperationAdd("y.txt", b"y")],
+                                                            commit_message="y", token=read_token))
+out["fg_acme_commit"] = status(lambda: api.create_commit(repo, [CommitOperationAdd("z.txt", b"z")],
+                                                         commit_message="z", token=fg_acme))
+out["fg_one_other_repo"] = status(lambda: api.create_repo(repo + "-other", private=True, token=fg_one))
+out["private_hidden_from_bob"] = status(lambda: api.model_info(repo, token=bob))
+print(json.dumps(out))
+"""
+
+
+def test_the_write_api_behaves_as_huggingface_hub_expects(hub, tmp_path):
+    """create_repo, upload_folder (preupload, LFS batch, presigned PUT, verify, NDJSON commit), create_commit with
+    deletions and a parent commit, and the status codes of tokens that may not write, through huggingface_hub."""
+    cloud = hub[0]
+    folder = tmp_path / "run"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(os.urandom(5000))
+    (folder / "config.json").write_text('{"model_type": "llama"}')
+    (folder / "notes.txt").write_text("small")
+    (folder / "sub" / "big.bin").write_bytes(os.urandom(2048))
+    repo = f"acme/write-conformance-{time.time_ns()}"
+    t = cloud.hub_tokens
+    proc = run(cloud, WRITE_CALLS, tmp_path, str(folder), repo, t["alice-read"], t["alice-write"],
+               t["alice-fg-write-acme"], t["alice-fg-write-one"], t["bob-write"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["create_read_token"] == 403 and out["create_other_org"] == 403
+    assert out["created"] == [repo, True] and out["create_again_exist_ok"] == repo
+    assert out["create_again_409"] == 409
+    assert out["first_commit"] == 40 and out["tree_matches"] is True
+    assert out["lfs_files"] == ["model.safetensors", "sub/big.bin"]
+    assert out["same_again_no_commit"] is True
+    assert out["edit"] == [True, True, True]
+    assert out["stale_parent"] == 412
+    assert out["commit_read_token"] == 403
+    assert out["fg_acme_commit"] == 200
+    assert out["fg_one_other_repo"] == 403
+    assert out["private_hidden_from_bob"] == 404
+    uploads = [r for r in cloud.hub_state.log if r["method"] == "PUT" and r["path"].startswith("cdn:/lfs-upload/")]
+    assert len(uploads) == 2 and not any(r["authorization"] for r in uploads)

@@ -1,0 +1,339 @@
+"""Publish a finished run to the Hub with the write token: from the submitter's side, never from a training job.
+
+Order, so that a refusal uploads nothing: the job must have SUCCEEDED; the run's folder must be complete (config,
+safetensors weights and every shard an index names) and hold nothing written after the job ended; the caller
+impersonates the publisher account (the only reader of the write token; the read token is never touched); the
+write token passes its own preflight against the target; a gated base model's derivative goes public only when
+asked explicitly. Then: the run is downloaded (resumable: files already in the local cache with the bucket's CRC32C
+are kept), the repository is created private unless `public`, and everything goes up in one commit with a model
+card (base model and revision, dataset, run, job, the base model's license). The Hub skips files it already has,
+so publishing the same run again uploads nothing and makes no commit. Finally every file the Hub lists at the new
+commit is compared with the run's (LFS SHA-256 or git blob id).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobs.errors import AccessDenied, HfgateError, NotFound, Transient, UsageError
+from stacks.contract import Outputs
+
+log = logging.getLogger("hfgate.publish")
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+JOB_ID_RE = re.compile(r"^(projects/[^/]+/locations/[^/]+/customJobs/)?\d+$")
+WEIGHTS = ("model.safetensors", "adapter_model.safetensors")
+INDEX = "model.safetensors.index.json"
+CARD = "README.md"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    run: str
+    job: str
+    base_model: str
+    base_revision: str
+    base_commit: str          # "" when the job did not record it
+    dataset: str
+    prefix: str               # runs/<run>/model/ in the artifacts bucket
+    finished: str             # the job's end time (RFC 3339)
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    repo_id: str
+    url: str
+    commit: str
+    private: bool
+    created_repo: bool
+    files: int
+    bytes: int
+    uploaded: int             # files the commit changed (0: the Hub already had this run, no commit was made)
+    run: str
+    job: str
+    base_model: str
+    license: str
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _arg(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1] if flag in args and args.index(flag) + 1 < len(args) else ""
+
+
+def find_job(outputs: Outputs, job_or_run: str, client=None):
+    """A job by id or resource name; or a run by name: its newest job (a run resumed by several jobs)."""
+    from jobs import endpoints, vertex
+    if JOB_ID_RE.match(job_or_run):
+        return vertex.get(job_or_run, outputs, client)
+    client = client or endpoints.vertex(outputs.region)
+    jobs = [j for j in vertex._retry(lambda: client.list_custom_jobs(request={
+        "parent": vertex._parent(outputs), "filter": 'labels.managed-by="hfgate"'}), "the job list")
+        if j.display_name == job_or_run]
+    if not jobs:
+        raise NotFound(f"no hfgate job or run named {job_or_run!r} in {outputs.env}",
+                       "pass a job id (hfgate submit prints it) or the run's --display-name")
+    return max(jobs, key=lambda j: j.create_time.timestamp() if j.create_time else 0)
+
+
+def provenance(outputs: Outputs, job) -> Provenance:
+    """What the job trained, from its own spec: trl's arguments (a mirror path names the repository and commit)."""
+    args = list(job.job_spec.worker_pool_specs[0].container_spec.args)
+    model, revision = _arg(args, "--model_name_or_path"), _arg(args, "--model_revision") or "main"
+    dataset, out = _arg(args, "--dataset_name"), _arg(args, "--output_dir")
+    commit = job.labels.get("hfgate-model-commit", "")
+    m = re.match(rf"^/gcs/{re.escape(outputs.mirror_bucket_name)}/models/(.+)/([0-9a-f]{{40}})$", model)
+    if m:
+        model, commit = m.group(1), m.group(2)
+        revision = revision if revision != commit else commit
+    d = re.match(rf"^/gcs/{re.escape(outputs.mirror_bucket_name)}/datasets/(.+)/[0-9a-f]{{40}}$", dataset)
+    if d:
+        dataset = d.group(1)
+    run = job.display_name
+    expected = f"/gcs/{outputs.artifacts_bucket_name}/runs/{run}/model"
+    if out != expected:
+        raise UsageError(f"job {job.name} wrote to {out or '(no --output_dir)'}, not to its run's folder {expected}",
+                         "publish runs submitted by hfgate to this environment")
+    end = job.end_time.isoformat() if job.end_time else ""
+    return Provenance(run=run, job=job.name, base_model=model, base_revision=revision, base_commit=commit,
+                      dataset=dataset, prefix=f"runs/{run}/model/", finished=end)
+
+
+def run_files(outputs: Outputs, prov: Provenance, job, client=None) -> list:
+    """The run's final files (checkpoint-* folders are training state, not the result), refused unless complete
+    and all written before the job ended."""
+    from jobs import endpoints
+    client = client or endpoints.storage(outputs.project_id)
+    blobs = [b for b in client.list_blobs(outputs.artifacts_bucket_name, prefix=prov.prefix)
+             if not re.match(r"checkpoint-\d+/", b.name[len(prov.prefix):]) and not b.name.endswith("/")]
+    names = {b.name[len(prov.prefix):]: b for b in blobs}
+    where = f"gs://{outputs.artifacts_bucket_name}/{prov.prefix}"
+    problems = []
+    if not names:
+        problems.append(f"{where} is empty")
+    if names and "config.json" not in names and "adapter_config.json" not in names:
+        problems.append("no config.json (or adapter_config.json)")
+    if INDEX in names:
+        import json
+        index = json.loads(names[INDEX].download_as_bytes())
+        missing = sorted(set(index.get("weight_map", {}).values()) - set(names))
+        if missing:
+            problems.append(f"{INDEX} names shards that are not there: {', '.join(missing[:5])}")
+    elif names and not any(w in names for w in WEIGHTS):
+        problems.append("no safetensors weights (model.safetensors, a sharded index, or adapter_model.safetensors)")
+    problems += [f"{n} is empty" for n, b in sorted(names.items()) if not b.size and n.endswith(".safetensors")]
+    if job.end_time:
+        late = sorted(n for n, b in names.items() if b.updated and b.updated > job.end_time)
+        if late:
+            problems.append(f"written after the job ended ({job.end_time:%Y-%m-%d %H:%M:%S}): {', '.join(late[:5])}"
+                            " - not the job's output")
+    if problems:
+        raise UsageError(f"the run {prov.run} is not complete: " + "; ".join(problems) + " (nothing was uploaded)",
+                         "publish a run whose job SUCCEEDED and whose folder was left as the job wrote it;"
+                         f" inspect it with: gcloud storage ls -l {where}")
+    return [names[n] for n in sorted(names)]
+
+
+def publisher_secret_client(outputs: Outputs):
+    """A Secret Manager client speaking as the publisher account (impersonated with the caller's credentials).
+    Refreshed here, so that a caller who may not impersonate it gets AccessDenied now, not a retried RPC error."""
+    import google.auth.transport.requests
+    from google.auth.exceptions import RefreshError, TransportError
+
+    from jobs import endpoints
+    from jobs.secret import _who
+    creds = endpoints.impersonated(outputs.publisher_email)
+    try:
+        creds.refresh(google.auth.transport.requests.Request())
+    except RefreshError:
+        who = _who()
+        raise AccessDenied(f"{who} may not act as the publisher {outputs.publisher_email} (IAM Credentials"
+                           " refused to mint its token)",
+                           f"add {who} to `publishers` in config/{outputs.env}.toml and apply (it grants Service"
+                           " Account Token Creator on the publisher only), or publish from an identity listed"
+                           " there") from None
+    except TransportError as exc:
+        raise Transient(f"IAM Credentials did not answer ({type(exc).__name__})",
+                        "check the network path to iamcredentials.googleapis.com, then try again") from None
+    return endpoints.secret_manager(creds)
+
+
+def base_model_facts(token, prov: Provenance) -> tuple[str, object, dict]:
+    """(license, gated, extra card fields) of the base model, from its Hub metadata (public even for gated)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+    try:
+        info = HfApi().model_info(prov.base_model, revision=prov.base_commit or prov.base_revision,
+                                  token=token.reveal())
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        raise NotFound(f"cannot read {prov.base_model}'s card with the write token ({status}): its license"
+                       " cannot be carried over", "give the write token read access to the base model, or pass"
+                       " --license ID with the base model's license") from None
+    card = info.card_data or {}
+    get = card.get if hasattr(card, "get") else (lambda k, d=None: d)
+    extra = {k: get(k) for k in ("license_name", "license_link") if get(k)}
+    return str(get("license") or "other"), info.gated, extra
+
+
+def model_card(prov: Provenance, license_id: str, gated: object, extra: dict, hub: str) -> str:
+    """The card: Hub metadata (base_model, license, datasets) and where the weights came from. Deterministic for a
+    run, so publishing it again changes nothing."""
+    import yaml
+    meta = {"base_model": prov.base_model, "license": license_id, **extra,
+            "datasets": [prov.dataset] if prov.dataset and not prov.dataset.startswith("/") else [],
+            "tags": ["hfgate", "trl", "sft"], "library_name": "transformers"}
+    rev = prov.base_revision + (f" (commit `{prov.base_commit}`)" if prov.base_commit and
+                                prov.base_commit != prov.base_revision else "")
+    lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
+             f"# {prov.run}", "",
+             f"A supervised fine-tune (TRL `trl sft`) of [{prov.base_model}]({hub}/{prov.base_model}), revision"
+             f" {rev}, on [{prov.dataset}]({hub}/datasets/{prov.dataset}).", "",
+             "| | |", "|---|---|",
+             f"| base model | `{prov.base_model}` @ {rev} |", f"| dataset | `{prov.dataset}` |",
+             f"| run | `{prov.run}` |", f"| job | `{prov.job}` |", f"| finished | {prov.finished or '-'} |",
+             "| published by | hfgate (`hfgate publish`) |", "",
+             "## License", "",
+             f"This model is a derivative of `{prov.base_model}`, whose license is `{license_id}`"
+             + (f" ({extra.get('license_name')}, {extra.get('license_link')})" if extra else "") + "."]
+    if gated:
+        lines += ["", f"The base model is gated on the Hub: its terms ({hub}/{prov.base_model}) bind this derivative"
+                      " too. Whoever uses or shares it must have accepted them."]
+    return "\n".join(lines) + "\n"
+
+
+def _download(blobs: list, prefix: str, cache: Path, progress: Callable[[str], None]) -> tuple[dict[str, Path], int]:
+    """Each blob into the cache, skipping those already there with the bucket's CRC32C (an interrupted publish
+    resumes); the client checks every download's checksum."""
+    from jobs.mirrors import _crc32c_b64
+    paths, fetched = {}, 0
+    for i, b in enumerate(blobs, 1):
+        rel = b.name[len(prefix):]
+        path = cache / rel
+        if not (path.is_file() and path.stat().st_size == b.size and b.crc32c and _crc32c_b64(path) == b.crc32c):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            b.download_to_filename(str(path))
+            fetched += 1
+        paths[rel] = path
+        progress(f"  [{i}/{len(blobs)}] {rel} ({b.size / 1e6:.1f} MB)")
+    return paths, fetched
+
+
+def _hashes(path: Path) -> tuple[str, str]:
+    """(SHA-256, git blob id) of a file, in one read."""
+    size = path.stat().st_size
+    sha, git = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % size)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+            git.update(chunk)
+    return sha.hexdigest(), git.hexdigest()
+
+
+def publish(outputs: Outputs, job_or_run: str, repo_id: str, *, public: bool = False,
+            confirm_base_terms: bool = False, license_id: str | None = None, token_version: str = "latest",
+            cache_dir: Path | None = None, progress: Callable[[str], None] | None = None,
+            on_preflight: Callable | None = None) -> PublishResult:
+    from huggingface_hub import CommitOperationAdd, HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    from jobs.mirrors import hub_files
+    from jobs.preflight import write_preflight
+    from jobs.secret import read_token
+
+    say = progress or (lambda line: None)
+    if not REPO_ID_RE.match(repo_id or "") or ".." in repo_id or "--" in repo_id:
+        raise UsageError(f"--repo {repo_id!r} is not a repository id", "use ORG/NAME, e.g. --repo acme/txgemma-sft")
+    job = find_job(outputs, job_or_run)
+    state = job.state.name
+    if state != "JOB_STATE_SUCCEEDED":
+        raise UsageError(f"job {job.name} ({job.display_name}) is {state.removeprefix('JOB_STATE_')}: only a run"
+                         " whose job SUCCEEDED is published (nothing was uploaded)",
+                         "wait for it (hfgate status JOB, or submit --wait), or publish another run")
+    prov = provenance(outputs, job)
+    blobs = run_files(outputs, prov, job)
+    say(f"run {prov.run}: {len(blobs)} files from job {job.name.rsplit('/', 1)[-1]} (SUCCEEDED)")
+
+    pinned = read_token(outputs, token_version, publisher_secret_client(outputs), write=True)
+    report = write_preflight(pinned.token, repo_id)
+    if on_preflight:
+        on_preflight(report)
+    if not report.ok:
+        failed = [c for c in report.checks if c.status == "fail"]
+        err = HfgateError("; ".join(c.detail for c in failed) + " (nothing was uploaded)", failed[0].fix,
+                          exit_code=report.exit_code)
+        err.report = report  # type: ignore[attr-defined]
+        raise err
+    warnings = [c.detail + " - " + c.fix for c in report.checks if c.status == "warn"]
+    token = pinned.token.reveal()
+    api = HfApi()
+    hub = constants.ENDPOINT.rstrip("/")
+    base_license, gated, extra = base_model_facts(pinned.token, prov) if not license_id else (license_id, None, {})
+    if license_id and not gated:
+        try:
+            gated = api.model_info(prov.base_model, token=token).gated
+        except HfHubHTTPError:
+            gated = None
+    try:
+        existing = api.model_info(repo_id, token=token)
+    except RepositoryNotFoundError:
+        existing = None
+    goes_public = public or (existing is not None and not existing.private)
+    if goes_public and gated and not confirm_base_terms:
+        where = "--public" if public else f"{repo_id} (which is public)"
+        raise UsageError(f"{prov.base_model} is gated: publishing its derivative to {where} may breach the terms"
+                         f" you accepted for it (license {base_license}); nothing was uploaded",
+                         f"read the terms at {hub}/{prov.base_model} (redistribution of derivatives, notices, use"
+                         " restrictions); if they allow it, add --confirm-base-terms; otherwise publish privately")
+    if existing is not None and not existing.private and not public:
+        raise UsageError(f"{repo_id} exists and is public: this run would be public (nothing was uploaded)",
+                         "pass --public to mean it, or publish to another repository (new ones are private)")
+
+    cache = Path(cache_dir or Path(os.environ.get("HFGATE_CACHE_DIR") or Path.home() / ".cache" / "hfgate")
+                 / "publish" / job.name.rsplit("/", 1)[-1])
+    paths, fetched = _download(blobs, prov.prefix, cache, say)
+    card = model_card(prov, base_license, gated, extra, hub)
+    (cache.parent / f"{cache.name}.README.md").write_text(card)
+    paths = {k: v for k, v in paths.items() if k != CARD} | {CARD: cache.parent / f"{cache.name}.README.md"}
+    local = {rel: _hashes(p) for rel, p in paths.items()}
+
+    created = existing is None
+    try:
+        url = api.create_repo(repo_id, private=not public, exist_ok=True, token=token)
+        before = api.model_info(repo_id, token=token).sha
+        had = hub_files(pinned.token, repo_id, before) if before else {}
+        ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(p)) for rel, p in sorted(paths.items())]
+        info = api.create_commit(repo_id, ops, token=token, commit_message=f"hfgate publish: run {prov.run}",
+                                 commit_description=f"From {prov.job} (base {prov.base_model}).")
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        if status in (401, 403):
+            raise AccessDenied(f"the Hub refused the upload to {repo_id} ({status}): {exc.server_message or exc}",
+                               "check the write token's permissions on that repository (hfgate token set --kind"
+                               f" write --repo {repo_id} checks them)") from None
+        if status in (429, 500, 502, 503, 504) or status is None:
+            raise Transient(f"the Hub did not take the upload ({status})",
+                            "run the same command again: files already uploaded are not sent twice") from None
+        raise HfgateError(f"the Hub refused the upload to {repo_id} ({status}): {exc.server_message or exc}",
+                          "see the message; nothing else was changed") from None
+    hub_side = hub_files(pinned.token, repo_id, info.oid)
+    wrong = []
+    for rel, (sha, git) in sorted(local.items()):
+        theirs = hub_side.get(rel)
+        if theirs is None or not (theirs["sha256"] == sha if theirs["sha256"] else theirs["git"] == git):
+            wrong.append(rel)
+    if wrong:
+        raise HfgateError(f"{repo_id}@{info.oid[:12]} does not hold the run's files: {', '.join(wrong[:5])} differ"
+                          " from what the run wrote", "publish again; if it persists, report it (the Hub or the"
+                          " upload path changed the files)")
+    uploaded = sum(1 for rel, (sha, git) in local.items()
+                   if not (had.get(rel) and (had[rel]["sha256"] == sha if had[rel]["sha256"] else had[rel]["git"] == git)))
+    say(f"{'nothing new: ' if uploaded == 0 else ''}{repo_id}@{info.oid[:12]} holds the run"
+        f" ({len(local)} files, hashes checked; {fetched} downloaded from the bucket)")
+    return PublishResult(repo_id=repo_id, url=str(url), commit=info.oid, private=not goes_public,
+                         created_repo=created, files=len(local), bytes=sum(p.stat().st_size for p in paths.values()),
+                         uploaded=uploaded, run=prov.run, job=prov.job, base_model=prov.base_model,
+                         license=base_license, warnings=tuple(warnings))
