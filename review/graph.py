@@ -146,6 +146,7 @@ class Targets:
     mirror_bucket: str
     artifacts_bucket: str
     image_repository: str       # Artifact Registry repository id of the training image, "" when not in this project
+    write_secret_id: str = ""   # the write token's secret (publishing), "" in a plan without one
 
     @classmethod
     def of(cls, plan: Plan) -> "Targets":
@@ -160,7 +161,9 @@ class Targets:
         im = re.match(r"[a-z0-9-]+-docker\.pkg\.dev/([^/]+)/([^/]+)/", image)
         if im and im.group(1) == project:
             repo = im.group(2)
+        w = re.fullmatch(r"projects/([^/]+)/secrets/([^/]+)", str(plan.output("write_token_secret") or ""))
         return cls(project=str(project), secret_id=m.group(2) if m else str(token),
+                   write_secret_id=w.group(2) if w else str(plan.output("write_token_secret") or ""),
                    staging_bucket=str(plan.output("staging_bucket") or "").removeprefix("gs://"),
                    mirror_bucket=str(plan.output("mirror_bucket") or "").removeprefix("gs://"),
                    artifacts_bucket=str(plan.output("artifacts_bucket") or "").removeprefix("gs://"),
@@ -176,6 +179,17 @@ def _on_secret(g: Grant, t: Targets) -> bool:
     return (g.scope == "secret" and g.target == t.secret_id) or _above(g, t)
 
 
+def write_token_access(plan: Plan) -> dict:
+    """Who reaches the write token (publishing): reads it, can grant itself access, or can act as an identity that
+    reaches it (transitively); and resources of any type that run as the publisher or use the write secret
+    (review.references). Job inputs and job specs lead to the read token only: they are not paths here."""
+    import dataclasses
+    t = Targets.of(plan)
+    if not t.write_secret_id:
+        return {"readers": [], "writers": [], "unknowns": [], "secret": ""}
+    return token_access(plan, _targets=dataclasses.replace(t, secret_id=t.write_secret_id), _which="write")
+
+
 def _row(g: Grant, kind: str, how: str, via: str | None = None, impact: str = "high") -> dict:
     return {"principal": g.member, "kind": kind, "how": how, "via": via, "address": g.address, "role": g.role,
             "impact": impact}
@@ -186,10 +200,11 @@ def _perm_text(g: Grant, wanted) -> str:
     return f"{g.role} on {g.resource}" + (f" ({', '.join(held)})" if held else "")
 
 
-def token_access(plan: Plan) -> dict:
+def token_access(plan: Plan, *, _targets: Targets | None = None, _which: str = "read") -> dict:
     """readers: every (principal, path) that reaches the token; writers: who can replace it; unknowns: what could
     not be resolved and might matter."""
-    t = Targets.of(plan)
+    t = _targets or Targets.of(plan)
+    job_token = _which == "read"      # job inputs, images and job specs lead to the token jobs read
     grants, hidden = iam(plan)
     unknowns = []
     if unresolved(t.secret_id) or not t.secret_id:
@@ -235,12 +250,12 @@ def token_access(plan: Plan) -> dict:
                                    (t.mirror_bucket, "the mirror bucket jobs train from", "writes-job-inputs"),
                                    (t.artifacts_bucket, "the artifacts bucket jobs resume checkpoints from",
                                     "writes-checkpoints")):
-            if bucket and p & R.OBJECT_WRITE and ((g.scope == "bucket" and g.target == bucket) or _above(g, t)):
+            if job_token and bucket and p & R.OBJECT_WRITE and ((g.scope == "bucket" and g.target == bucket) or _above(g, t)):
                 readers.append(_row(g, kind, f"{_perm_text(g, R.OBJECT_WRITE)}: writes {what}"))
-        if p & R.IMAGE_WRITE and t.image_repository and ((g.scope == "artifactRegistry" and
+        if job_token and p & R.IMAGE_WRITE and t.image_repository and ((g.scope == "artifactRegistry" and
                                                           g.target == t.image_repository) or _above(g, t)):
             readers.append(_row(g, "writes-job-inputs", f"{_perm_text(g, R.IMAGE_WRITE)}: pushes the training image"))
-        if R.JOB_READ in p and _above(g, t):
+        if job_token and R.JOB_READ in p and _above(g, t):
             readers.append(_row(g, "reads-env-jobs", f"{_perm_text(g, {R.JOB_READ})}: reads HF_TOKEN in the spec of"
                                                      " --token-delivery env jobs", impact="medium"))
         if p & R.VERSION_TAMPER and _on_secret(g, t):
@@ -266,12 +281,18 @@ def token_access(plan: Plan) -> dict:
             break
     # Default deny over resource types: whatever runs as, speaks for or reads the token (review.references).
     from review.references import scan
+    from review.references import LEADS_TO
     refs = scan(plan)
     for x in refs["paths"]:
+        if LEADS_TO.get(x["protected"], "read") != _which:
+            continue
         readers.append({"principal": f"resource:{x['address']}", "kind": x["kind"], "how": x["how"],
                         "via": x["protected"], "address": x["address"], "role": f"({x['field']})",
                         "impact": "high"})
-    unknowns += [{k: u[k] for k in ("address", "field", "value", "why")} for u in refs["unknowns"]]
+    if job_token:      # the read token's report lists every unknown once; the write token's adds its own only
+        unknowns += [{k: u[k] for k in ("address", "field", "value", "why")} for u in refs["unknowns"]]
+    else:
+        unknowns = [u for u in unknowns if u["address"] != "output.token_secret"]
     key = lambda r: (r["principal"], r["kind"], r["how"], r["address"])  # noqa: E731
     return {"readers": sorted(readers, key=key), "writers": sorted(writers, key=key),
             "unknowns": sorted(unknowns, key=lambda u: (u["address"], u["field"])), "targets": t.__dict__,

@@ -182,9 +182,11 @@ def jobs_run_as_trainer(plan: Plan):
             if g.resource.startswith(("project:", "folder:", "organization:")):
                 hits.append((g.address, f"{g.member} may act as every service account ({g.role} on {g.resource})"))
             elif g.scope == "serviceAccount" and trainer and g.resource != trainer and (
-                    g.member == submitter or g.resource == submitter):
-                # The submitter may run jobs as whatever it can act as; nobody may become the submitter. Other
-                # service accounts (and their own Workload Identity bindings) are not job identities here.
+                    (g.member == submitter and R.ACT_AS in g.perms) or g.resource == submitter):
+                # The submitter may run jobs as whatever it can act as (actAs: what Vertex AI checks on a job's
+                # account); nobody may become the submitter. Minting another account's token (the publisher's, to
+                # read the write token) runs no job as it. Other service accounts (and their own Workload Identity
+                # bindings) are not job identities here.
                 hits.append((g.address, f"{g.member} may act as {g.resource.split(':', 1)[1]}, not the trainer"))
     return hits
 

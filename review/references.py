@@ -158,10 +158,17 @@ def _flat(value, path: str = ""):
         yield path, json.dumps(value)
 
 
+# label -> which token it leads to (review.graph filters the paths of each token's report by it).
+LEADS_TO = {"trainer": "read", "submitter": "read", "token secret": "read",
+            "publisher": "write", "write token secret": "write"}
+
+
 def protected(plan: Plan, raw: dict | None = None) -> list[Protected]:
-    """The trainer, the submitter and the token secret of a plan, with every name that stands for them."""
+    """The trainer, the submitter and the token secret of a plan, with every name that stands for them; and the
+    publisher and the write token's secret (publishing)."""
     out = []
-    for label, output in (("trainer", "trainer_email"), ("submitter", "submitter_email")):
+    for label, output in (("trainer", "trainer_email"), ("submitter", "submitter_email"),
+                          ("publisher", "publisher_email")):
         email = plan.output(output)
         if not email or unresolved(email):
             continue
@@ -169,16 +176,18 @@ def protected(plan: Plan, raw: dict | None = None) -> list[Protected]:
                      if plan.attribute("google_service_account", r.name, "email") == email)
         out.append(Protected(label, "identity", r"(?<![\w.+-])" + re.escape(email.lower()) + r"(?![\w-])",
                              refs, refs))
-    token = plan.output("token_secret") or ""
-    m = re.fullmatch(r"projects/([^/]+)/secrets/([^/]+)", str(token))
-    if m:
+    for label, output in (("token secret", "token_secret"), ("write token secret", "write_token_secret")):
+        token = plan.output(output) or ""
+        m = re.fullmatch(r"projects/([^/]+)/secrets/([^/]+)", str(token))
+        if not m:
+            continue
         defs = [f"google_secret_manager_secret.{r.name}" for r in plan.of_type("google_secret_manager_secret")
                 if plan.resolved(r).get("secret_id") == m.group(2)]
         versions = [f"google_secret_manager_secret_version.{r.name}"
                     for r in plan.of_type("google_secret_manager_secret_version")
                     if any(x in str(r.values.get("secret", "")) for x in defs + [token])]
         sid = re.escape(m.group(2))
-        out.append(Protected("token secret", "secret", rf"^{sid}$|(?<![\w-])secrets/{sid}(?![\w-])",
+        out.append(Protected(label, "secret", rf"^{sid}$|(?<![\w-])secrets/{sid}(?![\w-])",
                              tuple(defs), tuple(defs + versions)))
     return out
 
@@ -258,10 +267,10 @@ def scan(plan: Plan) -> dict:
             for p in prot:
                 if any(_names(leaf, p, aliases) for _a, leaf in _flat(values)):
                     aliases[p.label].add(address)
-    # What holds the token's value: the secret's version resources, and data or ephemeral sources reading one.
-    secret = next((p for p in prot if p.kind == "secret"), None)
-    value_holders = set(secret.refs) - set(secret.defs) if secret else set()
-    if secret:
+    # What holds a token's value: the secrets' version resources, and data or ephemeral sources reading one.
+    value_holders: set[str] = set()
+    for secret in (p for p in prot if p.kind == "secret"):
+        value_holders |= set(secret.refs) - set(secret.defs)
         for kind, rtype, address, values, _r in _items(plan):
             if kind in ("data", "ephemeral") and "secret_version" in rtype and any(
                     _names(leaf, secret, {}) for _a, leaf in _flat(values)):
@@ -282,9 +291,10 @@ def scan(plan: Plan) -> dict:
                     continue
                 base = rtype.removeprefix("data.").removeprefix("ephemeral.")
                 if p.kind == "secret":
-                    how = ("reads the token's value into Terraform state (and into every output built from it):"
-                           " whoever reads the state reads the token" if address in value_holders or holds_value
-                           else f"uses the token secret in {arg}, beyond the stacks' own use")
+                    what = "write token" if p.label.startswith("write") else "token"
+                    how = (f"reads the {what}'s value into Terraform state (and into every output built from it):"
+                           f" whoever reads the state reads the {what}" if address in value_holders or holds_value
+                           else f"uses the {p.label} in {arg}, beyond the stacks' own use")
                     paths.append(row | {"kind": "uses-token", "how": how})
                     continue
                 if kind in ("data", "ephemeral") and base in MINTS:

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from review.graph import token_access
+from review.graph import token_access, write_token_access
 from review.plan import Plan
 from review.policies import POLICIES, PRIMITIVE, PUBLIC, egress_mode, firewall_rules, grants, is_default_sa, trainer_member
 from stacks.errors import UsageError
@@ -229,6 +229,20 @@ def review(plan: Plan, checkov: dict | None = None, accepts: dict | None = None)
     readers, writers = access["readers"], access["writers"]
     for row in readers + writers:
         row["expected"] = row["kind"] in allowed.get(row["principal"], ())
+    # The write token (publishing): the publisher reads it; the configured publishers may act as the publisher.
+    # Anyone else, any other path, and the trainer whatever the configuration says, is unexpected.
+    publisher = plan.output("publisher_email")
+    publishers = [m for m in (plan.output("publishers") or []) if isinstance(m, str)]
+    w_allowed: dict[str, tuple[str, ...]] = {f"serviceAccount:{publisher}": ("reads",)} if publisher else {}
+    for m in publishers:
+        if m != trainer:
+            w_allowed[m] = ("impersonates",)
+    waccess = write_token_access(plan)
+    for row in waccess["readers"] + waccess["writers"]:
+        row["expected"] = row["kind"] in w_allowed.get(row["principal"], ())
+    w_unexpected = sorted({r["principal"] for r in waccess["readers"] + waccess["writers"] if not r["expected"]})
+    seen = {(u["address"], u["field"]) for u in access["unknowns"]}
+    access["unknowns"] += [u for u in waccess["unknowns"] if (u["address"], u["field"]) not in seen]
     accepted_readers = {a["principal"]: a["reason"] for a in accepts["reader"]}
     accepted_unknowns = {a["address"]: a["reason"] for a in accepts["unknown"]}
     reaching = {r["principal"] for r in readers + writers}
@@ -241,6 +255,9 @@ def review(plan: Plan, checkov: dict | None = None, accepts: dict | None = None)
         "token_secret": plan.output("token_secret"),
         "token_readers": readers, "token_writers": writers, "expected_readers": sorted(expected),
         "unexpected_readers": unexpected,
+        "write_token": {"secret": plan.output("write_token_secret") or "", "readers": waccess["readers"],
+                        "writers": waccess["writers"], "expected_readers": sorted(w_allowed),
+                        "unexpected_readers": w_unexpected},
         "accepted_readers": [{"principal": k, "reason": v} for k, v in sorted(accepted_readers.items())
                              if k in reaching],
         "unknowns": unknowns, "unresolved": sorted({u["address"] for u in unknowns if not u["accepted"]}),
@@ -250,6 +267,7 @@ def review(plan: Plan, checkov: dict | None = None, accepts: dict | None = None)
         "policies": policies, "checkov": checkov or {"ran": False, "why": "not requested"},
     }
     report["ok"] = (all(p["passed"] for p in policies) and not unexpected and not report["unresolved"]
+                    and not w_unexpected
                     and (not report["checkov"].get("ran") or report["checkov"]["failed"] == 0)
                     and report["allowlist"]["ok"])
     report["diagram"] = mermaid(plan, report)
@@ -318,6 +336,8 @@ def to_markdown(rep: dict) -> str:
            + (f"{ck['passed']} passed, {ck['failed']} failed, {ck['skipped']} skipped" if ck.get("ran")
               else f"not run ({ck.get('why')})") + "; token readers: "
            + ("as expected" if not rep["unexpected_readers"] else f"UNEXPECTED {rep['unexpected_readers']}")
+           + "; write token: " + ("as expected" if not rep["write_token"]["unexpected_readers"] else
+                                  f"UNEXPECTED {rep['write_token']['unexpected_readers']}")
            + "; unknowns: " + (f"{len(rep['unresolved'])} UNRESOLVED" if rep["unresolved"] else
                                f"none{' (all accepted)' if rep['unknowns'] else ''}")
            + "; egress allowlist: " + ("as planned" if rep["allowlist"]["ok"] else "FAILS its replay"), "",
@@ -333,6 +353,17 @@ def to_markdown(rep: dict) -> str:
         out += [f"**Unexpected readers:** {', '.join(rep['unexpected_readers'])}", ""]
     for a in rep["accepted_readers"]:
         out += [f"- Accepted by the reviewer: `{a['principal']}` — {a['reason']}"]
+    wt = rep["write_token"]
+    if wt["secret"]:
+        out += ["", "## Who can reach the write token (publishing)?", "",
+                f"Secret: `{wt['secret']}`. Expected: the publisher reads it; the configured publishers may act as"
+                f" the publisher ({', '.join(f'`{m}`' for m in wt['expected_readers'])}). Anyone else, and the"
+                " trainer always, fails the review.", "",
+                _table(["principal", "path", "how", "resource"],
+                       [[f"`{r['principal']}`" + ("" if r["expected"] else " **unexpected**"), r["kind"], r["how"],
+                         f"`{r['address']}`"] for r in wt["readers"] + wt["writers"]]), ""]
+        if wt["unexpected_readers"]:
+            out += [f"**Unexpected readers of the write token:** {', '.join(wt['unexpected_readers'])}", ""]
     out += ["", "## Who can replace the token?", "",
             _table(["principal", "how", "resource"], [[f"`{r['principal']}`", r["how"], f"`{r['address']}`"]
                                                       for r in rep["token_writers"]]) if rep["token_writers"]
@@ -416,6 +447,10 @@ REVIEW_RULES = [
     ("HFG-READER", "Only the trainer and the submitter reach the token",
      "A principal other than the expected ones has a permission path to the Hugging Face token.",
      "remove the grant, or accept the principal with a reason in an accept file ([[reader]])"),
+    ("HFG-WRITE-READER", "Only the publisher (and who may act as it) reaches the write token",
+     "A principal other than the publisher and the configured publishers, or the trainer, has a permission path to"
+     " the Hugging Face write token.",
+     "remove the grant; who may publish is `publishers` in config/<env>.toml"),
     ("HFG-UNKNOWN", "Every grant that could reach the token is resolvable offline",
      "A role, member, target or policy is an expression, variable, data source or value known after apply.",
      "write it literally, review the `terraform show -json` plan, or accept it with a reason ([[unknown]])"),
@@ -449,6 +484,14 @@ def to_sarif(rep: dict, artifact: str) -> dict:
         for r in [r for r in rep["token_readers"] + rep["token_writers"] if r["principal"] == principal]:
             results.append({"ruleId": "HFG-READER", "level": "error",
                             "message": {"text": f"{principal} {r['kind']}: {r['how']}"},
+                            "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact}},
+                                           "logicalLocations": [{"fullyQualifiedName": r["address"],
+                                                                 "kind": "resource"}]}]})
+    wt = rep.get("write_token") or {"unexpected_readers": [], "readers": [], "writers": []}
+    for principal in wt["unexpected_readers"]:
+        for r in [r for r in wt["readers"] + wt["writers"] if r["principal"] == principal]:
+            results.append({"ruleId": "HFG-WRITE-READER", "level": "error",
+                            "message": {"text": f"{principal} {r['kind']} (write token): {r['how']}"},
                             "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact}},
                                            "logicalLocations": [{"fullyQualifiedName": r["address"],
                                                                  "kind": "resource"}]}]})

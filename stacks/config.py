@@ -261,6 +261,9 @@ def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
                                            " serviceAccount:, principal://, principalSet://)"))
         elif publishers.count(who) > 1:
             problems.append(("publishers", f"{who!r} is listed twice"))
+        elif who == f"serviceAccount:{prefix}-trainer@{project_id}.iam.gserviceaccount.com":
+            problems.append(("publishers", "the trainer runs whatever a job runs: it must never reach the write"
+                                           " token; publish from the submitter or a person"))
     state_bucket = need("state_bucket", str)
     token_write_only = need("token_write_only", bool, False)
     allow: dict[str, list[str]] = {}

@@ -33,6 +33,7 @@ class Outputs:
     submitter_email: str         # what CI or a person submits with; may read the token and act as trainer
     write_token_secret: str      # projects/{project}/secrets/{id}: the write token, read only by the publisher
     publisher_email: str         # the write token's only reader; `hfgate publish` impersonates it
+    publishers: tuple[str, ...]  # IAM members who may act as the publisher (config `publishers`)
     staging_bucket: str          # gs://...
     artifacts_bucket: str        # gs://... (job outputs; the trainer writes here)
     mirror_bucket: str           # gs://... (`hfgate mirror` copies; the submitter writes, jobs only read)
@@ -71,7 +72,7 @@ class Outputs:
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Outputs))
-TUPLE_FIELDS = ("hf_host_rules", "allowed_models", "allowed_datasets", "trusted_image_registries")
+TUPLE_FIELDS = ("hf_host_rules", "allowed_models", "allowed_datasets", "trusted_image_registries", "publishers")
 
 
 def outputs_from_settings(settings: Settings, project_number: str | None = None) -> Outputs:
@@ -89,6 +90,8 @@ def outputs_from_settings(settings: Settings, project_number: str | None = None)
         submitter_email=names.email(names.submitter_account_id, settings.project_id),
         write_token_secret=f"projects/{settings.project_id}/secrets/{names.write_secret_id}",
         publisher_email=names.email(names.publisher_account_id, settings.project_id),
+        publishers=tuple(f"serviceAccount:{names.email(names.submitter_account_id, settings.project_id)}"
+                         if p == "submitter" else p for p in settings.publishers),
         staging_bucket=f"gs://{names.staging_bucket}",
         artifacts_bucket=f"gs://{names.artifacts_bucket}",
         mirror_bucket=f"gs://{names.mirror_bucket}",

@@ -71,7 +71,8 @@ class HfgateStack(TerraformStack):
                                        replicas=s.replicas, rotation_days=s.token_rotation_days,
                                        rotation_topic=names.write_rotation_topic, labels=labels, kms_key=s.kms_key,
                                        replica_keys=s.replica_keys, purpose="hugging-face-write-token",
-                                       set_with="hfgate token set --kind write --env ...", audit_reads=False)
+                                       set_with="hfgate token set --kind write --env ...", audit_reads=False,
+                                       grants_from=self.token)
         self.write_token.grant_read(self.publisher)
         for who in s.publishers:
             self.publisher.grant_impersonate(self.submitter if who == "submitter" else who)
@@ -142,6 +143,8 @@ class HfgateStack(TerraformStack):
             "submitter_email": self.submitter.email,
             "write_token_secret": self.write_token.resource_id,
             "publisher_email": self.publisher.email,
+            "publishers": [f"serviceAccount:{names.email(names.submitter_account_id, s.project_id)}"
+                           if p == "submitter" else p for p in s.publishers],
             "staging_bucket": self.staging.url,
             "artifacts_bucket": self.artifacts.url,
             "mirror_bucket": self.mirror.url,

@@ -40,7 +40,7 @@ class TokenSecret(Construct):
                  rotation_days: int, rotation_topic: str, labels: dict[str, str], kms_key: str | None,
                  replica_keys: dict[str, str] | None = None, write_only_version: bool = False,
                  purpose: str = "hugging-face-token", set_with: str = "hfgate token set --env ...",
-                 audit_reads: bool = True) -> None:
+                 audit_reads: bool = True, grants_from: "TokenSecret | None" = None) -> None:
         super().__init__(scope, id)
         agent = project.service_agent("secretmanager.googleapis.com")
         self.topic = PubsubTopic(self, "rotation-topic", project=project.project_id, name=rotation_topic,
@@ -50,13 +50,20 @@ class TokenSecret(Construct):
                                          topic=self.topic.name, role="roles/pubsub.publisher", member=agent)
         depends = [publisher]
         replica_keys = replica_keys or {}
-        if kms_key:
+        # A second secret of the project (grants_from) shares the first one's key grants: one IAM member resource
+        # per (key, role, agent), or destroying either would remove the other's grant.
+        if kms_key and grants_from is not None:
+            depends += grants_from.kms_grants
+            self.topic.depends_on = list(self.topic.depends_on or []) + list(grants_from.topic.depends_on or [])
+        self.kms_grants: list = []
+        if kms_key and grants_from is None:
             # Secret Manager's agent encrypts each replica with that replica's key (CMEK; the key must be in the
             # replica's location); Pub/Sub's encrypts the topic. Resources under CMEK wait for their agent's grant.
             for i, key in enumerate(sorted(set(replica_keys.values()) | {kms_key})):
-                depends.append(KmsCryptoKeyIamMember(
+                self.kms_grants.append(KmsCryptoKeyIamMember(
                     self, "cmek-secretmanager" if key == kms_key else f"cmek-secretmanager-{i}", crypto_key_id=key,
                     role="roles/cloudkms.cryptoKeyEncrypterDecrypter", member=agent))
+            depends += self.kms_grants
             pubsub_grant = KmsCryptoKeyIamMember(self, "cmek-pubsub", crypto_key_id=kms_key,
                                                  role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
                                                  member=project.service_agent("pubsub.googleapis.com"))

@@ -35,15 +35,15 @@ def test_every_environment_synthesizes_within_the_table(plans):
 
 # One breaking case per row (the key is the row id).
 BREAK = {
-    "secret-annotations": lambda d: one(d, "google_secret_manager_secret")["annotations"].update(
+    "secret-annotations": lambda d: first(d, "google_secret_manager_secret", "hf-token_")["annotations"].update(
         {"hfgate/purpose": "x"}),
-    "secret-id": lambda d: one(d, "google_secret_manager_secret").update(secret_id="hf token!"),
-    "secret-cmek-location": lambda d: one(d, "google_secret_manager_secret")["replication"]["user_managed"]
+    "secret-id": lambda d: first(d, "google_secret_manager_secret", "hf-token_").update(secret_id="hf token!"),
+    "secret-cmek-location": lambda d: first(d, "google_secret_manager_secret", "hf-token_")["replication"]["user_managed"]
     ["replicas"][1]["customer_managed_encryption"].update(
         kms_key_name="projects/k/locations/europe-west4/keyRings/r/cryptoKeys/k"),
-    "secret-rotation": lambda d: one(d, "google_secret_manager_secret")["rotation"].update(rotation_period="60s"),
-    "secret-destroy-ttl": lambda d: one(d, "google_secret_manager_secret").update(version_destroy_ttl="3600s"),
-    "secret-topics": lambda d: one(d, "google_secret_manager_secret").update(
+    "secret-rotation": lambda d: first(d, "google_secret_manager_secret", "hf-token_")["rotation"].update(rotation_period="60s"),
+    "secret-destroy-ttl": lambda d: first(d, "google_secret_manager_secret", "hf-token_").update(version_destroy_ttl="3600s"),
+    "secret-topics": lambda d: first(d, "google_secret_manager_secret", "hf-token_").update(
         topics=[{"name": f"projects/p/topics/t{i}"} for i in range(11)]),
     "labels": lambda d: first(d, "google_storage_bucket").update(labels={"Team": "ml"}),
     "provider-labels": lambda d: d["provider"]["google"][0]["default_labels"].update({"env": "Prod!"}),
@@ -53,8 +53,8 @@ BREAK = {
     "bucket-soft-delete": lambda d: first(d, "google_storage_bucket")["soft_delete_policy"].update(
         retention_duration_seconds=86400),
     "service-account-id": lambda d: first(d, "google_service_account").update(account_id="Trainer"),
-    "topic-name": lambda d: one(d, "google_pubsub_topic").update(name="goog-rotation"),
-    "topic-retention": lambda d: one(d, "google_pubsub_topic").update(message_retention_duration="60s"),
+    "topic-name": lambda d: first(d, "google_pubsub_topic", "hf-token_").update(name="goog-rotation"),
+    "topic-retention": lambda d: first(d, "google_pubsub_topic", "hf-token_").update(message_retention_duration="60s"),
     "compute-name": lambda d: one(d, "google_compute_network").update(name="HFG_VPC"),
     "firewall-priority": lambda d: one(d, "google_compute_firewall").update(priority=70000),
     "swp-rule-priority": lambda d: first(d, "google_network_security_gateway_security_policy_rule").update(
@@ -91,15 +91,16 @@ def test_each_row_refuses_what_google_refuses(plans, row):
 
 def test_the_findings_that_failed_every_first_apply_are_fixed(plans):
     for env, plan in plans.items():
-        secret = one(plan, "google_secret_manager_secret")
-        # Secret.annotations (Secret Manager REST reference): keys alphanumeric at both ends, - _ . inside.
-        assert set(secret["annotations"]) == {"hfgate-purpose", "hfgate-set-with"}, env
-        assert annotation_problems(secret["annotations"]) == []
+        for secret in plan["resource"]["google_secret_manager_secret"].values():    # the read and write tokens'
+            # Secret.annotations (Secret Manager REST reference): keys alphanumeric at both ends, - _ . inside.
+            assert set(secret["annotations"]) == {"hfgate-purpose", "hfgate-set-with"}, env
+            assert annotation_problems(secret["annotations"]) == []
     prod = plans["prod"]
     # CustomerManagedEncryption: each replica's key is in that replica's location.
-    replicas = one(prod, "google_secret_manager_secret")["replication"]["user_managed"]["replicas"]
-    assert {r["location"]: r["customer_managed_encryption"]["kms_key_name"].split("/")[3] for r in replicas} == \
-        {"europe-west4": "europe-west4", "europe-west1": "europe-west1"}
+    for secret in prod["resource"]["google_secret_manager_secret"].values():
+        replicas = secret["replication"]["user_managed"]["replicas"]
+        assert {r["location"]: r["customer_managed_encryption"]["kms_key_name"].split("/")[3] for r in replicas} \
+            == {"europe-west4": "europe-west4", "europe-west1": "europe-west1"}
     # The Secret Manager agent is granted each of those keys, and the secret waits for the grants.
     grants = [v for k, v in prod["resource"]["google_kms_crypto_key_iam_member"].items() if "secretmanager" in k]
     assert {g["crypto_key_id"].split("/")[3] for g in grants} == {"europe-west4", "europe-west1"}
@@ -164,7 +165,7 @@ def test_silent_differences_are_gone(plans):
     # CMEK: every bucket waits for the Cloud Storage agent's key grant.
     for bucket in prod["resource"]["google_storage_bucket"].values():
         assert any("google_kms_crypto_key_iam_member.cmek-storage" in d for d in bucket["depends_on"])
-    topic = one(prod, "google_pubsub_topic")
+    topic = first(prod, "google_pubsub_topic", "hf-token_")
     assert any("cmek-pubsub" in d for d in topic["depends_on"])
 
 
@@ -189,7 +190,7 @@ def test_the_local_cloud_refuses_a_plan_google_would_refuse(synth_dir, tmp_path)
     from localcloud import LocalCloud
     from review.plan import synthesized
     plan = json.loads(synthesized(synth_dir, "local").read_text())
-    one(plan, "google_secret_manager_secret")["annotations"] = {"hfgate/purpose": "x"}
+    first(plan, "google_secret_manager_secret", "hf-token_")["annotations"] = {"hfgate/purpose": "x"}
     bad = tmp_path / "stacks" / "hfgate-local" / "cdk.tf.json"
     bad.parent.mkdir(parents=True)
     bad.write_text(json.dumps(plan))

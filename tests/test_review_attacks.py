@@ -344,3 +344,74 @@ def test_sarif_names_unexpected_readers_and_unknowns(plans, tmp_path):
     results = json.loads(proc.stdout)["runs"][0]["results"]
     assert {r["ruleId"] for r in results} >= {"HFG-READER", "HFG-UNKNOWN"}
     assert any(EVE in r["message"]["text"] for r in results if r["ruleId"] == "HFG-READER")
+
+
+# The write token (publishing): only the publisher reads it, only the configured publishers may act as it.
+def _write_secret(d):
+    return next(k for k in d["resource"]["google_secret_manager_secret"] if k.startswith("hf-write-token"))
+
+
+def _ref_write_secret(d):
+    return f"${{google_secret_manager_secret.{_write_secret(d)}.secret_id}}"
+
+
+def _trainer_member(d):
+    return _ref_sa(d, "trainer", "member")
+
+
+def _trainer_listed_as_publisher(d):
+    d["output"]["publishers"]["value"].append(_trainer_member(d))
+    return on_sa(d, "publisher", "roles/iam.serviceAccountTokenCreator", _trainer_member(d))
+
+
+WRITE_CASES = {
+    "the trainer reads the write token": (
+        lambda d: on_secret(d, "roles/secretmanager.secretAccessor", _trainer_member(d), _ref_write_secret(d)),
+        "serviceAccount:hfg-dev-trainer@acme-hfgate-dev.iam.gserviceaccount.com"),
+    "someone else may act as the publisher": (
+        lambda d: on_sa(d, "publisher", "roles/iam.serviceAccountTokenCreator"), EVE),
+    "the trainer may act as the publisher": (
+        lambda d: on_sa(d, "publisher", "roles/iam.serviceAccountUser", _trainer_member(d)),
+        "serviceAccount:hfg-dev-trainer@acme-hfgate-dev.iam.gserviceaccount.com"),
+    "the trainer listed among the publishers": (
+        _trainer_listed_as_publisher, "serviceAccount:hfg-dev-trainer@acme-hfgate-dev.iam.gserviceaccount.com"),
+    "a Cloud Run service runs as the publisher": (
+        lambda d: add(d, "google_cloud_run_v2_service", "svc", {
+            "name": "svc", "location": "us-central1",
+            "template": {"service_account": _ref_sa(d, "publisher", "email"),
+                         "containers": [{"image": "docker.io/eve/anything"}]}}),
+        "resource:google_cloud_run_v2_service.svc"),
+    "a data source reads the write token's value into state": (
+        lambda d: add(d, "google_secret_manager_secret_version", "w", {"secret": _ref_write_secret(d)}, "data"),
+        "resource:data.google_secret_manager_secret_version.w"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRITE_CASES))
+def test_each_plan_that_hands_out_the_write_token_fails_the_review(plans, tmp_path, case):
+    mutate, who = WRITE_CASES[case]
+    plan, _ = _plan(mutate(copy.deepcopy(plans["dev"])), tmp_path, "synth", None, None)
+    rep = review(plan)
+    assert rep["ok"] is False
+    wt = rep["write_token"]
+    assert who in wt["unexpected_readers"], (wt["unexpected_readers"], rep["unresolved"])
+    assert all(r["how"] and r["address"] for r in wt["readers"] + wt["writers"] if r["principal"] == who)
+    report = (tmp_path / "REPORT.md")
+    from review.report import to_markdown
+    report.write_text(to_markdown(rep))
+    assert "Unexpected readers of the write token" in report.read_text() and who in report.read_text()
+
+
+def test_the_shipped_stacks_let_only_the_publisher_and_the_publishers_reach_the_write_token(plans, tmp_path):
+    for env in ("dev", "prod", "local"):
+        rep = review(load(_plan(copy.deepcopy(plans[env]), tmp_path / env, "synth", None, None)[1]))
+        wt = rep["write_token"]
+        assert wt["unexpected_readers"] == [] and rep["ok"], env
+        kinds = {(r["principal"].split("@")[0].split("-")[-1], r["kind"]) for r in wt["readers"]}
+        assert kinds == {("publisher", "reads"), ("submitter", "impersonates")}, (env, kinds)
+        from stacks.config import load_settings
+        from stacks.naming import names_for
+        names = names_for(load_settings(env))
+        trainer = f"serviceAccount:{names.email(names.trainer_account_id, load_settings(env).project_id)}"
+        assert any(r["principal"] == trainer for r in rep["token_readers"])      # it reads the read token
+        assert not any(r["principal"] == trainer for r in wt["readers"])        # and never the write token

@@ -63,8 +63,16 @@ def test_only_trainer_and_submitter_can_read_the_token(plans, env):
     plan = plans[env]
     trainer = ref_id(plan, "google_service_account", account_id=names_for(load_settings(env)).trainer_account_id)
     submitter = ref_id(plan, "google_service_account", account_id=names_for(load_settings(env)).submitter_account_id)
+    publisher = ref_id(plan, "google_service_account", account_id=names_for(load_settings(env)).publisher_account_id)
+    read_secret = ref_id(plan, "google_secret_manager_secret", secret_id=names_for(load_settings(env)).secret_id)
+    write_secret = ref_id(plan, "google_secret_manager_secret",
+                          secret_id=names_for(load_settings(env)).write_secret_id)
     accessors = resources(plan, "google_secret_manager_secret_iam_member")
-    assert sorted(a["member"] for a in accessors) == sorted([f"${{{submitter}.member}}", f"${{{trainer}.member}}"])
+    on = {s: sorted(a["member"] for a in accessors if a["secret_id"] == f"${{{s}.secret_id}}")
+          for s in (read_secret, write_secret)}
+    assert on[read_secret] == sorted([f"${{{submitter}.member}}", f"${{{trainer}.member}}"])
+    assert on[write_secret] == [f"${{{publisher}.member}}"]       # publishing: the publisher only
+    assert len(accessors) == 3
     assert {a["role"] for a in accessors} == {"roles/secretmanager.secretAccessor"}
     for rtype in ("google_project_iam_member", "google_project_iam_binding"):
         for grant in resources(plan, rtype):
@@ -76,12 +84,17 @@ def test_only_trainer_and_submitter_can_read_the_token(plans, env):
 def test_least_privilege_identities(plans, env):
     plan = plans[env]
     assert resources(plan, "google_service_account_key") == []
-    assert len(resources(plan, "google_service_account")) == 2
-    act_as = resources(plan, "google_service_account_iam_member")
-    assert [a["role"] for a in act_as] == ["roles/iam.serviceAccountUser"]
+    assert len(resources(plan, "google_service_account")) == 3       # trainer, submitter, publisher
     names = names_for(load_settings(env))
     trainer = ref_id(plan, "google_service_account", account_id=names.trainer_account_id)
-    assert act_as[0]["service_account_id"] == f"${{{trainer}.name}}"
+    submitter = ref_id(plan, "google_service_account", account_id=names.submitter_account_id)
+    publisher = ref_id(plan, "google_service_account", account_id=names.publisher_account_id)
+    grants = sorted((a["service_account_id"], a["role"], a["member"])
+                    for a in resources(plan, "google_service_account_iam_member"))
+    # The submitter acts as the trainer (runs jobs) and may mint the publisher's token (publishes); nothing else.
+    assert grants == sorted([(f"${{{trainer}.name}}", "roles/iam.serviceAccountUser", f"${{{submitter}.member}}"),
+                             (f"${{{publisher}.name}}", "roles/iam.serviceAccountTokenCreator",
+                              f"${{{submitter}.member}}")])
     project_roles = {g["role"] for g in resources(plan, "google_project_iam_member")}
     assert "roles/aiplatform.user" in project_roles
     assert not any(m in json.dumps(plan) for m in ("allUsers", "allAuthenticatedUsers",
@@ -203,10 +216,12 @@ def test_prod_is_enforced_and_encrypted(plans):
     assert set(perimeter["status"]["restricted_services"]) == {
         "aiplatform.googleapis.com", "secretmanager.googleapis.com", "storage.googleapis.com"}
     assert plan["output"]["egress_enforced"]["value"] is True
-    secret = one(plan, "google_secret_manager_secret")
-    for replica in secret["replication"]["user_managed"]["replicas"]:   # each with a key in its own location
-        assert replica["customer_managed_encryption"]["kms_key_name"] == s.replica_keys[replica["location"]]
-        assert f"/locations/{replica['location']}/" in replica["customer_managed_encryption"]["kms_key_name"]
+    secrets = resources(plan, "google_secret_manager_secret")
+    assert len(secrets) == 2                                             # the read token's and the write token's
+    for secret in secrets:
+        for replica in secret["replication"]["user_managed"]["replicas"]:   # each with a key in its own location
+            assert replica["customer_managed_encryption"]["kms_key_name"] == s.replica_keys[replica["location"]]
+            assert f"/locations/{replica['location']}/" in replica["customer_managed_encryption"]["kms_key_name"]
     for b in resources(plan, "google_storage_bucket"):
         assert b["encryption"]["default_kms_key_name"] == s.kms_key
     kms_grants = resources(plan, "google_kms_crypto_key_iam_member")
