@@ -480,7 +480,8 @@ def cmd_publish(args) -> int:
                               confirm_base_terms=args.confirm_base_terms, license_id=args.license_id,
                               token_version=args.token_version, on_preflight=preflight_rows,
                               progress=(lambda line: print(line, file=sys.stderr, flush=True))
-                              if not args.json else None)
+                              if not args.json else None,
+                              show_bars=sys.stderr.isatty() and not args.json)
     data = {"ok": True, "repo": result.repo_id, "url": result.url, "commit": result.commit,
             "private": result.private, "created_repo": result.created_repo, "files": result.files,
             "bytes": result.bytes, "uploaded": result.uploaded, "run": result.run, "job": result.job,

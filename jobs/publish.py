@@ -27,6 +27,9 @@ log = logging.getLogger("hfgate.publish")
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 JOB_ID_RE = re.compile(r"^(projects/[^/]+/locations/[^/]+/customJobs/)?\d+$")
 WEIGHTS = ("model.safetensors", "adapter_model.safetensors")
+# Pickle files are never published: loading one runs code (the Hub flags them), and from_pretrained needs none of
+# them (the weights are safetensors; training_args.bin is the Trainer's own record).
+PICKLES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 INDEX = "model.safetensors.index.json"
 CARD = "README.md"
 
@@ -108,7 +111,8 @@ def run_files(outputs: Outputs, prov: Provenance, job, client=None) -> list:
     from jobs import endpoints
     client = client or endpoints.storage(outputs.project_id)
     blobs = [b for b in client.list_blobs(outputs.artifacts_bucket_name, prefix=prov.prefix)
-             if not re.match(r"checkpoint-\d+/", b.name[len(prov.prefix):]) and not b.name.endswith("/")]
+             if not re.match(r"checkpoint-\d+/", b.name[len(prov.prefix):]) and not b.name.endswith("/")
+             and not b.name.lower().endswith(PICKLES)]
     names = {b.name[len(prov.prefix):]: b for b in blobs}
     where = f"gs://{outputs.artifacts_bucket_name}/{prov.prefix}"
     problems = []
@@ -236,7 +240,7 @@ def _hashes(path: Path) -> tuple[str, str]:
 def publish(outputs: Outputs, job_or_run: str, repo_id: str, *, public: bool = False,
             confirm_base_terms: bool = False, license_id: str | None = None, token_version: str = "latest",
             cache_dir: Path | None = None, progress: Callable[[str], None] | None = None,
-            on_preflight: Callable | None = None) -> PublishResult:
+            on_preflight: Callable | None = None, show_bars: bool = False) -> PublishResult:
     from huggingface_hub import CommitOperationAdd, HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
@@ -294,13 +298,21 @@ def publish(outputs: Outputs, job_or_run: str, repo_id: str, *, public: bool = F
 
     cache = Path(cache_dir or Path(os.environ.get("HFGATE_CACHE_DIR") or Path.home() / ".cache" / "hfgate")
                  / "publish" / job.name.rsplit("/", 1)[-1])
-    paths, fetched = _download(blobs, prov.prefix, cache, say)
-    card = model_card(prov, base_license, gated, extra, hub)
-    (cache.parent / f"{cache.name}.README.md").write_text(card)
-    paths = {k: v for k, v in paths.items() if k != CARD} | {CARD: cache.parent / f"{cache.name}.README.md"}
+    paths, fetched = _download(blobs, prov.prefix, cache / "run", say)
+    card_path = cache / "card" / CARD       # the card replaces any README.md the run wrote
+    card_path.parent.mkdir(parents=True, exist_ok=True)
+    card_path.write_text(model_card(prov, base_license, gated, extra, hub))
+    paths = {k: v for k, v in paths.items() if k != CARD} | {CARD: card_path}
     local = {rel: _hashes(p) for rel, p in paths.items()}
 
     created = existing is None
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    bars_were_off = are_progress_bars_disabled()
+    if not show_bars:
+        disable_progress_bars()
+    quiet = logging.getLogger("huggingface_hub")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)        # its "no files have been modified" warning: we say it ourselves
     try:
         url = api.create_repo(repo_id, private=not public, exist_ok=True, token=token)
         before = api.model_info(repo_id, token=token).sha
@@ -319,6 +331,10 @@ def publish(outputs: Outputs, job_or_run: str, repo_id: str, *, public: bool = F
                             "run the same command again: files already uploaded are not sent twice") from None
         raise HfgateError(f"the Hub refused the upload to {repo_id} ({status}): {exc.server_message or exc}",
                           "see the message; nothing else was changed") from None
+    finally:
+        quiet.setLevel(level)
+        if not show_bars and not bars_were_off:
+            enable_progress_bars()
     hub_side = hub_files(pinned.token, repo_id, info.oid)
     wrong = []
     for rel, (sha, git) in sorted(local.items()):

@@ -8,7 +8,10 @@
    `trl sft` on CPU, which downloads the gated model from the local Hub with the token;
 6. a summary: job state, steps and loss from the trainer's logs, the model in the artifacts bucket, and proof that
    it loads;
-7. the failure story: bob never accepted the terms; the preflight stops his submit before any job exists.
+7. publishing: the admin stores a fine-grained write token scoped to alice's organization (`token set --kind
+   write`); `hfgate publish` uploads the run to a private repository as the publisher account (one commit, a model
+   card, hashes checked), a second publish changes nothing, and alice loads the model back with from_pretrained;
+8. the failure story: bob never accepted the terms; the preflight stops his submit before any job exists.
 
 `--evidence DIR` keeps what the end-to-end test checks (job specs, logs, argv seen, Hub request log, transcript).
 """
@@ -27,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "hfgate-demo/tiny-gated-lm"
 DATASET = "hfgate-demo/tiny-chat"
+PUBLISHED = "acme/tiny-gated-lm-sft"     # alice's organization; the write token is scoped to it
 
 
 class Demo:
@@ -42,7 +46,7 @@ class Demo:
         self.transcript.append(text)
 
     def step(self, n: int, title: str) -> None:
-        self.say(f"\n[{time.time() - self.t0:5.1f}s] {n}/7 {title}")
+        self.say(f"\n[{time.time() - self.t0:5.1f}s] {n}/8 {title}")
 
     def hfgate(self, cloud, *args: str, as_member: str | None = None, stdin: str | None = None,
                show: bool = True) -> tuple[int, str, str]:
@@ -205,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
                      f" it answers {loaded['generated'].strip()!r}")
         jobs_after_success = cloud.jobs.create_calls
 
-        demo.step(7, "the failure story: bob never accepted the terms")
+        demo.step(7, f"publish the fine-tune to {PUBLISHED} (private), with a write token of its own")
+        published = _publish(demo, cloud)
+
+        demo.step(8, "the failure story: bob never accepted the terms")
         demo.hfgate(cloud, "token", "set", as_member=cloud.admin, stdin=cloud.hub_tokens["bob-read"] + "\n")
         rc_bob, _, err_bob = demo.hfgate(cloud, "submit", "--model", MODEL, "--dataset", DATASET, "--max-steps",
                                          str(args.steps), "--no-lora")
@@ -219,12 +226,13 @@ def main(argv: list[str] | None = None) -> int:
 
         demo.summary = {
             "job": result.get("job"), "state": state_name, "create_calls": jobs_after_success - before,
-            "trainer": metrics, "artifacts": [b.name for b in blobs], "loaded": loaded,
+            "trainer": metrics, "artifacts": [b.name for b in blobs], "loaded": loaded, "published": published,
             "blocked": {"exit_code": rc_bob, "preflight_seconds": bob["seconds"], "jobs_created": created_for_bob,
                         "fix": bob["fix"]},
             "seconds": round(time.time() - demo.t0, 1),
         }
-        ok = state_name == "JOB_STATE_SUCCEEDED" and bool(loaded) and rc_bob == 4 and created_for_bob == 0
+        ok = state_name == "JOB_STATE_SUCCEEDED" and bool(loaded) and rc_bob == 4 and created_for_bob == 0 \
+            and published.get("loaded_from_hub", False)
         demo.say(f"\n[{time.time() - demo.t0:5.1f}s] demo {'complete' if ok else 'FAILED'}")
         code = 0 if ok else 1
     finally:
@@ -234,6 +242,45 @@ def main(argv: list[str] | None = None) -> int:
         import shutil
         shutil.rmtree(state, ignore_errors=True)
     return code
+
+
+def _publish(demo: Demo, cloud) -> dict:
+    """The platform admin stores alice's fine-grained write token (scoped to acme); the ML team publishes the run as
+    the submitter, which impersonates the publisher account (the write token's only reader); then alice loads it
+    back from the Hub with from_pretrained."""
+    rc, _, _ = demo.hfgate(cloud, "token", "set", "--kind", "write", "--repo", PUBLISHED, as_member=cloud.admin,
+                           stdin=cloud.hub_tokens["alice-fg-write-acme"] + "\n")
+    if rc:
+        return {"exit_code": rc}
+    rc, _, _ = demo.hfgate(cloud, "publish", "hfgate-demo", "--repo", PUBLISHED)
+    if rc:
+        return {"exit_code": rc}
+    first = cloud.hub_state.repos[PUBLISHED]
+    result = {"commit": first.refs["main"], "private": first.private,
+              "files": len(first.commits[first.refs["main"]]) - 1}     # without the Hub's .gitattributes
+    rc2, out2, _ = demo.hfgate(cloud, "publish", "hfgate-demo", "--repo", PUBLISHED, "--json")
+    again = json.loads(out2) if rc2 == 0 and out2.strip().startswith("{") else {}
+    # As alice would, in a process of her own: the Hub's address and her read token from the environment.
+    code = ("import json, sys\nfrom transformers import AutoModelForCausalLM\nfrom transformers.utils import logging\n"
+            "logging.disable_progress_bar()\nm = AutoModelForCausalLM.from_pretrained(sys.argv[1])\n"
+            "print(json.dumps({'class': type(m).__name__, 'parameters': sum(p.numel() for p in m.parameters())}))")
+    with tempfile.TemporaryDirectory(prefix="hfgate-demo-hf-") as home:
+        env = {**os.environ, **cloud.env(), "HF_HOME": home, "HF_TOKEN": cloud.hub_tokens["alice-read"],
+               "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+        proc = subprocess.run([sys.executable, "-c", code, PUBLISHED], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=300)
+    try:
+        loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        loaded = {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]}
+    repo = cloud.hub_state.repos.get(PUBLISHED)
+    demo.say(f"  again: uploaded {again.get('uploaded')} files, commits on the Hub: "
+             f"{len(repo.history) if repo else 0} (publishing the same run twice changes nothing)")
+    demo.say(f"  from_pretrained({PUBLISHED!r}) from the Hub: " + (
+        f"{loaded['class']} with {loaded['parameters']:,} parameters" if "class" in loaded else loaded["error"]))
+    return {"exit_code": 0, "repo": PUBLISHED, "commit": result.get("commit"), "private": result.get("private"),
+            "files": result.get("files"), "again_uploaded": again.get("uploaded"),
+            "commits": len(repo.history) if repo else 0, "loaded_from_hub": "class" in loaded, "loaded": loaded}
 
 
 def _keep_evidence(cloud, demo: Demo, where: Path) -> None:

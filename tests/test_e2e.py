@@ -35,6 +35,23 @@ def test_demo_trains_the_gated_model_and_the_result_loads(demo):
     assert "demo complete" in proc.stdout
 
 
+def test_the_demo_publishes_its_fine_tune_privately_and_it_loads_back_from_the_hub(demo):
+    _, files, summary, _ = demo
+    pub = summary["published"]
+    assert pub["exit_code"] == 0 and pub["private"] is True and pub["repo"] == "acme/tiny-gated-lm-sft"
+    assert pub["again_uploaded"] == 0 and pub["commits"] == 1          # the second publish changed nothing
+    assert pub["loaded_from_hub"] and pub["loaded"]["class"] == "LlamaForCausalLM"
+    hub_log = json.loads(files["hub-requests.json"])
+    commits = [r for r in hub_log if r["method"] == "POST" and r["path"].startswith("/api/models/acme/tiny-gated-lm-sft/commit/")]
+    assert len(commits) == 1 and commits[0]["user"] == "alice"
+    # Publishing read the write token as the publisher; the read token was read only by training.
+    calls = json.loads(files["secret-calls.json"])
+    write_reads = [c for c in calls if c[0] == "access" and "/secrets/hfg-local-hf-write-token/" in c[2]]
+    assert write_reads and {c[1] for c in write_reads} == {"serviceAccount:hfg-local-publisher@hfgate-local.iam.gserviceaccount.com"}
+    read_readers = {c[1] for c in calls if c[0] == "access" and "/secrets/hfg-local-hf-token/" in c[2]}
+    assert "serviceAccount:hfg-local-publisher@hfgate-local.iam.gserviceaccount.com" not in read_readers
+
+
 def test_the_job_read_the_gated_model_with_alices_token_through_the_bootstrap(demo):
     _, files, summary, _ = demo
     hub_log = json.loads(files["hub-requests.json"])
@@ -63,7 +80,7 @@ def test_no_token_in_any_output_spec_label_log_or_argv(demo):
     proc, files, _, tokens = demo
     places = {"stdout": proc.stdout, "stderr": proc.stderr, **{k: v for k, v in files.items()
                                                                if k != "hub-tokens.json"}}
-    for name in ("alice-read", "bob-read"):
+    for name in ("alice-read", "bob-read", "alice-fg-write-acme"):
         value = tokens[name]
         for where, text in places.items():
             assert value not in text, f"{name} token leaked into {where}"
