@@ -43,12 +43,34 @@ def run_main(env: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProce
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """`make test` runs the suite on several pytest-xdist workers (--dist loadgroup): a module's tests stay on one
+    worker (its module fixtures are built once), and every test that reads the demo's evidence shares one worker,
+    so the demo (real training) runs once."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            group = "demo" if "demo_run" in getattr(item, "fixturenames", ()) else item.module.__name__
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory) -> Path:
-    """Synthesize every environment once per test session (jsii loads the provider once)."""
-    out = tmp_path_factory.mktemp("cdktf.out")
-    proc = run_main({"CDKTF_OUTDIR": str(out), "HF_TOKEN": SYNTH_CANARY})
-    assert proc.returncode == 0, proc.stderr
+    """Synthesize every environment once per test run (jsii loads the provider once): with xdist workers, the first
+    one synthesizes under a file lock and the others read the same folder (tests only read it)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        out = tmp_path_factory.mktemp("cdktf.out")
+        proc = run_main({"CDKTF_OUTDIR": str(out), "HF_TOKEN": SYNTH_CANARY})
+        assert proc.returncode == 0, proc.stderr
+        return out
+    from filelock import FileLock
+    shared = tmp_path_factory.getbasetemp().parent
+    out = shared / "cdktf.out"
+    with FileLock(str(shared / "cdktf.out.lock")):
+        if not (out / ".synthesized").exists():
+            proc = run_main({"CDKTF_OUTDIR": str(out), "HF_TOKEN": SYNTH_CANARY})
+            assert proc.returncode == 0, proc.stderr
+            (out / ".synthesized").touch()
     return out
 
 

@@ -207,7 +207,8 @@ def test_a_look_alike_job_with_the_victims_request_id_is_not_followed(cloud):
     version = set_token(cloud, token)
     name = f"victim-{int(time.time())}"
     victim = build_custom_job(TrainRequest(model=GATED, dataset=DATASET, display_name=name), cloud.outputs,
-                              token_version=version, token_fingerprint=HfToken(token).fingerprint)
+                              token_version=version, token_fingerprint=HfToken(token).fingerprint,
+                              model_commit=cloud.hub_state.repos[GATED].refs["main"])
     rid = victim["labels"]["hfgate-request-id"]
     attacker = "serviceAccount:mallory@hfgate-local.iam.gserviceaccount.com"
     cloud.grants.add(attacker, "roles/aiplatform.user")

@@ -164,3 +164,16 @@ def test_a3_ultra_machines_boot_from_hyperdisk(dev):
     body = build(dev, machine_type="a3-ultragpu-8g", accelerator_type="NVIDIA_H200_141GB", accelerator_count=8)
     assert body["job_spec"]["worker_pool_specs"][0]["disk_spec"]["boot_disk_type"] == "hyperdisk-balanced"
     assert build(dev)["job_spec"]["worker_pool_specs"][0]["disk_spec"]["boot_disk_type"] == "pd-ssd"
+
+
+def test_the_resolved_model_commit_is_a_label_and_part_of_the_request(dev):
+    """What publish names in the model card: the commit the preflight resolved the revision to. Another commit of
+    the same revision is another request (a run does not resume onto different base weights)."""
+    from jobs.jobspec import TrainRequest, build_custom_job
+    req = TrainRequest(model="google/txgemma-2b-predict", dataset="org/chat")
+    a = build_custom_job(req, dev, token_version="v/1", token_fingerprint="f", model_commit="a" * 40)
+    b = build_custom_job(req, dev, token_version="v/1", token_fingerprint="f", model_commit="b" * 40)
+    assert a["labels"]["hfgate-model-commit"] == "a" * 40
+    assert a["labels"]["hfgate-request-id"] != b["labels"]["hfgate-request-id"]
+    bad = build_custom_job(req, dev, token_version="v/1", token_fingerprint="f", model_commit="main")
+    assert "hfgate-model-commit" not in bad["labels"]           # only a full commit hash is recorded

@@ -13,15 +13,14 @@ import pytest
 from tests.conftest import ROOT
 
 
-def test_up_starts_fast_and_leaves_nothing_running(tmp_path, synth_dir):
+def test_up_starts_and_leaves_nothing_running(tmp_path, synth_dir):
+    """How fast it starts is a benchmark figure (bench/run.py: localcloud_up), not a timed test."""
     from review.plan import synthesized
-    t0 = time.time()
     proc = subprocess.Popen([sys.executable, "-m", "localcloud", "up", "--state-dir", str(tmp_path),
                              "--plan", str(synthesized(synth_dir, "local"))], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     first = proc.stdout.readline()
     assert "local cloud up" in first, first
-    assert time.time() - t0 < 5
     env_file = (tmp_path / "localcloud.env").read_text()
     assert "HF_ENDPOINT=https://127.0.0.1:" in env_file and "GCE_METADATA_HOST=" in env_file
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()

@@ -48,7 +48,8 @@ def test_submit_secret_ref_end_to_end(cloud, alice, tmp_path):
     # The stored request equals the pure builder's output.
     expected = build_custom_job(
         TrainRequest(model=GATED, dataset=DATASET, max_steps=2, display_name=stored.display_name),
-        cloud.outputs, token_version=version, token_fingerprint=HfToken(token).fingerprint)
+        cloud.outputs, token_version=version, token_fingerprint=HfToken(token).fingerprint,
+        model_commit=cloud.hub_state.repos[GATED].refs["main"])      # what the preflight resolved main to
     def request_part(job):
         return {k: v for k, v in json.loads(ai.CustomJob.to_json(job)).items()
                 if k in ("displayName", "jobSpec", "labels")}
