@@ -120,21 +120,27 @@ def _harden() -> None:
         _hardened = True
 
 
-def load_outputs(env_or_path: OutputsLike | None = None, *, env: str | None = None) -> Outputs:
+def load_outputs(env_or_path: OutputsLike | None = None, *, env: str | None = None,
+                 team: str | None = None) -> Outputs:
     """The outputs contract: an `Outputs` as is; a path; an environment name (outputs/<env>.json, or
-    $HFGATE_OUTPUTS when set); with nothing given, $HFGATE_OUTPUTS."""
+    $HFGATE_OUTPUTS when set); with nothing given, $HFGATE_OUTPUTS. In an environment with teams, `team` (else
+    $HFGATE_TEAM) picks the team's contract; every function below takes the result."""
     if isinstance(env_or_path, Outputs):
+        if team is not None and env_or_path.team != team:
+            raise OutputsError(f"these outputs are team {env_or_path.team!r}'s, not {team!r}",
+                               "load the team's own: api.load_outputs(ENV, team=NAME)")
         return env_or_path
+    team = team or os.environ.get("HFGATE_TEAM") or None
     if env_or_path is None and env is None and not os.environ.get("HFGATE_OUTPUTS"):
         raise OutputsError("no outputs contract given",
                            "pass an environment name or an outputs file; produce it with `make deploy ENV=...`"
                            " or `make output ENV=...`")
     text = str(env_or_path) if env_or_path is not None else None
     if text is not None and (text.endswith(".json") or os.sep in text or Path(text).exists()):
-        return _load_outputs_file(Path(text), env=env)
+        return _load_outputs_file(Path(text), env=env, team=team)
     name = env or text
     path = os.environ.get("HFGATE_OUTPUTS") or f"outputs/{name}.json"
-    return _load_outputs_file(Path(path), env=name)
+    return _load_outputs_file(Path(path), env=name, team=team)
 
 
 def check(outputs: OutputsLike, model: str, revision: str = "main", *, token_version: str = "latest") -> Report:
@@ -176,6 +182,10 @@ def submit(outputs: OutputsLike, request: TrainRequest, *, token_version: str = 
         raise PreflightFailed(refused)
     if Backend(backend) is Backend.HF_JOBS:
         return _submit_hf_jobs(outputs, request, token_version, dry_run, flavor, namespace)
+    if outputs.team and request.token_delivery is TokenDelivery.ENV:
+        raise UsageError("--token-delivery env is refused in an environment with teams: the token would sit in the"
+                         " job's spec, which every team's submitter may read (Vertex AI has no per-job IAM)",
+                         "drop --token-delivery (secret-ref, the default, reads the token inside the job)")
     from stacks.facts import image_problem
     untrusted = image_problem(request.image or outputs.training_image, outputs.trusted_image_registries)
     if untrusted:

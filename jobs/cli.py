@@ -33,7 +33,8 @@ EXAMPLES = """examples:
   hfgate token set --env dev < token.txt                        # validated first; never from argv
   hfgate token set --kind write --repo acme/txgemma-sft < write-token.txt   # the publishing token
   hfgate publish RUN_OR_JOB --env dev --repo acme/txgemma-sft   # a finished run to the Hub (private)
-environment: --outputs FILE, else $HFGATE_OUTPUTS, else outputs/<env>.json (cdktn output --outputs-file)
+environment: --outputs FILE, else $HFGATE_OUTPUTS, else outputs/<env>.json (cdktn output --outputs-file);
+  in an environment with teams, --team NAME (or $HFGATE_TEAM) picks your team's contract from it
 """
 
 
@@ -44,13 +45,16 @@ def _outputs(args):
         raise OutputsError("no outputs contract given",
                            "pass --env ENV (reads outputs/ENV.json) or --outputs FILE; produce it with"
                            " `cdktn output hfgate-ENV --outputs-file outputs/ENV.json`")
-    return load_outputs(Path(path), env=args.env)
+    team = getattr(args, "team", None) or os.environ.get("HFGATE_TEAM") or None
+    return load_outputs(Path(path), env=args.env, team=team)
 
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--env", help="environment name (config/<env>.toml; outputs/<env>.json)")
     common.add_argument("--outputs", help="outputs contract JSON (cdktn output / terraform output -json)")
+    common.add_argument("--team", help="your team, in an environment with teams (else $HFGATE_TEAM): its token,"
+                                       " identities, buckets and allowlist")
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     common.add_argument("-v", "--verbose", action="store_true", help="log what happens (never the token)")
 

@@ -35,6 +35,7 @@ class Request:
     query: str = ""
     scheme: str = "https"
     note: str = ""
+    source_ip: str = ""         # the client's address (a team's jobs come from its subnet); "" when not modelled
 
     @property
     def url(self) -> str:
@@ -129,7 +130,8 @@ class ProxyPolicy:
             self._compiled[expr] = _Unknown(f"does not compile as CEL: {exc}")
             raise self._compiled[expr] from None
 
-        program = env.program(ast, functions={"host": _host, "inUrlList": _in_url_list, "url": _url})
+        program = env.program(ast, functions={"host": _host, "inUrlList": _in_url_list, "url": _url,
+                                              "inIpRange": _in_ip_range})
         self._compiled[expr] = program
         return program
 
@@ -139,7 +141,7 @@ class ProxyPolicy:
 
         # A matcher that reads no request attribute (a session matcher) decides the same for every request to a
         # host: evaluated once per host. Anything that reads `request` is evaluated for each request.
-        key = (expr, req.host) if "request" not in expr else None
+        key = (expr, req.host, req.source_ip) if "request" not in expr else None
         if key is not None and key in self._session_cache:
             return self._session_cache[key]
         program = self._program(expr)
@@ -147,7 +149,8 @@ class ProxyPolicy:
         request = celpy.json_to_cel({"method": req.method, "path": req.path, "query": req.query,
                                      "scheme": req.scheme, "host": req.host, "headers": {}})
         try:
-            result = program.evaluate({"request": request})
+            result = program.evaluate({"request": request,
+                                       "source": celpy.json_to_cel({"ip": req.source_ip, "port": 0})})
         except _Unknown:
             raise
         except Exception as exc:
@@ -236,6 +239,17 @@ def _in_url_list(h, name):
     if str(name) not in lists:
         raise _Unknown(f"URL list {name} is not in the plan")
     return celtypes.BoolType(host_allowed(str(h), tuple(lists[str(name)])))
+
+
+def _in_ip_range(ip, cidr):
+    """inIpRange(ip, range) of the CEL matcher reference: the address lies in the range (an unknown address,
+    "", lies in none)."""
+    import ipaddress
+    from celpy import celtypes
+    try:
+        return celtypes.BoolType(ipaddress.ip_address(str(ip)) in ipaddress.ip_network(str(cidr), strict=False))
+    except ValueError:
+        return celtypes.BoolType(False)
 
 
 def _url(_request):

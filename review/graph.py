@@ -200,7 +200,8 @@ def _perm_text(g: Grant, wanted) -> str:
     return f"{g.role} on {g.resource}" + (f" ({', '.join(held)})" if held else "")
 
 
-def token_access(plan: Plan, *, _targets: Targets | None = None, _which: str = "read") -> dict:
+def token_access(plan: Plan, *, _targets: Targets | None = None, _which: str = "read",
+                 env_jobs: bool = True) -> dict:
     """readers: every (principal, path) that reaches the token; writers: who can replace it; unknowns: what could
     not be resolved and might matter."""
     t = _targets or Targets.of(plan)
@@ -255,7 +256,7 @@ def token_access(plan: Plan, *, _targets: Targets | None = None, _which: str = "
         if job_token and p & R.IMAGE_WRITE and t.image_repository and ((g.scope == "artifactRegistry" and
                                                           g.target == t.image_repository) or _above(g, t)):
             readers.append(_row(g, "writes-job-inputs", f"{_perm_text(g, R.IMAGE_WRITE)}: pushes the training image"))
-        if job_token and R.JOB_READ in p and _above(g, t):
+        if job_token and env_jobs and R.JOB_READ in p and _above(g, t):
             readers.append(_row(g, "reads-env-jobs", f"{_perm_text(g, {R.JOB_READ})}: reads HF_TOKEN in the spec of"
                                                      " --token-delivery env jobs", impact="medium"))
         if p & R.VERSION_TAMPER and _on_secret(g, t):

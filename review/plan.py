@@ -271,3 +271,32 @@ def load(path: Path) -> Plan:
 
 def synthesized(outdir: Path, env: str) -> Path:
     return Path(outdir) / "stacks" / f"hfgate-{env}" / "cdk.tf.json"
+
+
+def team_views(plan: Plan) -> dict[str, Plan]:
+    """An environment with teams exports one contract per team (`team_<name>` outputs): one view of the plan per
+    team, whose outputs are that team's contract, so every check judges the team's token, identities, buckets and
+    allowlist. Without teams: the plan itself, under the name ""."""
+    import dataclasses
+    teams = {k.removeprefix("team_"): v for k, v in plan.outputs.items() if k.startswith("team_")}
+    if not teams:
+        return {"": plan}
+    views = {}
+    for name, out in sorted(teams.items()):
+        value = out.get("value") if isinstance(out, dict) and "value" in out else out
+        if not isinstance(value, dict):
+            value = {}
+        views[name] = dataclasses.replace(plan, outputs={k: {"value": v} for k, v in value.items()})
+    return views
+
+
+def team_source_range(view: Plan) -> str:
+    """The team's jobs' source range at the proxy: the subnet of its network attachment (from the plan)."""
+    ref = str((view.outputs.get("network_attachment") or {}).get("value") or "")
+    m = re.search(r"google_compute_network_attachment\.([^.}]+)\.", ref)
+    att = view.get("google_compute_network_attachment", m.group(1)) if m else None
+    if att is None:
+        return ""
+    sub = re.search(r"google_compute_subnetwork\.([^.}]+)\.", json.dumps(att.values.get("subnetworks") or []))
+    subnet = view.get("google_compute_subnetwork", sub.group(1)) if sub else None
+    return str(subnet.values.get("ip_cidr_range") or "") if subnet else ""

@@ -174,6 +174,8 @@ def buckets_hardened(plan: Plan):
 def jobs_run_as_trainer(plan: Plan):
     trainer = trainer_member(plan)
     submitter = f"serviceAccount:{plan.output('submitter_email')}"
+    # A team's configured submitters (people, groups, CI) act as its submitter: that is what they are for.
+    configured = {m for m in plan.output("submitters") or [] if isinstance(m, str)}
     hits = []
     if trainer is None:
         hits.append(("output.trainer_email", "the outputs contract names no trainer"))
@@ -182,7 +184,8 @@ def jobs_run_as_trainer(plan: Plan):
             if g.resource.startswith(("project:", "folder:", "organization:")):
                 hits.append((g.address, f"{g.member} may act as every service account ({g.role} on {g.resource})"))
             elif g.scope == "serviceAccount" and trainer and g.resource != trainer and (
-                    (g.member == submitter and R.ACT_AS in g.perms) or g.resource == submitter):
+                    (g.member == submitter and R.ACT_AS in g.perms) or
+                    (g.resource == submitter and g.member not in configured)):
                 # The submitter may run jobs as whatever it can act as (actAs: what Vertex AI checks on a job's
                 # account); nobody may become the submitter. Minting another account's token (the publisher's, to
                 # read the write token) runs no job as it. Other service accounts (and their own Workload Identity

@@ -102,11 +102,13 @@ def egress(plan: Plan) -> dict:
     }
 
 
-def allowlist(plan: Plan) -> dict:
+def allowlist(plan: Plan, source_ip: str = "", foreign: tuple = ((), ())) -> dict:
     """What the environment may download, the proxy rules as planned, and the recorded traffic (review.egress)
     replayed through them with a real CEL engine. Fails closed: a replayed request decided otherwise than
-    expected, or one the engine could not decide (UNKNOWN), fails the review."""
-    from review.egress import ProxyPolicy, decision_json, load_recording, probes, replay
+    expected, or one the engine could not decide (UNKNOWN), fails the review. For a team: the traffic comes from
+    `source_ip` (in the team's subnet), and the other teams' repositories (`foreign`) must be denied."""
+    import dataclasses
+    from review.egress import ProxyPolicy, Request, decision_json, load_recording, probes, replay
     models = tuple(plan.output("allowed_models") or ())
     datasets = tuple(plan.output("allowed_datasets") or ())
     mode = egress_mode(plan)
@@ -123,7 +125,22 @@ def allowlist(plan: Plan) -> dict:
     out["inspection"] = policy.inspection
     out["rules"] = [{"priority": r.priority, "name": r.name, "action": r.action, "session": r.session_matcher,
                      "application": r.application_matcher, "tls_inspection": r.tls_inspection} for r in policy.rules]
-    decisions = replay(policy, probes(models, datasets, load_recording()))
+    traffic = probes(models, datasets, load_recording())
+    from stacks.facts import split_allow_entry
+    for kind, entries in (("model", foreign[0]), ("dataset", foreign[1])):
+        for entry in entries:
+            if entry in (models if kind == "model" else datasets):
+                continue
+            repo, _ = split_allow_entry(entry)
+            api = f"/api/{kind}s/{repo}"
+            resolve = f"/{repo}/resolve/main/config.json" if kind == "model" else \
+                f"/datasets/{repo}/resolve/main/README.md"
+            traffic += [(Request("huggingface.co", "GET", api, note="another team's repository"), "deny"),
+                        (Request("huggingface.co", "GET", resolve, note="another team's repository"), "deny")]
+    if source_ip:
+        out["source_ip"] = source_ip
+        traffic = [(dataclasses.replace(r, source_ip=source_ip), e) for r, e in traffic]
+    decisions = replay(policy, traffic)
     out["replay"] = [decision_json(d) for d in decisions]
     out["ok"] = bool(decisions) and all(d.as_expected for d in decisions)
     bad = sum(not d.as_expected for d in decisions)
@@ -215,6 +232,16 @@ def evaluate(plan: Plan) -> list[dict]:
 
 
 def review(plan: Plan, checkov: dict | None = None, accepts: dict | None = None) -> dict:
+    """The review of a plan; with teams, of each team's view of it, and the isolation matrix between them."""
+    from review.plan import team_views
+    views = team_views(plan)
+    if list(views) == [""]:
+        return _review_one(plan, checkov, accepts)
+    return _review_teams(plan, views, checkov, accepts)
+
+
+def _review_one(plan: Plan, checkov: dict | None = None, accepts: dict | None = None,
+                teams: bool = False, source_ip: str = "", foreign: tuple = ((), ())) -> dict:
     accepts = accepts or {"unknown": [], "reader": []}
     trainer = trainer_member(plan)
     submitter = plan.output("submitter_email")
@@ -224,8 +251,14 @@ def review(plan: Plan, checkov: dict | None = None, accepts: dict | None = None)
     allowed = {m: kinds for m, kinds in ((trainer, EXPECTED_PATHS["trainer"]),
                                          (f"serviceAccount:{submitter}" if submitter else None,
                                           EXPECTED_PATHS["submitter"])) if m}
+    # A team's people and CI act as its submitter (config `submitters`): that, and only that, is expected of them.
+    for m in plan.output("submitters") or []:
+        if isinstance(m, str) and m != trainer:
+            allowed.setdefault(m, ("impersonates",))
     expected = set(allowed)
-    access = token_access(plan)
+    # With teams, hfgate refuses --token-delivery env (Vertex AI has no per-job IAM: every team's submitter could
+    # read every spec), so reading job specs is not a path to a token there (ENV_JOBS_NOTE in the report).
+    access = token_access(plan, env_jobs=not teams)
     readers, writers = access["readers"], access["writers"]
     for row in readers + writers:
         row["expected"] = row["kind"] in allowed.get(row["principal"], ())
@@ -237,6 +270,10 @@ def review(plan: Plan, checkov: dict | None = None, accepts: dict | None = None)
     for m in publishers:
         if m != trainer:
             w_allowed[m] = ("impersonates",)
+    if submitter and f"serviceAccount:{submitter}" in publishers:   # who may act as the submitter publishes too
+        for m in plan.output("submitters") or []:
+            if isinstance(m, str) and m != trainer:
+                w_allowed.setdefault(m, ("impersonates",))
     waccess = write_token_access(plan)
     for row in waccess["readers"] + waccess["writers"]:
         row["expected"] = row["kind"] in w_allowed.get(row["principal"], ())
@@ -262,7 +299,7 @@ def review(plan: Plan, checkov: dict | None = None, accepts: dict | None = None)
                              if k in reaching],
         "unknowns": unknowns, "unresolved": sorted({u["address"] for u in unknowns if not u["accepted"]}),
         "references": access.get("references", {"paths": [], "unknowns": [], "inert": []}),
-        "iam": iam_matrix(plan), "egress": egress(plan), "allowlist": allowlist(plan),
+        "iam": iam_matrix(plan), "egress": egress(plan), "allowlist": allowlist(plan, source_ip, foreign),
         "data_protection": data_protection(plan),
         "policies": policies, "checkov": checkov or {"ran": False, "why": "not requested"},
     }
@@ -272,6 +309,89 @@ def review(plan: Plan, checkov: dict | None = None, accepts: dict | None = None)
                     and report["allowlist"]["ok"])
     report["diagram"] = mermaid(plan, report)
     return report
+
+
+ENV_JOBS_NOTE = ("Vertex AI has no per-job IAM: every team's submitter may read every job's spec. hfgate refuses"
+                 " --token-delivery env in an environment with teams, so no job spec holds a token")
+
+
+def _team_members(view: Plan) -> dict[str, str]:
+    """member -> its role in the team: the team's three identities, its submitters and its publishers."""
+    out = {}
+    for role, field in (("trainer", "trainer_email"), ("submitter", "submitter_email"),
+                        ("publisher", "publisher_email")):
+        email = view.output(field)
+        if email:
+            out[f"serviceAccount:{email}"] = role
+    for m in view.output("submitters") or []:
+        out.setdefault(m, "submitters")
+    for m in view.output("publishers") or []:
+        out.setdefault(m, "publishers")
+    return out
+
+
+def _review_teams(plan: Plan, views: dict[str, Plan], checkov: dict | None, accepts: dict | None) -> dict:
+    """Each team's view reviewed on its own (its token, write token, buckets and allowlist against its own
+    expectations), then the isolation matrix: every principal that reaches any team's token, write token or
+    job-input buckets, by team. A path from one team's principal to another team's resources fails the review and
+    names both teams; a principal of no team reaching a team's resources fails that team's review."""
+    members = {name: _team_members(view) for name, view in views.items()}
+    owner = {m: (name, role) for name, ms in members.items() for m, role in ms.items()}
+    from review.plan import team_source_range
+    import ipaddress
+
+    def source(view: Plan) -> str:
+        cidr = team_source_range(view)
+        return str(next(ipaddress.ip_network(cidr).hosts())) if cidr else "(unknown)"
+
+    def foreign(name: str) -> tuple:
+        return (tuple(m for n, v in views.items() if n != name for m in v.output("allowed_models") or ()),
+                tuple(d for n, v in views.items() if n != name for d in v.output("allowed_datasets") or ()))
+    reports = {name: _review_one(view, checkov, accepts, teams=True, source_ip=source(view), foreign=foreign(name))
+               for name, view in views.items()}
+    matrix: dict[str, dict[str, set]] = {}
+    cross = []
+    for name, rep in reports.items():
+        rows = [(r, False) for r in rep["token_readers"] + rep["token_writers"]] + \
+            [(r, True) for r in rep["write_token"]["readers"] + rep["write_token"]["writers"]]
+        for row, on_write in rows:
+            target = "write token" if on_write else \
+                {"writes-job-inputs": "job inputs", "writes-checkpoints": "checkpoints"}.get(row["kind"], "token")
+            matrix.setdefault(row["principal"], {}).setdefault(name, set()).add(f"{target}: {row['kind']}")
+            theirs = owner.get(row["principal"])
+            if theirs and theirs[0] != name:
+                row["expected"] = False
+                cross.append({"from_team": theirs[0], "principal": row["principal"], "as": theirs[1],
+                              "to_team": name, "what": target, "kind": row["kind"], "how": row["how"],
+                              "address": row["address"]})
+        for key in ("unexpected_readers",):
+            rep[key] = sorted({r["principal"] for r in rep["token_readers"] + rep["token_writers"]
+                               if not r["expected"]} - {a["principal"] for a in rep["accepted_readers"]})
+        rep["write_token"]["unexpected_readers"] = sorted({r["principal"] for r in rep["write_token"]["readers"] +
+                                                           rep["write_token"]["writers"] if not r["expected"]})
+        rep["ok"] = (all(p["passed"] for p in rep["policies"]) and not rep["unexpected_readers"]
+                     and not rep["unresolved"] and not rep["write_token"]["unexpected_readers"]
+                     and (not rep["checkov"].get("ran") or rep["checkov"]["failed"] == 0)
+                     and rep["allowlist"]["ok"])
+    first = reports[next(iter(reports))]
+    combined = dict(first)        # plan-wide sections (policies, IAM, egress, data protection, checkov) are shared
+    combined["view"] = next(iter(reports))
+    combined["teams"] = {name: {k: rep[k] for k in ("token_secret", "token_readers", "token_writers",
+                                                     "expected_readers", "unexpected_readers", "write_token",
+                                                     "allowlist", "ok", "unresolved")}
+                         for name, rep in reports.items()}
+    combined["isolation"] = {
+        "teams": list(views),
+        "rows": [{"principal": m, "team": owner.get(m, ("(none)", ""))[0], "as": owner.get(m, ("", ""))[1],
+                  "reaches": {t: sorted(v) for t, v in sorted(by.items())}} for m, by in sorted(matrix.items())],
+        "cross_team": cross, "note": ENV_JOBS_NOTE}
+    combined["unexpected_readers"] = sorted({p for r in reports.values() for p in r["unexpected_readers"]})
+    combined["write_token"] = dict(first["write_token"], unexpected_readers=sorted(
+        {p for r in reports.values() for p in r["write_token"]["unexpected_readers"]}))
+    combined["unresolved"] = sorted({u for r in reports.values() for u in r["unresolved"]})
+    combined["allowlist"] = dict(first["allowlist"], ok=all(r["allowlist"]["ok"] for r in reports.values()))
+    combined["ok"] = all(r["ok"] for r in reports.values()) and not cross
+    return combined
 
 
 def _short(member: str) -> str:
@@ -341,7 +461,8 @@ def to_markdown(rep: dict) -> str:
            + "; unknowns: " + (f"{len(rep['unresolved'])} UNRESOLVED" if rep["unresolved"] else
                                f"none{' (all accepted)' if rep['unknowns'] else ''}")
            + "; egress allowlist: " + ("as planned" if rep["allowlist"]["ok"] else "FAILS its replay"), "",
-           "## Who can read the Hugging Face token?", "",
+           "## Who can read the Hugging Face token?" + (f" (team `{rep['view']}`; every team: below)"
+                                                        if rep.get("view") else ""), "",
            f"Secret: `{rep['token_secret']}`. Expected: {', '.join(f'`{m}`' for m in rep['expected_readers'])}.", "",
            "Every permission path counts: reading a version, changing IAM on the secret or above it, impersonating"
            " a principal that can (followed transitively), writing what token-holding jobs run, and reading the"
@@ -364,6 +485,31 @@ def to_markdown(rep: dict) -> str:
                          f"`{r['address']}`"] for r in wt["readers"] + wt["writers"]]), ""]
         if wt["unexpected_readers"]:
             out += [f"**Unexpected readers of the write token:** {', '.join(wt['unexpected_readers'])}", ""]
+    iso = rep.get("isolation")
+    if iso:
+        teams = iso["teams"]
+        out += ["", "## Teams: isolation matrix", "",
+                f"Teams: {', '.join(f'`{t}`' for t in teams)}. Each team's token, write token and job-input buckets"
+                " against every principal that reaches any of them (review of each team's own view of the plan, then"
+                " compared). A principal of one team reaching another team's resources fails the review, naming"
+                " both; so does anyone of no team. " + iso["note"] + ".", "",
+                _table(["principal", "team", "as"] + teams,
+                       [[f"`{r['principal']}`", r["team"], r["as"] or "-"]
+                        + ["<br>".join(r["reaches"].get(t, [])) or "-" for t in teams] for r in iso["rows"]]), ""]
+        if iso["cross_team"]:
+            out += ["**Cross-team paths:**", ""] + [
+                f"- team `{c['from_team']}`'s {c['as']} `{c['principal']}` reaches team `{c['to_team']}`'s"
+                f" {c['what']} ({c['kind']}): {c['how']} (`{c['address']}`)" for c in iso["cross_team"]] + [""]
+        else:
+            out += ["No cross-team path.", ""]
+        for name, t in rep["teams"].items():
+            al = t["allowlist"]
+            out += [f"- team `{name}`: token `{t['token_secret']}` "
+                    + ("as expected" if not t["unexpected_readers"] else f"UNEXPECTED {t['unexpected_readers']}")
+                    + "; write token " + ("as expected" if not t["write_token"]["unexpected_readers"] else
+                                          f"UNEXPECTED {t['write_token']['unexpected_readers']}")
+                    + f"; allowlist replayed from {al.get('source_ip', '-')}: {al.get('summary', '-')}"]
+        out += [""]
     out += ["", "## Who can replace the token?", "",
             _table(["principal", "how", "resource"], [[f"`{r['principal']}`", r["how"], f"`{r['address']}`"]
                                                       for r in rep["token_writers"]]) if rep["token_writers"]

@@ -40,6 +40,28 @@ class EgressMode(str, Enum):
     OPEN = "open"    # Google-managed egress: uncontrolled, as in Hugging Face's own Vertex examples
 
 
+_TEAM = re.compile(r"^[a-z][a-z0-9]{1,9}$")
+_MEMBER = re.compile(r"^(user:|group:|serviceAccount:|principal://|principalSet://)\S+$")
+
+
+@dataclass(frozen=True)
+class Team:
+    """One ML team of an environment (`[teams.<name>]`): its own token secrets, identities, buckets, subnet and
+    allowlist; the network, proxy, CA and perimeter are the environment's."""
+    name: str
+    subnet_cidr: str = ""                         # its PSC network attachment's subnet (proxy mode)
+    submitters: tuple[str, ...] = ()              # IAM members who may act as the team's submitter
+    publishers: tuple[str, ...] = ("submitter",)  # who may act as the team's publisher
+    allow_models: tuple[str, ...] = ()
+    allow_datasets: tuple[str, ...] = ()
+    machine_type: str | None = None               # defaults for the team's jobs (else the environment's)
+    accelerator_type: str | None = None
+    accelerator_count: int | None = None
+
+
+TEAM_FIELDS = {f for f in Team.__dataclass_fields__ if f != "name"}
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str
@@ -81,6 +103,12 @@ class Settings:
     # Who may publish results to the Hub (`hfgate publish`): they impersonate the publisher account, the only
     # reader of the write token. "submitter" stands for the stacks' submitter; others are IAM members.
     publishers: tuple[str, ...] = ("submitter",)
+    # Several ML teams on one platform; empty: one implicit team (today's names and outputs).
+    teams: tuple[Team, ...] = ()
+
+    def team(self, name: str | None) -> Team | None:
+        """The named team (None for an environment without teams); ConfigError-free lookup for callers."""
+        return next((t for t in self.teams if t.name == name), None)
 
     @property
     def trusted_registries(self) -> tuple[str, ...]:
@@ -286,6 +314,8 @@ def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
                         content_hosts_list="-")
         except AllowlistTooLarge as exc:
             problems.append(("allow_models/allow_datasets", f"{exc.message}; {exc.fix}"))
+    teams = _parse_teams(raw.get("teams"), problems, project_id=project_id, prefix=prefix, egress_mode=egress_mode,
+                         nets=nets, env_allow=allow, env_publishers_set="publishers" in raw)
     if problems:
         raise ConfigError(source, problems)
     return Settings(
@@ -297,8 +327,103 @@ def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
         allow_models=tuple(allow["allow_models"]), allow_datasets=tuple(allow["allow_datasets"]),
         trusted_image_registries=tuple(trusted), secret_kms_keys=dict(secret_keys),
         perimeter_dry_run=dry_run, perimeter_ingress_identities=tuple(ingress),
-        publishers=tuple(dict.fromkeys(publishers)),
+        publishers=tuple(dict.fromkeys(publishers)), teams=tuple(teams),
     )
+
+
+def _parse_teams(raw, problems: list, *, project_id: str, prefix: str, egress_mode: EgressMode, nets: list,
+                 env_allow: dict, env_publishers_set: bool) -> list[Team]:
+    """`[teams.<name>]` tables. Names short enough for every per-team resource name; subnets private, disjoint from
+    each other and from the environment's ranges; the allowlists of all teams within one proxy policy's limits."""
+    if raw is None:
+        return []
+    if not isinstance(raw, dict) or not raw:
+        problems.append(("teams", "must be tables: [teams.NAME] with submitters, allow_models, ..."))
+        return []
+    if env_allow.get("allow_models") or env_allow.get("allow_datasets") or env_publishers_set:
+        problems.append(("teams", "with teams, allow_models, allow_datasets and publishers belong to each team:"
+                                  " move them into [teams.NAME]"))
+    teams, subnets = [], []
+    for name, t in raw.items():
+        where = f"teams.{name}"
+        if not isinstance(t, dict):
+            problems.append((where, "must be a table"))
+            continue
+        if not _TEAM.match(name):
+            problems.append((where, f"{name!r}: a team name is 2-10 lowercase letters or digits, starting with a"
+                                    " letter (it goes into every resource name of the team)"))
+            continue
+        for unknown in sorted(set(t) - TEAM_FIELDS):
+            problems.append((f"{where}.{unknown}", f"unknown field; known: {', '.join(sorted(TEAM_FIELDS))}"))
+        if prefix and len(f"{prefix}-{name}-submitter") > 30:
+            problems.append((where, f"service account ids ({prefix}-{name}-submitter) would exceed 30 characters;"
+                                    " shorten the team name or the prefix"))
+        if project_id and prefix and len(f"{project_id}-{prefix}-{name}-artifacts") > 63:
+            problems.append((where, "bucket names would exceed 63 characters; shorten the team name"))
+
+        def members(key: str, default: list) -> list[str]:
+            value = t.get(key, default)
+            if not isinstance(value, list):
+                problems.append((f"{where}.{key}", "must be a list of IAM members"))
+                return []
+            for m in value:
+                if not isinstance(m, str) or not (m == "submitter" and key == "publishers" or _MEMBER.match(m)):
+                    problems.append((f"{where}.{key}", f"{m!r} must be an IAM member (user:, group:,"
+                                                       " serviceAccount:, principal://, principalSet://)"
+                                                       + (" or \"submitter\"" if key == "publishers" else "")))
+            return [m for m in value if isinstance(m, str)]
+        submitters = members("submitters", [])
+        if not submitters:
+            problems.append((f"{where}.submitters", "list who submits for the team (people, groups, or CI through"
+                                                    " Workload Identity Federation: principalSet://...)"))
+        publishers = members("publishers", ["submitter"])
+        allow: dict[str, list[str]] = {}
+        for key, kind in (("allow_models", "model"), ("allow_datasets", "dataset")):
+            entries = t.get(key, [])
+            allow[key] = []
+            for entry in entries if isinstance(entries, list) else []:
+                why = allow_entry_problem(entry, kind)
+                if why:
+                    problems.append((f"{where}.{key}", why))
+                elif entry not in allow[key]:
+                    allow[key].append(entry)
+        subnet = t.get("subnet_cidr", "")
+        if egress_mode is EgressMode.PROXY:
+            try:
+                net = ipaddress.ip_network(subnet)
+                if not net.is_private or net.version != 4 or net.prefixlen > 28:
+                    raise ValueError
+                clash = [n for n in nets + subnets if n.overlaps(net)]
+                if clash:
+                    problems.append((f"{where}.subnet_cidr", f"{subnet} overlaps {clash[0]}; give every team a"
+                                                             " range of its own, outside subnet_cidr and"
+                                                             " proxy_only_cidr"))
+                subnets.append(net)
+            except ValueError:
+                problems.append((f"{where}.subnet_cidr", f"{subnet!r}: a private IPv4 range of at least /28 for the"
+                                                         " team's network attachment (its jobs' source addresses"
+                                                         " at the proxy)"))
+        machine, accel, count = t.get("machine_type"), t.get("accelerator_type"), t.get("accelerator_count")
+        if machine is not None and accel is None and count is None:   # a bare machine type brings its own GPUs
+            from stacks.facts import MACHINES
+            shape = MACHINES.get(machine)
+            accel = shape.accelerator_type if shape else None
+            count = shape.accelerator_counts[0] if shape and shape.accelerator_counts else 0
+        if machine is not None:
+            why = machine_problem(machine, accel or None, count or 0)
+            if why:
+                problems.append((f"{where}.machine_type", why))
+        teams.append(Team(name=name, subnet_cidr=str(subnet), submitters=tuple(dict.fromkeys(submitters)),
+                          publishers=tuple(dict.fromkeys(publishers)), allow_models=tuple(allow["allow_models"]),
+                          allow_datasets=tuple(allow["allow_datasets"]), machine_type=machine,
+                          accelerator_type=accel, accelerator_count=count))
+    if egress_mode is EgressMode.PROXY and teams:
+        from stacks.egress_rules import AllowlistTooLarge, team_rules
+        try:
+            team_rules(teams, all_hosts_list="-", content_hosts_list="-")
+        except AllowlistTooLarge as exc:
+            problems.append(("teams", f"{exc.message}; {exc.fix}"))
+    return teams
 
 
 def known_envs(config_dir: Path | None = None) -> list[str]:

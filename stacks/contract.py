@@ -17,7 +17,8 @@ from stacks.facts import HF_HOST_RULES
 from stacks.naming import PROXY_PORT, names_for
 
 # 2: mirror_bucket (mirrors live where jobs cannot write); 3: allowlist, proxy CA; 4: trusted image registries and
-# the CMEK key jobs are encrypted with; 5: the write token's secret and the publisher account (hfgate publish).
+# the CMEK key jobs are encrypted with; 5: the write token's secret, the publisher account and publishers (hfgate
+# publish), and the team (one contract per team, `team_<name>` outputs; "" for an environment without teams).
 CONTRACT_VERSION = 5
 
 
@@ -25,6 +26,7 @@ CONTRACT_VERSION = 5
 class Outputs:
     contract_version: int
     env: str
+    team: str                    # "" in an environment without teams
     project_id: str
     project_number: str
     region: str
@@ -34,6 +36,7 @@ class Outputs:
     write_token_secret: str      # projects/{project}/secrets/{id}: the write token, read only by the publisher
     publisher_email: str         # the write token's only reader; `hfgate publish` impersonates it
     publishers: tuple[str, ...]  # IAM members who may act as the publisher (config `publishers`)
+    submitters: tuple[str, ...]  # IAM members who may act as the submitter (a team's `submitters`; () without teams)
     staging_bucket: str          # gs://...
     artifacts_bucket: str        # gs://... (job outputs; the trainer writes here)
     mirror_bucket: str           # gs://... (`hfgate mirror` copies; the submitter writes, jobs only read)
@@ -72,16 +75,25 @@ class Outputs:
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Outputs))
-TUPLE_FIELDS = ("hf_host_rules", "allowed_models", "allowed_datasets", "trusted_image_registries", "publishers")
+TUPLE_FIELDS = ("hf_host_rules", "allowed_models", "allowed_datasets", "trusted_image_registries", "publishers",
+                "submitters")
 
 
-def outputs_from_settings(settings: Settings, project_number: str | None = None) -> Outputs:
+def outputs_from_settings(settings: Settings, project_number: str | None = None,
+                          team: str | None = None) -> Outputs:
     """The contract as the stacks would export it, for environments with no Terraform state (the local cloud)."""
-    names = names_for(settings)
+    t = settings.team(team)
+    if settings.teams and t is None:
+        raise OutputsError(f"environment {settings.env} has teams ({', '.join(x.name for x in settings.teams)})"
+                           + (f", not {team!r}" if team else ""), "pass --team NAME (or set HFGATE_TEAM)")
+    names = names_for(settings, t.name if t else None)
     proxy = settings.egress_mode.value == "proxy"
+    shape = (t.machine_type, t.accelerator_type or "", t.accelerator_count or 0) if t and t.machine_type else \
+        (settings.machine_type, settings.accelerator_type or "", settings.accelerator_count)
     return Outputs(
         contract_version=CONTRACT_VERSION,
         env=settings.env,
+        team=t.name if t else "",
         project_id=settings.project_id,
         project_number=project_number or settings.project_number or "",
         region=settings.region,
@@ -91,7 +103,8 @@ def outputs_from_settings(settings: Settings, project_number: str | None = None)
         write_token_secret=f"projects/{settings.project_id}/secrets/{names.write_secret_id}",
         publisher_email=names.email(names.publisher_account_id, settings.project_id),
         publishers=tuple(f"serviceAccount:{names.email(names.submitter_account_id, settings.project_id)}"
-                         if p == "submitter" else p for p in settings.publishers),
+                         if p == "submitter" else p for p in (t.publishers if t else settings.publishers)),
+        submitters=t.submitters if t else (),
         staging_bucket=f"gs://{names.staging_bucket}",
         artifacts_bucket=f"gs://{names.artifacts_bucket}",
         mirror_bucket=f"gs://{names.mirror_bucket}",
@@ -102,11 +115,11 @@ def outputs_from_settings(settings: Settings, project_number: str | None = None)
         proxy_url=f"http://{names.proxy_address}:{PROXY_PORT}" if proxy else "",
         hf_host_rules=HF_HOST_RULES,
         training_image=settings.training_image,
-        machine_type=settings.machine_type,
-        accelerator_type=settings.accelerator_type or "",
-        accelerator_count=settings.accelerator_count,
-        allowed_models=settings.allow_models,
-        allowed_datasets=settings.allow_datasets,
+        machine_type=shape[0],
+        accelerator_type=shape[1],
+        accelerator_count=shape[2],
+        allowed_models=t.allow_models if t else settings.allow_models,
+        allowed_datasets=t.allow_datasets if t else settings.allow_datasets,
         proxy_ca_certificate="",      # issued by Certificate Authority Service at apply; none without a deploy
         trusted_image_registries=settings.trusted_registries,
         kms_key=settings.kms_key or "",
@@ -123,14 +136,39 @@ def _how_to_produce(env: str | None) -> str:
             f" (or `terraform output -json > outputs/{e}.json` in cdktf.out/stacks/hfgate-{e})")
 
 
-def parse_outputs(data: object, *, env: str | None = None, source: str = "<outputs>") -> Outputs:
-    """Read any of the three accepted shapes into Outputs; anything else is an OutputsError (exit 2)."""
+def _unwrap(v):
+    return v["value"] if isinstance(v, dict) and "value" in v and "type" in v else v
+
+
+def _pick_team(data: dict, team: str | None, source: str) -> dict:
+    """From a stack's outputs with `team_<name>` objects (an environment with teams), the named team's contract."""
+    teams = {k.removeprefix("team_"): _unwrap(v) for k, v in data.items()
+             if k.startswith("team_") and isinstance(_unwrap(v), dict)}
+    if not teams:
+        return data
+    if team is None:
+        raise OutputsError(f"{source} holds the outputs of several teams ({', '.join(sorted(teams))})",
+                           "pass --team NAME (or set HFGATE_TEAM)")
+    if team not in teams:
+        raise OutputsError(f"{source} has no team {team!r} (teams: {', '.join(sorted(teams))})",
+                           "pass one of those to --team, or add the team to config/<env>.toml and apply")
+    return teams[team]
+
+
+def parse_outputs(data: object, *, env: str | None = None, source: str = "<outputs>",
+                  team: str | None = None) -> Outputs:
+    """Read any of the three accepted shapes into Outputs; anything else is an OutputsError (exit 2). In an
+    environment with teams, `team` picks the team's contract."""
     if not isinstance(data, dict):
         raise OutputsError(f"{source} is not a JSON object of outputs", _how_to_produce(env))
     flat: dict
+    if any(k.startswith("team_") for k in data) and "contract_version" not in data:
+        data = _pick_team(data, team, source)
     if "contract_version" in data:
         flat = data
     else:
+        data = {k: (_pick_team(v, team, f"{source} ({k})") if isinstance(v, dict) and any(
+            x.startswith("team_") for x in v) else v) for k, v in data.items()}
         stacks = {k: v for k, v in data.items() if isinstance(v, dict) and "contract_version" in v}
         if not stacks:
             raise OutputsError(f"{source} holds no hfgate outputs (no contract_version)", _how_to_produce(env))
@@ -158,14 +196,18 @@ def parse_outputs(data: object, *, env: str | None = None, source: str = "<outpu
     values["egress_enforced"] = bool(values["egress_enforced"])
     values["accelerator_count"] = int(values["accelerator_count"])
     values["project_number"] = str(values["project_number"])
+    values["team"] = values["team"] or ""
     outputs = Outputs(**values)
     if env is not None and outputs.env != env:
         raise OutputsError(f"{source} is for env {outputs.env!r}, not {env!r}",
                            "pass the outputs file of the environment you meant, or drop --env")
+    if team is not None and outputs.team != team:
+        raise OutputsError(f"{source} is for {'team ' + repr(outputs.team) if outputs.team else 'an environment'}"
+                           f" without teams, not team {team!r}", "drop --team, or pass the right outputs file")
     return outputs
 
 
-def load_outputs(path: Path, *, env: str | None = None) -> Outputs:
+def load_outputs(path: Path, *, env: str | None = None, team: str | None = None) -> Outputs:
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
@@ -175,4 +217,4 @@ def load_outputs(path: Path, *, env: str | None = None) -> Outputs:
     except json.JSONDecodeError as exc:
         raise OutputsError(f"outputs file {path} is not valid JSON ({exc.msg} at line {exc.lineno})",
                            _how_to_produce(env)) from None
-    return parse_outputs(data, env=env, source=str(path))
+    return parse_outputs(data, env=env, source=str(path), team=team)

@@ -120,16 +120,7 @@ def _pack_prefixes(prefixes: list[str]) -> list[str]:
     return out
 
 
-def proxy_rules(models: tuple[str, ...], datasets: tuple[str, ...], *, all_hosts_list: str,
-                content_hosts_list: str) -> list[ProxyRule]:
-    if not models and not datasets:
-        return [ProxyRule("allow-hugging-face", 1000, "ALLOW", f"inUrlList(host(), {_q(all_hosts_list)})",
-                          description="Hugging Face Hub only (no allowlist: any repository, any method)")]
-    rules = [ProxyRule(
-        "deny-ambiguous-paths", 100, "DENY", f"inUrlList(host(), {_q(all_hosts_list)})",
-        _any([f"request.path.contains({_q(p)})" for p in AMBIGUOUS_PATH_PARTS]),
-        "Paths a server could normalize into another repository's: refused whatever the proxy normalizes")]
-    hub = f"host() == {_q(HF_HUB_HOST)}"
+def _repo_rules(models, datasets, hub: str, name: str, priority: int, who: str = "") -> list[ProxyRule]:
     exact: list[str] = []
     prefixes: list[str] = []
     for kind, entries in (("model", models), ("dataset", datasets)):
@@ -138,15 +129,32 @@ def proxy_rules(models: tuple[str, ...], datasets: tuple[str, ...], *, all_hosts
             e, p = repo_shapes(kind, repo, rev)
             exact += e
             prefixes += p
-    priority = REPO_RULES_FROM
+    rules = []
     for i, matcher in enumerate(_pack_exact(exact)):
-        rules.append(ProxyRule(f"allow-repos-exact-{i}", priority, "ALLOW", hub, matcher,
-                               "listed repositories: info, pinned revision and tree (exact paths)"))
+        rules.append(ProxyRule(f"{name}-exact-{i}", priority, "ALLOW", hub, matcher,
+                               f"{who}listed repositories: info, pinned revision and tree (exact paths)"))
         priority += 1
     for i, matcher in enumerate(_pack_prefixes(prefixes)):
-        rules.append(ProxyRule(f"allow-repos-prefix-{i}", priority, "ALLOW", hub, matcher,
-                               "listed repositories: revisions, trees and file downloads"))
+        rules.append(ProxyRule(f"{name}-prefix-{i}", priority, "ALLOW", hub, matcher,
+                               f"{who}listed repositories: revisions, trees and file downloads"))
         priority += 1
+    return rules
+
+
+def _deny_ambiguous(all_hosts_list: str) -> ProxyRule:
+    return ProxyRule(
+        "deny-ambiguous-paths", 100, "DENY", f"inUrlList(host(), {_q(all_hosts_list)})",
+        _any([f"request.path.contains({_q(p)})" for p in AMBIGUOUS_PATH_PARTS]),
+        "Paths a server could normalize into another repository's: refused whatever the proxy normalizes")
+
+
+def proxy_rules(models: tuple[str, ...], datasets: tuple[str, ...], *, all_hosts_list: str,
+                content_hosts_list: str) -> list[ProxyRule]:
+    if not models and not datasets:
+        return [ProxyRule("allow-hugging-face", 1000, "ALLOW", f"inUrlList(host(), {_q(all_hosts_list)})",
+                          description="Hugging Face Hub only (no allowlist: any repository, any method)")]
+    rules = [_deny_ambiguous(all_hosts_list)]
+    rules += _repo_rules(models, datasets, f"host() == {_q(HF_HUB_HOST)}", "allow-repos", REPO_RULES_FROM)
     rules.append(ProxyRule("allow-content-hosts-read", CONTENT_RULE_PRIORITY, "ALLOW",
                            f"inUrlList(host(), {_q(content_hosts_list)})", READ_METHODS,
                            "LFS CDN and xet hosts (content addressed by hash): read methods only"))
@@ -156,8 +164,50 @@ def proxy_rules(models: tuple[str, ...], datasets: tuple[str, ...], *, all_hosts
             f" Secure Web Proxy allows {MAX_RULES_PER_POLICY} per policy (its quotas page)",
             "list fewer repositories in allow_models / allow_datasets (about 900 unpinned repositories fit),"
             " or split them across environments")
+    return _checked(rules)
+
+
+def _checked(rules: list[ProxyRule]) -> list[ProxyRule]:
     for rule in rules:
         for expr in (rule.session_matcher, rule.application_matcher):
             if _ops(expr) > MAX_LOGICAL_OPERATORS or len(expr) > MAX_MATCHER_CHARS:
                 raise AssertionError(f"rule {rule.name} exceeds Secure Web Proxy's matcher limits")
     return rules
+
+
+TEAM_PRIORITY_STRIDE = 1000     # team i's rules start at REPO_RULES_FROM + i * stride
+
+
+def team_rules(teams, *, all_hosts_list: str, content_hosts_list: str) -> list[ProxyRule]:
+    """One policy for several teams (Secure Web Proxy: 5 gateways, 10 policies per project and region; one shared
+    proxy): each team's rules match only its own jobs' source range (`inIpRange(source.ip, ...)`, the team's
+    network attachment subnet), so a team reaches its own repositories only. A team without an allowlist may reach
+    any repository from its range. All teams' rules together must fit one policy's 250."""
+    rules = [_deny_ambiguous(all_hosts_list)]
+    for i, team in enumerate(sorted(teams, key=lambda t: t.name)):
+        source = f"inIpRange(source.ip, {_q(team.subnet_cidr)})"
+        start = REPO_RULES_FROM + i * TEAM_PRIORITY_STRIDE
+        if not team.allow_models and not team.allow_datasets:
+            rules.append(ProxyRule(f"{team.name}-allow-hugging-face", start, "ALLOW",
+                                   f"{source} && inUrlList(host(), {_q(all_hosts_list)})",
+                                   description=f"team {team.name}: the Hugging Face hosts (no allowlist)"))
+            continue
+        team_rules_ = _repo_rules(team.allow_models, team.allow_datasets,
+                                  f"{source} && host() == {_q(HF_HUB_HOST)}", f"{team.name}-allow-repos", start,
+                                  f"team {team.name}: ")
+        if len(team_rules_) >= TEAM_PRIORITY_STRIDE:
+            raise AllowlistTooLarge(f"team {team.name} needs {len(team_rules_)} rules", "list fewer repositories")
+        rules += team_rules_
+    ranges = " || ".join(f"inIpRange(source.ip, {_q(t.subnet_cidr)})" for t in sorted(teams, key=lambda t: t.name))
+    content = f"inUrlList(host(), {_q(content_hosts_list)})"
+    if len(teams) <= MAX_LOGICAL_OPERATORS - 1:
+        content = f"({ranges}) && {content}" if len(teams) > 1 else f"{ranges} && {content}"
+    rules.append(ProxyRule("allow-content-hosts-read", CONTENT_RULE_PRIORITY, "ALLOW", content, READ_METHODS,
+                           "LFS CDN and xet hosts (content addressed by hash), from the teams' ranges: read only"))
+    if len(rules) > MAX_RULES_PER_POLICY:
+        per = ", ".join(f"{t.name} {sum(r.name.startswith(t.name + '-') for r in rules)}" for t in teams)
+        raise AllowlistTooLarge(
+            f"the teams' allowlists need {len(rules)} proxy rules in the environment's one policy ({per});"
+            f" Secure Web Proxy allows {MAX_RULES_PER_POLICY} per policy (its quotas page)",
+            "list fewer repositories, or move a team to an environment of its own")
+    return _checked(rules)

@@ -8,15 +8,12 @@ from cdktn_provider_google.provider import GoogleProvider
 from stacks.config import EgressMode, Settings
 from stacks.contract import CONTRACT_VERSION, FIELDS
 from stacks.facts import HF_HOST_RULES, api_for
-from stacks.identity import Identity
 from stacks.naming import names_for
 from stacks.network import HfEgressNetwork
 from stacks.perimeter import ServicePerimeter
 from stacks.project import BETA_PROVIDER, CORE_APIS, INSPECTION_APIS, PERIMETER_APIS, PROXY_APIS, Project
-from stacks.secret import TokenSecret
 from stacks.storage import Bucket
-
-STAGING_EXPIRY_DAYS = 14
+from stacks.team import TeamResources
 
 
 def stack_name(env: str) -> str:
@@ -41,41 +38,12 @@ class HfgateStack(TerraformStack):
         self.add_override(f"provider.{BETA_PROVIDER}", [{"project": s.project_id, "region": s.region}])
 
         proxy = s.egress_mode is EgressMode.PROXY
-        scoped = proxy and bool(s.allow_models or s.allow_datasets)
+        scoped = proxy and bool(s.allow_models or s.allow_datasets
+                                or any(t.allow_models or t.allow_datasets for t in s.teams))
         apis = (CORE_APIS + (PROXY_APIS if proxy else ()) + (INSPECTION_APIS if scoped else ())
                 + (PERIMETER_APIS if s.access_policy_id else ()))
         self.project = Project(self, "project", project_id=s.project_id, apis=apis,
                                project_number=s.project_number)
-
-        self.trainer = Identity(self, "trainer", project_id=s.project_id, account_id=names.trainer_account_id,
-                                display_name="hfgate trainer",
-                                description="Runs Vertex AI training jobs; reads the Hugging Face token")
-        self.submitter = Identity(self, "submitter", project_id=s.project_id,
-                                  account_id=names.submitter_account_id, display_name="hfgate submitter",
-                                  description="Checks the token and submits training jobs as the trainer")
-
-        self.token = TokenSecret(self, "hf-token", project=self.project, secret_id=names.secret_id,
-                                 replicas=s.replicas, rotation_days=s.token_rotation_days,
-                                 rotation_topic=names.rotation_topic, labels=labels, kms_key=s.kms_key,
-                                 replica_keys=s.replica_keys, write_only_version=s.token_write_only)
-        self.token.grant_read(self.trainer)    # the job's bootstrap reads the pinned version
-        self.token.grant_read(self.submitter)  # preflight reads it at submit time
-
-        # Publishing (`hfgate publish`) uses a write token of its own, read by one account that can do nothing
-        # else; whoever publishes impersonates it. Not the submitter itself: CI that trains (and can act as the
-        # trainer, whose code is whatever the job runs) would then hold a token that writes to the organization.
-        self.publisher = Identity(self, "publisher", project_id=s.project_id,
-                                  account_id=names.publisher_account_id, display_name="hfgate publisher",
-                                  description="Reads the Hugging Face write token; impersonated by hfgate publish")
-        self.write_token = TokenSecret(self, "hf-write-token", project=self.project, secret_id=names.write_secret_id,
-                                       replicas=s.replicas, rotation_days=s.token_rotation_days,
-                                       rotation_topic=names.write_rotation_topic, labels=labels, kms_key=s.kms_key,
-                                       replica_keys=s.replica_keys, purpose="hugging-face-write-token",
-                                       set_with="hfgate token set --kind write --env ...", audit_reads=False,
-                                       grants_from=self.token)
-        self.write_token.grant_read(self.publisher)
-        for who in s.publishers:
-            self.publisher.grant_impersonate(self.submitter if who == "submitter" else who)
 
         # Under CMEK, each bucket waits for the Cloud Storage agent's grant on the key (else the first apply fails
         # with a permission error on the key). Vertex AI's agent gets the key too: jobs carry encryption_spec.
@@ -96,78 +64,82 @@ class HfgateStack(TerraformStack):
                            location=s.region, labels=labels, kms_key=s.kms_key, log_bucket=None,
                            expire_after_days=365, depends_on=bucket_deps)
         self.logs.grant_usage_log_delivery()
-        self.staging = Bucket(self, "staging-bucket", project_id=s.project_id, name=names.staging_bucket,
-                              location=s.region, labels=labels, kms_key=s.kms_key, log_bucket=self.logs,
-                              expire_after_days=STAGING_EXPIRY_DAYS, depends_on=bucket_deps)
-        self.artifacts = Bucket(self, "artifacts-bucket", project_id=s.project_id, name=names.artifacts_bucket,
-                                location=s.region, labels=labels, kms_key=s.kms_key, log_bucket=self.logs,
-                                soft_delete_days=30, depends_on=bucket_deps)
-        # Mirrors are read by jobs and written only by whoever runs `hfgate mirror`: a job (any code in the
-        # container) must not be able to change what the next job trains from.
-        self.mirror = Bucket(self, "mirror-bucket", project_id=s.project_id, name=names.mirror_bucket,
-                             location=s.region, labels=labels, kms_key=s.kms_key, log_bucket=self.logs,
-                             soft_delete_days=30, depends_on=bucket_deps)
-        self.staging.grant_write(self.submitter)
-        self.staging.grant_read(self.trainer)
-        self.artifacts.grant_write(self.trainer)    # outputs and checkpoints
-        self.artifacts.grant_read(self.submitter)   # results, for whoever submitted
-        self.mirror.grant_write(self.submitter)     # `hfgate mirror` uploads models and datasets
-        self.mirror.grant_read(self.trainer)
+        # The teams: one implicit team at the stack's root, or one scope per [teams.NAME] (stacks.team).
+        self.teams: dict[str, TeamResources] = {}
+        first: TeamResources | None = None
+        for team in s.teams or (None,):
+            scope = Construct(self, f"team-{team.name}") if team else self
+            res = TeamResources(scope, settings=s, names=names_for(s, team.name if team else None),
+                                project=self.project, labels=labels, logs=self.logs, bucket_deps=bucket_deps,
+                                team=team, shared_kms_grants=first)
+            first = first or res
+            self.teams[team.name if team else ""] = res
+        if not s.teams:      # the names the rest of the stack and older code know
+            t = self.teams[""]
+            self.trainer, self.submitter, self.publisher = t.trainer, t.submitter, t.publisher
+            self.token, self.write_token = t.token, t.write_token
+            self.staging, self.artifacts, self.mirror = t.staging, t.artifacts, t.mirror
 
-        self.trainer.grant_act_as(self.submitter)
-        self.project.grant_role(self.submitter.member, "roles/aiplatform.user", "submit custom jobs")
-        self.project.grant_role(self.trainer.member, "roles/logging.logWriter", "job logs")
-
-        attachment = proxy_url = ca_certificate = ""
+        attachments: dict[str, str] = {}
+        proxy_url = ca_certificate = ""
         if proxy:
             net = HfEgressNetwork(self, "egress", project=self.project, region=s.region, names=names,
                                   subnet_cidr=s.subnet_cidr, proxy_only_cidr=s.proxy_only_cidr,
                                   host_rules=HF_HOST_RULES, labels=labels, allow_models=s.allow_models,
-                                  allow_datasets=s.allow_datasets)
-            attachment, proxy_url, ca_certificate = net.attachment.id, net.proxy_url, net.ca_certificate
+                                  allow_datasets=s.allow_datasets, teams=s.teams,
+                                  team_names={t.name: names_for(s, t.name) for t in s.teams})
+            attachments = {k: a.id for k, a in net.attachments.items()}
+            proxy_url, ca_certificate = net.proxy_url, net.ca_certificate
             if s.access_policy_id:
+                own = tuple(f"serviceAccount:{t.names.email(acct, s.project_id)}" for t in self.teams.values()
+                            for acct in (t.names.submitter_account_id, t.names.publisher_account_id))
                 ServicePerimeter(self, "perimeter", project=self.project, access_policy_id=s.access_policy_id,
                                  name=names.perimeter, dry_run=s.perimeter_dry_run,
-                                 ingress_identities=s.perimeter_ingress_identities + (
-                                     f"serviceAccount:{names.email(names.submitter_account_id, s.project_id)}",
-                                     f"serviceAccount:{names.email(names.publisher_account_id, s.project_id)}"))
+                                 ingress_identities=s.perimeter_ingress_identities + own)
 
-        values = {
-            "contract_version": CONTRACT_VERSION,
-            "env": s.env,
-            "project_id": s.project_id,
-            "project_number": self.project.number,
-            "region": s.region,
-            "token_secret": self.token.resource_id,
-            "trainer_email": self.trainer.email,
-            "submitter_email": self.submitter.email,
-            "write_token_secret": self.write_token.resource_id,
-            "publisher_email": self.publisher.email,
-            "publishers": [f"serviceAccount:{names.email(names.submitter_account_id, s.project_id)}"
-                           if p == "submitter" else p for p in s.publishers],
-            "staging_bucket": self.staging.url,
-            "artifacts_bucket": self.artifacts.url,
-            "mirror_bucket": self.mirror.url,
-            "egress_mode": s.egress_mode.value,
-            "egress_enforced": s.egress_enforced,
-            "network_attachment": attachment,
-            "proxy_url": proxy_url,
-            "hf_host_rules": list(HF_HOST_RULES),
-            "training_image": s.training_image,
-            "machine_type": s.machine_type,
-            "accelerator_type": s.accelerator_type or "",
-            "accelerator_count": s.accelerator_count,
-            "allowed_models": list(s.allow_models),
-            "allowed_datasets": list(s.allow_datasets),
-            "proxy_ca_certificate": ca_certificate,
-            "trusted_image_registries": list(s.trusted_registries),
-            "kms_key": s.kms_key or "",
-        }
-        assert tuple(values) == FIELDS, "outputs and the contract must list the same fields"
         self._depend_on_apis()
-        for key, value in values.items():
-            out = TerraformOutput(self, key, value=value, static_id=True)
-            del out
+        for key, t in self.teams.items():
+            team = t.team
+            values = {
+                "contract_version": CONTRACT_VERSION,
+                "env": s.env,
+                "team": key,
+                "project_id": s.project_id,
+                "project_number": self.project.number,
+                "region": s.region,
+                "token_secret": t.token.resource_id,
+                "trainer_email": t.trainer.email,
+                "submitter_email": t.submitter.email,
+                "write_token_secret": t.write_token.resource_id,
+                "publisher_email": t.publisher.email,
+                "publishers": t.publisher_members(),
+                "submitters": list(team.submitters if team else ()),
+                "staging_bucket": t.staging.url,
+                "artifacts_bucket": t.artifacts.url,
+                "mirror_bucket": t.mirror.url,
+                "egress_mode": s.egress_mode.value,
+                "egress_enforced": s.egress_enforced,
+                "network_attachment": attachments.get(key, ""),
+                "proxy_url": proxy_url,
+                "hf_host_rules": list(HF_HOST_RULES),
+                "training_image": s.training_image,
+                "machine_type": (team.machine_type if team and team.machine_type else s.machine_type),
+                "accelerator_type": ((team.accelerator_type if team and team.machine_type else s.accelerator_type)
+                                     or ""),
+                "accelerator_count": (team.accelerator_count or 0) if team and team.machine_type
+                else s.accelerator_count,
+                "allowed_models": list(team.allow_models if team else s.allow_models),
+                "allowed_datasets": list(team.allow_datasets if team else s.allow_datasets),
+                "proxy_ca_certificate": ca_certificate,
+                "trusted_image_registries": list(s.trusted_registries),
+                "kms_key": s.kms_key or "",
+            }
+            assert tuple(values) == FIELDS, "outputs and the contract must list the same fields"
+            if not s.teams:
+                for k, value in values.items():
+                    TerraformOutput(self, k, value=value, static_id=True)
+            else:   # one object per team: `--team NAME` (or HFGATE_TEAM) picks it from the outputs file
+                TerraformOutput(self, f"team_{key}", value=values, static_id=True)
 
     def _depend_on_apis(self) -> None:
         """Every resource of an API this stack enables waits for that API (stacks.facts.api_for), so a first

@@ -53,8 +53,22 @@ def subnet_halves(subnet) -> tuple:
     return low, high
 
 
-def names_for(settings: Settings) -> Names:
-    p = settings.prefix
+def names_for(settings: Settings, team: str | None = None) -> Names:
+    """The environment's names; with `team`, that team's own resources (secrets, identities, buckets, network
+    attachment and subnet, rotation topics) are named `<prefix>-<team>-...`, the shared ones (network, proxy, CA,
+    firewall policy, perimeter, logs bucket) stay the environment's."""
+    shared = _names(settings, settings.prefix)
+    if team is None:
+        return shared
+    own = _names(settings, f"{settings.prefix}-{team}")
+    keep = {"logs_bucket", "network", "proxy_only_subnet", "proxy_subnet", "gateway", "gateway_policy", "url_list",
+            "content_url_list", "ca_pool", "ca", "tls_inspection_policy", "firewall_policy", "perimeter",
+            "proxy_address"}
+    from dataclasses import replace
+    return replace(own, **{k: getattr(shared, k) for k in keep})
+
+
+def _names(settings: Settings, p: str) -> Names:
     bucket = f"{settings.project_id}-{p}"
     subnet = ipaddress.ip_network(settings.subnet_cidr)
     return Names(

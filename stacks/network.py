@@ -41,7 +41,7 @@ from cdktn import Fn
 
 import ipaddress
 
-from stacks.egress_rules import proxy_rules, url_list_id
+from stacks.egress_rules import team_rules, proxy_rules, url_list_id
 from stacks.facts import HF_CONTENT_HOST_RULES
 from stacks.naming import PROXY_PORT, Names, subnet_halves
 from stacks.project import Project
@@ -51,7 +51,7 @@ class HfEgressNetwork(Construct):
     def __init__(self, scope: Construct, id: str, *, project: Project, region: str, names: Names,
                  subnet_cidr: str, proxy_only_cidr: str, host_rules: tuple[str, ...],
                  labels: dict[str, str], allow_models: tuple[str, ...] = (),
-                 allow_datasets: tuple[str, ...] = ()) -> None:
+                 allow_datasets: tuple[str, ...] = (), teams: tuple = (), team_names: dict | None = None) -> None:
         super().__init__(scope, id)
         pid = project.project_id
         self.network = ComputeNetwork(self, "vpc", project=pid, name=names.network,
@@ -68,10 +68,17 @@ class HfEgressNetwork(Construct):
         # Private Google Access has no effect on Vertex jobs (their Google API traffic never enters this VPC); it
         # is on so that anything else placed in these subnets reaches Google APIs without a public address.
         # The PSC interfaces page recommends a subnet used by the network attachment only.
-        self.subnet = ComputeSubnetwork(
-            self, "jobs-subnet", project=pid, region=region, name=names.subnet, network=self.network.id,
-            ip_cidr_range=attachment_cidr, private_ip_google_access=True, log_config=flow_logs,
-            description="Vertex AI PSC interfaces only (the network attachment's subnet)")
+        # One network attachment per team, each in a subnet of its own: the proxy tells teams apart by the source
+        # address of their jobs (inIpRange(source.ip, ...) in stacks.egress_rules.team_rules).
+        subnets = {t.name: (f"{t.name}-", team_names[t.name], t.subnet_cidr) for t in teams} if teams else \
+            {"": ("", names, attachment_cidr)}
+        self.subnets: dict[str, ComputeSubnetwork] = {}
+        for key, (idp, n, cidr) in subnets.items():
+            self.subnets[key] = ComputeSubnetwork(
+                self, f"{idp}jobs-subnet", project=pid, region=region, name=n.subnet, network=self.network.id,
+                ip_cidr_range=cidr, private_ip_google_access=True, log_config=flow_logs,
+                description="Vertex AI PSC interfaces only (the network attachment's subnet)"
+                            + (f", team {key}" if key else ""))
         self.proxy_subnet = ComputeSubnetwork(
             self, "proxy-subnet", project=pid, region=region, name=names.proxy_subnet, network=self.network.id,
             ip_cidr_range=proxy_cidr, private_ip_google_access=True, log_config=flow_logs,
@@ -80,12 +87,15 @@ class HfEgressNetwork(Construct):
             self, "proxy-only-subnet", project=pid, region=region, name=names.proxy_only_subnet,
             network=self.network.id, ip_cidr_range=proxy_only_cidr, purpose="REGIONAL_MANAGED_PROXY",
             role="ACTIVE")
-        self.attachment = ComputeNetworkAttachment(
-            self, "psc-interface", project=pid, region=region, name=names.network_attachment,
-            connection_preference="ACCEPT_AUTOMATIC", subnetworks=[self.subnet.self_link],
-            description="Vertex AI custom jobs attach here (PSC interface)")
+        self.attachments: dict[str, ComputeNetworkAttachment] = {
+            key: ComputeNetworkAttachment(
+                self, f"{idp}psc-interface", project=pid, region=region, name=n.network_attachment,
+                connection_preference="ACCEPT_AUTOMATIC", subnetworks=[self.subnets[key].self_link],
+                description="Vertex AI custom jobs attach here (PSC interface)" + (f", team {key}" if key else ""))
+            for key, (idp, n, _c) in subnets.items()}
         agent = project.service_agent("aiplatform.googleapis.com")
-        project.grant_role(agent, "roles/compute.networkAdmin", "Vertex attaches the PSC interface")
+        project.grant_role(agent, "roles/compute.networkAdmin", "Vertex attaches the PSC interface",
+                           "vertex-agent")
         # No roles/dns.peer: the job spec sets no dns_peering_configs, the only case that needs it.
         # No Cloud Router or NAT of ours: Secure Web Proxy's "known limitations" page says the first proxy in a
         # network and region provisions its own Cloud NAT gateway for proxy endpoints; a second NAT for
@@ -95,7 +105,7 @@ class HfEgressNetwork(Construct):
         self.url_list = NetworkSecurityUrlLists(
             self, "hf-hosts", project=pid, location=region, name=names.url_list, values=list(host_rules),
             description="Hugging Face Hub hosts (suffix rules; the Hub redirects to CDN and xet hosts)")
-        scoped = bool(allow_models or allow_datasets)
+        scoped = bool(allow_models or allow_datasets or any(t.allow_models or t.allow_datasets for t in teams))
         lists = [self.url_list]
         if scoped:
             lists.append(NetworkSecurityUrlLists(
@@ -111,9 +121,9 @@ class HfEgressNetwork(Construct):
                          if scoped else "Allow the Hugging Face hosts; everything else is denied by default"))
         # Rules from the allowlist and stacks.facts (stacks.egress_rules); url lists by literal name, so the
         # matchers are known at plan time and the review can replay traffic through them.
-        self.rules = proxy_rules(allow_models, allow_datasets,
-                                 all_hosts_list=url_list_id(pid, region, names.url_list),
-                                 content_hosts_list=url_list_id(pid, region, names.content_url_list))
+        lists_ = dict(all_hosts_list=url_list_id(pid, region, names.url_list),
+                      content_hosts_list=url_list_id(pid, region, names.content_url_list))
+        self.rules = team_rules(teams, **lists_) if teams else proxy_rules(allow_models, allow_datasets, **lists_)
         for rule in self.rules:
             NetworkSecurityGatewaySecurityPolicyRule(
                 self, rule.name, project=pid, location=region, name=rule.name,

@@ -66,16 +66,14 @@ class Project(Construct):
             self._agents[api] = agent.get_string_attribute("member")
         return self._agents[api]
 
-    def grant_role(self, member: str, role: str, reason: str) -> ProjectIamMember:
+    def grant_role(self, member: str, role: str, reason: str, key: str) -> ProjectIamMember:
+        """`key` names the grantee in the construct id (an account id, an agent's service): ids stay the same
+        whatever order the stack creates things in (a member written as a reference is a token whose text
+        depends on that order)."""
         if role not in PROJECT_ROLES_ALLOWED:
             raise ValueError(f"{role} must be granted on its resource, not on the project "
                              f"(project-level roles allowed: {', '.join(sorted(PROJECT_ROLES_ALLOWED))})")
         safe = role.split("/")[-1].replace(".", "-")
-        ident = f"{safe}-{abs(hash_member(member)) % 10**8}"
+        ident = f"{safe}-{key}"
         return ProjectIamMember(self, ident, project=self.project_id, role=role, member=member)
 
-
-def hash_member(member: str) -> int:
-    """A stable (process-independent) number for a member, for construct ids."""
-    import zlib
-    return zlib.crc32(member.encode())
