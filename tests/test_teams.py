@@ -1,0 +1,235 @@
+"""Teams: several ML teams on one platform (config/platform.toml has two), each with its own token secrets,
+identities, buckets, subnet and allowlist; one network, proxy, CA and perimeter. The stacks grant nothing across
+teams, the contract is per team, and the review proves isolation: every cross-team path fails it, naming both
+teams; each team's allowlist is replayed from its own source range, and the other team's repositories are denied."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from review.plan import from_synth
+from review.report import review
+from stacks.config import load_settings, parse_settings
+from stacks.contract import OutputsError, outputs_from_settings, parse_outputs
+from stacks.errors import ConfigError
+from stacks.naming import names_for
+
+BASE = {"project_id": "acme-hfgate-x", "region": "us-central1", "prefix": "hfg-x", "subnet_cidr": "10.8.0.0/24",
+        "proxy_only_cidr": "10.9.0.0/23"}
+TEAM = {"subnet_cidr": "10.8.16.0/28", "submitters": ["group:a@acme.example"]}
+
+
+def settings_with(teams: dict, **extra):
+    return parse_settings("x", {**BASE, **extra, "teams": teams})
+
+
+@pytest.mark.parametrize("teams, extra, field, words", [
+    ({"Research": TEAM}, {}, "teams.Research", "2-10 lowercase"),
+    ({"averyveryverylongname": TEAM}, {}, "teams.averyveryverylongname", "2-10 lowercase"),
+    ({"res": {**TEAM, "submitters": []}}, {}, "teams.res.submitters", "Workload Identity Federation"),
+    ({"res": {**TEAM, "submitters": ["alice@acme.example"]}}, {}, "teams.res.submitters", "IAM member"),
+    ({"res": {**TEAM, "subnet_cidr": "10.8.0.0/28"}}, {}, "teams.res.subnet_cidr", "overlaps"),
+    ({"res": TEAM, "vis": TEAM}, {}, "teams.vis.subnet_cidr", "overlaps"),
+    ({"res": {**TEAM, "subnet_cidr": "8.8.8.0/28"}}, {}, "teams.res.subnet_cidr", "private IPv4"),
+    ({"res": {**TEAM, "subnet_cidr": "10.8.16.0/29"}}, {}, "teams.res.subnet_cidr", "/28"),
+    ({"res": {**TEAM, "allow_models": ["not a repo"]}}, {}, "teams.res.allow_models", ""),
+    ({"res": {**TEAM, "color": "blue"}}, {}, "teams.res.color", "unknown field"),
+    ({"res": TEAM}, {"allow_models": ["google/gemma-3-4b-it"]}, "teams", "belong to each team"),
+    ({"res": {**TEAM, "machine_type": "a2-highgpu-1g", "accelerator_type": "NVIDIA_L4",
+              "accelerator_count": 1}}, {}, "teams.res.machine_type", ""),
+])
+def test_bad_teams_are_refused_naming_the_field(teams, extra, field, words):
+    with pytest.raises(ConfigError) as err:
+        settings_with(teams, **extra)
+    fields = {f for f, _ in err.value.problems}
+    assert field in fields, err.value.problems
+    assert words in " ".join(why for f, why in err.value.problems if f == field)
+    assert err.value.exit_code == 2
+
+
+def test_all_teams_allowlists_must_fit_one_proxy_policy():
+    many = {f"t{i}": {"subnet_cidr": f"10.8.{16 + i}.0/28", "submitters": ["group:a@acme.example"],
+                      "allow_models": [f"org{i}/m{j}" for j in range(250)]} for i in range(4)}
+    with pytest.raises(ConfigError) as err:
+        settings_with(many)
+    assert any(f == "teams" and "250" in why for f, why in err.value.problems)
+
+
+def test_each_team_gets_its_own_resources_and_nothing_on_another_teams(plans):
+    plan, s = plans["platform"], load_settings("platform")
+    res = plan["resource"]
+    teams = [t.name for t in s.teams]
+    assert teams == ["research", "vision"]
+    for name in teams:
+        n = names_for(s, name)
+        own = {f"serviceAccount:{n.email(a, s.project_id)}" for a in
+               (n.trainer_account_id, n.submitter_account_id, n.publisher_account_id)}
+        sa = {v["account_id"] for v in res["google_service_account"].values()}
+        assert {n.trainer_account_id, n.submitter_account_id, n.publisher_account_id} <= sa
+        secrets = {v["secret_id"] for v in res["google_secret_manager_secret"].values()}
+        assert {n.secret_id, n.write_secret_id} <= secrets
+        buckets = {v["name"] for v in res["google_storage_bucket"].values()}
+        assert {n.staging_bucket, n.artifacts_bucket, n.mirror_bucket} <= buckets
+        attachment = next(v for v in res["google_compute_network_attachment"].values()
+                          if v["name"] == n.network_attachment)
+        subnet = next(v for v in res["google_compute_subnetwork"].values() if v["name"] == n.subnet)
+        assert subnet["ip_cidr_range"] == s.team(name).subnet_cidr and len(attachment["subnetworks"]) == 1
+        # Every grant on this team's secrets and buckets goes to this team's identities (by construct path).
+        for rtype in ("google_secret_manager_secret_iam_member", "google_storage_bucket_iam_member"):
+            for v in res.get(rtype, {}).values():
+                path = v["//"]["metadata"]["path"]
+                if f"/team-{name}/" in path:
+                    other = [t for t in teams if t != name]
+                    assert not any(f"team-{o}_" in str(v.get("member")) for o in other), (path, v["member"])
+        del own
+    # One network, one proxy, one policy; every team's rules match its own source range only.
+    assert len(res["google_compute_network"]) == 1 and len(res["google_network_services_gateway"]) == 1
+    assert len(res["google_network_security_gateway_security_policy"]) == 1
+    rules = res["google_network_security_gateway_security_policy_rule"].values()
+    for name in teams:
+        mine = [r for r in rules if r["name"].startswith(f"{name}-")]
+        assert mine and all(f"inIpRange(source.ip, '{s.team(name).subnet_cidr}')" in r["session_matcher"]
+                            for r in mine)
+    assert set(plan["output"]) == {"team_research", "team_vision"}
+
+
+def _resolved_outputs(env: str) -> dict:
+    s = load_settings(env)
+    return {f"team_{t.name}": json.loads(outputs_from_settings(s, project_number="123", team=t.name).to_json())
+            for t in s.teams}
+
+
+def test_the_contract_is_per_team_in_both_output_shapes(tmp_path):
+    per_team = _resolved_outputs("platform")
+    cdktn = {"hfgate-platform": per_team}
+    tf = {k: {"value": v, "type": ["object", {}], "sensitive": False} for k, v in per_team.items()}
+    for shape in (cdktn, tf):
+        o = parse_outputs(shape, env="platform", team="vision")
+        assert o.team == "vision" and o.token_secret.endswith("/hfg-plat-vision-hf-token")
+        assert o.allowed_models == ("google/gemma-3-4b-it",) and o.machine_type == "a2-highgpu-1g"
+        assert o.accelerator_type == "NVIDIA_TESLA_A100"
+        with pytest.raises(OutputsError, match="research, vision"):
+            parse_outputs(shape, env="platform")
+        with pytest.raises(OutputsError, match="no team 'nlp'"):
+            parse_outputs(shape, env="platform", team="nlp")
+    path = tmp_path / "platform.json"
+    path.write_text(json.dumps(cdktn))
+    from jobs import api
+    import os
+    os.environ["HFGATE_TEAM"] = "research"
+    try:
+        assert api.load_outputs(str(path), env="platform").team == "research"
+    finally:
+        del os.environ["HFGATE_TEAM"]
+    assert api.load_outputs(str(path), env="platform", team="vision").team == "vision"
+    # A single-team environment has no team; asking for one is an error, not a silent fallback.
+    single = json.loads(outputs_from_settings(load_settings("dev"), project_number="1").to_json())
+    assert parse_outputs(single, env="dev").team == ""
+    with pytest.raises(OutputsError, match="not team 'research'"):
+        parse_outputs(single, env="dev", team="research")
+
+
+def test_env_delivery_is_refused_with_teams_before_anything_is_read():
+    from jobs import api
+    from jobs.jobspec import TokenDelivery, TrainRequest
+    o = outputs_from_settings(load_settings("platform"), project_number="1", team="research")
+    with pytest.raises(api.UsageError, match="no per-job IAM"):
+        api.submit(o, TrainRequest(model="google/txgemma-2b-predict", dataset="trl-lib/Capybara",
+                                   token_delivery=TokenDelivery.ENV))
+
+
+def _review(data: dict, tmp_path: Path) -> dict:
+    path = tmp_path / "cdk.tf.json"
+    path.write_text(json.dumps(data))
+    return review(from_synth(path))
+
+
+def test_the_platform_review_passes_with_an_isolation_matrix(plans, tmp_path):
+    rep = _review(copy.deepcopy(plans["platform"]), tmp_path)
+    assert rep["ok"], (rep["unexpected_readers"], rep["isolation"]["cross_team"], rep["unresolved"])
+    iso = rep["isolation"]
+    assert iso["teams"] == ["research", "vision"] and iso["cross_team"] == []
+    by = {r["principal"]: r for r in iso["rows"]}
+    trainer = "serviceAccount:hfg-plat-research-trainer@acme-hfgate-platform.iam.gserviceaccount.com"
+    assert by[trainer]["team"] == "research" and set(by[trainer]["reaches"]) == {"research"}
+    assert "token: reads" in by[trainer]["reaches"]["research"]
+    for name, team in rep["teams"].items():
+        al = team["allowlist"]
+        assert al["ok"] and al["source_ip"]
+        others = [d for d in al["replay"] if d["note"] == "another team's repository"]
+        assert others and all(d["action"] == "deny" for d in others)
+
+
+def _member(plan, team, role):
+    return next(f"${{google_service_account.{k}.member}}" for k, v in plan["resource"]["google_service_account"].items()
+                if v["account_id"] == f"hfg-plat-{team}-{role}")
+
+
+def _ref(plan, rtype, attr, **match):
+    k = next(k for k, v in plan["resource"][rtype].items() if all(v.get(a) == b for a, b in match.items()))
+    return f"${{{rtype}.{k}.{attr}}}"
+
+
+CROSS = {
+    "research's trainer reads vision's token": (
+        lambda d: ("google_secret_manager_secret_iam_member", {
+            "secret_id": _ref(d, "google_secret_manager_secret", "secret_id", secret_id="hfg-plat-vision-hf-token"),
+            "role": "roles/secretmanager.secretAccessor", "member": _member(d, "research", "trainer")}),
+        ("research", "vision", "token")),
+    "research's trainer writes vision's artifacts (plants checkpoints)": (
+        lambda d: ("google_storage_bucket_iam_member", {
+            "bucket": _ref(d, "google_storage_bucket", "name", name="acme-hfgate-platform-hfg-plat-vision-artifacts"),
+            "role": "roles/storage.objectCreator", "member": _member(d, "research", "trainer")}),
+        ("research", "vision", "checkpoints")),
+    "vision's submitter may act as research's publisher": (
+        lambda d: ("google_service_account_iam_member", {
+            "service_account_id": _ref(d, "google_service_account", "name", account_id="hfg-plat-research-publisher"),
+            "role": "roles/iam.serviceAccountTokenCreator", "member": _member(d, "vision", "submitter")}),
+        ("vision", "research", "write token")),
+    "research's people may act as vision's submitter": (
+        lambda d: ("google_service_account_iam_member", {
+            "service_account_id": _ref(d, "google_service_account", "name", account_id="hfg-plat-vision-submitter"),
+            "role": "roles/iam.serviceAccountTokenCreator", "member": "group:research-ml@acme.example"}),
+        ("research", "vision", "token")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CROSS))
+def test_every_cross_team_path_fails_the_review_naming_both_teams(plans, tmp_path, case):
+    make, (src, dst, what) = CROSS[case]
+    data = copy.deepcopy(plans["platform"])
+    rtype, values = make(data)
+    data["resource"].setdefault(rtype, {})["cross"] = values
+    rep = _review(data, tmp_path)
+    assert rep["ok"] is False
+    hits = [c for c in rep["isolation"]["cross_team"] if c["from_team"] == src and c["to_team"] == dst]
+    assert hits and any(c["what"] == what for c in hits), rep["isolation"]["cross_team"]
+    from review.report import to_markdown
+    text = to_markdown(rep)
+    assert f"team `{src}`" in text and f"team `{dst}`" in text and "Cross-team paths" in text
+
+
+def test_a_principal_of_no_team_reaching_a_team_fails_that_team(plans, tmp_path):
+    data = copy.deepcopy(plans["platform"])
+    data["resource"]["google_secret_manager_secret_iam_member"]["eve"] = {
+        "secret_id": _ref(data, "google_secret_manager_secret", "secret_id", secret_id="hfg-plat-research-hf-token"),
+        "role": "roles/secretmanager.secretAccessor", "member": "user:eve@example.com"}
+    rep = _review(data, tmp_path)
+    assert rep["ok"] is False and "user:eve@example.com" in rep["teams"]["research"]["unexpected_readers"]
+    assert rep["teams"]["vision"]["unexpected_readers"] == []
+
+
+def test_rules_without_the_source_range_let_a_team_reach_the_others_repositories(plans, tmp_path):
+    """The replay is what proves the allowlist per team: drop the range from research's rules and vision's jobs
+    could read research's repositories; the review catches it."""
+    data = copy.deepcopy(plans["platform"])
+    for r in data["resource"]["google_network_security_gateway_security_policy_rule"].values():
+        if r["name"].startswith("research-"):
+            r["session_matcher"] = r["session_matcher"].replace("inIpRange(source.ip, '10.8.16.0/28') && ", "")
+    rep = _review(data, tmp_path)
+    assert rep["ok"] is False and rep["teams"]["vision"]["allowlist"]["ok"] is False
+    wrong = [d for d in rep["teams"]["vision"]["allowlist"]["replay"] if not d["as_expected"]]
+    assert wrong and all("txgemma" in d["path"] or "Capybara" in d["path"] for d in wrong)
