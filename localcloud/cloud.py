@@ -63,15 +63,21 @@ class LocalCloud:
     """Everything on loopback. What the stacks declare (secret, buckets, service accounts, IAM grants) is created
     from the synthesized plan itself (`plan`), so the local cloud cannot drift from the stacks."""
 
-    def __init__(self, seed_path: Path | None = None, state_dir: Path | None = None, plan: Path | None = None) -> None:
+    def __init__(self, seed_path: Path | None = None, state_dir: Path | None = None, plan: Path | None = None,
+                 env: str | None = None) -> None:
         self.seed = Seed.load(seed_path)
-        env = self.seed.raw["project"]["env"]
+        env = env or self.seed.raw["project"]["env"]
         self.settings = load_settings(env)
         s = self.settings
         self.project_id, self.region = s.project_id, s.region
         self.project_number = s.project_number or "100000000001"
-        self.names = names_for(s)
-        self.outputs = outputs_from_settings(s, self.project_number)
+        # One contract per team in an environment with teams (the first is the default for env() and the
+        # trainer/submitter properties); one contract, team "", without.
+        self.team_outputs = {t.name: outputs_from_settings(s, self.project_number, t.name) for t in s.teams} or \
+            {"": outputs_from_settings(s, self.project_number)}
+        first = next(iter(self.team_outputs))
+        self.names = names_for(s, first or None)
+        self.outputs = self.team_outputs[first]
         plan_path = Path(plan) if plan else ensure_plan(env)
         self.plan = load_plan(plan_path)
         # Every resource of the plan goes through Google's documented constraints (stacks.constraints, the table
@@ -196,6 +202,9 @@ class LocalCloud:
         self.started = True
         self.startup_s = time.time() - t0
         (self.state_dir / "outputs.json").write_text(self.outputs.to_json())
+        for team, outputs in self.team_outputs.items():
+            if team:
+                (self.state_dir / f"outputs-{team}.json").write_text(outputs.to_json())
         tokens = self.state_dir / "hub-tokens.json"
         tokens.write_text(json.dumps(self.hub_tokens, indent=2))
         tokens.chmod(0o600)
@@ -213,9 +222,11 @@ class LocalCloud:
     def _job_metadata(self, member: str):
         return start_metadata(self.identities, member, self.project_id, self.project_number)
 
-    def env(self, as_member: str | None = None) -> dict[str, str]:
-        """What a process needs to use the local cloud, calling as `as_member` (the submitter by default)."""
+    def env(self, as_member: str | None = None, team: str | None = None) -> dict[str, str]:
+        """What a process needs to use the local cloud, calling as `as_member` (the submitter by default), with
+        `team`'s outputs contract in an environment with teams."""
         md = self.metadata_for(as_member) if as_member else self.metadata
+        outputs_file = self.state_dir / (f"outputs-{team}.json" if team else "outputs.json")
         return {
             "HF_ENDPOINT": self.hub.url, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1",
             "HFGATE_SECRETMANAGER_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
@@ -226,7 +237,7 @@ class LocalCloud:
             "GOOGLE_CLOUD_PROJECT": self.project_id,
             # An empty gcloud config: Application Default Credentials fall through to the metadata server.
             "CLOUDSDK_CONFIG": str(self.state_dir / "gcloud"), "GOOGLE_APPLICATION_CREDENTIALS": "",
-            "HFGATE_OUTPUTS": str(self.state_dir / "outputs.json"),
+            "HFGATE_OUTPUTS": str(outputs_file),
             **self.tls.trust_env(), **proxy_env(self.gateway),
         }
 

@@ -61,6 +61,15 @@ class GcsEmulator:
             target.parent.mkdir(parents=True, exist_ok=True)
             blob.download_to_filename(str(target))
 
+    def changes(self, bucket: str, folder: Path) -> list[str]:
+        """Objects the folder would create or overwrite in the bucket (what a push would write)."""
+        if not folder.is_dir():
+            return []
+        client = self.client()
+        remote = {blob.name: blob.md5_hash for blob in client.list_blobs(bucket)}
+        return [p.relative_to(folder).as_posix() for p in sorted(folder.rglob("*"))
+                if p.is_file() and remote.get(p.relative_to(folder).as_posix()) != _md5(p)]
+
     def push(self, bucket: str, folder: Path) -> None:
         if not folder.is_dir():
             return

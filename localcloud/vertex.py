@@ -32,6 +32,12 @@ from stacks.facts import boot_disk_problem, kms_key_problem, machine_problem
 SERVICE = "google.cloud.aiplatform.v1.JobService"
 S = ai.JobState
 ACT_AS_ROLES = {"roles/iam.serviceAccountUser", "roles/owner"}
+# Cloud Storage's predefined roles that read and that create objects (its IAM roles page); the job's /gcs mounts
+# get what its service account may do, as Cloud Storage FUSE does.
+GCS_READ_ROLES = {"roles/storage.objectViewer", "roles/storage.objectUser", "roles/storage.objectAdmin",
+                  "roles/storage.admin", "roles/owner", "roles/editor", "roles/viewer"}
+GCS_WRITE_ROLES = {"roles/storage.objectCreator", "roles/storage.objectUser", "roles/storage.objectAdmin",
+                   "roles/storage.admin", "roles/owner", "roles/editor"}
 CREATE_ROLES = {"roles/aiplatform.user", "roles/aiplatform.admin", "roles/owner"}
 MAX_ENV = 100
 
@@ -313,7 +319,15 @@ class JobStore:
         buckets = {m.group(1) for a in texts for m in [re.search(r"(?:/gcs/|gs://)([a-z0-9._-]+)", a)] if m}
         metadata = self.start_metadata(f"serviceAccount:{job.job_spec.service_account}")
         procs: list[tuple[str, subprocess.Popen]] = []
-        for b in buckets:
+        sa = job.job_spec.service_account
+        for b in sorted(buckets):
+            if not self.grants.has(f"serviceAccount:{sa}", GCS_READ_ROLES, f"bucket:{b}"):
+                metadata.stop()
+                message = (f"{sa} does not have storage.objects.list access to the Google Cloud Storage bucket."
+                           " Permission 'storage.objects.list' denied on resource (or it may not exist).")
+                self.log(job_id, f"cannot mount gs://{b}: {message}")
+                return self._set(job_id, S.JOB_STATE_FAILED, status_pb2.Status(
+                    code=code_pb2.PERMISSION_DENIED, message=f"gs://{b}: {message}"))
             try:
                 self.gcs_sync.pull(b, gcs_root / b)
             except Exception as exc:      # a bucket the job names that does not exist or cannot be read
@@ -403,8 +417,20 @@ class JobStore:
             timer.cancel()
         reap(job_id)           # the job's containers are gone: nothing they started outlives them
         metadata.stop()
-        for b in buckets:
+        denied = []
+        for b in sorted(buckets):
+            changed = self.gcs_sync.changes(b, gcs_root / b)
+            if changed and not self.grants.has(f"serviceAccount:{sa}", GCS_WRITE_ROLES, f"bucket:{b}"):
+                denied.append((b, changed))       # Cloud Storage refuses every write: nothing lands
+                continue
             self.gcs_sync.push(b, gcs_root / b)
+        if denied:
+            b, changed = denied[0]
+            message = (f"{sa} does not have storage.objects.create access to the Google Cloud Storage object."
+                       " Permission 'storage.objects.create' denied on resource (or it may not exist).")
+            self.log(job_id, f"writing gs://{b}/{changed[0]}: {message}")
+            return self._set(job_id, S.JOB_STATE_FAILED, status_pb2.Status(
+                code=code_pb2.PERMISSION_DENIED, message=f"gs://{b}/{changed[0]}: {message}"))
         if self.jobs[job_id].state == S.JOB_STATE_CANCELLING:
             return self._set(job_id, S.JOB_STATE_CANCELLED)
         bad = first_failed[0] if first_failed else None

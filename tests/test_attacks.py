@@ -192,11 +192,15 @@ def test_the_bootstrap_refuses_extra_files_and_a_swapped_manifest(tmp_path):
 
 def test_jobs_cannot_write_the_mirror_bucket(plans):
     for env, data in plans.items():
-        grants = [v for v in data["resource"]["google_storage_bucket_iam_member"].values()
-                  if "mirror" in v["bucket"]]
-        trainer = [g["role"] for g in grants if "trainer" in g["member"]]
-        submitter = [g["role"] for g in grants if "submitter" in g["member"]]
-        assert trainer == ["roles/storage.objectViewer"] and submitter == ["roles/storage.objectUser"], env
+        mirrors = {v["bucket"] for v in data["resource"]["google_storage_bucket_iam_member"].values()
+                   if "mirror" in v["bucket"]}
+        assert mirrors, env
+        for bucket in mirrors:         # each team's mirror (one without teams)
+            grants = [v for v in data["resource"]["google_storage_bucket_iam_member"].values()
+                      if v["bucket"] == bucket]
+            trainer = [g["role"] for g in grants if "trainer" in g["member"]]
+            submitter = [g["role"] for g in grants if "submitter" in g["member"]]
+            assert trainer == ["roles/storage.objectViewer"] and submitter == ["roles/storage.objectUser"], env
 
 
 def test_a_look_alike_job_with_the_victims_request_id_is_not_followed(cloud):
