@@ -16,7 +16,10 @@ anyone else can write decides what the job runs first.
   bundle) into one file that SSL_CERT_FILE, REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE then name (httpx, requests,
   urllib, curl and OpenSSL read these), so the Hub clients accept the proxy's certificates for the Hugging Face hosts.
 - HFGATE_RESUME=1: if the trainer's --output_dir holds checkpoints (a restarted or resubmitted job), resume from the
-  newest complete one (--resume_from_checkpoint).
+  newest complete one that this request's own jobs wrote (--resume_from_checkpoint). With HFGATE_REQUEST_ID, a
+  watcher (the chief's) records each checkpoint the job writes (`hfgate-origin.json`: the request id, the job, the
+  SHA-256 of every file); on resume, a checkpoint without that record, with another request's, or changed since, is
+  skipped with a line saying why (a checkpoint planted by another run's job is never resumed from).
 - HFGATE_LAUNCH=torchrun: one distributed run across every replica of the job: node count and this node's rank from
   Vertex AI's CLUSTER_SPEC (workerpool0 is rank 0, then workerpool1's replicas), the master from MASTER_ADDR and
   MASTER_PORT when Vertex sets them (else workerpool0's address), HFGATE_PROCS_PER_NODE processes per node, and
@@ -197,17 +200,112 @@ def verify_mirror(folder, manifest_sha256):
     sys.stderr.write(f"hfgate-bootstrap: verified {len(listed)} files in {folder}\n")
 
 
+ORIGIN = "hfgate-origin.json"
+
+
+def _checkpoints(out):
+    names = [d for d in (os.listdir(out) if os.path.isdir(out) else []) if re.fullmatch(r"checkpoint-\d+", d)]
+    return sorted(names, key=lambda d: int(d.split("-")[1]))
+
+
+def _digest_tree(folder):
+    files = {}
+    for root, _, names in os.walk(folder):
+        for n in names:
+            path = os.path.join(root, n)
+            rel = os.path.relpath(path, folder)
+            if rel != ORIGIN and not n.startswith(".hfgate-"):
+                files[rel] = sha256_file(path)
+    return files
+
+
+def origin_problem(folder, request_id):
+    """Why a checkpoint may not be resumed from by this request (None: it may)."""
+    path = os.path.join(folder, ORIGIN)
+    if not os.path.isfile(path):
+        return "no origin record: not written by one of this request's jobs"
+    try:
+        with open(path) as f:
+            origin = json.load(f)
+    except (OSError, ValueError):
+        return "its origin record is unreadable"
+    if origin.get("request_id") != request_id:
+        return f"written for another request ({str(origin.get('request_id'))[:20]})"
+    if origin.get("files") != _digest_tree(folder):
+        return "its files changed after its job wrote them"
+    return None
+
+
 def resume_args(argv, env):
     if env.pop("HFGATE_RESUME", "") != "1" or "--output_dir" not in argv:
         return argv
     out = argv[argv.index("--output_dir") + 1]
-    done = [d for d in (os.listdir(out) if os.path.isdir(out) else [])
-            if re.fullmatch(r"checkpoint-\d+", d) and os.path.isfile(os.path.join(out, d, "trainer_state.json"))]
-    if not done:
-        return argv
-    newest = os.path.join(out, max(done, key=lambda d: int(d.split("-")[1])))
-    sys.stderr.write(f"hfgate-bootstrap: resuming from {newest}\n")
-    return argv + ["--resume_from_checkpoint", newest]
+    request_id = env.get("HFGATE_REQUEST_ID", "")
+    done = [d for d in _checkpoints(out) if os.path.isfile(os.path.join(out, d, "trainer_state.json"))]
+    for name in reversed(done):
+        why = origin_problem(os.path.join(out, name), request_id) if request_id else None
+        if why:
+            sys.stderr.write(f"hfgate-bootstrap: not resuming from {name}: {why}\n")
+            continue
+        newest = os.path.join(out, name)
+        sys.stderr.write(f"hfgate-bootstrap: resuming from {newest}\n")
+        return argv + ["--resume_from_checkpoint", newest]
+    return argv
+
+
+def _is_chief(env):
+    try:
+        task = (json.loads(env.get("CLUSTER_SPEC") or "{}").get("task") or {})
+    except ValueError:
+        return True
+    return task.get("type", "workerpool0") == "workerpool0" and int(task.get("index", 0)) == 0
+
+
+def record_checkpoints(argv, env):
+    """Fork the watcher that records each checkpoint this job writes (see HFGATE_RESUME above): only checkpoints
+    that appear after the job started, once complete (transformers' Trainer writes trainer_state.json last: once it
+    parses, the checkpoint is whole); a last pass when the job's main process is gone. Written next to the
+    checkpoint, atomically, and the folder keeps its modification time (the Trainer rotates checkpoints by it)."""
+    request_id = env.get("HFGATE_REQUEST_ID", "")
+    if not request_id or "--output_dir" not in argv or env.get("HFGATE_RESUME") != "1" or not _is_chief(env):
+        return
+    import time
+    out = argv[argv.index("--output_dir") + 1]
+    seen = set(_checkpoints(out))          # present before this job: never ours to record
+    parent = os.getpid()
+    if os.fork() != 0:
+        return
+    try:
+        while True:
+            alive = os.getppid() == parent
+            for name in _checkpoints(out):
+                folder = os.path.join(out, name)
+                if name in seen:
+                    continue
+                try:
+                    with open(os.path.join(folder, "trainer_state.json")) as f:
+                        json.load(f)
+                    stat = os.stat(folder)
+                    record = {"request_id": request_id, "job": env.get("CLOUD_ML_JOB_ID", ""),
+                              "files": _digest_tree(folder)}
+                    tmp = os.path.join(folder, f".hfgate-origin.{os.getpid()}")
+                    with open(tmp, "w") as f:
+                        json.dump(record, f, sort_keys=True)
+                    os.replace(tmp, os.path.join(folder, ORIGIN))
+                    os.utime(folder, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+                except (OSError, ValueError):      # not complete yet, or rotated away meanwhile
+                    continue
+                seen.add(name)
+                sys.stderr.write(f"hfgate-bootstrap: recorded {name} ({len(record['files'])} files) for this"
+                                 " request\n")
+                sys.stderr.flush()
+            if not alive:
+                break
+            time.sleep(0.5)
+    except BaseException as exc:   # a watcher that fails records nothing: resuming then starts from an older one
+        sys.stderr.write(f"hfgate-bootstrap: checkpoint recorder stopped: {exc}\n")
+    finally:
+        os._exit(0)
 
 
 def launch_command(argv, env):
@@ -378,6 +476,7 @@ def main(argv):
         fail(EXIT_CONFIG, "nothing to do: set HFGATE_TOKEN_SECRET_VERSION, HFGATE_VERIFY, HFGATE_LAUNCH or"
                           " HFGATE_RESUME")
     distributed = env.get("HFGATE_LAUNCH") == "torchrun"
+    record_checkpoints(argv, env)            # before resume_args pops HFGATE_RESUME
     argv = launch_command(resume_args(argv, env), env)
     sys.stderr.flush()
     if distributed:

@@ -234,4 +234,8 @@ def build_custom_job(req: TrainRequest, outputs: Outputs, *, token_version: str,
                     e["value"] = token_fingerprint
     labels["hfgate-request-id"] = request_id({"body": hashed, "labels": labels, "nonce": req.nonce})
     body["labels"] = labels
+    if env.get("HFGATE_RESUME") == "1":      # checkpoints are recorded for, and resumed by, this request only
+        for spec in {id(p["container_spec"]): p["container_spec"] for p in body["job_spec"]["worker_pool_specs"]}.values():
+            spec["env"] = sorted(spec["env"] + [{"name": "HFGATE_REQUEST_ID", "value": labels["hfgate-request-id"]}],
+                                 key=lambda e: e["name"])
     return body

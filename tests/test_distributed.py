@@ -112,7 +112,7 @@ def test_a_killed_trainer_resumes_from_its_checkpoint_when_the_request_is_submit
     job_id = json.loads(first.stdout)["job"].rsplit("/", 1)[-1]
     run_dir = cloud.state_dir / "gcs" / cloud.outputs.artifacts_bucket_name / "runs" / name / "model"
     t0 = time.time()
-    while not list(run_dir.glob("checkpoint-*/trainer_state.json")):     # the first checkpoint is written...
+    while not list(run_dir.glob("checkpoint-*/hfgate-origin.json")):     # the first checkpoint is recorded...
         assert time.time() - t0 < 300 and cloud.jobs.jobs[job_id].state.name in ("JOB_STATE_PENDING",
                                                                                  "JOB_STATE_RUNNING"), \
             "\n".join(_lines(cloud, job_id))[-3000:]
@@ -125,14 +125,40 @@ def test_a_killed_trainer_resumes_from_its_checkpoint_when_the_request_is_submit
         time.sleep(0.2)
     done_first = trainer_metrics(_lines(cloud, job_id))["steps"]
     assert 3 <= done_first < steps
-    # The same request again: a new job (the failed one is not reused), which resumes from the newest checkpoint.
+    # Someone plants newer checkpoints in the run's folder (in the bucket, as another job of the team could): one
+    # with no origin record, one with its record but other weights, one recorded for another request. None is
+    # resumed from; each is skipped with the reason.
+    import shutil
+    bucket = cloud.gcs.client().bucket(cloud.outputs.artifacts_bucket_name)
+    prefix = f"runs/{name}/model/"
+    ours = max((b.name.split("/")[3] for b in bucket.list_blobs(prefix=prefix) if b.name.endswith("/hfgate-origin.json")),
+               key=lambda d: int(d.split("-")[1]))
+    real = {b.name[len(prefix) + len(ours) + 1:]: b.download_as_bytes() for b in bucket.list_blobs(prefix=prefix + ours + "/")}
+    origin = json.loads(real["hfgate-origin.json"])
+    for step, tweak in ((57, "no-origin"), (58, "changed"), (59, "other-request")):
+        files = dict(real)
+        if tweak == "no-origin":
+            files.pop("hfgate-origin.json")
+        elif tweak == "changed":
+            files["model.safetensors"] = files["model.safetensors"][:-8] + b"\x00" * 8
+        else:
+            files["hfgate-origin.json"] = json.dumps({**origin, "request_id": "someone-elses"}).encode()
+        for rel, data in files.items():
+            bucket.blob(f"{prefix}checkpoint-{step}/{rel}").upload_from_string(data)
+    shutil.rmtree(run_dir, ignore_errors=True)          # the next job mounts what the bucket holds
+    # The same request again: a new job (the failed one is not reused), which resumes from the newest checkpoint
+    # this request's own jobs wrote.
     second = _submit(cloud, *args[:-5], "--wait", "--", *args[-4:])
     assert second.returncode == 0, second.stderr[-3000:]
     out = json.loads(second.stdout)
     assert out["created"] is True and out["state"] == "JOB_STATE_SUCCEEDED"
     lines = _lines(cloud, out["job"].rsplit("/", 1)[-1])
     resumed = [line for line in lines if "hfgate-bootstrap: resuming from" in line]
-    assert resumed and "checkpoint-" in resumed[0]
+    assert resumed and resumed[0].endswith(ours), resumed
+    skipped = " ".join(line for line in lines if "hfgate-bootstrap: not resuming from" in line)
+    assert "checkpoint-59: written for another request" in skipped
+    assert "checkpoint-58: its files changed" in skipped
+    assert "checkpoint-57: no origin record" in skipped
     start = int(resumed[0].rsplit("checkpoint-", 1)[1])
     assert 3 <= start <= done_first
     assert trainer_metrics(lines)["steps"] == steps - start               # only the remaining steps ran
