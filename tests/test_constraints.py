@@ -29,7 +29,7 @@ def first(plan, rtype, prefix=""):
 
 
 def test_every_environment_synthesizes_within_the_table(plans):
-    assert set(plans) == {"dev", "prod", "local", "platform"}
+    assert set(plans) == {"dev", "prod", "local", "platform", "local-teams"}
     assert check(plans) == []
 
 

@@ -37,7 +37,7 @@ def ref_id(plan: dict, rtype: str, **match) -> str:
 
 
 def test_every_environment_is_synthesized(plans):
-    assert set(plans) == {"dev", "prod", "local", "platform"}
+    assert set(plans) == {"dev", "prod", "local", "platform", "local-teams"}
 
 
 @pytest.mark.parametrize("env", ["dev", "prod", "local"])
