@@ -42,7 +42,7 @@ demo: $(VENV)/.installed  ## the whole story offline: synth, local cloud, tiny g
 
 test: $(VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed  ## every test, offline (and the API's types)
 	$(PY) -m mypy
-	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 review: synth $(CHECKOV_VENV)/.installed  ## security review of every environment: reports/<env>/REPORT.md, report.json, report.sarif
 	@for env in $$(ls config | sed -n 's/\.toml$$//p'); do CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m jobs.cli review --env $$env --format json > /dev/null || exit 1; done

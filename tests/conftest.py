@@ -43,17 +43,6 @@ def run_main(env: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProce
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """`make test` runs the suite on several pytest-xdist workers (--dist loadgroup): a module's tests stay on one
-    worker (its module fixtures are built once), and every test that reads the demo's evidence shares one worker,
-    so the demo (real training) runs once."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            group = "demo" if "demo_run" in getattr(item, "fixturenames", ()) else item.module.__name__
-            item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory) -> Path:
     """Synthesize every environment once per test run (jsii loads the provider once): with xdist workers, the first
@@ -108,14 +97,29 @@ def cloud(synth_dir):
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory, synth_dir):
-    """`make demo`'s program, run once per session as it is (the real trl sft in a local Vertex job); the
-    end-to-end checks and the egress replay read the evidence it keeps."""
+    """`make demo`'s program, run once per test run as it is (the real trl sft in a local Vertex job); the
+    end-to-end checks and the egress replay read the evidence it keeps. With xdist workers, the first worker that
+    needs it runs it under a file lock and the others read the same evidence (tests only read it)."""
     from review.plan import synthesized
-    evidence = tmp_path_factory.mktemp("evidence")
-    proc = subprocess.run([sys.executable, "-m", "localcloud.demo", "--evidence", str(evidence), "--plan",
-                           str(synthesized(synth_dir, "local"))], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "HF_TOKEN": ""})
-    return proc, evidence
+
+    def run(evidence: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "localcloud.demo", "--evidence", str(evidence), "--plan",
+                               str(synthesized(synth_dir, "local"))], cwd=ROOT, capture_output=True, text=True,
+                              timeout=600, env={**os.environ, "HF_TOKEN": ""})
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        evidence = tmp_path_factory.mktemp("evidence")
+        return run(evidence), evidence
+    from filelock import FileLock
+    shared = tmp_path_factory.getbasetemp().parent
+    evidence, result = shared / "demo-evidence", shared / "demo-result.json"
+    with FileLock(str(shared / "demo.lock")):
+        if not result.exists():
+            evidence.mkdir(exist_ok=True)
+            proc = run(evidence)
+            result.write_text(json.dumps({"returncode": proc.returncode, "stdout": proc.stdout,
+                                          "stderr": proc.stderr}))
+    r = json.loads(result.read_text())
+    return subprocess.CompletedProcess(["localcloud.demo"], r["returncode"], r["stdout"], r["stderr"]), evidence
 
 
 def hfgate(cloud, *args, as_member=None, extra_env=None, timeout=120):
