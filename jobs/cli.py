@@ -33,6 +33,7 @@ EXAMPLES = """examples:
   hfgate token set --env dev < token.txt                        # validated first; never from argv
   hfgate token set --kind write --repo acme/txgemma-sft < write-token.txt   # the publishing token
   hfgate publish RUN_OR_JOB --env dev --repo acme/txgemma-sft   # a finished run to the Hub (private)
+  hfgate submit --env platform --team research --model M --dataset D   # an environment with teams
 environment: --outputs FILE, else $HFGATE_OUTPUTS, else outputs/<env>.json (cdktn output --outputs-file);
   in an environment with teams, --team NAME (or $HFGATE_TEAM) picks your team's contract from it
 """

@@ -82,15 +82,24 @@ def main(argv: list[str]) -> int:
         print(json.dumps(stacks, indent=2, sort_keys=True))
         return 0
     for name, info in stacks.items():
-        out = info["outputs"]
-        enforced = "enforced (VPC-SC perimeter)" if out.get("egress_enforced") else "advisory (no perimeter)"
-        egress = "uncontrolled (Google-managed)" if out.get("egress_mode") == "open" else \
-            f"Hugging Face hosts only via {out.get('proxy_url')}, {enforced}"
         print(f"{name}: {info['resources']} resources -> {info['file']}")
-        print(f"  token secret   {out.get('token_secret')} (container only; value set with `hfgate token set`)")
-        print("  identities     trainer + submitter; secret readable by those two only")
-        print(f"  buckets        {out.get('staging_bucket')}, {out.get('artifacts_bucket')}, {out.get('mirror_bucket')}")
-        print(f"  egress         {out.get('egress_mode')}: {egress}")
+        teams = {k.removeprefix("team_"): v for k, v in info["outputs"].items()
+                 if k.startswith("team_") and isinstance(v, dict)}
+        for team, out in (teams or {"": info["outputs"]}).items():
+            enforced = "enforced (VPC-SC perimeter)" if out.get("egress_enforced") else "advisory (no perimeter)"
+            egress = "uncontrolled (Google-managed)" if out.get("egress_mode") == "open" else \
+                f"Hugging Face hosts only via {out.get('proxy_url')}, {enforced}"
+            show = {k: _shown(v) for k, v in out.items()}
+            pad = "    " if team else "  "
+            if team:
+                print(f"  team {team}: allowlist {', '.join(out.get('allowed_models') or []) or 'any model'};"
+                      f" {', '.join(out.get('allowed_datasets') or []) or 'any dataset'}")
+            print(f"{pad}token secret   {show.get('token_secret')} (container only; value set with"
+                  f" `hfgate token set{' --team ' + team if team else ''}`)")
+            print(f"{pad}identities     trainer + submitter read the token; the publisher alone reads the write token")
+            print(f"{pad}buckets        {show.get('staging_bucket')}, {show.get('artifacts_bucket')},"
+                  f" {show.get('mirror_bucket')}")
+            print(f"{pad}egress         {out.get('egress_mode')}: {egress}")
     return 0
 
 

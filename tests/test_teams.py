@@ -233,3 +233,15 @@ def test_rules_without_the_source_range_let_a_team_reach_the_others_repositories
     assert rep["ok"] is False and rep["teams"]["vision"]["allowlist"]["ok"] is False
     wrong = [d for d in rep["teams"]["vision"]["allowlist"]["replay"] if not d["as_expected"]]
     assert wrong and all("txgemma" in d["path"] or "Capybara" in d["path"] for d in wrong)
+
+
+def test_make_synth_summarizes_each_team(synth_dir):
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    proc = subprocess.run([sys.executable, "-m", "stacks.summary", str(synth_dir)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    block = proc.stdout.split("hfgate-platform:")[1].split("\nhfgate-")[0]
+    assert "team research: allowlist google/txgemma-2b-predict" in block and "team vision:" in block
+    assert "hfgate token set --team vision" in block and "None" not in block
