@@ -71,6 +71,11 @@ def read_token(outputs: Outputs, version: str = "latest", client=None, *, write:
                                f"only the publisher {outputs.publisher_email} reads it: publish through it (hfgate"
                                " publish impersonates it; add yourself to `publishers` in config/"
                                f"{outputs.env}.toml and apply)") from None
+        if outputs.team:
+            raise AccessDenied(f"{who} may not read team {outputs.team}'s token {secret}",
+                               f"only team {outputs.team}'s trainer and submitter read it: if you are in team"
+                               f" {outputs.team}, act as its submitter {outputs.submitter_email} (its `submitters`"
+                               " in config/<env>.toml may impersonate it); otherwise pass your own team's --team")
         raise AccessDenied(f"{who} may not read {secret} (or it does not exist: check --env / --outputs)",
                            f"grant roles/secretmanager.secretAccessor on the secret (not the project) to {who}:"
                            f" gcloud secrets add-iam-policy-binding {secret.rsplit('/', 1)[-1]}"

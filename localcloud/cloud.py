@@ -201,10 +201,15 @@ class LocalCloud:
         self.grpc.start()
         self.started = True
         self.startup_s = time.time() - t0
-        (self.state_dir / "outputs.json").write_text(self.outputs.to_json())
-        for team, outputs in self.team_outputs.items():
-            if team:
+        if self.settings.teams:
+            # As `cdktn output --outputs-file` writes a stack with teams: `--team NAME` picks one; and one file per
+            # team for HFGATE_OUTPUTS.
+            stack = {f"team_{team}": json.loads(o.to_json()) for team, o in self.team_outputs.items()}
+            (self.state_dir / "outputs.json").write_text(json.dumps({f"hfgate-{self.settings.env}": stack}, indent=2))
+            for team, outputs in self.team_outputs.items():
                 (self.state_dir / f"outputs-{team}.json").write_text(outputs.to_json())
+        else:
+            (self.state_dir / "outputs.json").write_text(self.outputs.to_json())
         tokens = self.state_dir / "hub-tokens.json"
         tokens.write_text(json.dumps(self.hub_tokens, indent=2))
         tokens.chmod(0o600)
