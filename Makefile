@@ -7,7 +7,7 @@ ENV ?= dev
 # pytest-xdist workers: more than the cores, since many tests wait on jobs and subprocesses rather than compute.
 TEST_WORKERS ?= 4
 
-.PHONY: help setup synth demo test review bench deploy diff destroy output toolchain clean
+.PHONY: help setup synth demo demo-teams test review bench deploy diff destroy output toolchain clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -39,6 +39,10 @@ synth: $(VENV)/.installed  ## synthesize every environment in config/ into cdktf
 demo: $(VENV)/.installed  ## the whole story offline: synth, local cloud, tiny gated model, real trl sft, a blocked user
 	HFGATE_ENVS=local $(PY) main.py
 	$(PY) -m localcloud.demo
+
+demo-teams: $(VENV)/.installed  ## two teams on one platform: cross-team attempts refused, the review's isolation matrix
+	HFGATE_ENVS=local-teams,platform $(PY) main.py
+	$(PY) -m localcloud.demo_teams
 
 test: $(VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed  ## every test, offline (and the API's types)
 	$(PY) -m mypy

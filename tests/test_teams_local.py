@@ -172,3 +172,14 @@ def test_within_a_team_the_trainer_cannot_write_the_mirror_it_trains_from(teams)
     assert job.state.name == "JOB_STATE_FAILED"
     assert "storage.objects.create" in job.error.message
     assert not [b.name for b in cloud.gcs.client().list_blobs(mirror)]
+
+
+def test_make_demo_teams_runs_as_documented(synth_dir):
+    """`make demo-teams`' program, as it is: every refusal happens and the review of the two-team platform passes."""
+    proc = subprocess.run([sys.executable, "-m", "localcloud.demo_teams"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "CDKTF_OUTDIR": str(synth_dir)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    out = proc.stdout
+    assert "may not read team beta's token" in out and "(exit 4)" in out
+    assert "storage.objects.list" in out and "beta's bucket unchanged: True" in out
+    assert "cross-team paths: 0" in out and "demo-teams complete" in out
