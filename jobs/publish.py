@@ -228,8 +228,8 @@ def _download(blobs: list, prefix: str, cache: Path, progress: Callable[[str], N
 
 def _hashes(path: Path) -> tuple[str, str]:
     """(SHA-256, git blob id) of a file, in one read."""
-    size = path.stat().st_size
-    sha, git = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % size)
+    from jobs.mirrors import _git_blob_id
+    sha, git = hashlib.sha256(), _git_blob_id(path.stat().st_size)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             sha.update(chunk)

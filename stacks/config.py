@@ -106,6 +106,13 @@ class Settings:
     # Several ML teams on one platform; empty: one implicit team (today's names and outputs).
     teams: tuple[Team, ...] = ()
 
+    def job_machine(self, team: Team | None) -> tuple[str, str, int]:
+        """(machine type, accelerator type or "", count) of a team's jobs: its own defaults when it sets a machine
+        type, else the environment's."""
+        if team is not None and team.machine_type:
+            return team.machine_type, team.accelerator_type or "", team.accelerator_count or 0
+        return self.machine_type, self.accelerator_type or "", self.accelerator_count
+
     def team(self, name: str | None) -> Team | None:
         """The named team (None for an environment without teams); ConfigError-free lookup for callers."""
         return next((t for t in self.teams if t.name == name), None)
@@ -270,8 +277,7 @@ def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
     dry_run = need("perimeter_dry_run", bool, True)
     ingress = need("perimeter_ingress_identities", list, [])
     for ident in ingress:
-        if not isinstance(ident, str) or not re.match(r"^(user:|group:|serviceAccount:|principal://|principalSet://)"
-                                                      r"\S+$", ident):
+        if not isinstance(ident, str) or not _MEMBER.match(ident):
             problems.append(("perimeter_ingress_identities", f"{ident!r} must be user:, group:, serviceAccount:,"
                                                              " principal:// or principalSet:// (VPC Service Controls"
                                                              " ingress identities)"))
@@ -283,8 +289,7 @@ def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
         problems.append(("access_policy_id", "perimeter settings need access_policy_id"))
     publishers = need("publishers", list, ["submitter"])
     for who in publishers:
-        if not isinstance(who, str) or not (who == "submitter" or re.match(
-                r"^(user:|group:|serviceAccount:|principal://|principalSet://)\S+$", who)):
+        if not isinstance(who, str) or not (who == "submitter" or _MEMBER.match(who)):
             problems.append(("publishers", f"{who!r} must be \"submitter\" or an IAM member (user:, group:,"
                                            " serviceAccount:, principal://, principalSet://)"))
         elif publishers.count(who) > 1:

@@ -88,8 +88,7 @@ def outputs_from_settings(settings: Settings, project_number: str | None = None,
                            + (f", not {team!r}" if team else ""), "pass --team NAME (or set HFGATE_TEAM)")
     names = names_for(settings, t.name if t else None)
     proxy = settings.egress_mode.value == "proxy"
-    shape = (t.machine_type, t.accelerator_type or "", t.accelerator_count or 0) if t and t.machine_type else \
-        (settings.machine_type, settings.accelerator_type or "", settings.accelerator_count)
+    shape = settings.job_machine(t)
     return Outputs(
         contract_version=CONTRACT_VERSION,
         env=settings.env,

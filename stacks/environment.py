@@ -123,11 +123,9 @@ class HfgateStack(TerraformStack):
                 "proxy_url": proxy_url,
                 "hf_host_rules": list(HF_HOST_RULES),
                 "training_image": s.training_image,
-                "machine_type": (team.machine_type if team and team.machine_type else s.machine_type),
-                "accelerator_type": ((team.accelerator_type if team and team.machine_type else s.accelerator_type)
-                                     or ""),
-                "accelerator_count": (team.accelerator_count or 0) if team and team.machine_type
-                else s.accelerator_count,
+                "machine_type": s.job_machine(team)[0],
+                "accelerator_type": s.job_machine(team)[1],
+                "accelerator_count": s.job_machine(team)[2],
                 "allowed_models": list(team.allow_models if team else s.allow_models),
                 "allowed_datasets": list(team.allow_datasets if team else s.allow_datasets),
                 "proxy_ca_certificate": ca_certificate,

@@ -65,8 +65,6 @@ def test_each_team_gets_its_own_resources_and_nothing_on_another_teams(plans):
     assert teams == ["research", "vision"]
     for name in teams:
         n = names_for(s, name)
-        own = {f"serviceAccount:{n.email(a, s.project_id)}" for a in
-               (n.trainer_account_id, n.submitter_account_id, n.publisher_account_id)}
         sa = {v["account_id"] for v in res["google_service_account"].values()}
         assert {n.trainer_account_id, n.submitter_account_id, n.publisher_account_id} <= sa
         secrets = {v["secret_id"] for v in res["google_secret_manager_secret"].values()}
@@ -84,7 +82,6 @@ def test_each_team_gets_its_own_resources_and_nothing_on_another_teams(plans):
                 if f"/team-{name}/" in path:
                     other = [t for t in teams if t != name]
                     assert not any(f"team-{o}_" in str(v.get("member")) for o in other), (path, v["member"])
-        del own
     # One network, one proxy, one policy; every team's rules match its own source range only.
     assert len(res["google_compute_network"]) == 1 and len(res["google_network_services_gateway"]) == 1
     assert len(res["google_network_security_gateway_security_policy"]) == 1

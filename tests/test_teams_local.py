@@ -14,6 +14,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT
+from tests.test_submit import wait_done
 
 
 @pytest.fixture(scope="module")
@@ -72,17 +73,8 @@ def _create(cloud, body: dict, team: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _wait(cloud, name: str, timeout: float = 60):
-    from google.cloud.aiplatform_v1 import types as ai
-    job_id = name.rsplit("/", 1)[-1]
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = cloud.jobs.jobs[job_id]
-        if job.state in (ai.JobState.JOB_STATE_SUCCEEDED, ai.JobState.JOB_STATE_FAILED,
-                         ai.JobState.JOB_STATE_CANCELLED):
-            return job
-        time.sleep(0.2)
-    raise AssertionError("the job did not end")
+def _wait(cloud, name: str):
+    return wait_done(cloud, name.rsplit("/", 1)[-1])
 
 
 def _alpha_job(cloud, versions, **overrides) -> dict:
