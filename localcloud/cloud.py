@@ -1,6 +1,7 @@
 """Start and stop the whole local cloud, seeded from seed.toml and the stacks' own names and grants."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -246,6 +247,23 @@ class LocalCloud:
             **self.tls.trust_env(), **proxy_env(self.gateway),
         }
 
+    @contextlib.contextmanager
+    def environ(self, as_member: str | None = None, team: str | None = None):
+        """This process's environment set to `env(...)` for the block (for code that calls the local cloud in-process),
+        then put back. Before putting it back, waits for google-auth's background Regional Access Boundary lookups
+        started in the block: such a thread reads the proxy settings when it sends, and one that sent after they were
+        gone would go to the real iamcredentials.googleapis.com (see localcloud.gateway)."""
+        saved = dict(os.environ)
+        os.environ.update(self.env(as_member=as_member, team=team))
+        try:
+            yield self
+        finally:
+            for thread in threading.enumerate():
+                if type(thread).__name__ == "_RegionalAccessBoundaryRefreshThread":
+                    thread.join(timeout=60)
+            os.environ.clear()
+            os.environ.update(saved)
+
     def stop(self) -> None:
         if not self.started:
             return
@@ -280,14 +298,21 @@ class LocalCloud:
             job["status"] = {"stage": "RUNNING", "message": None}
             try:
                 argv = [a.replace("/tmp/", f"{workdir}/") for a in job["command"] + job["arguments"]]
+                # Two streams, each cut into lines on its own (see localcloud.vertex: one pipe splices lines).
                 proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, cwd=workdir,
-                                        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                                        stderr=subprocess.PIPE, text=True, start_new_session=True)
             except OSError as exc:
                 job["status"] = {"stage": "ERROR", "message": str(exc)}
                 return
             job["cancel"] = proc.kill
-            for line in proc.stdout:
-                job["logs"].append((time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), line.rstrip("\n")))
+
+            def lines(stream) -> None:
+                for line in stream:
+                    job["logs"].append((time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), line.rstrip("\n")))
+            err = threading.Thread(target=lines, args=(proc.stderr,), daemon=True)
+            err.start()
+            lines(proc.stdout)
+            err.join()
             code = proc.wait()
             if job["status"]["stage"] != "CANCELED":
                 job["status"] = {"stage": "COMPLETED" if code == 0 else "ERROR",

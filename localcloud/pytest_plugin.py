@@ -37,16 +37,11 @@ def hfgate_cloud(request, tmp_path_factory):
     from localcloud.cloud import LocalCloud
     seed = request.config.getoption("--hfgate-seed") or request.config.getini("hfgate_seed") or None
     cloud = LocalCloud(Path(seed) if seed else None, tmp_path_factory.mktemp("hfgate-localcloud")).start()
-    saved = dict(os.environ)
-    try:
-        os.environ.update(cloud.env(as_member=cloud.admin))
+    with cloud.environ(as_member=cloud.admin):
         value = cloud.hub_tokens[request.config.getoption("--hfgate-token-name")].encode()
         import google_crc32c
         endpoints.secret_manager().add_secret_version(parent=cloud.outputs.token_secret, payload=sm.SecretPayload(
             data=value, data_crc32c=google_crc32c.value(value)))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
     trust = {k: os.environ.get(k) for k in cloud.tls.trust_env()}
     os.environ.update(cloud.tls.trust_env())
     yield cloud

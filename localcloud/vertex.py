@@ -364,7 +364,10 @@ class JobStore:
                 for e in spec.env:
                     env[e.name] = local(e.value, home / "tmp")
                 argv = [local(a, home / "tmp") for a in list(spec.command) + list(spec.args)]
-                proc = subprocess.Popen(argv, env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                # stdout and stderr are two streams, each cut into lines on its own, as a container runtime's log
+                # collection reads them: one pipe for both would let a line one process writes in two writes (tqdm
+                # writes the text, then the newline) be split by another process's line on the other stream.
+                proc = subprocess.Popen(argv, env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         start_new_session=True, text=True, bufsize=1)
                 procs.append((name, proc))
                 with self.lock:
@@ -396,8 +399,14 @@ class JobStore:
                 proc.wait()
                 reap(job_id, name)
             threading.Thread(target=container_ends, daemon=True).start()
-            for line in proc.stdout:
-                self.log(job_id, line.rstrip("\n"), name)
+
+            def lines(stream) -> None:
+                for line in stream:
+                    self.log(job_id, line.rstrip("\n"), name)
+            err = threading.Thread(target=lines, args=(proc.stderr,), daemon=True)
+            err.start()
+            lines(proc.stdout)
+            err.join()
             code = proc.wait()
             with guard:
                 codes[name] = code

@@ -145,9 +145,7 @@ def test_the_job_itself_refuses_a_mirror_changed_after_submit(cloud):
     dataset_commit = cloud.hub_state.repos[DATASET].refs["main"]
     outputs = cloud.outputs
     checks, paths = [], []
-    env_before = dict(os.environ)
-    os.environ.update(cloud.env())
-    try:
+    with cloud.environ():
         for repo_id, c, kind in ((repo, commit, "model"), (DATASET, dataset_commit, "dataset")):
             _, digest = require_mirror(outputs, repo_id, c, kind)        # what submit checks
             path = f"/gcs/{outputs.mirror_bucket_name}/{prefix_for(repo_id, c, kind)}".rstrip("/")
@@ -161,9 +159,6 @@ def test_the_job_itself_refuses_a_mirror_changed_after_submit(cloud):
             f"models/{repo}/{commit}/model.safetensors").upload_from_string(b"swapped after submit")
         created, _ = submit.create(body, outputs)
         job = api.wait(outputs, created.name, poll_s=0.2, timeout_s=120)
-    finally:
-        os.environ.clear()
-        os.environ.update(env_before)
     logs = [line for _, line in cloud.jobs.logs[job.job.rsplit("/", 1)[-1]]]
     assert job.state == "JOB_STATE_FAILED"
     assert any("model.safetensors" in line and "SHA-256" in line for line in logs), logs

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import time
 
 import pytest
@@ -83,18 +82,13 @@ def test_one_failing_replica_fails_the_job(cloud):
     pools = body["job_spec"]["worker_pool_specs"]
     pools[0]["container_spec"].update(command=["python3", "-c", "import time; time.sleep(30)"], args=[])
     pools[1]["container_spec"].update(command=["python3", "-c", "print('worker dies'); raise SystemExit(3)"], args=[])
-    env_before = dict(os.environ)
-    os.environ.update(cloud.env())
-    try:
+    with cloud.environ():
         job, _ = vertex.create(body, cloud.outputs)
         t0 = time.time()
         while vertex.get(job.name, cloud.outputs).state.name not in ("JOB_STATE_FAILED", "JOB_STATE_SUCCEEDED"):
             assert time.time() - t0 < 25, "the failing replica did not end the job"
             time.sleep(0.2)
         final = vertex.get(job.name, cloud.outputs)
-    finally:
-        os.environ.clear()
-        os.environ.update(env_before)
     assert final.state == ai.JobState.JOB_STATE_FAILED
     assert "workerpool1-0 exited with a non-zero status of 3" in final.error.message
     assert time.time() - t0 < 25                                      # the sleeping chief was stopped
@@ -250,9 +244,7 @@ def test_nothing_a_job_starts_outlives_it(cloud):
     body = json.loads(json.dumps(body))
     spec = body["job_spec"]["worker_pool_specs"][0]["container_spec"]
     spec.update(command=["sh", "-c", "setsid sleep 300 & echo started; sleep \"$0\"", "0"], args=[])
-    env_before = dict(os.environ)
-    os.environ.update(cloud.env())
-    try:
+    with cloud.environ():
         job, _ = vertex.create(body, cloud.outputs)
         job_id = job.name.rsplit("/", 1)[-1]
         t0 = time.time()
@@ -272,6 +264,3 @@ def test_nothing_a_job_starts_outlives_it(cloud):
             time.sleep(0.2)
         time.sleep(0.5)
         assert tagged(job_id) == []
-    finally:
-        os.environ.clear()
-        os.environ.update(env_before)

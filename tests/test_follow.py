@@ -3,8 +3,6 @@ every line exactly once, even when the quota is exhausted by others and reads ar
 from __future__ import annotations
 
 import json
-import os
-import threading  # noqa: F401
 import time
 
 from jobs import api
@@ -40,18 +38,13 @@ def _follow(outputs, job, sink, followers):
 
 
 def test_following_a_chatty_job_stays_within_the_read_quota_and_loses_nothing(cloud):
-    env_before = dict(os.environ)
-    os.environ.update(cloud.env())
-    try:
+    with cloud.environ():
         job = _start_chatty_job(cloud)
         reads_before, throttled_before = len(cloud.logging_reads), cloud.logging_throttled
         t0 = time.monotonic()
         lines, followers = [], []
         _follow(cloud.outputs, job, lines, followers)
         elapsed = time.monotonic() - t0
-    finally:
-        os.environ.clear()
-        os.environ.update(env_before)
     probe = [line for line in lines if line.startswith("probe line ")]
     assert probe == [f"probe line {i:06d}" for i in range(LINES)]            # each once, in order
     reads = len(cloud.logging_reads) - reads_before
@@ -63,24 +56,19 @@ def test_following_a_chatty_job_stays_within_the_read_quota_and_loses_nothing(cl
 def test_a_throttled_follower_backs_off_and_still_loses_nothing(cloud):
     """Someone else uses up the project's read quota: the follower gets 429s, backs off, and once reads go
     through again it still sees every line once."""
-    env_before = dict(os.environ)
-    os.environ.update(cloud.env())
     quota, window = cloud.logging_read_quota_per_min, cloud.logging_window_s
     # The project's quota, scaled down in time: 8 reads per 10 s window (the real one is per minute; the knob keeps
     # the test from waiting out whole minutes), the follower's own pacing unchanged.
     cloud.logging_read_quota_per_min, cloud.logging_window_s = 8, 10.0
-    stop = threading.Event()
     try:
-        job = _start_chatty_job(cloud, lines=1500, seconds=15)
-        with cloud.logging_lock:     # others in the project have just used this window's 8 reads
-            cloud.logging_reads.extend([time.time() + 2] * 8)
-        lines, followers = [], []
-        _follow(cloud.outputs, job, lines, followers)
+        with cloud.environ():
+            job = _start_chatty_job(cloud, lines=1500, seconds=15)
+            with cloud.logging_lock:     # others in the project have just used this window's 8 reads
+                cloud.logging_reads.extend([time.time() + 2] * 8)
+            lines, followers = [], []
+            _follow(cloud.outputs, job, lines, followers)
     finally:
-        stop.set()
         cloud.logging_read_quota_per_min, cloud.logging_window_s = quota, window
-        os.environ.clear()
-        os.environ.update(env_before)
     probe = [line for line in lines if line.startswith("probe line ")]
     assert probe == [f"probe line {i:06d}" for i in range(1500)]
     assert followers[0].throttled > 0                                         # it was throttled, and went on

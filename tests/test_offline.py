@@ -26,6 +26,21 @@ def test_metadata_credentials_look_up_their_boundary_on_the_local_cloud(cloud):
     assert cloud.gateway.refused[refused:] == []
 
 
+def test_in_process_calls_leave_no_boundary_lookup_behind(cloud):
+    """google-auth looks up the boundary in a background thread that reads the proxy settings when it sends: a test
+    that calls the local cloud in-process (cloud.environ) puts its environment back only once those threads are
+    done, so none of them can go out by name after the settings are gone (a CI run caught one doing so)."""
+    import threading
+
+    from jobs import endpoints, vertex
+    before = len(cloud.boundary_lookups)
+    with cloud.environ():
+        client = endpoints.vertex(cloud.outputs.region)
+        list(client.list_custom_jobs(parent=vertex._parent(cloud.outputs)))
+    assert [t for t in threading.enumerate() if type(t).__name__ == "_RegionalAccessBoundaryRefreshThread"] == []
+    assert len(cloud.boundary_lookups) > before
+
+
 def test_the_gateway_refuses_every_other_host(cloud):
     import http.client
     conn = http.client.HTTPConnection("127.0.0.1", cloud.gateway.port, timeout=10)
