@@ -41,7 +41,7 @@ demo: $(VENV)/.installed  ## the whole story offline: synth, local cloud, tiny g
 	$(PY) -m localcloud.demo
 
 demo-teams: $(VENV)/.installed  ## two teams on one platform: cross-team attempts refused, the review's isolation matrix
-	HFGATE_ENVS=local-teams,platform $(PY) main.py
+	HFGATE_ENVS=local-teams,dev $(PY) main.py
 	$(PY) -m localcloud.demo_teams
 
 test: $(VENV)/.installed $(CHECKOV_VENV)/.installed node_modules/.installed  ## every test, offline (and the API's types)

@@ -75,7 +75,7 @@ def tree_rss_peak(cmd: list[str], env: dict) -> tuple[float, int]:
 
 def review_scaling(sizes=(10, 40, 100, 300)) -> dict:
     """The exact command a reviewer runs, on environments synthesized with allowlists of growing size."""
-    base = (ROOT / "config" / "dev.toml").read_text()
+    base = (ROOT / "config" / "sandbox.toml").read_text()
     base = "\n".join(line for line in base.splitlines() if not line.startswith(("allow_models", "allow_datasets")))
     out = {}
     for n in sizes:
@@ -84,11 +84,11 @@ def review_scaling(sizes=(10, 40, 100, 300)) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = Path(tmp) / "config"
             cfg.mkdir()
-            (cfg / "dev.toml").write_text(base + f"\nallow_models = {json.dumps(models)}\n"
+            (cfg / "sandbox.toml").write_text(base + f"\nallow_models = {json.dumps(models)}\n"
                                                  f"allow_datasets = {json.dumps(datasets)}\n")
-            env = {"HFGATE_CONFIG_DIR": str(cfg), "CDKTF_OUTDIR": str(Path(tmp) / "out"), "HFGATE_ENVS": "dev"}
+            env = {"HFGATE_CONFIG_DIR": str(cfg), "CDKTF_OUTDIR": str(Path(tmp) / "out"), "HFGATE_ENVS": "sandbox"}
             timed([PY, "main.py"], env, repeat=1)
-            plan = Path(tmp) / "out" / "stacks" / "hfgate-dev" / "cdk.tf.json"
+            plan = Path(tmp) / "out" / "stacks" / "hfgate-sandbox" / "cdk.tf.json"
             rules = len(json.loads(plan.read_text())["resource"][
                 "google_network_security_gateway_security_policy_rule"])
             wall = timed([PY, "-m", "jobs.cli", "review", "--plan", str(plan), "--no-checkov", "--out",

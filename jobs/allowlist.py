@@ -15,7 +15,8 @@ def allowlist_check(outputs: Outputs, repo_id: str, revision: str | None, kind: 
     if not outputs.allowed_models and not outputs.allowed_datasets:
         return None
     field = "allow_models" if kind == "model" else "allow_datasets"
-    where = f"config/{outputs.env}.toml"
+    # With teams, each team's list is its own table: name it, so the fix edits the right one.
+    where = f"config/{outputs.env}.toml" + (f" [teams.{outputs.team}]" if outputs.team else "")
     redeploy = f"run `make deploy ENV={outputs.env}` and export the outputs again"
     pins = {repo: rev for repo, rev in map(split_allow_entry, entries)}
     if repo_id not in pins:

@@ -2,7 +2,7 @@
 and typed options, return typed results, raise the typed errors the CLI maps to exit codes, and print nothing.
 
     from jobs import api
-    outputs = api.load_outputs("dev")                       # outputs/dev.json, or a path, or an Outputs
+    outputs = api.load_outputs("dev", team="research")     # outputs/dev.json (dev has teams), a path, an Outputs
     report = api.check(outputs, "google/txgemma-2b-predict")
     job = api.submit(outputs, api.TrainRequest(model="google/txgemma-2b-predict", dataset="org/chat", max_steps=100))
     for event in api.follow(outputs, job.job):              # state changes and log lines until the job ends

@@ -23,6 +23,7 @@ EXIT_CODES = """exit codes:
 """
 
 EXAMPLES = """examples:
+  export HFGATE_TEAM=research                                   # dev has teams: commands act for yours (or --team)
   hfgate check --env dev --model google/txgemma-2b-predict
   hfgate submit --env dev --model google/txgemma-2b-predict --dataset org/chat --max-steps 100 --wait
   hfgate submit --env dev --model M --dataset D --dry-run       # print the exact request, create nothing
@@ -33,7 +34,7 @@ EXAMPLES = """examples:
   hfgate token set --env dev < token.txt                        # validated first; never from argv
   hfgate token set --kind write --repo acme/txgemma-sft < write-token.txt   # the publishing token
   hfgate publish RUN_OR_JOB --env dev --repo acme/txgemma-sft   # a finished run to the Hub (private)
-  hfgate submit --env platform --team research --model M --dataset D   # an environment with teams
+  hfgate check --env sandbox --model M                          # an environment without teams: no --team
 environment: --outputs FILE, else $HFGATE_OUTPUTS, else outputs/<env>.json (cdktn output --outputs-file);
   in an environment with teams, --team NAME (or $HFGATE_TEAM) picks your team's contract from it
 """
@@ -167,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
                         " the training token is never read. New repositories are private unless --public."
                         " Publishing the same run again uploads nothing. Every file's hash is checked on the Hub"
                         " afterwards.", epilog=EXIT_CODES + "\nexamples:\n  hfgate publish txgemma-sft-v2 --env dev"
-                        " --repo acme/txgemma-sft\n  hfgate publish 1234567890 --env dev --repo acme/txgemma-sft"
+                        " --team research --repo acme/txgemma-sft\n  hfgate publish 1234567890 --env sandbox --repo acme/txgemma-sft"
                         " --public --confirm-base-terms\n", formatter_class=argparse.RawDescriptionHelpFormatter)
     pb.add_argument("run", metavar="RUN_OR_JOB", help="the run's --display-name (its newest job) or a job id")
     pb.add_argument("--repo", required=True, help="target model repository, ORG/NAME (created if missing)")
@@ -181,9 +182,10 @@ def _parser() -> argparse.ArgumentParser:
     tok = sub.add_parser("token", help="store, inspect and rotate the Hugging Face token in Secret Manager",
                          description="The token never travels in argv: `set` and `rotate` read it from stdin (hidden"
                          " prompt on a terminal) or from your local Hugging Face login.",
-                         epilog=EXIT_CODES + "\nexamples:\n  hfgate token set --env dev --model google/txgemma-2b-predict"
-                         " < token.txt\n  hfgate token set --env dev --from-hf-login\n  hfgate token status --env dev"
-                         "\n  hfgate token rotate --env dev < new-token.txt\n",
+                         epilog=EXIT_CODES + "\nexamples:\n  hfgate token set --env dev --team research --model"
+                         " google/txgemma-2b-predict < token.txt\n  hfgate token set --env dev --team research"
+                         " --from-hf-login\n  hfgate token status --env dev --team research\n  hfgate token rotate"
+                         " --env dev --team research < new-token.txt\n",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     tsub = tok.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     for name, helptext in (("set", "validate a token against the Hub, add it as a new version, disable the old"),

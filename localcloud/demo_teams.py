@@ -6,7 +6,7 @@
 3. alpha's submitter, with beta's contract, is refused beta's token (Secret Manager: permission denied, exit 4);
 4. a job of alpha's that tries to plant a checkpoint in a beta run is refused (Cloud Storage: alpha's trainer may not
    even list beta's artifacts bucket); beta's bucket is unchanged;
-5. the review of config/platform.toml (two teams behind one proxy): the isolation matrix, and each team's allowlist
+5. the review of config/dev.toml (two teams behind one proxy): the isolation matrix, and each team's allowlist
    replayed from its own source range, the other team's repositories denied.
 Exit 0 when every refusal happened and the review passes.
 """
@@ -85,10 +85,10 @@ def main() -> int:
         unchanged = sorted(b.name for b in cloud.gcs.client().list_blobs(beta)) == before
         say(f"  beta's bucket unchanged: {unchanged}")
         ok.append(final.state.name == "JOB_STATE_FAILED" and unchanged)
-    step(5, "the review of config/platform.toml: isolation matrix and per-team egress replay")
+    step(5, "the review of config/dev.toml: isolation matrix and per-team egress replay")
     from review.plan import load
     from review.report import review
-    rep = review(load(ensure_plan("platform")))
+    rep = review(load(ensure_plan("dev")))
     iso = rep["isolation"]
     for row in iso["rows"]:
         reach = "; ".join(f"{t}: {', '.join(v)}" for t, v in row["reaches"].items())

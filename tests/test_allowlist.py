@@ -16,7 +16,7 @@ from tests.conftest import ROOT, hfgate, set_token
 
 GATED = "hfgate-demo/tiny-gated-lm"
 DATASET = "hfgate-demo/tiny-chat"
-BASE = {"project_id": "acme-hfgate-dev", "region": "us-central1", "prefix": "hfg-dev"}
+BASE = {"project_id": "acme-hfgate-sbx", "region": "us-central1", "prefix": "hfg-sbx"}
 
 
 @pytest.mark.parametrize("field,entry,words", [
@@ -29,13 +29,13 @@ BASE = {"project_id": "acme-hfgate-dev", "region": "us-central1", "prefix": "hfg
 ])
 def test_bad_allowlist_entries_name_the_field_and_the_fix(field, entry, words):
     with pytest.raises(ConfigError) as err:
-        parse_settings("dev", {**BASE, field: [entry]})
+        parse_settings("sandbox", {**BASE, field: [entry]})
     assert err.value.exit_code == 2 and field in str(err.value) and words in str(err.value)
 
 
 def test_a_listed_twice_entry_is_refused():
     with pytest.raises(ConfigError, match="listed twice"):
-        parse_settings("dev", {**BASE, "allow_models": ["a/b", "a/b"]})
+        parse_settings("sandbox", {**BASE, "allow_models": ["a/b", "a/b"]})
 
 
 def _outputs_with(cloud, tmp_path, **fields) -> dict:

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import ROOT, hfgate, set_token
 from tests.test_submit import DATASET, GATED
 
-DEV = (ROOT / "config" / "dev.toml").read_text()
+DEV = (ROOT / "config" / "sandbox.toml").read_text()
 
 
 @dataclass
@@ -193,10 +193,10 @@ def test_bad_input(cloud, tmp_path, case: Case):
     if case.kind == "synth":
         cfg = tmp_path / "config"
         cfg.mkdir()
-        (cfg / "dev.toml").write_text(case.setup(cloud, tmp_path)["config"])
+        (cfg / "sandbox.toml").write_text(case.setup(cloud, tmp_path)["config"])
         out = tmp_path / "out"
         proc = subprocess.run([sys.executable, str(ROOT / "main.py")], cwd=ROOT, capture_output=True, text=True,
-                              env={**os.environ, "HFGATE_CONFIG_DIR": str(cfg), "HFGATE_ENVS": "dev",
+                              env={**os.environ, "HFGATE_CONFIG_DIR": str(cfg), "HFGATE_ENVS": "sandbox",
                                    "CDKTF_OUTDIR": str(out)}, timeout=120)
         assert proc.returncode == case.code, proc.stderr
         assert re.search(case.fix, proc.stderr, re.I), proc.stderr

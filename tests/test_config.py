@@ -8,7 +8,7 @@ import pytest
 from stacks.config import CONFIG_DIR, load_settings
 from tests.conftest import run_main
 
-GOOD = tomllib.loads((CONFIG_DIR / "dev.toml").read_text())
+GOOD = tomllib.loads((CONFIG_DIR / "sandbox.toml").read_text())
 
 CASES = [
     ("project_id", "My_Project", "not a valid project id"),
@@ -46,14 +46,14 @@ def write_config(tmp_path, field, value):
             lines.append(f"{k} = [" + ", ".join(f'"{x}"' for x in v) + "]")
         else:
             lines.append(f"{k} = {v}")
-    (tmp_path / "dev.toml").write_text("\n".join(lines) + "\n")
+    (tmp_path / "sandbox.toml").write_text("\n".join(lines) + "\n")
 
 
 @pytest.mark.parametrize("field,value,message", CASES, ids=[f"{c[0]}={c[1]}" for c in CASES])
 def test_bad_config_fails_synth_with_the_fix(tmp_path, field, value, message):
     write_config(tmp_path, field, value)
     out = tmp_path / "cdktf.out"
-    proc = run_main({"HFGATE_CONFIG_DIR": str(tmp_path), "HFGATE_ENVS": "dev", "CDKTF_OUTDIR": str(out)})
+    proc = run_main({"HFGATE_CONFIG_DIR": str(tmp_path), "HFGATE_ENVS": "sandbox", "CDKTF_OUTDIR": str(out)})
     assert proc.returncode == 2, proc.stderr
     assert field.split(".")[0] in proc.stderr and message in proc.stderr
     assert "nothing was written" in proc.stderr
@@ -63,9 +63,9 @@ def test_bad_config_fails_synth_with_the_fix(tmp_path, field, value, message):
 def test_unknown_environment_names_the_known_ones(tmp_path):
     proc = run_main({"HFGATE_ENVS": "staging", "CDKTF_OUTDIR": str(tmp_path / "o")})
     assert proc.returncode == 2
-    assert "no such environment 'staging'" in proc.stderr and "dev" in proc.stderr
+    assert "no such environment 'staging'" in proc.stderr and "sandbox" in proc.stderr
 
 
 def test_shipped_configs_load():
     assert load_settings("prod").egress_enforced is True
-    assert load_settings("dev").egress_enforced is False
+    assert load_settings("sandbox").egress_enforced is False

@@ -29,7 +29,7 @@ def first(plan, rtype, prefix=""):
 
 
 def test_every_environment_synthesizes_within_the_table(plans):
-    assert set(plans) == {"dev", "prod", "local", "platform", "local-teams"}
+    assert set(plans) == {"sandbox", "prod", "local", "dev", "local-teams"}
     assert check(plans) == []
 
 
@@ -81,7 +81,7 @@ def test_each_row_refuses_what_google_refuses(plans, row):
     assert set(BREAK) == {c.id for c in CONSTRAINTS}, "every row of stacks.constraints needs a breaking case"
     constraint = next(c for c in CONSTRAINTS if c.id == row)
     # prod has CMEK and the perimeter; dev has the allowlist's TLS inspection (CA, policy, packed rules).
-    env = "dev" if row in ("swp-matcher", "tls-min-version", "ca-path-length", "ca-pool-tier") else "prod"
+    env = "sandbox" if row in ("swp-matcher", "tls-min-version", "ca-path-length", "ca-pool-tier") else "prod"
     plan = copy.deepcopy(plans[env])
     BREAK[row](plan)
     found = check({f"hfgate-{env}": plan})
@@ -148,7 +148,7 @@ def test_a_replica_without_a_key_in_its_location_is_refused_at_config():
 
 
 def test_silent_differences_are_gone(plans):
-    dev, prod = plans["dev"], plans["prod"]
+    dev, prod = plans["sandbox"], plans["prod"]
     ca = one(dev, "google_privateca_certificate_authority")["config"]["x509_config"]["ca_options"]
     # google provider: max_issuer_path_length = 0 is sent only with zero_max_issuer_path_length = true.
     assert ca["max_issuer_path_length"] == 0 and ca["zero_max_issuer_path_length"] is True
@@ -173,7 +173,7 @@ def _synth_with(patch: str, tmp_path):
     code = ("import runpy, sys\n" + patch + "\nsys.argv = ['main.py']\nrunpy.run_path('main.py', run_name='__main__')")
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ, "CDKTF_OUTDIR": str(tmp_path / "out"),
-                               "HFGATE_ENVS": "dev"})
+                               "HFGATE_ENVS": "sandbox"})
 
 
 def test_make_synth_stops_on_a_violation_and_writes_nothing(tmp_path):
@@ -251,7 +251,7 @@ def _repos(n):
 def test_hundreds_of_repositories_fit_the_proxy_limits(n):
     from stacks.egress_rules import proxy_rules
     models, datasets = _repos(n)
-    settings = parse_settings("dev", {"project_id": "acme-hfgate-dev", "region": "us-central1", "prefix": "hfg-dev",
+    settings = parse_settings("sandbox", {"project_id": "acme-hfgate-sbx", "region": "us-central1", "prefix": "hfg-sbx",
                                       "allow_models": models, "allow_datasets": datasets})
     rules = proxy_rules(settings.allow_models, settings.allow_datasets, all_hosts_list="a", content_hosts_list="c")
     assert len(rules) <= 250
@@ -266,7 +266,7 @@ def test_hundreds_of_repositories_fit_the_proxy_limits(n):
 def test_an_allowlist_that_cannot_fit_is_refused_naming_the_limit():
     models, datasets = _repos(1200)
     with pytest.raises(ConfigError) as err:
-        parse_settings("dev", {"project_id": "acme-hfgate-dev", "region": "us-central1", "prefix": "hfg-dev",
+        parse_settings("sandbox", {"project_id": "acme-hfgate-sbx", "region": "us-central1", "prefix": "hfg-sbx",
                                "allow_models": models, "allow_datasets": datasets})
     assert "250" in str(err.value) and "allow_models" in str(err.value)
 
@@ -289,7 +289,7 @@ def test_each_listed_repository_gets_only_its_recorded_shapes(plans):
     from pathlib import Path
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cdk.tf.json"
-        path.write_text(json.dumps(plans["dev"]))
+        path.write_text(json.dumps(plans["sandbox"]))
         policy = ProxyPolicy.from_plan(load(path))
     repo = "google/txgemma-2b-predict"
     for method, p, want in [("GET", f"/api/models/{repo}", "allow"),

@@ -11,13 +11,13 @@ from stacks.contract import OutputsError, load_outputs, parse_outputs, outputs_f
 
 @pytest.fixture
 def expected():
-    return outputs_from_settings(load_settings("dev"), project_number="42")
+    return outputs_from_settings(load_settings("sandbox"), project_number="42")
 
 
 def test_reads_cdktn_outputs_file(tmp_path, expected):
     path = tmp_path / "o.json"
-    path.write_text(json.dumps({"hfgate-dev": json.loads(expected.to_json())}))
-    assert load_outputs(path, env="dev") == expected
+    path.write_text(json.dumps({"hfgate-sandbox": json.loads(expected.to_json())}))
+    assert load_outputs(path, env="sandbox") == expected
 
 
 def test_reads_terraform_output_json(tmp_path, expected):
@@ -30,7 +30,7 @@ def test_reads_terraform_output_json(tmp_path, expected):
 def test_round_trips_its_own_json(tmp_path, expected):
     path = tmp_path / "o.json"
     path.write_text(expected.to_json())
-    assert load_outputs(path, env="dev") == expected
+    assert load_outputs(path, env="sandbox") == expected
 
 
 @pytest.mark.parametrize("content,message", [
@@ -44,7 +44,7 @@ def test_bad_outputs_files(tmp_path, content, message):
     if content is not None:
         path.write_text(content)
     with pytest.raises(OutputsError) as err:
-        load_outputs(path, env="dev")
+        load_outputs(path, env="sandbox")
     assert message in str(err.value) and "cdktn output" in str(err.value)
     assert err.value.exit_code == 2
 
@@ -57,5 +57,5 @@ def test_older_contract_version_is_refused(expected):
 
 
 def test_wrong_environment_is_refused(expected):
-    with pytest.raises(OutputsError, match="is for env 'dev', not 'prod'"):
+    with pytest.raises(OutputsError, match="is for env 'sandbox', not 'prod'"):
         parse_outputs(json.loads(expected.to_json()), env="prod")

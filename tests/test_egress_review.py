@@ -11,14 +11,14 @@ from review.report import review
 from tests.test_review_attacks import _plan
 
 RULE = "google_network_security_gateway_security_policy_rule"
-HUB_LIST = "projects/acme-hfgate-dev/locations/us-central1/urlLists/hfg-dev-hf-hosts"
+HUB_LIST = "projects/acme-hfgate-sbx/locations/us-central1/urlLists/hfg-sbx-hf-hosts"
 
 
 def _rule(d, name, priority, session, application="", action="ALLOW", inspect=True):
     d["resource"][RULE][name] = {"name": name, "priority": priority, "basic_profile": action, "enabled": True,
                                  "session_matcher": session, "application_matcher": application or None,
                                  "tls_inspection_enabled": inspect or None,
-                                 "gateway_security_policy": "hfg-dev-hf-only", "location": "us-central1"}
+                                 "gateway_security_policy": "hfg-sbx-hf-only", "location": "us-central1"}
     return d
 
 
@@ -41,7 +41,7 @@ ATTACKS = {
 @pytest.mark.parametrize("form", ["synth", "plan"])
 @pytest.mark.parametrize("case", sorted(ATTACKS))
 def test_plans_that_open_egress_fail_the_review(plans, tmp_path, case, form):
-    plan, _ = _plan(ATTACKS[case](copy.deepcopy(plans["dev"])), tmp_path, form, {"matcher": "true"}, None)
+    plan, _ = _plan(ATTACKS[case](copy.deepcopy(plans["sandbox"])), tmp_path, form, {"matcher": "true"}, None)
     rep = review(plan)
     assert rep["ok"] is False and rep["allowlist"]["ok"] is False, case
     bad = [d for d in rep["allowlist"]["replay"] if not d["as_expected"]]
@@ -51,7 +51,7 @@ def test_plans_that_open_egress_fail_the_review(plans, tmp_path, case, form):
 
 def test_the_dev_stack_lists_its_allowlist_and_passes_its_replay(plans, tmp_path):
     for form in ("synth", "plan"):
-        plan, _ = _plan(copy.deepcopy(plans["dev"]), tmp_path / form, form, None, None)
+        plan, _ = _plan(copy.deepcopy(plans["sandbox"]), tmp_path / form, form, None, None)
         al = review(plan)["allowlist"]
         assert al["ok"] and al["models"] == ["google/txgemma-2b-predict", "google/txgemma-9b-chat"], form
         assert {d["expect"] for d in al["replay"]} == {"allow", "deny"} and all(d["as_expected"] for d in al["replay"])
@@ -82,7 +82,7 @@ def _load(data):
     ("roles/privateca.someFutureRole", "group:sec@example.com", True),
 ])
 def test_only_the_proxy_may_issue_from_the_inspection_pool(plans, role, member, fails):
-    d = copy.deepcopy(plans["dev"])
+    d = copy.deepcopy(plans["sandbox"])
     pool_iam = d["resource"]["google_privateca_ca_pool_iam_member"]
     template = next(iter(pool_iam.values()))
     pool_iam["extra"] = {**template, "role": role, "member": member}

@@ -91,7 +91,7 @@ def test_a_job_that_ended_before_the_first_read_is_read_at_once_and_the_pace_sti
         def post(self, *a, **kw):
             return Response()
     now, slept = [100.0], []
-    follower = vertex.LogFollower("projects/1/locations/r/customJobs/7", outputs_from_settings(load_settings("dev"), "1"),
+    follower = vertex.LogFollower("projects/1/locations/r/customJobs/7", outputs_from_settings(load_settings("sandbox"), "1"),
                                   session=Session(), clock=lambda: now[0],
                                   sleep=lambda s: (slept.append(s), now.__setitem__(0, now[0] + s)))
     assert follower.poll() == [] and follower.requests == 0          # not yet due

@@ -13,7 +13,7 @@ from stacks.contract import outputs_from_settings
 
 @pytest.fixture(scope="module")
 def dev():
-    return outputs_from_settings(load_settings("dev"), "123456789012")
+    return outputs_from_settings(load_settings("sandbox"), "123456789012")
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_cmek_environments_encrypt_every_job_with_their_key():
     prod = outputs_from_settings(load_settings("prod"), "123456789012")
     body = build(prod)
     assert body["encryption_spec"] == {"kms_key_name": prod.kms_key} and "/locations/europe-west4/" in prod.kms_key
-    assert "encryption_spec" not in build(outputs_from_settings(load_settings("dev"), "1"))
+    assert "encryption_spec" not in build(outputs_from_settings(load_settings("sandbox"), "1"))
 
 
 def test_a3_ultra_machines_boot_from_hyperdisk(dev):

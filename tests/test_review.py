@@ -11,6 +11,7 @@ import pytest
 
 from review.plan import Plan, from_synth, load
 from review.report import review
+from stacks.config import load_settings
 from tests.conftest import ROOT, run_main  # noqa: F401
 
 FIXTURES = ROOT / "tests" / "fixtures" / "review"
@@ -23,12 +24,12 @@ def plan_of(data: dict, tmp_path: Path, name: str = "bad") -> Plan:
     return from_synth(path)
 
 
-@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+@pytest.mark.parametrize("env", ["sandbox", "prod", "local"])
 def test_shipped_stacks_pass_every_policy_and_only_trainer_and_submitter_read_the_token(plans, tmp_path, env):
     rep = review(plan_of(plans[env], tmp_path, env))
     assert [p["id"] for p in rep["policies"] if not p["passed"]] == []
     principals = {r["principal"] for r in rep["token_readers"]}
-    prefix = f"hfg-{env}-"
+    prefix = load_settings(env).prefix + "-"
     assert {p.split(":")[1].split("@")[0] for p in principals} == {prefix + "trainer", prefix + "submitter"}
     assert rep["unexpected_readers"] == [] and rep["ok"]
     direct = {r["principal"] for r in rep["token_readers"] if r["via"] is None}
@@ -42,7 +43,7 @@ def test_shipped_stacks_pass_every_policy_and_only_trainer_and_submitter_read_th
 
 
 def _dev(plans):
-    return copy.deepcopy(plans["dev"])
+    return copy.deepcopy(plans["sandbox"])
 
 
 def _sa(data, which):
@@ -60,9 +61,9 @@ def add(data, rtype, name, values):
 
 BAD = {
     "HFG001": lambda d: add(d, "google_project_iam_member", "bad", {
-        "project": "acme-hfgate-dev", "role": "roles/secretmanager.secretAccessor", "member": "user:eve@example.com"}),
+        "project": "acme-hfgate-sbx", "role": "roles/secretmanager.secretAccessor", "member": "user:eve@example.com"}),
     "HFG002": lambda d: add(d, "google_project_iam_member", "bad", {
-        "project": "acme-hfgate-dev", "role": "roles/editor", "member": "group:ml@example.com"}),
+        "project": "acme-hfgate-sbx", "role": "roles/editor", "member": "group:ml@example.com"}),
     "HFG003": lambda d: add(d, "google_storage_bucket_iam_member", "bad", {
         "bucket": f"${{google_storage_bucket.{_bucket(d)}.name}}", "role": "roles/storage.objectViewer",
         "member": "allUsers"}),
@@ -103,7 +104,7 @@ def test_an_extra_act_as_on_the_trainer_shows_up_as_an_unexpected_token_reader(p
     rep = review(plan_of(data, tmp_path))
     assert rep["unexpected_readers"] == ["user:eve@example.com"] and not rep["ok"]
     eve = next(r for r in rep["token_readers"] if r["principal"] == "user:eve@example.com")
-    assert "which reaches the token" in eve["how"] and eve["via"].startswith("serviceAccount:hfg-dev-trainer@")
+    assert "which reaches the token" in eve["how"] and eve["via"].startswith("serviceAccount:hfg-sbx-trainer@")
 
 
 def test_plan_json_gives_the_same_report_as_its_synthesized_twin():
@@ -126,7 +127,7 @@ def test_cli_writes_markdown_json_and_sarif_and_exits_by_verdict(synth_dir, tmp_
     import subprocess
     import sys
     env = {**os.environ, "CDKTF_OUTDIR": str(synth_dir)}
-    proc = subprocess.run([sys.executable, "-m", "jobs.cli", "review", "--env", "dev", "--out", str(tmp_path / "r")],
+    proc = subprocess.run([sys.executable, "-m", "jobs.cli", "review", "--env", "sandbox", "--out", str(tmp_path / "r")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "r" / "REPORT.md").read_text()

@@ -116,13 +116,13 @@ def accessor_policy(d, member=EVE, role="roles/secretmanager.secretAccessor"):
 
 
 def custom_role(d, perms, scope="secret"):
-    add(d, "google_project_iam_custom_role", "leaky", {"project": "acme-hfgate-dev", "role_id": "leaky",
+    add(d, "google_project_iam_custom_role", "leaky", {"project": "acme-hfgate-sbx", "role_id": "leaky",
                                                         "title": "leaky", "permissions": perms})
     role = "${google_project_iam_custom_role.leaky.id}"
     if scope == "secret":
         return add(d, "google_secret_manager_secret_iam_member", "c", {"secret_id": _ref_secret(d), "role": role,
                                                                        "member": EVE})
-    return add(d, "google_project_iam_member", "c", {"project": "acme-hfgate-dev", "role": role, "member": EVE})
+    return add(d, "google_project_iam_member", "c", {"project": "acme-hfgate-sbx", "role": role, "member": EVE})
 
 
 def on_sa(d, which, role, member=EVE):
@@ -131,7 +131,7 @@ def on_sa(d, which, role, member=EVE):
 
 
 def on_project(d, role, member=EVE):
-    return add(d, "google_project_iam_member", "x", {"project": "acme-hfgate-dev", "role": role, "member": member})
+    return add(d, "google_project_iam_member", "x", {"project": "acme-hfgate-sbx", "role": role, "member": member})
 
 
 def on_secret(d, role, member=EVE, secret_id=None):
@@ -145,9 +145,9 @@ def on_staging(d, role, member=EVE):
 
 
 def two_hop(d):
-    add(d, "google_service_account", "helper", {"account_id": "helper", "project": "acme-hfgate-dev"})
+    add(d, "google_service_account", "helper", {"account_id": "helper", "project": "acme-hfgate-sbx"})
     on_sa(d, "trainer", "roles/iam.serviceAccountUser",
-          member="serviceAccount:helper@acme-hfgate-dev.iam.gserviceaccount.com")
+          member="serviceAccount:helper@acme-hfgate-sbx.iam.gserviceaccount.com")
     return add(d, "google_service_account_iam_member", "hop", {
         "service_account_id": "${google_service_account.helper.name}", "role": "roles/iam.serviceAccountTokenCreator",
         "member": EVE})
@@ -204,9 +204,9 @@ CASES = {
         {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
     "secretmanager.admin on the secret for the trainer (an expected reader)": (
         lambda d: on_secret(d, "roles/secretmanager.admin",
-                            member="serviceAccount:hfg-dev-trainer@acme-hfgate-dev.iam.gserviceaccount.com"),
-        {"synth": ("reader", "serviceAccount:hfg-dev-trainer@acme-hfgate-dev.iam.gserviceaccount.com"),
-         "plan": ("reader", "serviceAccount:hfg-dev-trainer@acme-hfgate-dev.iam.gserviceaccount.com")}, None, None),
+                            member="serviceAccount:hfg-sbx-trainer@acme-hfgate-sbx.iam.gserviceaccount.com"),
+        {"synth": ("reader", "serviceAccount:hfg-sbx-trainer@acme-hfgate-sbx.iam.gserviceaccount.com"),
+         "plan": ("reader", "serviceAccount:hfg-sbx-trainer@acme-hfgate-sbx.iam.gserviceaccount.com")}, None, None),
     "objectCreator on the staging bucket": (
         lambda d: on_staging(d, "roles/storage.objectCreator"),
         {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
@@ -223,7 +223,7 @@ CASES = {
     "secret_id from a variable": (
         lambda d: on_secret(d, "roles/secretmanager.secretAccessor", secret_id="${var.secret}"),
         {"synth": ("unknown", "google_secret_manager_secret_iam_member.x"), "plan": ("reader", EVE)},
-        {"secret": "hfg-dev-hf-token"}, None),
+        {"secret": "hfg-sbx-hf-token"}, None),
     "secret_id from a local": (
         lambda d: on_secret(d, "roles/secretmanager.secretAccessor", secret_id="${local.secret}"),
         {"synth": ("unknown", "google_secret_manager_secret_iam_member.x"),
@@ -236,7 +236,7 @@ CASES = {
         d["module"].update(extra=d["module"].pop("extra")[""]) or d,
         {"synth": ("unknown", "module.extra"), "plan": ("reader", EVE)}, None,
         {"extra": [{"type": "google_secret_manager_secret_iam_member", "name": "r", "values": {
-            "secret_id": "projects/acme-hfgate-dev/secrets/hfg-dev-hf-token",
+            "secret_id": "projects/acme-hfgate-sbx/secrets/hfg-sbx-hf-token",
             "role": "roles/secretmanager.secretAccessor", "member": EVE}}]}),
     "project serviceAccountUser": (
         lambda d: on_project(d, "roles/iam.serviceAccountUser"),
@@ -275,7 +275,7 @@ def _plan(data: dict, tmp_path: Path, form: str, variables, modules):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_each_plan_that_hands_out_the_token_fails_the_review(plans, tmp_path, case, form):
     mutate, expect, variables, modules = CASES[case]
-    plan, _ = _plan(mutate(copy.deepcopy(plans["dev"])), tmp_path, form, variables, modules)
+    plan, _ = _plan(mutate(copy.deepcopy(plans["sandbox"])), tmp_path, form, variables, modules)
     rep = review(plan)
     assert rep["ok"] is False
     what, key = expect[form]
@@ -291,15 +291,15 @@ def test_each_plan_that_hands_out_the_token_fails_the_review(plans, tmp_path, ca
 
 def test_the_shipped_dev_stack_passes_in_both_forms(plans, tmp_path):
     for form in ("synth", "plan"):
-        plan, _ = _plan(copy.deepcopy(plans["dev"]), tmp_path / form, form, None, None)
+        plan, _ = _plan(copy.deepcopy(plans["sandbox"]), tmp_path / form, form, None, None)
         rep = review(plan)
         assert rep["ok"] and rep["unresolved"] == [] and rep["unexpected_readers"] == [], form
 
 
 def test_two_hop_chain_names_every_hop(plans, tmp_path):
-    plan, _ = _plan(two_hop(copy.deepcopy(plans["dev"])), tmp_path, "synth", None, None)
+    plan, _ = _plan(two_hop(copy.deepcopy(plans["sandbox"])), tmp_path, "synth", None, None)
     rep = review(plan)
-    helper = "serviceAccount:helper@acme-hfgate-dev.iam.gserviceaccount.com"
+    helper = "serviceAccount:helper@acme-hfgate-sbx.iam.gserviceaccount.com"
     assert {helper, EVE} <= set(rep["unexpected_readers"])
     eve = next(r for r in rep["token_readers"] if r["principal"] == EVE)
     assert eve["kind"] == "impersonates" and eve["via"] == helper
@@ -307,8 +307,8 @@ def test_two_hop_chain_names_every_hop(plans, tmp_path):
 
 def test_an_unknown_is_accepted_only_explicitly_and_with_a_reason(plans, tmp_path):
     # A variable role on the secret: UNKNOWN until the reviewer accepts it, with a reason, in an accept file.
-    data = on_secret(copy.deepcopy(plans["dev"]), "${var.role}",
-                     member="serviceAccount:hfg-dev-trainer@acme-hfgate-dev.iam.gserviceaccount.com")
+    data = on_secret(copy.deepcopy(plans["sandbox"]), "${var.role}",
+                     member="serviceAccount:hfg-sbx-trainer@acme-hfgate-sbx.iam.gserviceaccount.com")
     path = tmp_path / "s" / "cdk.tf.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(data))
@@ -333,7 +333,7 @@ def test_an_unknown_is_accepted_only_explicitly_and_with_a_reason(plans, tmp_pat
 
 
 def test_sarif_names_unexpected_readers_and_unknowns(plans, tmp_path):
-    data = on_project(accessor_policy(copy.deepcopy(plans["dev"])), "${var.role}")
+    data = on_project(accessor_policy(copy.deepcopy(plans["sandbox"])), "${var.role}")
     path = tmp_path / "s" / "cdk.tf.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(data))
@@ -367,14 +367,14 @@ def _trainer_listed_as_publisher(d):
 WRITE_CASES = {
     "the trainer reads the write token": (
         lambda d: on_secret(d, "roles/secretmanager.secretAccessor", _trainer_member(d), _ref_write_secret(d)),
-        "serviceAccount:hfg-dev-trainer@acme-hfgate-dev.iam.gserviceaccount.com"),
+        "serviceAccount:hfg-sbx-trainer@acme-hfgate-sbx.iam.gserviceaccount.com"),
     "someone else may act as the publisher": (
         lambda d: on_sa(d, "publisher", "roles/iam.serviceAccountTokenCreator"), EVE),
     "the trainer may act as the publisher": (
         lambda d: on_sa(d, "publisher", "roles/iam.serviceAccountUser", _trainer_member(d)),
-        "serviceAccount:hfg-dev-trainer@acme-hfgate-dev.iam.gserviceaccount.com"),
+        "serviceAccount:hfg-sbx-trainer@acme-hfgate-sbx.iam.gserviceaccount.com"),
     "the trainer listed among the publishers": (
-        _trainer_listed_as_publisher, "serviceAccount:hfg-dev-trainer@acme-hfgate-dev.iam.gserviceaccount.com"),
+        _trainer_listed_as_publisher, "serviceAccount:hfg-sbx-trainer@acme-hfgate-sbx.iam.gserviceaccount.com"),
     "a Cloud Run service runs as the publisher": (
         lambda d: add(d, "google_cloud_run_v2_service", "svc", {
             "name": "svc", "location": "us-central1",
@@ -390,7 +390,7 @@ WRITE_CASES = {
 @pytest.mark.parametrize("case", sorted(WRITE_CASES))
 def test_each_plan_that_hands_out_the_write_token_fails_the_review(plans, tmp_path, case):
     mutate, who = WRITE_CASES[case]
-    plan, _ = _plan(mutate(copy.deepcopy(plans["dev"])), tmp_path, "synth", None, None)
+    plan, _ = _plan(mutate(copy.deepcopy(plans["sandbox"])), tmp_path, "synth", None, None)
     rep = review(plan)
     assert rep["ok"] is False
     wt = rep["write_token"]
@@ -403,7 +403,7 @@ def test_each_plan_that_hands_out_the_write_token_fails_the_review(plans, tmp_pa
 
 
 def test_the_shipped_stacks_let_only_the_publisher_and_the_publishers_reach_the_write_token(plans, tmp_path):
-    for env in ("dev", "prod", "local"):
+    for env in ("sandbox", "prod", "local"):
         rep = review(load(_plan(copy.deepcopy(plans[env]), tmp_path / env, "synth", None, None)[1]))
         wt = rep["write_token"]
         assert wt["unexpected_readers"] == [] and rep["ok"], env

@@ -16,8 +16,8 @@ from stacks.config import parse_settings
 from stacks.errors import ConfigError
 from tests.test_review_attacks import EVE, _plan, _ref_sa, _sa, _secret, add
 
-TRAINER = "hfg-dev-trainer@acme-hfgate-dev.iam.gserviceaccount.com"
-SUBMITTER = "hfg-dev-submitter@acme-hfgate-dev.iam.gserviceaccount.com"
+TRAINER = "hfg-sbx-trainer@acme-hfgate-sbx.iam.gserviceaccount.com"
+SUBMITTER = "hfg-sbx-submitter@acme-hfgate-sbx.iam.gserviceaccount.com"
 
 
 def _review(data, tmp_path, form="synth"):
@@ -35,7 +35,7 @@ def vm(d, email=None):
 @pytest.mark.parametrize("form", ["synth", "plan"])
 @pytest.mark.parametrize("how", ["reference", "literal"])
 def test_a_vm_running_as_the_trainer_is_a_path_naming_what_controls_it(plans, tmp_path, form, how):
-    data = vm(copy.deepcopy(plans["dev"]), None if how == "reference" else TRAINER)
+    data = vm(copy.deepcopy(plans["sandbox"]), None if how == "reference" else TRAINER)
     rep, _ = _review(data, tmp_path, form)
     assert rep["ok"] is False
     if form == "synth":
@@ -50,7 +50,7 @@ def test_a_vm_running_as_the_trainer_is_a_path_naming_what_controls_it(plans, tm
 @pytest.mark.parametrize("form", ["synth", "plan"])
 @pytest.mark.parametrize("attr", ["email", "unique_id", "member", "name"])
 def test_a_made_up_resource_type_naming_the_trainer_fails_as_unknown(plans, tmp_path, form, attr):
-    d = copy.deepcopy(plans["dev"])
+    d = copy.deepcopy(plans["sandbox"])
     add(d, "google_future_compute_thing", "x", {"name": "x", "runner": _ref_sa(d, "trainer", attr)})
     rep, _ = _review(d, tmp_path, form)
     assert rep["ok"] is False and "google_future_compute_thing.x" in rep["unresolved"]
@@ -59,7 +59,7 @@ def test_a_made_up_resource_type_naming_the_trainer_fails_as_unknown(plans, tmp_
 
 
 def test_the_submitter_literal_in_an_unknown_nested_block_fails(plans, tmp_path):
-    d = add(copy.deepcopy(plans["dev"]), "google_some_new_service_runner", "r",
+    d = add(copy.deepcopy(plans["sandbox"]), "google_some_new_service_runner", "r",
             {"name": "r", "settings": [{"identity": {"principal": f"serviceAccount:{SUBMITTER}"}}]})
     rep, _ = _review(d, tmp_path)
     assert "google_some_new_service_runner.r" in rep["unresolved"]
@@ -93,7 +93,7 @@ KNOWN = {
     "a Cloud Run service mounting the token secret by its short id": (
         lambda d: add(d, "google_cloud_run_v2_service", "s", {"name": "s", "location": "us-central1", "template": {
             "containers": [{"image": "x", "env": [{"name": "T", "value_source": {"secret_key_ref": {
-                "secret": "hfg-dev-hf-token", "version": "latest"}}}]}]}}),
+                "secret": "hfg-sbx-hf-token", "version": "latest"}}}]}]}}),
         "resource:google_cloud_run_v2_service.s", "token secret"),
 }
 
@@ -101,7 +101,7 @@ KNOWN = {
 @pytest.mark.parametrize("case", sorted(KNOWN))
 def test_known_types_that_run_as_or_read_the_token_are_paths(plans, tmp_path, case):
     mutate, principal, shown = KNOWN[case]
-    rep, _ = _review(mutate(copy.deepcopy(plans["dev"])), tmp_path)
+    rep, _ = _review(mutate(copy.deepcopy(plans["sandbox"])), tmp_path)
     assert rep["ok"] is False and principal in rep["unexpected_readers"], (rep["unexpected_readers"],
                                                                           rep["unresolved"])
     rows = [r for r in rep["token_readers"] if r["principal"] == principal]
@@ -110,15 +110,15 @@ def test_known_types_that_run_as_or_read_the_token_are_paths(plans, tmp_path, ca
 
 def test_the_data_source_reading_the_token_is_named_too(plans, tmp_path):
     mutate = KNOWN["a data source reading the token, and the output built from it"][0]
-    rep, _ = _review(mutate(copy.deepcopy(plans["dev"])), tmp_path)
+    rep, _ = _review(mutate(copy.deepcopy(plans["sandbox"])), tmp_path)
     assert "resource:data.google_secret_manager_secret_version.v" in rep["unexpected_readers"]
 
 
 def test_a_benign_plan_passes(plans, tmp_path):
     """Another service account runs a service (with its own Workload Identity binding), the trainer gets logging
     and monitoring roles: nothing reaches the token, the review passes."""
-    d = copy.deepcopy(plans["dev"])
-    add(d, "google_service_account", "web", {"account_id": "web-frontend", "project": "acme-hfgate-dev"})
+    d = copy.deepcopy(plans["sandbox"])
+    add(d, "google_service_account", "web", {"account_id": "web-frontend", "project": "acme-hfgate-sbx"})
     add(d, "google_cloud_run_v2_service", "web", {"name": "web", "location": "us-central1", "template": {
         "service_account": "${google_service_account.web.email}", "containers": [{"image": "x"}]}})
     add(d, "google_service_account_iam_member", "web-wif", {
@@ -127,7 +127,7 @@ def test_a_benign_plan_passes(plans, tmp_path):
                   "attribute.repository/acme/web"})
     for role in ("roles/monitoring.metricWriter", "roles/logging.viewer"):
         add(d, "google_project_iam_member", role.split("/")[1].replace(".", "-"), {
-            "project": "acme-hfgate-dev", "role": role, "member": _ref_sa(d, "trainer", "member")})
+            "project": "acme-hfgate-sbx", "role": role, "member": _ref_sa(d, "trainer", "member")})
     for form in ("synth", "plan"):
         rep, _ = _review(copy.deepcopy(d), tmp_path, form)
         assert rep["ok"], (form, rep["unexpected_readers"], rep["unresolved"],
@@ -161,7 +161,7 @@ def _row_cases(d):
                                                                             "log_type": "DATA_READ",
                                                                             "exempted_members": [tr]}]}]}, "data"),
         8: lambda: add(d, "google_service_account", "i8", {"account_id": TRAINER}, "data"),
-        9: lambda: add(d, "google_secret_manager_secret", "i9", {"secret_id": "hfg-dev-hf-token"}, "data"),
+        9: lambda: add(d, "google_secret_manager_secret", "i9", {"secret_id": "hfg-sbx-hf-token"}, "data"),
         10: lambda: add(d, "google_secret_manager_secret_version", "i10", {"secret": sec, "secret_data_wo": "x",
                                                                          "secret_data_wo_version": "1"}),
         11: lambda: d["output"].update(i11={"value": _ref_sa(d, "trainer", "email")}),
@@ -182,7 +182,7 @@ def _row_cases(d):
 
 @pytest.mark.parametrize("row", range(len(INERT)))
 def test_each_inert_row_explains_a_reference_that_confers_nothing(plans, tmp_path, row):
-    d = copy.deepcopy(plans["dev"])
+    d = copy.deepcopy(plans["sandbox"])
     cases = _row_cases(d)
     assert set(cases) == set(range(len(INERT))), "every row of review.references.INERT needs a case here"
     cases[row]()
@@ -196,7 +196,7 @@ def test_each_inert_row_explains_a_reference_that_confers_nothing(plans, tmp_pat
 
 
 def test_an_unknown_top_level_block_is_unknown(plans, tmp_path):
-    d = copy.deepcopy(plans["dev"])
+    d = copy.deepcopy(plans["sandbox"])
     d["future_block"] = {"x": {"runs_as": TRAINER}}
     rep, _ = _review(d, tmp_path)
     assert "future_block" in rep["unresolved"]
@@ -207,7 +207,7 @@ def _audit(d, name, service, log_type="DATA_READ", exempted=None, rtype="google_
     cfg = {"log_type": log_type}
     if exempted:
         cfg["exempted_members"] = exempted
-    return add(d, rtype, name, {"project": "acme-hfgate-dev", "folder": "folders/1", "service": service,
+    return add(d, rtype, name, {"project": "acme-hfgate-sbx", "folder": "folders/1", "service": service,
                                 "audit_log_config": [cfg]})
 
 
@@ -230,14 +230,14 @@ AUDIT = {
 @pytest.mark.parametrize("case", sorted(AUDIT))
 def test_token_reads_that_would_not_be_logged_fail_hfg012(plans, tmp_path, case):
     mutate, shown = AUDIT[case]
-    rep, _ = _review(mutate(copy.deepcopy(plans["dev"])), tmp_path)
+    rep, _ = _review(mutate(copy.deepcopy(plans["sandbox"])), tmp_path)
     hfg012 = next(p for p in rep["policies"] if p["id"] == "HFG012")
     assert rep["ok"] is False and not hfg012["passed"]
     assert any(shown in v["detail"] for v in hfg012["violations"]), hfg012["violations"]
 
 
 def test_the_shipped_stacks_log_every_token_read(plans):
-    for env in ("dev", "prod", "local"):
+    for env in ("sandbox", "prod", "local"):
         (cfg,) = plans[env]["resource"]["google_project_iam_audit_config"].values()
         assert cfg["service"] == "secretmanager.googleapis.com"
         assert {"log_type": "DATA_READ"} in cfg["audit_log_config"]
@@ -246,7 +246,7 @@ def test_the_shipped_stacks_log_every_token_read(plans):
 
 # What jobs train from ---------------------------------------------------------------------------------------------
 def test_a_writer_of_the_mirror_bucket_other_than_the_submitter_is_a_path(plans, tmp_path):
-    d = copy.deepcopy(plans["dev"])
+    d = copy.deepcopy(plans["sandbox"])
     mirror = next(k for k in d["resource"]["google_storage_bucket"] if k.startswith("mirror"))
     add(d, "google_storage_bucket_iam_member", "w", {"bucket": f"${{google_storage_bucket.{mirror}.name}}",
                                                      "role": "roles/storage.objectCreator", "member": EVE})
@@ -256,7 +256,7 @@ def test_a_writer_of_the_mirror_bucket_other_than_the_submitter_is_a_path(plans,
 
 
 def test_a_writer_of_the_artifacts_bucket_other_than_the_trainer_is_a_path(plans, tmp_path):
-    d = copy.deepcopy(plans["dev"])
+    d = copy.deepcopy(plans["sandbox"])
     artifacts = next(k for k in d["resource"]["google_storage_bucket"] if k.startswith("artifacts"))
     add(d, "google_storage_bucket_iam_member", "w", {"bucket": f"${{google_storage_bucket.{artifacts}.name}}",
                                                      "role": "roles/storage.objectUser", "member": EVE})
@@ -268,11 +268,11 @@ def test_a_writer_of_the_artifacts_bucket_other_than_the_trainer_is_a_path(plans
     ("docker.io/huggingface/trl:latest", False),
     ("us-docker.pkg.dev/someone-else/repo/trl:1.0", False),
     ("docker.io/huggingface/trl@sha256:" + "a" * 64, True),
-    ("us-central1-docker.pkg.dev/acme-hfgate-dev/training/trl:1.16", True),
+    ("us-central1-docker.pkg.dev/acme-hfgate-sbx/training/trl:1.16", True),
     ("us-docker.pkg.dev/deeplearning-platform-release/gcr.io/huggingface-pytorch-training:x", True),
 ])
 def test_the_training_image_must_be_trusted_or_pinned(plans, tmp_path, image, ok):
-    d = copy.deepcopy(plans["dev"])
+    d = copy.deepcopy(plans["sandbox"])
     d["output"]["training_image"]["value"] = image
     rep, _ = _review(d, tmp_path)
     hfg013 = next(p for p in rep["policies"] if p["id"] == "HFG013")
@@ -280,12 +280,12 @@ def test_the_training_image_must_be_trusted_or_pinned(plans, tmp_path, image, ok
 
 
 def test_config_refuses_an_untrusted_mutable_image_at_synth():
-    raw = {"project_id": "acme-hfgate-dev", "region": "us-central1", "prefix": "hfg-dev",
+    raw = {"project_id": "acme-hfgate-sbx", "region": "us-central1", "prefix": "hfg-sbx",
            "training_image": "docker.io/huggingface/trl:latest"}
     with pytest.raises(ConfigError) as err:
-        parse_settings("dev", raw)
+        parse_settings("sandbox", raw)
     assert "training_image" in str(err.value) and "sha256" in str(err.value)
-    assert parse_settings("dev", {**raw, "training_image": raw["training_image"].split(":")[0] + "@sha256:" + "0" * 64})
-    assert parse_settings("dev", {**raw, "trusted_image_registries": ["docker.io/huggingface/"]})
+    assert parse_settings("sandbox", {**raw, "training_image": raw["training_image"].split(":")[0] + "@sha256:" + "0" * 64})
+    assert parse_settings("sandbox", {**raw, "trusted_image_registries": ["docker.io/huggingface/"]})
     with pytest.raises(ConfigError):
-        parse_settings("dev", {**raw, "trusted_image_registries": ["not a registry"]})
+        parse_settings("sandbox", {**raw, "trusted_image_registries": ["not a registry"]})

@@ -37,10 +37,10 @@ def ref_id(plan: dict, rtype: str, **match) -> str:
 
 
 def test_every_environment_is_synthesized(plans):
-    assert set(plans) == {"dev", "prod", "local", "platform", "local-teams"}
+    assert set(plans) == {"sandbox", "prod", "local", "dev", "local-teams"}
 
 
-@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+@pytest.mark.parametrize("env", ["sandbox", "prod", "local"])
 def test_token_secret_is_a_container_only(plans, env):
     plan, s = plans[env], load_settings(env)
     secret = one(plan, "google_secret_manager_secret", secret_id=names_for(s).secret_id)
@@ -58,7 +58,7 @@ def test_nothing_synthesized_contains_the_token(synth_dir):
             assert SYNTH_CANARY not in path.read_text(errors="replace"), path
 
 
-@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+@pytest.mark.parametrize("env", ["sandbox", "prod", "local"])
 def test_only_trainer_and_submitter_can_read_the_token(plans, env):
     plan = plans[env]
     trainer = ref_id(plan, "google_service_account", account_id=names_for(load_settings(env)).trainer_account_id)
@@ -80,7 +80,7 @@ def test_only_trainer_and_submitter_can_read_the_token(plans, env):
             assert grant["role"] not in PRIMITIVE
 
 
-@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+@pytest.mark.parametrize("env", ["sandbox", "prod", "local"])
 def test_least_privilege_identities(plans, env):
     plan = plans[env]
     assert resources(plan, "google_service_account_key") == []
@@ -101,7 +101,7 @@ def test_least_privilege_identities(plans, env):
                                                    "-compute@developer.gserviceaccount.com"))
 
 
-@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+@pytest.mark.parametrize("env", ["sandbox", "prod", "local"])
 def test_buckets_are_hardened(plans, env):
     plan, names = plans[env], names_for(load_settings(env))
     buckets = {b["name"]: b for b in resources(plan, "google_storage_bucket")}
@@ -137,7 +137,7 @@ def test_proxy_mode_without_an_allowlist_allows_the_hugging_face_hosts(plans):
 
 
 def test_an_allowlist_adds_tls_inspection_and_generated_rules(plans):
-    plan, names = plans["dev"], names_for(load_settings("dev"))
+    plan, names = plans["sandbox"], names_for(load_settings("sandbox"))
     assert "privateca.googleapis.com" in {r["service"] for r in resources(plan, "google_project_service")}
     pool = one(plan, "google_privateca_ca_pool")
     assert pool["tier"] == "DEVOPS" and pool["name"] == names.ca_pool
@@ -164,13 +164,13 @@ def test_an_allowlist_adds_tls_inspection_and_generated_rules(plans):
 
 
 def test_proxy_mode_allows_only_hugging_face(plans):
-    plan = plans["dev"]
+    plan = plans["sandbox"]
     gateway = one(plan, "google_network_services_gateway")
     assert gateway["type"] == "SECURE_WEB_GATEWAY" and gateway["routing_mode"] == "EXPLICIT_ROUTING_MODE"
     rules = sorted(resources(plan, "google_compute_network_firewall_policy_rule"), key=lambda r: r["priority"])
     last = rules[-1]
     assert (last["direction"], last["action"], last["match"]["dest_ip_ranges"]) == ("EGRESS", "deny", ["0.0.0.0/0"])
-    names = names_for(load_settings("dev"))
+    names = names_for(load_settings("sandbox"))
     allowed = [r["match"]["dest_ip_ranges"] for r in rules if r["action"] == "allow"]
     assert allowed == [[f"{names.proxy_address}/32"]]
     one(plan, "google_compute_network_attachment")
@@ -181,7 +181,7 @@ def test_proxy_mode_allows_only_hugging_face(plans):
 
 
 def test_egress_pieces_follow_googles_pages(plans):
-    plan, names = plans["dev"], names_for(load_settings("dev"))
+    plan, names = plans["sandbox"], names_for(load_settings("sandbox"))
     # Secure Web Proxy "known limitations": the first proxy in a network and region provisions its own Cloud NAT
     # gateway for proxy endpoints. A Cloud NAT of ours for ENDPOINT_TYPE_SWG would collide: the proxy owns it, and
     # removes its router on destroy.
@@ -236,7 +236,7 @@ def test_open_mode_has_no_network(plans):
     assert plan["output"]["network_attachment"]["value"] == ""
 
 
-@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+@pytest.mark.parametrize("env", ["sandbox", "prod", "local"])
 def test_outputs_are_the_contract(plans, env):
     plan = plans[env]
     assert tuple(sorted(plan["output"])) == tuple(sorted(FIELDS))
@@ -275,7 +275,7 @@ def test_checkov_skips_are_each_explained():
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 
-@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+@pytest.mark.parametrize("env", ["sandbox", "dev", "prod", "local"])
 def test_plan_matches_snapshot(plans, env):
     """A change to the plan shows in review: refresh with UPDATE_SNAPSHOTS=1 make test and commit the diff."""
     plan = {k: v for k, v in plans[env].items() if k != "//"}
@@ -294,12 +294,12 @@ def test_write_only_token_version_keeps_the_value_out_of_plan_and_state(tmp_path
     no secret_data anywhere, and the review's HFG006 passes."""
     cfg = tmp_path / "config"
     cfg.mkdir()
-    (cfg / "dev.toml").write_text((ROOT / "config" / "dev.toml").read_text() + "\ntoken_write_only = true\n")
+    (cfg / "sandbox.toml").write_text((ROOT / "config" / "sandbox.toml").read_text() + "\ntoken_write_only = true\n")
     out = tmp_path / "out"
-    proc = run_main({"HFGATE_CONFIG_DIR": str(cfg), "HFGATE_ENVS": "dev", "CDKTF_OUTDIR": str(out),
+    proc = run_main({"HFGATE_CONFIG_DIR": str(cfg), "HFGATE_ENVS": "sandbox", "CDKTF_OUTDIR": str(out),
                      "HF_TOKEN": SYNTH_CANARY})
     assert proc.returncode == 0, proc.stderr
-    text = (out / "stacks" / "hfgate-dev" / "cdk.tf.json").read_text()
+    text = (out / "stacks" / "hfgate-sandbox" / "cdk.tf.json").read_text()
     plan = json.loads(text)
     versions = list(plan["resource"]["google_secret_manager_secret_version"].values())
     assert len(versions) == 1 and "secret_data" not in versions[0]
@@ -310,6 +310,6 @@ def test_write_only_token_version_keeps_the_value_out_of_plan_and_state(tmp_path
     assert SYNTH_CANARY not in text
     from review.plan import from_synth
     from review.report import review
-    rep = review(from_synth(out / "stacks" / "hfgate-dev" / "cdk.tf.json"))
+    rep = review(from_synth(out / "stacks" / "hfgate-sandbox" / "cdk.tf.json"))
     assert rep["data_protection"]["token_in_state"] is False and rep["ok"]
     assert rep["data_protection"]["versions"][0]["write_only"] is True

@@ -1,4 +1,4 @@
-"""Teams: several ML teams on one platform (config/platform.toml has two), each with its own token secrets,
+"""Teams: several ML teams on one platform (config/dev.toml has two), each with its own token secrets,
 identities, buckets, subnet and allowlist; one network, proxy, CA and perimeter. The stacks grant nothing across
 teams, the contract is per team, and the review proves isolation: every cross-team path fails it, naming both
 teams; each team's allowlist is replayed from its own source range, and the other team's repositories are denied."""
@@ -59,7 +59,7 @@ def test_all_teams_allowlists_must_fit_one_proxy_policy():
 
 
 def test_each_team_gets_its_own_resources_and_nothing_on_another_teams(plans):
-    plan, s = plans["platform"], load_settings("platform")
+    plan, s = plans["dev"], load_settings("dev")
     res = plan["resource"]
     teams = [t.name for t in s.teams]
     assert teams == ["research", "vision"]
@@ -100,42 +100,53 @@ def _resolved_outputs(env: str) -> dict:
 
 
 def test_the_contract_is_per_team_in_both_output_shapes(tmp_path):
-    per_team = _resolved_outputs("platform")
-    cdktn = {"hfgate-platform": per_team}
+    per_team = _resolved_outputs("dev")
+    cdktn = {"hfgate-dev": per_team}
     tf = {k: {"value": v, "type": ["object", {}], "sensitive": False} for k, v in per_team.items()}
     for shape in (cdktn, tf):
-        o = parse_outputs(shape, env="platform", team="vision")
-        assert o.team == "vision" and o.token_secret.endswith("/hfg-plat-vision-hf-token")
+        o = parse_outputs(shape, env="dev", team="vision")
+        assert o.team == "vision" and o.token_secret.endswith("/hfg-dev-vision-hf-token")
         assert o.allowed_models == ("google/gemma-3-4b-it",) and o.machine_type == "a2-highgpu-1g"
         assert o.accelerator_type == "NVIDIA_TESLA_A100"
         with pytest.raises(OutputsError, match="research, vision"):
-            parse_outputs(shape, env="platform")
+            parse_outputs(shape, env="dev")
         with pytest.raises(OutputsError, match="no team 'nlp'"):
-            parse_outputs(shape, env="platform", team="nlp")
+            parse_outputs(shape, env="dev", team="nlp")
     path = tmp_path / "platform.json"
     path.write_text(json.dumps(cdktn))
     from jobs import api
     import os
     os.environ["HFGATE_TEAM"] = "research"
     try:
-        assert api.load_outputs(str(path), env="platform").team == "research"
+        assert api.load_outputs(str(path), env="dev").team == "research"
     finally:
         del os.environ["HFGATE_TEAM"]
-    assert api.load_outputs(str(path), env="platform", team="vision").team == "vision"
+    assert api.load_outputs(str(path), env="dev", team="vision").team == "vision"
     # A single-team environment has no team; asking for one is an error, not a silent fallback.
-    single = json.loads(outputs_from_settings(load_settings("dev"), project_number="1").to_json())
-    assert parse_outputs(single, env="dev").team == ""
+    single = json.loads(outputs_from_settings(load_settings("sandbox"), project_number="1").to_json())
+    assert parse_outputs(single, env="sandbox").team == ""
     with pytest.raises(OutputsError, match="not team 'research'"):
-        parse_outputs(single, env="dev", team="research")
+        parse_outputs(single, env="sandbox", team="research")
 
 
 def test_env_delivery_is_refused_with_teams_before_anything_is_read():
     from jobs import api
     from jobs.jobspec import TokenDelivery, TrainRequest
-    o = outputs_from_settings(load_settings("platform"), project_number="1", team="research")
+    o = outputs_from_settings(load_settings("dev"), project_number="1", team="research")
     with pytest.raises(api.UsageError, match="no per-job IAM"):
         api.submit(o, TrainRequest(model="google/txgemma-2b-predict", dataset="trl-lib/Capybara",
                                    token_delivery=TokenDelivery.ENV))
+
+
+def test_a_teams_allowlist_is_its_own_and_the_fix_names_its_table():
+    """research may download its own repositories, not vision's; the refusal names research's table to edit."""
+    from jobs.allowlist import allowlist_check
+    o = outputs_from_settings(load_settings("dev"), project_number="1", team="research")
+    assert allowlist_check(o, "google/txgemma-2b-predict", None, "model").status == "ok"
+    refused = allowlist_check(o, "google/gemma-3-4b-it", None, "model")         # vision's model
+    assert refused.status == "fail" and refused.exit_code == 4
+    assert "allow_models of config/dev.toml [teams.research]" in refused.detail
+    assert 'add "google/gemma-3-4b-it" to allow_models in config/dev.toml [teams.research]' in refused.fix
 
 
 def _review(data: dict, tmp_path: Path) -> dict:
@@ -145,12 +156,12 @@ def _review(data: dict, tmp_path: Path) -> dict:
 
 
 def test_the_platform_review_passes_with_an_isolation_matrix(plans, tmp_path):
-    rep = _review(copy.deepcopy(plans["platform"]), tmp_path)
+    rep = _review(copy.deepcopy(plans["dev"]), tmp_path)
     assert rep["ok"], (rep["unexpected_readers"], rep["isolation"]["cross_team"], rep["unresolved"])
     iso = rep["isolation"]
     assert iso["teams"] == ["research", "vision"] and iso["cross_team"] == []
     by = {r["principal"]: r for r in iso["rows"]}
-    trainer = "serviceAccount:hfg-plat-research-trainer@acme-hfgate-platform.iam.gserviceaccount.com"
+    trainer = "serviceAccount:hfg-dev-research-trainer@acme-hfgate-dev.iam.gserviceaccount.com"
     assert by[trainer]["team"] == "research" and set(by[trainer]["reaches"]) == {"research"}
     assert "token: reads" in by[trainer]["reaches"]["research"]
     for name, team in rep["teams"].items():
@@ -162,7 +173,7 @@ def test_the_platform_review_passes_with_an_isolation_matrix(plans, tmp_path):
 
 def _member(plan, team, role):
     return next(f"${{google_service_account.{k}.member}}" for k, v in plan["resource"]["google_service_account"].items()
-                if v["account_id"] == f"hfg-plat-{team}-{role}")
+                if v["account_id"] == f"hfg-dev-{team}-{role}")
 
 
 def _ref(plan, rtype, attr, **match):
@@ -173,22 +184,22 @@ def _ref(plan, rtype, attr, **match):
 CROSS = {
     "research's trainer reads vision's token": (
         lambda d: ("google_secret_manager_secret_iam_member", {
-            "secret_id": _ref(d, "google_secret_manager_secret", "secret_id", secret_id="hfg-plat-vision-hf-token"),
+            "secret_id": _ref(d, "google_secret_manager_secret", "secret_id", secret_id="hfg-dev-vision-hf-token"),
             "role": "roles/secretmanager.secretAccessor", "member": _member(d, "research", "trainer")}),
         ("research", "vision", "token")),
     "research's trainer writes vision's artifacts (plants checkpoints)": (
         lambda d: ("google_storage_bucket_iam_member", {
-            "bucket": _ref(d, "google_storage_bucket", "name", name="acme-hfgate-platform-hfg-plat-vision-artifacts"),
+            "bucket": _ref(d, "google_storage_bucket", "name", name="acme-hfgate-dev-hfg-dev-vision-artifacts"),
             "role": "roles/storage.objectCreator", "member": _member(d, "research", "trainer")}),
         ("research", "vision", "checkpoints")),
     "vision's submitter may act as research's publisher": (
         lambda d: ("google_service_account_iam_member", {
-            "service_account_id": _ref(d, "google_service_account", "name", account_id="hfg-plat-research-publisher"),
+            "service_account_id": _ref(d, "google_service_account", "name", account_id="hfg-dev-research-publisher"),
             "role": "roles/iam.serviceAccountTokenCreator", "member": _member(d, "vision", "submitter")}),
         ("vision", "research", "write token")),
     "research's people may act as vision's submitter": (
         lambda d: ("google_service_account_iam_member", {
-            "service_account_id": _ref(d, "google_service_account", "name", account_id="hfg-plat-vision-submitter"),
+            "service_account_id": _ref(d, "google_service_account", "name", account_id="hfg-dev-vision-submitter"),
             "role": "roles/iam.serviceAccountTokenCreator", "member": "group:research-ml@acme.example"}),
         ("research", "vision", "token")),
 }
@@ -197,7 +208,7 @@ CROSS = {
 @pytest.mark.parametrize("case", sorted(CROSS))
 def test_every_cross_team_path_fails_the_review_naming_both_teams(plans, tmp_path, case):
     make, (src, dst, what) = CROSS[case]
-    data = copy.deepcopy(plans["platform"])
+    data = copy.deepcopy(plans["dev"])
     rtype, values = make(data)
     data["resource"].setdefault(rtype, {})["cross"] = values
     rep = _review(data, tmp_path)
@@ -210,9 +221,9 @@ def test_every_cross_team_path_fails_the_review_naming_both_teams(plans, tmp_pat
 
 
 def test_a_principal_of_no_team_reaching_a_team_fails_that_team(plans, tmp_path):
-    data = copy.deepcopy(plans["platform"])
+    data = copy.deepcopy(plans["dev"])
     data["resource"]["google_secret_manager_secret_iam_member"]["eve"] = {
-        "secret_id": _ref(data, "google_secret_manager_secret", "secret_id", secret_id="hfg-plat-research-hf-token"),
+        "secret_id": _ref(data, "google_secret_manager_secret", "secret_id", secret_id="hfg-dev-research-hf-token"),
         "role": "roles/secretmanager.secretAccessor", "member": "user:eve@example.com"}
     rep = _review(data, tmp_path)
     assert rep["ok"] is False and "user:eve@example.com" in rep["teams"]["research"]["unexpected_readers"]
@@ -222,7 +233,7 @@ def test_a_principal_of_no_team_reaching_a_team_fails_that_team(plans, tmp_path)
 def test_rules_without_the_source_range_let_a_team_reach_the_others_repositories(plans, tmp_path):
     """The replay is what proves the allowlist per team: drop the range from research's rules and vision's jobs
     could read research's repositories; the review catches it."""
-    data = copy.deepcopy(plans["platform"])
+    data = copy.deepcopy(plans["dev"])
     for r in data["resource"]["google_network_security_gateway_security_policy_rule"].values():
         if r["name"].startswith("research-"):
             r["session_matcher"] = r["session_matcher"].replace("inIpRange(source.ip, '10.8.16.0/28') && ", "")
@@ -239,6 +250,6 @@ def test_make_synth_summarizes_each_team(synth_dir):
     proc = subprocess.run([sys.executable, "-m", "stacks.summary", str(synth_dir)], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    block = proc.stdout.split("hfgate-platform:")[1].split("\nhfgate-")[0]
+    block = proc.stdout.split("hfgate-dev:")[1].split("\nhfgate-")[0]
     assert "team research: allowlist google/txgemma-2b-predict" in block and "team vision:" in block
     assert "hfgate token set --team vision" in block and "None" not in block
