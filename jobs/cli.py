@@ -23,17 +23,16 @@ EXIT_CODES = """exit codes:
 """
 
 EXAMPLES = """examples:
-  export HFGATE_TEAM=research                                   # dev has teams: commands act for yours (or --team)
-  hfgate check --env dev --model google/txgemma-2b-predict
-  hfgate submit --env dev --model google/txgemma-2b-predict --dataset org/chat --max-steps 100 --wait
-  hfgate submit --env dev --model M --dataset D --dry-run       # print the exact request, create nothing
+  hfgate check --env dev --team research --model google/txgemma-2b-predict
+  hfgate submit --env dev --team research --model google/txgemma-2b-predict --dataset org/chat --max-steps 100 --wait
+  hfgate submit ... --dry-run                                   # print the exact request, create nothing
   hfgate submit ... -- --learning_rate 2e-5                     # after --: passed to trl sft verbatim
   hfgate submit ... --replica-count 2 --accelerator-count 8     # one run on 2 nodes x 8 GPUs (world size 16)
   hfgate submit ... --scheduling SPOT --checkpoint-every 200    # preempted? Vertex restarts it; it resumes
   hfgate status JOB | hfgate logs JOB | hfgate cancel JOB
-  hfgate token set --env dev < token.txt                        # validated first; never from argv
+  hfgate token set --env dev --team research < token.txt        # validated first; never from argv
   hfgate token set --kind write --repo acme/txgemma-sft < write-token.txt   # the publishing token
-  hfgate publish RUN_OR_JOB --env dev --repo acme/txgemma-sft   # a finished run to the Hub (private)
+  hfgate publish RUN_OR_JOB --env dev --team research --repo acme/txgemma-sft   # a finished run to the Hub
   hfgate check --env sandbox --model M                          # an environment without teams: no --team
 environment: --outputs FILE, else $HFGATE_OUTPUTS, else outputs/<env>.json (cdktn output --outputs-file);
   in an environment with teams, --team NAME (or $HFGATE_TEAM) picks your team's contract from it

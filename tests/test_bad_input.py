@@ -221,3 +221,24 @@ def test_bad_input(cloud, tmp_path, case: Case):
         assert "fix" in text
     assert len(cloud.jobs.jobs) == jobs, "a job was created"
     assert len(cloud.secrets.secrets[cloud.names.secret_id].versions) == versions, "a secret version was added"
+
+
+def test_every_help_example_parses_and_names_a_team_where_the_environment_has_teams():
+    """`hfgate --help` teaches by example: each complete example line is a valid command line, and an example for an
+    environment with teams (dev) says which team, as the command would otherwise stop with exit 2."""
+    import shlex
+
+    from jobs.cli import EXAMPLES, _parser
+    from stacks.config import load_settings
+    checked = 0
+    for line in EXAMPLES.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line.startswith("hfgate ") or "..." in line or "|" in line:
+            continue
+        argv = shlex.split(line.split("<", 1)[0])[1:]
+        args = _parser().parse_args(argv)                                  # exits 2 on a bad example
+        env = getattr(args, "env", None)
+        if env and load_settings(env).teams:
+            assert getattr(args, "team", None), f"{line!r}: {env} has teams, the example names none"
+        checked += 1
+    assert checked >= 6
