@@ -344,8 +344,11 @@ class JobStore:
                 home = jobdir if rank == 0 else jobdir / name
                 (home / "tmp").mkdir(parents=True, exist_ok=True)
                 spec = pool.container_spec
+                # HFGATE_NETGUARD_LOG: the test suite's record of anything leaving loopback (tests/netguard) covers
+                # the job's processes too; unset outside the suite.
                 env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR",
-                                                                   "PYTHONPATH", "VIRTUAL_ENV", "SSL_CERT_FILE")}
+                                                                   "PYTHONPATH", "VIRTUAL_ENV", "SSL_CERT_FILE",
+                                                                   "HFGATE_NETGUARD_LOG")}
                 env.update(self.job_env)
                 env["PATH"] = os.pathsep.join([*self.path_prefix, os.path.dirname(sys.executable), env.get("PATH", "")])
                 env.update({"HOME": str(home), "TMPDIR": str(home / "tmp"),
