@@ -298,21 +298,15 @@ class LocalCloud:
             job["status"] = {"stage": "RUNNING", "message": None}
             try:
                 argv = [a.replace("/tmp/", f"{workdir}/") for a in job["command"] + job["arguments"]]
-                # Two streams, each cut into lines on its own (see localcloud.vertex: one pipe splices lines).
+                # stdout and stderr: two pipes (localcloud.vertex.read_lines)
                 proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, cwd=workdir,
                                         stderr=subprocess.PIPE, text=True, start_new_session=True)
             except OSError as exc:
                 job["status"] = {"stage": "ERROR", "message": str(exc)}
                 return
             job["cancel"] = proc.kill
-
-            def lines(stream) -> None:
-                for line in stream:
-                    job["logs"].append((time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), line.rstrip("\n")))
-            err = threading.Thread(target=lines, args=(proc.stderr,), daemon=True)
-            err.start()
-            lines(proc.stdout)
-            err.join()
+            vertex.read_lines(proc, lambda line: job["logs"].append(
+                (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), line)))
             code = proc.wait()
             if job["status"]["stage"] != "CANCELED":
                 job["status"] = {"stage": "COMPLETED" if code == 0 else "ERROR",

@@ -110,6 +110,19 @@ def _ts() -> timestamp_pb2.Timestamp:
     return ts
 
 
+def read_lines(proc: subprocess.Popen, emit) -> None:
+    """Every line of a process's stdout and stderr, until both close: two streams, each cut into lines on its own, as
+    a container runtime's log collection reads them (one pipe for both would let a line one process writes in two
+    writes, as print and tqdm do, be split by another process's line on the other stream)."""
+    def lines(stream) -> None:
+        for line in stream:
+            emit(line.rstrip("\n"))
+    err = threading.Thread(target=lines, args=(proc.stderr,), daemon=True)
+    err.start()
+    lines(proc.stdout)
+    err.join()
+
+
 class JobStore:
     def __init__(self, project_id: str, project_number: str, region: str, grants: Grants, identities: Identities,
                  workdir: Path, job_env: dict[str, str], start_metadata, gcs_sync) -> None:
@@ -367,9 +380,7 @@ class JobStore:
                 for e in spec.env:
                     env[e.name] = local(e.value, home / "tmp")
                 argv = [local(a, home / "tmp") for a in list(spec.command) + list(spec.args)]
-                # stdout and stderr are two streams, each cut into lines on its own, as a container runtime's log
-                # collection reads them: one pipe for both would let a line one process writes in two writes (tqdm
-                # writes the text, then the newline) be split by another process's line on the other stream.
+                # stdout and stderr: two pipes (read_lines)
                 proc = subprocess.Popen(argv, env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         start_new_session=True, text=True, bufsize=1)
                 procs.append((name, proc))
@@ -402,14 +413,7 @@ class JobStore:
                 proc.wait()
                 reap(job_id, name)
             threading.Thread(target=container_ends, daemon=True).start()
-
-            def lines(stream) -> None:
-                for line in stream:
-                    self.log(job_id, line.rstrip("\n"), name)
-            err = threading.Thread(target=lines, args=(proc.stderr,), daemon=True)
-            err.start()
-            lines(proc.stdout)
-            err.join()
+            read_lines(proc, lambda line: self.log(job_id, line, name))
             code = proc.wait()
             with guard:
                 codes[name] = code

@@ -34,10 +34,11 @@ class TeamResources:
         self.submitter = Identity(scope, "submitter", project_id=s.project_id,
                                   account_id=names.submitter_account_id, display_name=f"hfgate submitter{who}",
                                   description="Checks the token and submits training jobs as the trainer")
-        self.token = TokenSecret(scope, "hf-token", project=project, secret_id=names.secret_id,
-                                 replicas=s.replicas, rotation_days=s.token_rotation_days,
-                                 rotation_topic=names.rotation_topic, labels=labels, kms_key=s.kms_key,
-                                 replica_keys=s.replica_keys, write_only_version=s.token_write_only,
+        # What the read and the write token's secrets share: where they live, their replicas, keys and rotation.
+        secret = dict(project=project, replicas=s.replicas, rotation_days=s.token_rotation_days, labels=labels,
+                      kms_key=s.kms_key, replica_keys=s.replica_keys)
+        self.token = TokenSecret(scope, "hf-token", secret_id=names.secret_id, rotation_topic=names.rotation_topic,
+                                 write_only_version=s.token_write_only, **secret,
                                  audit_reads=shared_kms_grants is None,
                                  grants_from=shared_kms_grants.token if shared_kms_grants else None)
         self.token.grant_read(self.trainer)    # the job's bootstrap reads the pinned version
@@ -49,10 +50,9 @@ class TeamResources:
         self.publisher = Identity(scope, "publisher", project_id=s.project_id,
                                   account_id=names.publisher_account_id, display_name=f"hfgate publisher{who}",
                                   description="Reads the Hugging Face write token; impersonated by hfgate publish")
-        self.write_token = TokenSecret(scope, "hf-write-token", project=project, secret_id=names.write_secret_id,
-                                       replicas=s.replicas, rotation_days=s.token_rotation_days,
-                                       rotation_topic=names.write_rotation_topic, labels=labels, kms_key=s.kms_key,
-                                       replica_keys=s.replica_keys, purpose="hugging-face-write-token",
+        self.write_token = TokenSecret(scope, "hf-write-token", secret_id=names.write_secret_id,
+                                       rotation_topic=names.write_rotation_topic, **secret,
+                                       purpose="hugging-face-write-token",
                                        set_with="hfgate token set --kind write --env ...", audit_reads=False,
                                        grants_from=(shared_kms_grants.token if shared_kms_grants else self.token))
         self.write_token.grant_read(self.publisher)
