@@ -252,11 +252,19 @@ class LocalCloud:
         """This process's environment set to `env(...)` for the block (for code that calls the local cloud in-process),
         then put back. Before putting it back, waits for google-auth's background Regional Access Boundary lookups
         started in the block: such a thread reads the proxy settings when it sends, and one that sent after they were
-        gone would go to the real iamcredentials.googleapis.com (see localcloud.gateway)."""
+        gone would go to the real iamcredentials.googleapis.com (see localcloud.gateway).
+
+        google-auth reads GCE_METADATA_HOST once, when `google.auth.compute_engine._metadata` is first imported, so
+        setting the variable alone would leave every later in-process call with the identity of whichever member was
+        current at that import. The block also points that module's copy at `as_member`'s metadata server, and
+        puts back what the outer environment says afterwards; if google-auth no longer keeps the copy where this
+        expects it, the block refuses rather than call as someone else."""
+        env = self.env(as_member=as_member, team=team)
         saved = dict(os.environ)
-        os.environ.update(self.env(as_member=as_member, team=team))
+        os.environ.update(env)
         try:
-            yield self
+            with _metadata_host(env["GCE_METADATA_HOST"], outer=saved):
+                yield self
         finally:
             for thread in threading.enumerate():
                 if type(thread).__name__ == "_RegionalAccessBoundaryRefreshThread":
@@ -440,3 +448,25 @@ def _rest_handler(cloud: LocalCloud):
             self._send(404, {"error": {"code": 404, "message": "Not found", "status": "NOT_FOUND"}})
 
     return Rest
+
+
+_GOOGLE_AUTH_METADATA = "google.auth.compute_engine._metadata"
+
+
+@contextlib.contextmanager
+def _metadata_host(hostport: str, outer: dict[str, str]):
+    """google-auth's import-time copy of GCE_METADATA_HOST set to `hostport` for the block (importing the module
+    first, so an import inside the block cannot capture it for good), then to what `outer` (the environment outside
+    the block) says, as if the module had been imported there."""
+    import importlib
+    module = importlib.import_module(_GOOGLE_AUTH_METADATA)
+    if not isinstance(getattr(module, "_GCE_METADATA_HOST", None), str):
+        raise RuntimeError(f"{_GOOGLE_AUTH_METADATA} no longer keeps _GCE_METADATA_HOST: in-process calls cannot be"
+                           " made as a chosen member in this google-auth version; run the call in a subprocess"
+                           " with env=cloud.env(as_member=...)")
+    module._GCE_METADATA_HOST = hostport
+    try:
+        yield
+    finally:
+        module._GCE_METADATA_HOST = (outer.get("GCE_METADATA_HOST") or outer.get("GCE_METADATA_ROOT")
+                                     or getattr(module, "_GCE_DEFAULT_HOST", "metadata.google.internal"))

@@ -129,12 +129,19 @@ def hfgate(cloud, *args, as_member=None, extra_env=None, timeout=120):
 
 
 def set_token(cloud, value: str) -> str:
-    """Add a secret version as the platform admin, through the official client (what `token set` will do)."""
-    code = ("import sys, google_crc32c\nfrom jobs import endpoints\nfrom google.cloud.secretmanager_v1 import types"
-            " as sm\nd = sys.stdin.buffer.read()\nv = endpoints.secret_manager().add_secret_version(parent=sys.argv[1],"
-            " payload=sm.SecretPayload(data=d, data_crc32c=google_crc32c.value(d)))\nprint(v.name)")
-    env = {**os.environ, **cloud.env(as_member=cloud.admin)}
-    proc = subprocess.run([sys.executable, "-c", code, cloud.outputs.token_secret], input=value.encode(), env=env,
-                          cwd=ROOT, capture_output=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.decode().strip()
+    """Add a secret version as the platform admin, through the official client (what `token set` will do), in this
+    process: a fixture step, not the thing under test (`hfgate token set` is tested as a command in
+    test_lifecycle.py)."""
+    import google_crc32c
+    from google.cloud.secretmanager_v1 import types as sm
+
+    from jobs import endpoints
+    data = value.encode()
+    with cloud.environ(as_member=cloud.admin):
+        client = endpoints.secret_manager()
+        try:
+            version = client.add_secret_version(parent=cloud.outputs.token_secret, payload=sm.SecretPayload(
+                data=data, data_crc32c=google_crc32c.value(data)))
+        finally:
+            client.transport.close()
+    return version.name

@@ -116,3 +116,33 @@ def test_cli_help_does_not_load_the_provider_bindings():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "exit codes:" in proc.stdout
+
+
+def test_in_process_calls_run_as_the_member_each_block_names(cloud):
+    """google-auth reads GCE_METADATA_HOST once, at import: `cloud.environ(as_member=...)` must still give each
+    block its own member's identity, in any order, and leave no identity behind after the block."""
+    import google_crc32c
+    from google.api_core import exceptions as gexc
+    from google.cloud.secretmanager_v1 import types as sm
+
+    from jobs import endpoints
+
+    def add_version() -> str:
+        data = b"hf_" + b"x" * 34
+        client = endpoints.secret_manager()
+        try:
+            client.add_secret_version(parent=cloud.outputs.token_secret, payload=sm.SecretPayload(
+                data=data, data_crc32c=google_crc32c.value(data)))
+            return "added"
+        except gexc.PermissionDenied:
+            return "denied"
+        finally:
+            client.transport.close()
+
+    results = []
+    for member in (None, cloud.admin, None, cloud.admin):
+        with cloud.environ(as_member=member):
+            results.append(add_version())
+    assert results == ["denied", "added", "denied", "added"]     # the submitter may not add versions; the admin may
+    from google.auth.compute_engine import _metadata
+    assert _metadata._GCE_METADATA_HOST == (os.environ.get("GCE_METADATA_HOST") or "metadata.google.internal")
