@@ -32,8 +32,7 @@ def spec_fingerprint(job_spec: dict) -> dict:
 
 
 def _spec_of(job) -> dict:
-    from google.cloud.aiplatform_v1 import types as ai
-    return json.loads(ai.CustomJob.to_json(job, preserving_proto_field_name=True))["job_spec"]
+    return json.loads(endpoints.vertex_custom_job().to_json(job, preserving_proto_field_name=True))["job_spec"]
 
 
 def _parent(outputs: Outputs) -> str:
@@ -74,11 +73,10 @@ def find_existing(client, outputs: Outputs, rid: str, job_spec: dict | None = No
 def create(body: dict, outputs: Outputs, client=None):
     """Create the job once: a retried or repeated submit finds the first job by its request id."""
     from google.api_core import exceptions as gexc
-    from google.cloud.aiplatform_v1 import types as ai
 
     client = client or endpoints.vertex(outputs.region)
     rid = body["labels"]["hfgate-request-id"]
-    job = ai.CustomJob.from_json(json.dumps(body), ignore_unknown_fields=False)
+    job = endpoints.vertex_custom_job().from_json(json.dumps(body), ignore_unknown_fields=False)
     built_spec = _spec_of(job)
     for attempt in range(RETRIES):
         existing = find_existing(client, outputs, rid, built_spec)

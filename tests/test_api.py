@@ -118,3 +118,49 @@ def test_the_package_re_exports_exactly_the_api():
     from jobs import api
     assert jobs._API_NAMES == set(api.__all__)
     assert jobs.submit is api.submit and jobs.TrainRequest is api.TrainRequest
+
+
+VERTEX_IMPORT_CHECK = """
+import json, sys
+from jobs import endpoints, vertex
+from stacks.contract import load_outputs
+first = sys.argv[1] == "sdk-first"
+if first:
+    from google.cloud import aiplatform_v1 as before
+import os
+outputs = load_outputs(os.environ["HFGATE_OUTPUTS"])
+client = endpoints.vertex(outputs.region)
+jobs = list(client.list_custom_jobs(parent=vertex._parent(outputs)))
+services = sorted({m.split(".")[4] for m in sys.modules if m.startswith("google.cloud.aiplatform_v1.services.")})
+# The rest of the package, used afterwards in the same process, is all there.
+from google.cloud import aiplatform_v1
+from google.cloud.aiplatform_v1 import PipelineServiceClient
+import google.cloud.aiplatform as sdk
+whole = {"dir": "PipelineServiceClient" in dir(aiplatform_v1),
+         "same_type": aiplatform_v1.CustomJob is endpoints.vertex_custom_job() is aiplatform_v1.types.CustomJob,
+         "state": aiplatform_v1.types.JobState.JOB_STATE_RUNNING.name, "sdk": sdk.CustomJob.__name__,
+         "untouched": (before is aiplatform_v1 and "__getattr__" not in vars(aiplatform_v1)) if first else None}
+try:
+    aiplatform_v1.NoSuchName
+    whole["missing"] = "no error"
+except AttributeError as exc:
+    whole["missing"] = str(exc)
+print(json.dumps({"services": services, "whole": whole}))
+"""
+
+
+@pytest.mark.parametrize("order", ["hfgate-first", "sdk-first"])
+def test_vertex_calls_load_only_the_job_service_and_the_package_stays_whole(cloud, order):
+    """The Vertex AI package's __init__ imports every service's client (about 2 s of CPU on each command): hfgate
+    loads JobService alone, and anything else of the package used later in the same process is there as usual."""
+    import json
+    proc = run_script(cloud, VERTEX_IMPORT_CHECK, order)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    if order == "hfgate-first":
+        assert out["services"] == ["job_service"]
+    else:
+        assert len(out["services"]) > 30 and out["whole"]["untouched"] is True
+    assert out["whole"]["dir"] and out["whole"]["same_type"] and out["whole"]["sdk"] == "CustomJob"
+    assert out["whole"]["state"] == "JOB_STATE_RUNNING"
+    assert "has no attribute 'NoSuchName'" in out["whole"]["missing"]
