@@ -122,6 +122,28 @@ def demo_run(tmp_path_factory, synth_dir):
     return subprocess.CompletedProcess(["localcloud.demo"], r["returncode"], r["stdout"], r["stderr"]), evidence
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A function returning a fresh copy of `localcloud.tinymodel.build_model()`'s files. The build is
+    deterministic (same bytes each time) and costs ~9 s of CPU in the process that does it (torch, transformers, a
+    tokenizer trained): it runs once per test run, and the workers read the same files under a file lock."""
+    from localcloud.tinymodel import build_model
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        files = build_model()
+        return lambda: dict(files)
+    from filelock import FileLock
+    shared = tmp_path_factory.getbasetemp().parent
+    folder = shared / "tiny-model"
+    with FileLock(str(shared / "tiny-model.lock")):
+        if not (folder / ".built").exists():
+            for rel, data in build_model().items():
+                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                (folder / rel).write_bytes(data)
+            (folder / ".built").touch()
+    files = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != ".built"}
+    return lambda: dict(files)
+
+
 def hfgate(cloud, *args, as_member=None, extra_env=None, timeout=120):
     env = {**os.environ, **cloud.env(as_member=as_member), **(extra_env or {})}
     return subprocess.run([sys.executable, "-m", "jobs.cli", *args], cwd=ROOT, env=env, capture_output=True,

@@ -21,10 +21,10 @@ pytest.importorskip("transformers", reason="needs the train extra (make test ins
 
 
 @pytest.fixture(scope="module")
-def hub(cloud):
-    from localcloud.tinymodel import build_dataset, build_model
+def hub(cloud, tiny_model):
+    from localcloud.tinymodel import build_dataset
     model, dataset = f"hfgate-demo/conformance-lm-{time.time_ns()}", f"hfgate-demo/conformance-chat-{time.time_ns()}"
-    files = build_model()
+    files = tiny_model()
     files["nested/notes.txt"] = b"a file in a folder"
     repo = cloud.hub_state.add_repo(model, files, gated="auto")
     repo.access["alice"] = "accepted"

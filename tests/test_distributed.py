@@ -19,14 +19,14 @@ pytest.importorskip("trl", reason="needs the train extra (make test installs it)
 
 
 @pytest.fixture(scope="module")
-def trl_cloud(synth_dir):
+def trl_cloud(synth_dir, tiny_model):
     from localcloud import LocalCloud
     from localcloud.demo import DATASET, MODEL
-    from localcloud.tinymodel import build_dataset, build_model
+    from localcloud.tinymodel import build_dataset
     from review.plan import synthesized
     from tests.conftest import set_token
     with LocalCloud(plan=synthesized(synth_dir, "local")) as cloud:
-        cloud.hub_state.add_repo(MODEL, build_model())
+        cloud.hub_state.add_repo(MODEL, tiny_model())
         cloud.hub_state.add_repo(DATASET, build_dataset(), type="dataset")
         set_token(cloud, cloud.hub_tokens["alice-read"])
         yield cloud, MODEL, DATASET

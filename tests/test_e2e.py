@@ -91,17 +91,17 @@ def test_no_token_in_any_output_spec_label_log_or_argv(demo):
         assert "HF_TOKEN" not in env and "HFGATE_TOKEN_SECRET_VERSION" in env
 
 
-def test_a_mirrored_model_trains_with_the_real_trl_and_no_token_or_hub_in_the_job(synth_dir):
+def test_a_mirrored_model_trains_with_the_real_trl_and_no_token_or_hub_in_the_job(synth_dir, tiny_model):
     """`hfgate mirror` once with the token, then `submit --token-delivery mirror`: the real trainer reads the
     model and dataset from the bucket; the job's environment has no token and the Hub sees no request."""
     from localcloud import LocalCloud
     from localcloud.demo import DATASET, MODEL, trainer_metrics
-    from localcloud.tinymodel import build_dataset, build_model
+    from localcloud.tinymodel import build_dataset
     from review.plan import synthesized
     from tests.conftest import hfgate, set_token
 
     with LocalCloud(plan=synthesized(synth_dir, "local")) as cloud:
-        cloud.hub_state.add_repo(MODEL, build_model())
+        cloud.hub_state.add_repo(MODEL, tiny_model())
         cloud.hub_state.add_repo(DATASET, build_dataset(), type="dataset")
         token = cloud.hub_tokens["alice-read"]
         set_token(cloud, token)

@@ -68,13 +68,13 @@ def _recorded(cloud, code: str, *args: str, tmp_path: Path) -> tuple[subprocess.
 
 
 @pytest.fixture(scope="module")
-def cli_traffic(cloud, tmp_path_factory):
-    from localcloud.tinymodel import build_dataset, build_model
+def cli_traffic(cloud, tmp_path_factory, tiny_model):
+    from localcloud.tinymodel import build_dataset
     tmp = tmp_path_factory.mktemp("cli")
-    repo = cloud.hub_state.add_repo(CLI_MODEL, build_model(), gated="auto")
+    repo = cloud.hub_state.add_repo(CLI_MODEL, tiny_model(), gated="auto")
     repo.access["alice"] = "accepted"
     cloud.hub_state.add_repo(CLI_DATASET, build_dataset(), type="dataset")
-    cloud.hub_state.add_repo(UNLISTED, build_model())
+    cloud.hub_state.add_repo(UNLISTED, tiny_model())
     hf = str(Path(sys.executable).with_name("hf"))
     got = {}
     got["download_model"] = _recorded(cloud, "", hf, "download", CLI_MODEL, "--local-dir", str(tmp / "m"), tmp_path=tmp)
