@@ -3,6 +3,8 @@
 
 - synth of every stack (warm) vs the floor: a process that only loads the google provider assembly; target <= 1.3x
 - `hfgate --help` vs `python -c pass`;                                                            target <= +0.3 s
+- loading the Vertex AI JobService client as hfgate does vs `from google.cloud.aiplatform_v1 import` (whole
+  package: every service's client);                                                             target <= 0.5x
 - `hfgate submit --dry-run` total wall time (local cloud);                                         target <= 1.5 s
 - preflight (secret read + Hub checks) with 100 ms added to every Hub and Secret Manager call,
   in round trips of 100 ms (the independent checks run concurrently; sequential would be ~6);     target <= 2.5
@@ -131,6 +133,14 @@ def main() -> int:
     fig["help_vs_bare_python"] = {"help_s": round(statistics.median(help_), 3),
                                   "bare_s": round(statistics.median(bare), 3), "delta_s": round(d, 3),
                                   "target": "<= +0.3 s", "met": d <= 0.3}
+
+    # 2b. what a Vertex AI command loads: JobService alone (jobs.endpoints) vs the package's own __init__ ---------
+    ours = timed([PY, "-c", "from jobs import endpoints; endpoints.vertex_custom_job(); "
+                  "from google.cloud.aiplatform_v1.services.job_service import JobServiceClient"], repeat=5)
+    whole = timed([PY, "-c", "from google.cloud.aiplatform_v1 import JobServiceClient, CustomJob"], repeat=5)
+    o, w = statistics.median(ours), statistics.median(whole)
+    fig["vertex_client_load"] = {"job_service_s": round(o, 2), "whole_package_s": round(w, 2),
+                                 "ratio": round(o / w, 2), "target": "<= 0.5x", "met": o / w <= 0.5}
 
     # 3 and 4 need the local cloud -----------------------------------------------------------------------------------
     sys.path.insert(0, str(ROOT))
