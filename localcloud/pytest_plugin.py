@@ -11,7 +11,8 @@ Enable it in your conftest.py with `pytest_plugins = ["localcloud.pytest_plugin"
   and the trust settings for the local CA. Pass it to `subprocess.run(..., env=...)`.
 
 While `hfgate_cloud` is up, this process trusts the local CA too (`SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`, ...), so a
-test may also call the official clients in-process.
+test may also call the official clients in-process, inside `with hfgate_cloud.environ(as_member=...)` (the endpoints
+and that member's identity for the block; the submitter's by default).
 """
 from __future__ import annotations
 
