@@ -352,6 +352,10 @@ class JobStore:
                     "read it."))
         try:
             self._set(job_id, S.JOB_STATE_RUNNING)
+            # On Vertex AI each replica is a machine of its own; here they share this one: each gets its share of the
+            # cores for its math libraries' thread pools (as a smaller machine would), so N replicas do not each start
+            # a thread per core and spin against each other.
+            threads = str(max(1, (os.cpu_count() or 1) // len(replicas)))
             for rank, ((kind, index, pool), port) in enumerate(zip(replicas, ports)):
                 name = f"{kind}-{index}"
                 home = jobdir if rank == 0 else jobdir / name
@@ -372,10 +376,7 @@ class JobStore:
                             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(master_port),
                             "WORLD_SIZE": str(len(replicas)), "RANK": str(rank), JOB_TAG: job_id,
                             REPLICA_TAG: name})
-                # On Vertex AI each replica is a machine of its own; here they share this one: each gets its share of
-                # the cores for its math libraries' thread pools (as a smaller machine would), so N replicas do not
-                # each start a thread per core and spin against each other.
-                env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(replicas)))
+                env["OMP_NUM_THREADS"] = threads
                 if out:
                     bucket_path = "/gcs/" + out.removeprefix("gs://").rstrip("/")
                     env.update({"AIP_MODEL_DIR": local(f"{bucket_path}/model/", home / "tmp"),

@@ -127,12 +127,12 @@ def tiny_model(tmp_path_factory):
     """A function returning a fresh copy of `localcloud.tinymodel.build_model()`'s files. The build is
     deterministic (same bytes each time) and costs ~9 s of CPU in the process that does it (torch, transformers, a
     tokenizer trained): it runs once per test run, and the workers read the same files under a file lock."""
-    from localcloud.tinymodel import build_model
-    if "PYTEST_XDIST_WORKER" not in os.environ:
-        files = build_model()
-        return lambda: dict(files)
     from filelock import FileLock
-    shared = tmp_path_factory.getbasetemp().parent
+
+    from localcloud.tinymodel import build_model
+    shared = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:     # the workers' base folders share a parent
+        shared = shared.parent
     folder = shared / "tiny-model"
     with FileLock(str(shared / "tiny-model.lock")):
         if not (folder / ".built").exists():
