@@ -10,7 +10,7 @@ TEST_WORKERS ?= 4
 .PHONY: help setup synth demo demo-teams test review bench deploy diff destroy output toolchain clean
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' Makefile | sed 's/:.*## /\t/'
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "hfgate needs Python 3.11+"'
