@@ -8,30 +8,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from stacks import hub_protocol
+
 # Suffix rules are the durable form: the Hub moves its CDN and xet hosts, and redirects mid-download.
 # `*.` matches any depth in Secure Web Proxy URL lists.
 HF_HOST_RULES: tuple[str, ...] = ("huggingface.co", "*.huggingface.co", "hf.co", "*.hf.co")
 
-# Hosts seen in a download today (documentation; all are covered by HF_HOST_RULES).
-HF_KNOWN_HOSTS: tuple[str, ...] = (
-    "huggingface.co",
-    "cas-server.xethub.hf.co",
-    "cas-server.xethub-eu.hf.co",
-    "transfer.xethub.hf.co",
-    "transfer.xethub-eu.hf.co",
-    "cas-bridge.xethub.hf.co",
-    "us.aws.cdn.hf.co",
-    "us.gcp.cdn.hf.co",
-    "cdn-lfs-us-1.hf.co",
-    "cdn-lfs-eu-1.hf.co",
-    "cdn-lfs.hf.co",
-    "cdn-lfs.huggingface.co",
-)
+# Hosts a download touches, each with its source: stacks/hub_protocol.py is the one table (all are covered by
+# HF_HOST_RULES today).
+HF_KNOWN_HOSTS: tuple[str, ...] = hub_protocol.hosts()
 
 
 # The Hub's own host (its API and the resolve endpoints); every other HF host serves content addressed by hash
 # (LFS CDN, xet CAS/transfer hosts), so the proxy can scope repositories on this host only.
-HF_HUB_HOST = "huggingface.co"
+HF_HUB_HOST = hub_protocol.hosts("hub")[0]
 # Hosts of content addressed by hash (LFS CDN, xet): read methods only, host-level (their paths name no
 # repository). Derived from HF_HOST_RULES, the one host list: its subdomain rules.
 HF_CONTENT_HOST_RULES: tuple[str, ...] = tuple(r for r in HF_HOST_RULES if r.startswith("*."))
