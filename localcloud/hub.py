@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 
 from localcloud.loopback import serve
+from localcloud.xet import XetStore, start_xet
 
 LFS_THRESHOLD = 1024   # files at least this big are LFS: served through the CDN redirect
 
@@ -34,12 +35,16 @@ def lfs_pointer(data: bytes) -> bytes:
             f"size {len(data)}\n").encode()
 
 
-def file_entry(path: str, data: bytes) -> dict:
-    """A file as the tree and paths-info endpoints list it: an LFS file's oid is its pointer's blob id."""
+def file_entry(path: str, data: bytes, xet_hash: str | None = None) -> dict:
+    """A file as the tree and paths-info endpoints list it: an LFS file's oid is its pointer's blob id; one stored
+    with Xet also has its `xetHash` (huggingface_hub's RepoFile.xet_hash)."""
     if len(data) >= LFS_THRESHOLD:
         pointer = lfs_pointer(data)
-        return {"type": "file", "oid": git_blob_id(pointer), "size": len(data), "path": path,
-                "lfs": {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": len(pointer)}}
+        entry = {"type": "file", "oid": git_blob_id(pointer), "size": len(data), "path": path,
+                 "lfs": {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": len(pointer)}}
+        if xet_hash:
+            entry["xetHash"] = xet_hash
+        return entry
     return {"type": "file", "oid": git_blob_id(data), "size": len(data), "path": path}
 TREE_PAGE = 50
 # What the Hub commits in a new repository: large and binary formats go to LFS (abridged).
@@ -70,6 +75,9 @@ class Repo:
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # sha -> files
     refs: dict[str, str] = field(default_factory=dict)                  # branch/tag -> sha
     history: list[dict] = field(default_factory=list)                   # commits made through the write API
+    # Where its large (LFS-tracked) files live: Xet, the Hub's storage for new repositories since May 2025 (see
+    # stacks/hub_protocol.py), or plain LFS behind the CDN.
+    xet: bool = True
 
     def commit(self, files: dict[str, bytes], revision: str = "main", replace: bool = False) -> str:
         """A new commit on `revision`: `files` on top of its head (or exactly `files`, with replace)."""
@@ -100,12 +108,14 @@ class HubState:
         self.log: list[dict] = []                   # every request: method, path, user, host, wire_path, UA
         # The public hosts this Hub and its CDN stand in for: the log reads as traffic to them (the review replays
         # it through the Secure Web Proxy rules).
-        self.public_hosts = {"hub": "huggingface.co", "cdn": "cdn-lfs-us-1.hf.co"}
+        self.public_hosts = {"hub": "huggingface.co", "cdn": "cdn-lfs-us-1.hf.co", "xet-bridge": "cas-bridge.xethub.hf.co",
+                             "xet-cas": "cas-server.xethub.hf.co", "xet-transfer": "transfer.xethub.hf.co"}
         self.faults: dict[str, Fault] = {}          # route prefix -> fault ("" = every route)
         self.lock = threading.Lock()
         self.cdn_key = secrets.token_bytes(16)
         self.blobs: dict[str, bytes] = {}
         self.job_runner = None                      # set by the cloud: runs a job's command locally
+        self.xet = XetStore()                       # Xet-backed files, their xorbs and the Xet tokens handed out
 
     def add_user(self, name: str, orgs: list[str] | None = None) -> None:
         self.users[name] = {"orgs": list(orgs or [])}
@@ -123,6 +133,15 @@ class HubState:
         for data in files.values():
             self.blobs[hashlib.sha256(data).hexdigest()] = data
         return repo
+
+    def xet_hash(self, repo: Repo, data: bytes) -> str | None:
+        """The Xet hash of a file of `repo`, None when it is not stored with Xet (small files stay in git)."""
+        return self.xet.add(data).file_hash if repo.xet and len(data) >= LFS_THRESHOLD else None
+
+    def repo_has_xet_file(self, kind: str, repo_id: str, file_hash: str) -> bool:
+        repo = self.repos.get(repo_id)
+        return repo is not None and repo.type == kind and any(
+            self.xet_hash(repo, data) == file_hash for files in list(repo.commits.values()) for data in files.values())
 
     def set_fault(self, route: str = "", **kw) -> None:
         with self.lock:
@@ -146,6 +165,7 @@ def start_hub(state: HubState, tls_context=None):
     """The Hub and its CDN, over HTTPS like huggingface.co and its CDN when `tls_context` is given (the local cloud
     always gives one: clients trust its CA through SSL_CERT_FILE / REQUESTS_CA_BUNDLE)."""
     cdn = serve(_cdn_handler(state), tls_context)
+    start_xet(state, tls_context)
     hub = serve(_hub_handler(state, cdn), tls_context)
     return hub, cdn
 
@@ -163,9 +183,11 @@ def _cdn_handler(state: HubState):
             oid = url.path.rsplit("/", 1)[-1]
             expires = int(q.get("Expires", ["0"])[0])
             good = hmac.compare_digest(q.get("Signature", [""])[0], _sign(state, oid, expires))
+            # A Xet file's bytes for a client without Xet come from the bridge (the same signed-URL contract).
+            host = state.public_hosts["xet-bridge" if url.path.startswith("/xet-bridge-us/") else "cdn"]
             state.log.append({"method": "GET", "path": "cdn:" + url.path, "user": None, "t": time.time(),
                               "authorization": self.headers.get("authorization") is not None,
-                              "host": state.public_hosts["cdn"], "wire_path": url.path,
+                              "host": host, "wire_path": url.path,
                               "user_agent": self.headers.get("User-Agent", "")})
             if not good or expires < time.time() or oid not in state.blobs:
                 body = b"<Error><Code>AccessDenied</Code></Error>"
@@ -473,7 +495,7 @@ def _hub_handler(state: HubState, cdn):
                     entry = {"rfilename": p}
                     if query.get("blobs") == ["true"]:
                         entry["size"] = len(data)
-                        listed = file_entry(p, data)
+                        listed = file_entry(p, data, state.xet_hash(repo, data))
                         entry["blobId"] = listed["oid"]
                         if "lfs" in listed:
                             entry["lfs"] = {"sha256": listed["lfs"]["oid"], "size": len(data),
@@ -488,6 +510,8 @@ def _hub_handler(state: HubState, cdn):
             if tail == "auth-check":
                 self._check_files_access(repo, token, kind)
                 return self._send(200, {"access": "granted"})
+            if tail.startswith("xet-read-token/") and self.command == "GET":
+                return self._xet_read_token(repo, kind, tail[len("xet-read-token/"):], token)
             if tail.startswith("tree/"):
                 rev, _, sub = tail[5:].partition("/")
                 sha = self._revision(repo, rev)
@@ -513,7 +537,7 @@ def _hub_handler(state: HubState, cdn):
             for path in dict.fromkeys(p.strip("/") for p in wanted):
                 if path in files:
                     data = files[path]
-                    out.append(file_entry(path, data))
+                    out.append(file_entry(path, data, state.xet_hash(repo, data)))
                 elif any(f.startswith(path + "/") for f in files):
                     out.append({"type": "directory", "oid": hashlib.sha1(path.encode()).hexdigest(), "size": 0,
                                 "path": path})
@@ -534,7 +558,7 @@ def _hub_handler(state: HubState, cdn):
                 for i in range(1, rel.count("/") + 1):
                     dirs.add(prefix + "/".join(rel.split("/")[:i]))
                 data = files[p]
-                entries.append(file_entry(p, data))
+                entries.append(file_entry(p, data, state.xet_hash(repo, data)))
             entries = [{"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d}
                        for d in sorted(dirs)] + entries
             cursor = int(query.get("cursor", ["0"])[0])
@@ -566,12 +590,32 @@ def _hub_handler(state: HubState, cdn):
             if len(data) >= LFS_THRESHOLD:
                 oid = hashlib.sha256(data).hexdigest()
                 expires = int(time.time()) + 3600
-                location = f"{cdn.url}/repos/{oid}?Expires={expires}&Signature={_sign(state, oid, expires)}"
+                xet_hash = state.xet_hash(repo, data)
+                # A client without Xet follows Location: the bridge for a Xet file, the LFS CDN otherwise.
+                where = "xet-bridge-us" if xet_hash else "repos"
+                location = f"{cdn.url}/{where}/{oid}?Expires={expires}&Signature={_sign(state, oid, expires)}"
                 headers.update({"X-Linked-Etag": f'"{oid}"', "X-Linked-Size": str(len(data)),
                                 "ETag": f'"{git_blob_id(lfs_pointer(data))}"', "Location": location})
+                if xet_hash:
+                    # What huggingface_hub's parse_xet_file_data_from_response reads: the hash, and the refresh route
+                    # (the Link relation first, X-Xet-Refresh-Route otherwise), on the commit resolved.
+                    refresh = (f"{hub_scheme}://{self.headers['Host']}/api/{kind}s/{repo.id}/xet-read-token/{sha}")
+                    headers.update({"X-Xet-Hash": xet_hash, "Link": f'<{refresh}>; rel="xet-auth"',
+                                    "X-Xet-Refresh-Route": refresh})
                 return self._send(302, b"", headers)
             headers["ETag"] = f'"{git_blob_id(data)}"'
             self._send(200, data, headers, head_only=method == "HEAD")
+
+        def _xet_read_token(self, repo: Repo, kind: str, rev: str, token: Token | None):
+            """The refresh route of a Xet file: the same access as its download (gated, private), then the CAS url, a
+            short-lived token for this repository and its expiry, as headers (huggingface_hub's
+            parse_xet_connection_info_from_headers) and as JSON (hf-xet's CasJWTInfo, read when it refreshes)."""
+            self._check_files_access(repo, token, kind)
+            self._revision(repo, rev)
+            xet = state.xet.issue_token(kind, repo.id)
+            self._send(200, {"casUrl": state.xet.url, "accessToken": xet.value, "exp": xet.expires},
+                       {"X-Xet-Cas-Url": state.xet.url, "X-Xet-Access-Token": xet.value,
+                        "X-Xet-Token-Expiration": str(xet.expires)})
 
         # writes ------------------------------------------------------------------------------------------------------
         def _may_write(self, token: Token | None, namespace: str, repo_id: str | None = None) -> bool:

@@ -218,3 +218,165 @@ def test_the_write_api_behaves_as_huggingface_hub_expects(hub, tmp_path):
     assert out["private_hidden_from_bob"] == 404
     uploads = [r for r in cloud.hub_state.log if r["method"] == "PUT" and r["path"].startswith("cdn:/lfs-upload/")]
     assert len(uploads) == 2 and not any(r["authorization"] for r in uploads)
+
+
+# Xet: the storage of new uploads on the Hub (stacks/hub_protocol.py), read by hf-xet, a required dependency ----------
+def run_xet(cloud, code: str, tmp_path, *args) -> subprocess.CompletedProcess:
+    """As `run`, with Xet on: huggingface_hub hands Xet-backed files to hf-xet, as it does by default."""
+    env = {**os.environ, **cloud.env(), "HF_HOME": str(tmp_path / "hf-home")}
+    env.pop("HF_TOKEN", None)
+    env.pop("HF_HUB_DISABLE_XET", None)
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+XET_DOWNLOADS = r"""
+import hashlib, json, os, sys
+from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, snapshot_download
+from huggingface_hub.utils._xet import refresh_xet_connection_info
+from datasets import load_dataset
+from transformers import AutoModelForCausalLM
+model, dataset, token = sys.argv[1:4]
+out = {}
+meta = get_hf_file_metadata(hf_hub_url(model, "model.safetensors"), token=token)
+out["xet_hash"] = meta.xet_file_data.file_hash if meta.xet_file_data else None
+out["refresh_route"] = meta.xet_file_data.refresh_route if meta.xet_file_data else None
+info = refresh_xet_connection_info(file_data=meta.xet_file_data, headers={"authorization": f"Bearer {token}"})
+out["cas"], out["expires_in"] = info.endpoint, info.expiration_unix_epoch
+p = hf_hub_download(model, "model.safetensors", token=token)
+out["model_sha256"] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+snap = snapshot_download(dataset, repo_type="dataset", token=token)
+out["dataset_files"] = {f: hashlib.sha256(open(os.path.join(snap, f), "rb").read()).hexdigest()
+                        for f in os.listdir(snap) if not f.startswith(".")}
+out["rows"] = len(load_dataset(dataset, split="train", token=token))
+out["model_class"] = type(AutoModelForCausalLM.from_pretrained(model, token=token)).__name__
+print(json.dumps(out))
+"""
+
+
+def test_xet_backed_files_download_through_hf_xet(hub, tmp_path):
+    """The real client with Xet on: the Hub's HEAD carries the Xet hash and refresh route, the token route answers
+    the CAS url, hf-xet reads the reconstruction from the CAS and the bytes from the transfer host (no Hub token
+    leaves huggingface.co), and the files are byte for byte the repository's."""
+    import hashlib
+    cloud, model, dataset, token = hub
+    before = len(cloud.hub_state.log)
+    proc = run_xet(cloud, XET_DOWNLOADS, tmp_path, model, dataset, token)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    repo = cloud.hub_state.repos[model]
+    weights = repo.commits[repo.refs["main"]]["model.safetensors"]
+    assert out["xet_hash"] == cloud.hub_state.xet_hash(repo, weights)
+    assert out["refresh_route"].endswith(f"/api/models/{model}/xet-read-token/{repo.refs['main']}")
+    assert out["cas"] == cloud.hub_state.xet.url and out["expires_in"] > time.time()
+    assert out["model_sha256"] == hashlib.sha256(weights).hexdigest()
+    ds = cloud.hub_state.repos[dataset]
+    files = ds.commits[ds.refs["main"]]
+    assert out["dataset_files"] == {f: hashlib.sha256(b).hexdigest() for f, b in files.items() if "/" not in f
+                                    and not f.startswith(".")}
+    assert out["rows"] > 0 and out["model_class"] == "LlamaForCausalLM"
+    log = cloud.hub_state.log[before:]
+    by_host: dict[str, set] = {}
+    for e in log:
+        by_host.setdefault(e["host"], set()).add((e["method"], e["wire_path"].split("/")[1]))
+    assert ("GET", "api") in by_host["huggingface.co"]
+    assert ("GET", "v2") in by_host["cas-server.xethub.hf.co"]
+    assert ("GET", "xorbs") in by_host["transfer.xethub.hf.co"]
+    assert not [e for e in log if e["host"] in ("cdn-lfs-us-1.hf.co", "cas-bridge.xethub.hf.co")]   # Xet, not LFS
+    xet_side = [e for e in log if e["host"].endswith("xethub.hf.co")]
+    assert not any(e["hub_token"] for e in xet_side)
+    assert not any(e["authorization"] for e in xet_side if e["host"] == "transfer.xethub.hf.co")
+    assert {e["repo"] for e in xet_side if e["host"] == "cas-server.xethub.hf.co"} <= {model, dataset}
+
+
+def test_without_xet_the_same_file_comes_from_the_bridge(hub, tmp_path):
+    """A client with Xet off (HF_HUB_DISABLE_XET) follows resolve's redirect to the Xet bridge, without the token."""
+    cloud, model, _, token = hub
+    before = len(cloud.hub_state.log)
+    code = ("import sys\nfrom huggingface_hub import hf_hub_download\n"
+            "print(len(open(hf_hub_download(sys.argv[1], 'model.safetensors', token=sys.argv[2]), 'rb').read()))")
+    proc = run(cloud, code, tmp_path, model, token)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    bridge = [e for e in cloud.hub_state.log[before:] if e["host"] == "cas-bridge.xethub.hf.co"]
+    assert bridge and all(e["wire_path"].startswith("/xet-bridge-us/") and not e["authorization"] for e in bridge)
+    assert not [e for e in cloud.hub_state.log[before:] if e["host"].endswith(("cas-server.xethub.hf.co",
+                                                                               "transfer.xethub.hf.co"))]
+
+
+XET_REFUSALS = r"""
+import json, sys
+import httpx2
+from huggingface_hub.utils import hf_raise_for_status
+from huggingface_hub.utils._xet import XetFileData, refresh_xet_connection_info
+endpoint, cases = sys.argv[1], json.loads(sys.argv[2])
+out = {}
+for name, (route, token) in cases.items():
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    try:
+        refresh_xet_connection_info(file_data=XetFileData("0" * 64, endpoint + route), headers=headers)
+        out[name] = "granted"
+    except Exception as e:
+        out[name] = [type(e).__name__, getattr(getattr(e, "response", None), "status_code", None)]
+print(json.dumps(out))
+"""
+
+
+def test_the_xet_token_route_refuses_as_resolve_does(hub, tmp_path):
+    """The token route is a download: gated and private repositories refuse it exactly as their files."""
+    cloud, model, _, token = hub
+    toks = cloud.hub_tokens
+    private = f"acme/xet-private-{time.time_ns()}"
+    cloud.hub_state.add_repo(private, {"weights.bin": b"\0" * 4096}, private=True, members={"alice"})
+    route = f"/api/models/{model}/xet-read-token/main"
+    cases = {"gated_accepted": (route, token), "gated_anonymous": (route, None),
+             "gated_not_accepted": (route, toks["bob-read"]),
+             "gated_fine_grained_without_gated_read": (route, toks["alice-fg-nogated"]),
+             "private_member": (f"/api/models/{private}/xet-read-token/main", token),
+             "private_other": (f"/api/models/{private}/xet-read-token/main", toks["bob-read"]),
+             "private_anonymous": (f"/api/models/{private}/xet-read-token/main", None),
+             "revoked": (route, toks["alice-revoked"]),
+             "missing_revision": (f"/api/models/{model}/xet-read-token/no-such-branch", token)}
+    proc = run(cloud, XET_REFUSALS, tmp_path, cloud.hub.url, json.dumps(cases))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"gated_accepted": "granted", "gated_anonymous": ["GatedRepoError", 401],
+                   "gated_not_accepted": ["GatedRepoError", 403],
+                   "gated_fine_grained_without_gated_read": ["GatedRepoError", 403],
+                   "private_member": "granted", "private_other": ["RepositoryNotFoundError", 404],
+                   "private_anonymous": ["RepositoryNotFoundError", 401], "revoked": ["HfHubHTTPError", 401],
+                   "missing_revision": ["RevisionNotFoundError", 404]}
+
+
+def test_a_xet_token_reads_only_its_repository(hub):
+    """The CAS answers a file's reconstruction only to a token of a repository holding that file; the transfer host
+    serves only signed URLs."""
+    import ssl
+    cloud, model, dataset, _ = hub
+    state = cloud.hub_state
+    repo = state.repos[model]
+    weights_hash = state.xet_hash(repo, repo.commits[repo.refs["main"]]["model.safetensors"])
+    ctx = ssl.create_default_context(cafile=cloud.tls.trust_file)
+    cas = urllib.parse.urlsplit(state.xet.url)
+
+    def get(path, token=None, rng=None):
+        conn = http.client.HTTPSConnection(cas.hostname, cas.port, context=ctx, timeout=30)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if rng:
+            headers["Range"] = rng
+        conn.request("GET", path, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+
+    own, other = state.xet.issue_token("model", model).value, state.xet.issue_token("dataset", dataset).value
+    assert get(f"/v1/reconstructions/{weights_hash}")[0] == 401
+    assert get(f"/v1/reconstructions/{weights_hash}", other)[0] == 404
+    status, body = get(f"/v1/reconstructions/{weights_hash}", own, "bytes=0-99")
+    assert status == 200
+    answer = json.loads(body)
+    (fetch,) = next(iter(answer["fetch_info"].values()))
+    signed = urllib.parse.urlsplit(fetch["url"])
+    rng = f"bytes={fetch['url_range']['start']}-{fetch['url_range']['end']}"
+    status, xorb = get(f"{signed.path}?{signed.query}", rng=rng)
+    assert status == 206 and xorb[8:108] == repo.commits[repo.refs["main"]]["model.safetensors"][:100]
+    assert get(f"{signed.path}?{signed.query.replace('Signature=', 'Signature=0')}", rng=rng)[0] == 403
+    assert get(f"/v1/reconstructions/{weights_hash}", own, "bytes=999999999-")[0] == 416
