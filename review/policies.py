@@ -225,50 +225,73 @@ def inspection_ca_issuers(plan: Plan):
     return hits
 
 
-AUDITED_SERVICES = ("secretmanager.googleapis.com", "allServices")
+AUDITED_SERVICES = ("secretmanager.googleapis.com", "iam.googleapis.com", "allServices")
 AUDIT_TYPES = ("google_project_iam_audit_config", "google_folder_iam_audit_config",
                "google_organization_iam_audit_config")
+# What each project holding team credentials must log (stacks.project.AUDITED_DATA_ACCESS, with its citations): reads
+# of a token secret (AccessSecretVersion: DATA_READ), and minting a service account's tokens (IAM Credentials'
+# GenerateAccessToken, SignBlob, SignJwt: Data Access logs, enabled through iam.googleapis.com's audit config; the
+# permission is typed ADMIN_READ on "Service Account Credentials audit logging").
+AUDIT_NEEDS = (("secretmanager.googleapis.com", "google_secret_manager_secret", "DATA_READ",
+                "reads of the token"),
+               ("iam.googleapis.com", "google_service_account", "ADMIN_READ",
+                "minting its service accounts' tokens (IAM Credentials: hfgate publish, impersonation)"))
 
 
-def _audit_configs(plan: Plan) -> list[tuple[str, str, object, list]]:
-    """(address, scope, service, [(log_type, exempted_members)]) of every audit config in the plan: the
-    *_iam_audit_config resources and the auditConfigs of authoritative *_iam_policy documents."""
+def _audit_configs(plan: Plan) -> list[tuple[str, str, object, list, str]]:
+    """(address, scope, service, [(log_type, exempted_members)], target) of every audit config in the plan: the
+    *_iam_audit_config resources and the auditConfigs of authoritative *_iam_policy documents. `target`: the
+    project an audit config of a project is for ("" for folders and organizations, assumed to hold every project)."""
     import json as _json
     out = []
     for r in plan.of_type(*AUDIT_TYPES):
         v = plan.resolved(r)
         logs = v.get("audit_log_config") or []
         logs = [logs] if isinstance(logs, dict) else logs
-        out.append((r.address, r.type.removeprefix("google_").split("_")[0], v.get("service"),
+        scope = r.type.removeprefix("google_").split("_")[0]
+        out.append((r.address, scope, v.get("service"),
                     [(x.get("log_type"), x.get("exempted_members") or []) for x in logs if isinstance(x, dict)]
-                    if isinstance(logs, list) else logs))
+                    if isinstance(logs, list) else logs,
+                    str(v.get("project") or plan.default_project()) if scope == "project" else ""))
     for r in plan.resources:
-        if not r.type.endswith("_iam_policy") or r.type.removeprefix("google_").split("_iam_")[0] not in (
-                "project", "folder", "organization"):
+        kind = r.type.removeprefix("google_").split("_iam_")[0]
+        if not r.type.endswith("_iam_policy") or kind not in ("project", "folder", "organization"):
             continue
-        raw = plan.resolved(r).get("policy_data")
+        v = plan.resolved(r)
+        raw = v.get("policy_data")
         try:
             data = _json.loads(raw) if isinstance(raw, str) else raw
         except ValueError:
             continue
         for c in (data or {}).get("auditConfigs", []) if isinstance(data, dict) else []:
             out.append((r.address, "policy", c.get("service"),
-                        [(x.get("logType"), x.get("exemptedMembers") or []) for x in c.get("auditLogConfigs", [])]))
+                        [(x.get("logType"), x.get("exemptedMembers") or []) for x in c.get("auditLogConfigs", [])],
+                        str(v.get("project") or plan.default_project()) if kind == "project" else ""))
     return out
 
 
-@policy("HFG012", "Reads of the token are audit-logged, for everyone", "high",
-        "Secret Manager's data-access logs (DATA_READ) are what record who read the token; an exemption or an "
-        "audit config without DATA_READ for Secret Manager (or allServices) makes reads invisible.",
-        "keep the stacks' google_project_iam_audit_config for secretmanager.googleapis.com (DATA_READ, no "
-        "exempted_members); remove exemptions and other audit configs for it or for allServices")
+def _projects_holding(plan: Plan, rtype: str) -> list[str]:
+    return sorted({str(plan.resolved(r).get("project") or plan.default_project()) for r in plan.of_type(rtype)})
+
+
+@policy("HFG012", "Reads of the token and minting of service account tokens are audit-logged, in every project",
+        "high",
+        "Data Access logs are off by default: Secret Manager's (DATA_READ) record who read a token, IAM's "
+        "(iam.googleapis.com) who minted a service account's tokens, e.g. the publisher's. Every project that "
+        "holds a token secret or a service account needs both, with no exemption; each config is authoritative "
+        "for its service in its project, so there is one per (project, service).",
+        "keep each project's google_project_iam_audit_config for secretmanager.googleapis.com (DATA_READ) and "
+        "iam.googleapis.com (ADMIN_READ, DATA_READ), declared once per project (stacks.project), with no "
+        "exempted_members; remove exemptions and other audit configs for those services or allServices")
 def token_reads_audited(plan: Plan):
-    hits, enabled = [], False
-    for address, scope, service, logs in _audit_configs(plan):
-        from review.plan import unresolved as _unresolved
-        if _unresolved(service) or _unresolved(logs):
-            hits.append((address, "service or log configs not known offline: cannot tell whether token reads are"
-                                  " logged (UNKNOWN)"))
+    from review.plan import unresolved as _unresolved
+    hits = []
+    configs = _audit_configs(plan)
+    logged: dict[tuple[str, str], set] = {}     # (project or "" for everywhere, service) -> log types
+    for address, scope, service, logs, target in configs:
+        if _unresolved(service) or _unresolved(logs) or _unresolved(target):
+            hits.append((address, "service, project or log configs not known offline: cannot tell whether token"
+                                  " reads are logged (UNKNOWN)"))
             continue
         if service not in AUDITED_SERVICES:
             continue
@@ -277,19 +300,24 @@ def token_reads_audited(plan: Plan):
                 hits.append((address, f"exempts {', '.join(map(str, exempted))} from {service} {log_type} audit"
                                       " logs: their reads of the token would not be logged"))
         types = {t for t, _ in logs}
-        if "DATA_READ" in types:
-            enabled = enabled or scope in ("project", "policy")
-        elif service == "secretmanager.googleapis.com":   # allServices configs are unioned with it, not instead
+        if service == "secretmanager.googleapis.com" and "DATA_READ" not in types:
+            # allServices configs are unioned with a service's own, not instead of it
             hits.append((address, f"sets {service} audit logs without DATA_READ: reads of the token are not"
                                   " logged"))
-    if not enabled:
-        hits.append(("(project)", "no project audit config enables DATA_READ for secretmanager.googleapis.com:"
-                                  " data-access logs are off by default, so token reads are not logged"))
-    services = [s for _a, sc, s, _l in _audit_configs(plan) if sc == "project" and s in AUDITED_SERVICES]
-    for svc in sorted(set(services)):
-        if services.count(svc) > 1:
-            hits.append(("(project)", f"{services.count(svc)} audit configs for {svc}: each is authoritative for"
-                                      " the service, so the last applied wins"))
+        logged.setdefault((target, str(service)), set()).update(types)
+    for service, rtype, log_type, what in AUDIT_NEEDS:
+        for project in _projects_holding(plan, rtype):
+            have = set().union(*(logged.get((p, s), set()) for p in (project, "") for s in (service, "allServices")))
+            if log_type not in have:
+                hits.append((f"(project {project})", f"no audit config enables {log_type} for {service} in"
+                                                     f" project {project}: Data Access logs are off by default, so"
+                                                     f" {what} are not logged"))
+    per = [(target, s) for _a, sc, s, _l, target in configs if sc == "project" and s in AUDITED_SERVICES]
+    for key in sorted(set(per), key=str):
+        if per.count(key) > 1:
+            hits.append((f"(project {key[0]})", f"{per.count(key)} audit configs for {key[1]} in project {key[0]}:"
+                                                " each is authoritative for the service, so the last applied"
+                                                " wins"))
     return hits
 
 

@@ -46,9 +46,14 @@ _MEMBER = re.compile(r"^(user:|group:|serviceAccount:|principal://|principalSet:
 
 @dataclass(frozen=True)
 class Team:
-    """One ML team of an environment (`[teams.<name>]`): its own token secrets, identities, buckets, subnet and
-    allowlist; the network, proxy, CA and perimeter are the environment's."""
+    """One ML team of an environment (`[teams.<name>]`): its own Google Cloud project (a Shared VPC service project
+    holding its token secrets, identities, buckets, Vertex AI jobs and network attachment), subnet and allowlist;
+    the network, proxy, CA and perimeter are the environment's project's (the Shared VPC host)."""
     name: str
+    # An existing project per team, made the way the organization makes projects (its project factory: folder,
+    # billing, org policies, budgets); the stacks attach it to the host and fill it, never create or delete it.
+    project_id: str = ""
+    project_number: str | None = None             # only for environments without a real project (the local cloud)
     subnet_cidr: str = ""                         # its PSC network attachment's subnet (proxy mode)
     submitters: tuple[str, ...] = ()              # IAM members who may act as the team's submitter
     publishers: tuple[str, ...] = ("submitter",)  # who may act as the team's publisher
@@ -105,6 +110,9 @@ class Settings:
     publishers: tuple[str, ...] = ("submitter",)
     # Several ML teams on one platform; empty: one implicit team (today's names and outputs).
     teams: tuple[Team, ...] = ()
+    # Methods jobs may use on the Hugging Face hosts: "read" (GET and HEAD) or "any" (uploads too: an explicit
+    # choice the review reports as a failing finding unless the reviewer accepts it).
+    hub_methods: str = "read"
 
     def job_machine(self, team: Team | None) -> tuple[str, str, int]:
         """(machine type, accelerator type or "", count) of a team's jobs: its own defaults when it sets a machine
@@ -112,6 +120,15 @@ class Settings:
         if team is not None and team.machine_type:
             return team.machine_type, team.accelerator_type or "", team.accelerator_count or 0
         return self.machine_type, self.accelerator_type or "", self.accelerator_count
+
+    def project_of(self, team: "Team | str | None") -> str:
+        """The project holding a team's resources (its own); the environment's project without teams."""
+        t = self.team(team) if isinstance(team, str) else team
+        return t.project_id if t is not None and t.project_id else self.project_id
+
+    def project_number_of(self, team: "Team | str | None") -> str | None:
+        t = self.team(team) if isinstance(team, str) else team
+        return t.project_number if t is not None and t.project_id else self.project_number
 
     def team(self, name: str | None) -> Team | None:
         """The named team (None for an environment without teams); ConfigError-free lookup for callers."""
@@ -191,6 +208,11 @@ def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
         problems.append(("egress_mode", f"{mode_raw!r} is not an egress mode; use \"proxy\" (Hugging Face hosts"
                                         " only) or \"open\" (uncontrolled)"))
         egress_mode = EgressMode.PROXY
+    hub_methods = need("hub_methods", str, "read")
+    if hub_methods not in ("read", "any"):
+        problems.append(("hub_methods", f"{hub_methods!r}: use \"read\" (GET and HEAD only, the default) or \"any\""
+                                        " (uploads too: the review fails it unless accepted)"))
+        hub_methods = "read"
     labels = need("labels", dict, {})
     for key, value in labels.items():
         if not _LABEL_KEY.match(key) or not isinstance(value, str) or not _LABEL_VALUE.match(value):
@@ -332,7 +354,7 @@ def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
         allow_models=tuple(allow["allow_models"]), allow_datasets=tuple(allow["allow_datasets"]),
         trusted_image_registries=tuple(trusted), secret_kms_keys=dict(secret_keys),
         perimeter_dry_run=dry_run, perimeter_ingress_identities=tuple(ingress),
-        publishers=tuple(dict.fromkeys(publishers)), teams=tuple(teams),
+        publishers=tuple(dict.fromkeys(publishers)), teams=tuple(teams), hub_methods=hub_methods,
     )
 
 
@@ -349,6 +371,7 @@ def _parse_teams(raw, problems: list, *, project_id: str, prefix: str, egress_mo
         problems.append(("teams", "with teams, allow_models, allow_datasets and publishers belong to each team:"
                                   " move them into [teams.NAME]"))
     teams, subnets = [], []
+    projects: dict[str, str] = {}
     for name, t in raw.items():
         where = f"teams.{name}"
         if not isinstance(t, dict):
@@ -365,6 +388,32 @@ def _parse_teams(raw, problems: list, *, project_id: str, prefix: str, egress_mo
                                     " shorten the team name or the prefix"))
         if project_id and prefix and len(f"{project_id}-{prefix}-{name}-artifacts") > 63:
             problems.append((where, "bucket names would exceed 63 characters; shorten the team name"))
+
+        team_project = t.get("project_id")
+        if team_project is None:
+            problems.append((f"{where}.project_id", "a team is a project: add `project_id = \"...\"`, an existing"
+                                                    " project for the team's jobs, secrets, accounts and buckets"
+                                                    " (README, \"Teams\")"))
+            team_project = ""
+        elif not isinstance(team_project, str) or not _PROJECT_ID.match(team_project):
+            problems.append((f"{where}.project_id", f"{team_project!r} is not a valid project id: 6-30 lowercase"
+                                                    " letters, digits or hyphens, starting with a letter and not"
+                                                    " ending with a hyphen"))
+            team_project = ""
+        elif team_project == project_id:
+            problems.append((f"{where}.project_id", f"{team_project} is the environment's project (the Shared VPC"
+                                                    " host: network, proxy, CA, perimeter); give the team a project"
+                                                    " of its own"))
+        elif team_project in projects:
+            problems.append((f"{where}.project_id", f"{team_project} is also team {projects[team_project]}'s"
+                                                    " project; every team needs a project of its own (Google"
+                                                    " enforces IAM per project)"))
+        else:
+            projects[team_project] = name
+        team_number = t.get("project_number")
+        if team_number is not None and (not isinstance(team_number, str) or not team_number.isdigit()):
+            problems.append((f"{where}.project_number", "must be digits, as a string"))
+            team_number = None
 
         def members(key: str, default: list) -> list[str]:
             value = t.get(key, default)
@@ -418,7 +467,8 @@ def _parse_teams(raw, problems: list, *, project_id: str, prefix: str, egress_mo
             why = machine_problem(machine, accel or None, count or 0)
             if why:
                 problems.append((f"{where}.machine_type", why))
-        teams.append(Team(name=name, subnet_cidr=str(subnet), submitters=tuple(dict.fromkeys(submitters)),
+        teams.append(Team(name=name, project_id=str(team_project or ""), project_number=team_number,
+                          subnet_cidr=str(subnet), submitters=tuple(dict.fromkeys(submitters)),
                           publishers=tuple(dict.fromkeys(publishers)), allow_models=tuple(allow["allow_models"]),
                           allow_datasets=tuple(allow["allow_datasets"]), machine_type=machine,
                           accelerator_type=accel, accelerator_count=count))

@@ -18,8 +18,10 @@ from stacks.naming import PROXY_PORT, names_for
 
 # 2: mirror_bucket (mirrors live where jobs cannot write); 3: allowlist, proxy CA; 4: trusted image registries and
 # the CMEK key jobs are encrypted with; 5: the write token's secret, the publisher account and publishers (hfgate
-# publish), and the team (one contract per team, `team_<name>` outputs; "" for an environment without teams).
-CONTRACT_VERSION = 5
+# publish), and the team (one contract per team, `team_<name>` outputs; "" for an environment without teams); 6: a
+# team is a project: `project_id`/`project_number` are the team's own project (its jobs, secrets, accounts, buckets,
+# network attachment), `host_project_id` the environment's (the Shared VPC host: network, proxy, CA, perimeter).
+CONTRACT_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -27,8 +29,9 @@ class Outputs:
     contract_version: int
     env: str
     team: str                    # "" in an environment without teams
-    project_id: str
-    project_number: str
+    project_id: str              # the team's own project (jobs, secrets, accounts, buckets); the environment's without teams
+    project_number: str          # that project's number
+    host_project_id: str         # the environment's project: Shared VPC host (network, proxy, CA); == project_id without teams
     region: str
     token_secret: str            # projects/{project}/secrets/{id}: pin a version at submit time
     trainer_email: str           # what Vertex jobs run as; may read the token secret
@@ -41,7 +44,9 @@ class Outputs:
     artifacts_bucket: str        # gs://... (job outputs; the trainer writes here)
     mirror_bucket: str           # gs://... (`hfgate mirror` copies; the submitter writes, jobs only read)
     egress_mode: str             # "proxy" or "open"
-    egress_enforced: bool        # True only inside a VPC Service Controls perimeter
+    egress_enforced: bool        # True only inside a perimeter whose enforced configuration (not a dry-run spec)
+    #                              holds the project: the stacks export the perimeter construct's state, and the
+    #                              review fails a plan whose perimeter says otherwise (review.egress_model)
     network_attachment: str      # PSC interface attachment for the job ("" in open mode)
     proxy_url: str               # explicit proxy for the job ("" in open mode)
     hf_host_rules: tuple[str, ...]
@@ -89,19 +94,23 @@ def outputs_from_settings(settings: Settings, project_number: str | None = None,
     names = names_for(settings, t.name if t else None)
     proxy = settings.egress_mode.value == "proxy"
     shape = settings.job_machine(t)
+    project = settings.project_of(t)      # the team's own project; the environment's without teams
     return Outputs(
         contract_version=CONTRACT_VERSION,
         env=settings.env,
         team=t.name if t else "",
-        project_id=settings.project_id,
-        project_number=project_number or settings.project_number or "",
+        project_id=project,
+        # A team's configured number is its own project's; `project_number` is the environment's (or a stand-in).
+        project_number=(t.project_number if t is not None and t.project_number else None) or project_number
+        or settings.project_number or "",
+        host_project_id=settings.project_id,
         region=settings.region,
-        token_secret=f"projects/{settings.project_id}/secrets/{names.secret_id}",
-        trainer_email=names.email(names.trainer_account_id, settings.project_id),
-        submitter_email=names.email(names.submitter_account_id, settings.project_id),
-        write_token_secret=f"projects/{settings.project_id}/secrets/{names.write_secret_id}",
-        publisher_email=names.email(names.publisher_account_id, settings.project_id),
-        publishers=tuple(f"serviceAccount:{names.email(names.submitter_account_id, settings.project_id)}"
+        token_secret=f"projects/{project}/secrets/{names.secret_id}",
+        trainer_email=names.email(names.trainer_account_id, project),
+        submitter_email=names.email(names.submitter_account_id, project),
+        write_token_secret=f"projects/{project}/secrets/{names.write_secret_id}",
+        publisher_email=names.email(names.publisher_account_id, project),
+        publishers=tuple(f"serviceAccount:{names.email(names.submitter_account_id, project)}"
                          if p == "submitter" else p for p in (t.publishers if t else settings.publishers)),
         submitters=t.submitters if t else (),
         staging_bucket=f"gs://{names.staging_bucket}",
@@ -109,7 +118,7 @@ def outputs_from_settings(settings: Settings, project_number: str | None = None,
         mirror_bucket=f"gs://{names.mirror_bucket}",
         egress_mode=settings.egress_mode.value,
         egress_enforced=settings.egress_enforced,
-        network_attachment=(f"projects/{settings.project_id}/regions/{settings.region}/networkAttachments/"
+        network_attachment=(f"projects/{project}/regions/{settings.region}/networkAttachments/"
                             f"{names.network_attachment}") if proxy else "",
         proxy_url=f"http://{names.proxy_address}:{PROXY_PORT}" if proxy else "",
         hf_host_rules=HF_HOST_RULES,
@@ -130,6 +139,11 @@ class OutputsError(UsageError):
 
 
 def _how_to_produce(env: str | None) -> str:
+    import os
+    state = os.environ.get("HFGATE_LOCALCLOUD_STATE")     # set by the local cloud's env file
+    if state or (env or "").startswith("local"):
+        return ("the local cloud writes it when it starts: run `python -m localcloud up`, then `source"
+                f" {state or '.localcloud'}/localcloud.env` again (it sets HFGATE_OUTPUTS)")
     e = env or "dev"
     return (f"run `make deploy ENV={e}` then `cdktn output hfgate-{e} --outputs-file outputs/{e}.json`"
             f" (or `terraform output -json > outputs/{e}.json` in cdktf.out/stacks/hfgate-{e})")

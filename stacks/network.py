@@ -41,8 +41,8 @@ from cdktn import Fn
 
 import ipaddress
 
-from stacks.egress_rules import team_rules, proxy_rules, url_list_id
-from stacks.facts import HF_CONTENT_HOST_RULES
+from stacks import hub_protocol as hp
+from stacks.egress_rules import content_url_list_hosts, team_rules, proxy_rules, url_list_id
 from stacks.naming import PROXY_PORT, Names, subnet_halves
 from stacks.project import Project
 
@@ -51,7 +51,8 @@ class HfEgressNetwork(Construct):
     def __init__(self, scope: Construct, id: str, *, project: Project, region: str, names: Names,
                  subnet_cidr: str, proxy_only_cidr: str, host_rules: tuple[str, ...],
                  labels: dict[str, str], allow_models: tuple[str, ...] = (),
-                 allow_datasets: tuple[str, ...] = (), teams: tuple = (), team_names: dict | None = None) -> None:
+                 allow_datasets: tuple[str, ...] = (), teams: tuple = (), team_names: dict | None = None,
+                 team_projects: dict[str, Project] | None = None, any_method: bool = False) -> None:
         super().__init__(scope, id)
         pid = project.project_id
         self.network = ComputeNetwork(self, "vpc", project=pid, name=names.network,
@@ -87,43 +88,62 @@ class HfEgressNetwork(Construct):
             self, "proxy-only-subnet", project=pid, region=region, name=names.proxy_only_subnet,
             network=self.network.id, ip_cidr_range=proxy_only_cidr, purpose="REGIONAL_MANAGED_PROXY",
             role="ACTIVE")
+        # A team's attachment lives in the team's project (Vertex AI takes attachments of the job's own project;
+        # stacks.shared_vpc), on the team's subnet of this network: the team's project is a Shared VPC service
+        # project whose Vertex AI agent may use that one subnet. Without teams: this project's attachment.
+        owners = {key: (team_projects or {}).get(key, project) for key in subnets}
+        self.shared_vpc = None
+        if teams:
+            from stacks.shared_vpc import SharedVpc
+            self.shared_vpc = SharedVpc(self, "shared-vpc", host=project)
+            for key in subnets:
+                self.shared_vpc.attach(key, owners[key], self.subnets[key], region)
         self.attachments: dict[str, ComputeNetworkAttachment] = {
             key: ComputeNetworkAttachment(
-                self, f"{idp}psc-interface", project=pid, region=region, name=n.network_attachment,
-                connection_preference="ACCEPT_AUTOMATIC", subnetworks=[self.subnets[key].self_link],
-                description="Vertex AI custom jobs attach here (PSC interface)" + (f", team {key}" if key else ""))
+                self, f"{idp}psc-interface", project=owners[key].project_id, region=region,
+                name=n.network_attachment, connection_preference="ACCEPT_AUTOMATIC",
+                subnetworks=[self.subnets[key].self_link],
+                description="Vertex AI custom jobs attach here (PSC interface)" + (f", team {key}" if key else ""),
+                depends_on=[self.shared_vpc.service_projects[key]] if self.shared_vpc else None)
             for key, (idp, n, _c) in subnets.items()}
-        agent = project.service_agent("aiplatform.googleapis.com")
-        project.grant_role(agent, "roles/compute.networkAdmin", "Vertex attaches the PSC interface",
-                           "vertex-agent")
+        # Vertex AI's agent attaches the PSC interface, in the project of the attachment: a team's agent on its own
+        # project only (never on the host's, which holds every team's subnet).
+        for owner in dict.fromkeys(owners.values()):
+            owner.grant_role(owner.service_agent("aiplatform.googleapis.com"), "roles/compute.networkAdmin",
+                             "Vertex attaches the PSC interface", "vertex-agent")
         # No roles/dns.peer: the job spec sets no dns_peering_configs, the only case that needs it.
         # No Cloud Router or NAT of ours: Secure Web Proxy's "known limitations" page says the first proxy in a
         # network and region provisions its own Cloud NAT gateway for proxy endpoints; a second NAT for
         # ENDPOINT_TYPE_SWG on our router would collide with it. The proxy owns egress (and removes its router on
         # destroy: delete_swg_autogen_router_on_destroy).
 
+        # Only the hosts of the Hub's download protocol table (stacks.hub_protocol), never `*.huggingface.co`
+        # wholesale (datasets-server.huggingface.co serves any dataset's rows). TLS inspection in every proxy-mode
+        # environment: the rules deny write methods on every Hugging Face host, which the proxy sees only inside TLS.
         self.url_list = NetworkSecurityUrlLists(
-            self, "hf-hosts", project=pid, location=region, name=names.url_list, values=list(host_rules),
-            description="Hugging Face Hub hosts (suffix rules; the Hub redirects to CDN and xet hosts)")
+            self, "hf-hosts", project=pid, location=region, name=names.url_list, values=list(hp.hosts()),
+            description="Hugging Face download hosts (stacks/hub_protocol.py)")
         scoped = bool(allow_models or allow_datasets or any(t.allow_models or t.allow_datasets for t in teams))
         lists = [self.url_list]
         if scoped:
             lists.append(NetworkSecurityUrlLists(
                 self, "hf-content-hosts", project=pid, location=region, name=names.content_url_list,
-                values=list(HF_CONTENT_HOST_RULES),
-                description="Hugging Face content hosts (LFS CDN, xet): paths are content hashes"))
+                values=list(content_url_list_hosts()),
+                description="Hugging Face content hosts (Xet transfer and bridge, LFS CDN): paths are content hashes"))
         self.ca_certificate = ""
-        tls_policy = self._tls_inspection(project, region, names) if scoped else None
+        tls_policy = self._tls_inspection(project, region, names)
         self.policy = NetworkSecurityGatewaySecurityPolicy(
             self, "policy", project=pid, location=region, name=names.gateway_policy,
-            tls_inspection_policy=tls_policy.id if tls_policy else None,
-            description=("Allow the listed Hugging Face repositories, read-only; everything else is denied by default"
-                         if scoped else "Allow the Hugging Face hosts; everything else is denied by default"))
-        # Rules from the allowlist and stacks.facts (stacks.egress_rules); url lists by literal name, so the
-        # matchers are known at plan time and the review can replay traffic through them.
+            tls_inspection_policy=tls_policy.id,
+            description=("Allow the listed Hugging Face repositories" if scoped else
+                         "Allow the Hugging Face download hosts")
+            + (", any method" if any_method else ", read-only") + "; everything else is denied by default")
+        # Rules from the allowlist and the protocol table (stacks.egress_rules); url lists by literal name, so the
+        # matchers are known at plan time and the review can compute what they allow.
         lists_ = dict(all_hosts_list=url_list_id(pid, region, names.url_list),
-                      content_hosts_list=url_list_id(pid, region, names.content_url_list))
-        self.rules = team_rules(teams, **lists_) if teams else proxy_rules(allow_models, allow_datasets, **lists_)
+                      content_hosts_list=url_list_id(pid, region, names.content_url_list), any_method=any_method)
+        self.rules = team_rules(teams, **lists_) if teams else proxy_rules(allow_models, allow_datasets, **lists_,
+                                                                           source_cidr=attachment_cidr)
         for rule in self.rules:
             NetworkSecurityGatewaySecurityPolicyRule(
                 self, rule.name, project=pid, location=region, name=rule.name,

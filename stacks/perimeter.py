@@ -2,7 +2,8 @@
 
 A perimeter that restricts a service denies every call to it from outside the perimeter unless an ingress policy
 or an access level lets it in ("Ingress and egress rules for VPC Service Controls"): that includes Terraform itself,
-`hfgate token set` and `hfgate submit` run from a workstation or CI. So the perimeter carries one ingress policy
+`hfgate token set` and `hfgate submit` run from a workstation or CI. With teams, the perimeter holds the host project
+and every team's project (each team's jobs, secrets and buckets are in its own). So the perimeter carries one ingress policy
 for the identities that must reach the project from outside (config `perimeter_ingress_identities`, plus the
 submitter), to the restricted services only. Google documents dry-run mode as the first step of a rollout
 (`spec` with `use_explicit_dry_run_spec`: violations are logged, nothing is denied); `perimeter_dry_run = true`
@@ -17,11 +18,32 @@ from cdktn_provider_google.access_context_manager_service_perimeter import Acces
 
 from stacks.project import Project
 
-RESTRICTED_SERVICES = ("aiplatform.googleapis.com", "secretmanager.googleapis.com", "storage.googleapis.com")
+SUPPORTED_PRODUCTS = "https://cloud.google.com/vpc-service-controls/docs/supported-products"
+
+# The services a path to or from the token depends on, each on VPC Service Controls' supported products page (one
+# row per service there): the perimeter restricts them all, and the review fails a perimeter that does not
+# (review.egress_model.perimeter). Restricting Artifact Registry means images from outside the perimeter (Google's
+# Deep Learning Containers) need the registry's own exception or a mirror in the project: check the deploy in
+# dry-run first (perimeter_dry_run = true), as Google's rollout advice says.
+TOKEN_PATH_SERVICES: dict[str, str] = {
+    "secretmanager.googleapis.com": "Secret Manager: the token's value",
+    "storage.googleapis.com": "Cloud Storage: job inputs, checkpoints and mirrors (a copy to an outside bucket is"
+                              " exfiltration)",
+    "aiplatform.googleapis.com": "Vertex AI: the jobs and their specs",
+    "iamcredentials.googleapis.com": "IAM Service Account Credentials: minting the trainer's and submitter's tokens",
+    "artifactregistry.googleapis.com": "Artifact Registry: the image that runs with the token",
+}
+RESTRICTED_SERVICES = tuple(TOKEN_PATH_SERVICES)
+
+
+def egress_enforced(proxy: bool, perimeter: bool, dry_run: bool) -> bool:
+    """The allowlist is enforced only inside a perimeter whose enforced configuration (not a dry-run spec, which
+    denies nothing) restricts every service of TOKEN_PATH_SERVICES, which this construct's always does."""
+    return proxy and perimeter and not dry_run
 
 
 class ServicePerimeter(Construct):
-    def __init__(self, scope: Construct, id: str, *, project: Project, access_policy_id: str, name: str,
+    def __init__(self, scope: Construct, id: str, *, projects: list[Project], access_policy_id: str, name: str,
                  ingress_identities: tuple[str, ...], dry_run: bool) -> None:
         super().__init__(scope, id)
         def config(part: str):
@@ -30,7 +52,7 @@ class ServicePerimeter(Construct):
             def block(name: str, **kw):
                 return getattr(acm, f"AccessContextManagerServicePerimeter{part}{name}")(**kw)
             return block(
-                "", resources=[f"projects/{project.number}"], restricted_services=list(RESTRICTED_SERVICES),
+                "", resources=[f"projects/{p.number}" for p in projects], restricted_services=list(RESTRICTED_SERVICES),
                 vpc_accessible_services=block("VpcAccessibleServices", enable_restriction=True,
                                               allowed_services=list(RESTRICTED_SERVICES)),
                 ingress_policies=[block(
@@ -42,6 +64,7 @@ class ServicePerimeter(Construct):
                             block("IngressPoliciesIngressToOperationsMethodSelectors", method="*")])
                         for svc in RESTRICTED_SERVICES]))])
         self.dry_run = dry_run
+        self.enforced = not dry_run      # `status` set: the outputs contract's egress_enforced follows it
         self.perimeter = AccessContextManagerServicePerimeter(
             self, "perimeter", parent=f"accessPolicies/{access_policy_id}",
             name=f"accessPolicies/{access_policy_id}/servicePerimeters/{name}",

@@ -11,10 +11,6 @@ from __future__ import annotations
 from constructs import Construct
 from cdktn import Fn, TerraformResourceLifecycle, TerraformVariable
 from cdktn_provider_google.kms_crypto_key_iam_member import KmsCryptoKeyIamMember
-from cdktn_provider_google.project_iam_audit_config import (
-    ProjectIamAuditConfig,
-    ProjectIamAuditConfigAuditLogConfig,
-)
 from cdktn_provider_google.pubsub_topic import PubsubTopic
 from cdktn_provider_google.pubsub_topic_iam_member import PubsubTopicIamMember
 from cdktn_provider_google.secret_manager_secret import (
@@ -40,8 +36,9 @@ class TokenSecret(Construct):
                  rotation_days: int, rotation_topic: str, labels: dict[str, str], kms_key: str | None,
                  replica_keys: dict[str, str] | None = None, write_only_version: bool = False,
                  purpose: str = "hugging-face-token", set_with: str = "hfgate token set --env ...",
-                 audit_reads: bool = True, grants_from: "TokenSecret | None" = None) -> None:
+                 grants_from: "TokenSecret | None" = None) -> None:
         super().__init__(scope, id)
+        project.audit_data_access()
         agent = project.service_agent("secretmanager.googleapis.com")
         self.topic = PubsubTopic(self, "rotation-topic", project=project.project_id, name=rotation_topic,
                                  labels=labels, kms_key_name=kms_key,
@@ -96,15 +93,8 @@ class TokenSecret(Construct):
             depends_on=depends,
             lifecycle=TerraformResourceLifecycle(ignore_changes=["rotation[0].next_rotation_time"]),
         )
-        # Reads of the token are data-access events, off by default: log them (DATA_READ covers
-        # AccessSecretVersion; "Secret Manager audit logging information" and "Data Access audit logs" pages), with
-        # no exemption. Authoritative for this one service in the project (so only one secret declares it: it covers
-        # every secret of the project); policy HFG012 fails any other setting.
-        if audit_reads:
-            self.audit = ProjectIamAuditConfig(
-                self, "audit-token-reads", project=project.project_id, service="secretmanager.googleapis.com",
-                audit_log_config=[ProjectIamAuditConfigAuditLogConfig(log_type="DATA_READ"),
-                                  ProjectIamAuditConfigAuditLogConfig(log_type="ADMIN_READ")])
+        # Reads of the token are Data Access events, logged by the project's own audit config (Project
+        # .audit_data_access: one per project, not one per secret or team; policy HFG012).
         self.id_ = secret_id
         self.name = self.secret.name          # projects/{number}/secrets/{id} after apply
         self.resource_id = self.secret.id     # projects/{project}/secrets/{id}

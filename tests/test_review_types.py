@@ -177,7 +177,38 @@ def _row_cases(d):
         17: lambda: add(d, "google_monitoring_dashboard_x", "i16", {"display_name": f"trainer {TRAINER}"}),
         18: lambda: add(d, "google_pubsub_topic", "i17", {"name": "i17", "depends_on": [
             f"google_service_account.{_sa(d, 'trainer')}"]}),
+        19: lambda: deny_policy(d),
+        20: lambda: add(d, "google_project_iam_member_remove", "i20", {
+            "project": "acme-hfgate-sbx", "role": "roles/editor", "member": tr}),
+        21: lambda: token_log_sink(d),
+        22: lambda: add(d, "google_logging_project_exclusion", "i22", {"name": "i22", "filter": TOKEN_FILTER}),
+        23: lambda: add(d, "google_logging_metric", "i23", {"name": "token-reads", "filter": TOKEN_FILTER,
+                                                            "metric_descriptor": [{"metric_kind": "DELTA",
+                                                                                   "value_type": "INT64"}]}),
     }
+
+
+TOKEN_FILTER = ('protoPayload.serviceName="secretmanager.googleapis.com" AND protoPayload.resourceName:'
+                '"projects/acme-hfgate-sbx/secrets/hfg-sbx-hf-token"')
+
+
+def deny_policy(d):
+    """Deny the trainer everything but reading the token (deny only ever removes permissions)."""
+    return add(d, "google_iam_deny_policy", "deny", {
+        "parent": "cloudresourcemanager.googleapis.com%2Fprojects%2Facme-hfgate-sbx", "name": "trainer-deny",
+        "rules": [{"deny_rule": [{
+            "denied_principals": [f"principal://iam.googleapis.com/projects/-/serviceAccounts/{TRAINER}"],
+            "denied_permissions": ["iam.googleapis.com/serviceAccounts.*"],
+            "denial_condition": [{"expression": "!resource.name.endsWith('secrets/hfg-sbx-hf-token')"}],
+            "exception_principals": [f"principal://iam.googleapis.com/projects/-/serviceAccounts/{SUBMITTER}"]}]}]})
+
+
+def token_log_sink(d):
+    """Route the token's audit entries to a bucket (entries name the secret; they never hold its value)."""
+    return add(d, "google_logging_project_sink", "reads", {
+        "name": "token-reads", "destination": "storage.googleapis.com/acme-audit", "filter": TOKEN_FILTER,
+        "exclusions": [{"name": "not-the-trainer", "filter": f'protoPayload.authenticationInfo.principalEmail='
+                                                            f'"{TRAINER}"'}]})
 
 
 @pytest.mark.parametrize("row", range(len(INERT)))
@@ -236,12 +267,37 @@ def test_token_reads_that_would_not_be_logged_fail_hfg012(plans, tmp_path, case)
     assert any(shown in v["detail"] for v in hfg012["violations"]), hfg012["violations"]
 
 
-def test_the_shipped_stacks_log_every_token_read(plans):
-    for env in ("sandbox", "prod", "local"):
-        (cfg,) = plans[env]["resource"]["google_project_iam_audit_config"].values()
-        assert cfg["service"] == "secretmanager.googleapis.com"
-        assert {"log_type": "DATA_READ"} in cfg["audit_log_config"]
-        assert not any(c.get("exempted_members") for c in cfg["audit_log_config"])
+def test_the_shipped_stacks_log_every_token_read_and_token_minting_once_per_project(plans):
+    """Every project holding a token secret logs its reads (Secret Manager DATA_READ) and the minting of its
+    accounts' tokens (iam.googleapis.com, which enables IAM Credentials' Data Access logs): one config per (project,
+    service), declared by the project (never inside a team's scope, whose removal would take it away)."""
+    for env in ("sandbox", "prod", "local", "dev", "local-teams"):
+        res = plans[env]["resource"]
+        configs = list(res["google_project_iam_audit_config"].values())
+        holders = {v["project"] for v in res["google_secret_manager_secret"].values()}
+        assert len(holders) == (2 if env in ("dev", "local-teams") else 1)
+        by = {(c["project"], c["service"]): c for c in configs}
+        assert len(by) == len(configs), "one audit config per (project, service)"
+        for project in holders:
+            reads = by[(project, "secretmanager.googleapis.com")]["audit_log_config"]
+            minting = by[(project, "iam.googleapis.com")]["audit_log_config"]
+            assert {"log_type": "DATA_READ"} in reads
+            assert {"log_type": "ADMIN_READ"} in minting and {"log_type": "DATA_READ"} in minting
+            assert not any(c.get("exempted_members") for c in reads + minting)
+        assert not any("/team-" in c["//"]["metadata"]["path"] for c in configs)
+
+
+def test_a_team_project_without_the_token_minting_audit_fails_hfg012_naming_it(plans, tmp_path):
+    d = copy.deepcopy(plans["dev"])
+    audits = d["resource"]["google_project_iam_audit_config"]
+    (key,) = [k for k, v in audits.items() if v["project"] == "acme-hfgate-dev-vision"
+              and v["service"] == "iam.googleapis.com"]
+    del audits[key]
+    rep, _ = _review(d, tmp_path)
+    hfg012 = next(p for p in rep["policies"] if p["id"] == "HFG012")
+    assert rep["ok"] is False and not hfg012["passed"]
+    (hit,) = hfg012["violations"]
+    assert "acme-hfgate-dev-vision" in hit["detail"] and "iam.googleapis.com" in hit["detail"]
 
 
 # What jobs train from ---------------------------------------------------------------------------------------------
@@ -289,3 +345,26 @@ def test_config_refuses_an_untrusted_mutable_image_at_synth():
     assert parse_settings("sandbox", {**raw, "trusted_image_registries": ["docker.io/huggingface/"]})
     with pytest.raises(ConfigError):
         parse_settings("sandbox", {**raw, "trusted_image_registries": ["not a registry"]})
+
+
+# Plans that name the trainer or the token and confer nothing: the review passes them (each is a row of INERT).
+HARMLESS = {
+    "an IAM deny policy naming the trainer and the token": deny_policy,
+    "a grant of the trainer removed": lambda d: add(d, "google_project_iam_member_remove", "rm", {
+        "project": "acme-hfgate-sbx", "role": "roles/editor", "member": f"serviceAccount:{TRAINER}"}),
+    "a log sink whose filter names the token secret": token_log_sink,
+    "an exclusion whose filter names the token secret": lambda d: add(d, "google_logging_project_exclusion", "x", {
+        "name": "x", "filter": TOKEN_FILTER + ' AND severity<"INFO"'}),
+    "a log-based metric counting the token's reads": lambda d: add(d, "google_logging_metric", "m", {
+        "name": "token-reads", "filter": TOKEN_FILTER,
+        "metric_descriptor": [{"metric_kind": "DELTA", "value_type": "INT64"}]}),
+}
+
+
+@pytest.mark.parametrize("form", ["synth", "plan"])
+@pytest.mark.parametrize("case", sorted(HARMLESS))
+def test_plans_that_name_the_token_holders_without_conferring_anything_pass(plans, tmp_path, case, form):
+    rep, _ = _review(HARMLESS[case](copy.deepcopy(plans["sandbox"])), tmp_path, form)
+    assert rep["ok"], (rep["unexpected_readers"], rep["unresolved"],
+                       [p["id"] for p in rep["policies"] if not p["passed"]])
+    assert rep["references"]["inert"], "the reference is listed as inert, with its reason"

@@ -161,7 +161,7 @@ def test_the_platform_review_passes_with_an_isolation_matrix(plans, tmp_path):
     iso = rep["isolation"]
     assert iso["teams"] == ["research", "vision"] and iso["cross_team"] == []
     by = {r["principal"]: r for r in iso["rows"]}
-    trainer = "serviceAccount:hfg-dev-research-trainer@acme-hfgate-dev.iam.gserviceaccount.com"
+    trainer = "serviceAccount:hfg-dev-research-trainer@acme-hfgate-dev-research.iam.gserviceaccount.com"
     assert by[trainer]["team"] == "research" and set(by[trainer]["reaches"]) == {"research"}
     assert "token: reads" in by[trainer]["reaches"]["research"]
     for name, team in rep["teams"].items():
