@@ -407,17 +407,19 @@ class _LineSink:
 
 def publish(outputs: OutputsLike, job_or_run: str, repo_id: str, *, public: bool = False,
             confirm_base_terms: bool = False, license_id: str | None = None, token_version: str = "latest",
-            progress: Callable[[str], None] | None = None) -> "PublishResult":
+            progress: Callable[[str], None] | None = None, replace: bool = False) -> "PublishResult":
     """Upload a finished run (a job id or the run's name) to `repo_id` in one commit, with a model card, using the
     write token read as the publisher account (impersonated; the read token is never read). Private unless
-    `public`; a gated base model's derivative goes public only with `confirm_base_terms`. Raises UsageError (job not
-    SUCCEEDED, run incomplete, public derivative of a gated model), AccessDenied (not a publisher, read token,
-    wrong organization), NotFound (no write token stored), Transient. Returns jobs.publish.PublishResult."""
+    `public`; a gated base model's derivative goes public only with `confirm_base_terms`. Files of an earlier
+    version in the repository are refused (UsageError naming them) unless `replace` (deleted in the same commit).
+    Raises UsageError (bad repo id, job not SUCCEEDED, run incomplete, public derivative of a gated model, stale
+    files, --public on an existing private repository), AccessDenied (not a publisher, read token, wrong
+    organization), NotFound (no write token stored), Transient. Returns jobs.publish.PublishResult."""
     from jobs import publish as _publish
     _harden()
     return _publish.publish(load_outputs(outputs), job_or_run, repo_id, public=public,
                             confirm_base_terms=confirm_base_terms, license_id=license_id,
-                            token_version=token_version, progress=progress)
+                            token_version=token_version, progress=progress, replace=replace)
 
 
 def token_status(outputs: OutputsLike) -> dict:

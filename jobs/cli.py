@@ -176,6 +176,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="with --public and a gated base model: you have checked that its terms allow publishing a"
                          " derivative")
     pb.add_argument("--license", dest="license_id", help="license id for the card (default: the base model's)")
+    pb.add_argument("--replace", action="store_true",
+                    help="delete files the repository holds that the run does not (an earlier version's, e.g. a LoRA"
+                         " adapter) in the same commit; without it publish refuses and names them (exit 2)")
     pb.add_argument("--token-version", default="latest", help="write token secret version (default latest)")
 
     tok = sub.add_parser("token", help="store, inspect and rotate the Hugging Face token in Secret Manager",
@@ -450,6 +453,9 @@ def cmd_token(args) -> int:
                          "drop --model, or pass --repo ORG/NAME")
     if args.kind == "read" and args.repo:
         raise UsageError("--repo is for the write token", "add --kind write, or drop --repo")
+    if args.repo:
+        from jobs.publish import check_repo_id
+        check_repo_id(args.repo)
     token = lifecycle.read_new_token(args.from_hf_login)
     result = api.set_token(outputs, token, model=args.model, revision=args.revision,
                            keep_versions_for_jobs=args.token_command == "rotate", force=getattr(args, "force", False),
@@ -484,20 +490,23 @@ def cmd_publish(args) -> int:
     from jobs import publish as _publish
     result = _publish.publish(_outputs(args), args.run, args.repo, public=args.public,
                               confirm_base_terms=args.confirm_base_terms, license_id=args.license_id,
-                              token_version=args.token_version, on_preflight=preflight_rows,
+                              token_version=args.token_version, on_preflight=preflight_rows, replace=args.replace,
                               progress=(lambda line: print(line, file=sys.stderr, flush=True))
                               if not args.json else None,
                               show_bars=sys.stderr.isatty() and not args.json)
     data = {"ok": True, "repo": result.repo_id, "url": result.url, "commit": result.commit,
             "private": result.private, "created_repo": result.created_repo, "files": result.files,
             "bytes": result.bytes, "uploaded": result.uploaded, "run": result.run, "job": result.job,
-            "base_model": result.base_model, "license": result.license, "warnings": list(result.warnings)}
+            "base_model": result.base_model, "license": result.license, "warnings": list(result.warnings),
+            "deleted": list(result.deleted), "by_another": result.by_another}
     if args.json:
         print(json.dumps(data, indent=2))
     else:
         print(f"{result.url} @ {result.commit[:12]}: {result.files} files"
               f" ({'private' if result.private else 'PUBLIC'}, license {result.license}); "
-              + ("nothing new uploaded" if result.uploaded == 0 else f"{result.uploaded} changed"))
+              + ("nothing new uploaded" if result.uploaded == 0 else f"{result.uploaded} changed")
+              + (f", {len(result.deleted)} deleted" if result.deleted else "")
+              + (" (another publish of this run committed it)" if result.by_another else ""))
         for w in result.warnings:
             print(f"hfgate: warning: {w}", file=sys.stderr)
     return 0

@@ -228,7 +228,7 @@ def preflight(token: HfToken, model: str | None, revision: str = "main", api=Non
                                    + (", private" if minfo.private else "")))
         files = [s.rfilename for s in (minfo.siblings or [])]
         if any(f.endswith(".safetensors") for f in files):
-            report.checks.append(Check("weights", OK, "safetensors present"))
+            report.checks.append(Check("weights", OK, "safetensors in the file list (not opened)"))
         elif any(f.endswith((".bin", ".pt", ".pth", ".ckpt")) for f in files):
             report.checks.append(Check("weights", WARN, "only pickle weights (.bin): loading them runs code",
                                        "prefer a revision with safetensors, or trust this repo explicitly"))
@@ -304,7 +304,7 @@ def _writable(who: dict, namespace: str, repo_id: str | None) -> tuple[bool, str
                 continue
             if entity.get("name") == namespace and entity.get("type") in ("user", "org"):
                 return True, f"fine-grained: write to the repositories of {namespace}"
-            if repo_id and entity.get("name") == repo_id:
+            if repo_id and entity.get("name") == repo_id and entity.get("type") == "model":
                 return True, f"fine-grained: write to {repo_id} only"
         return False, f"this fine-grained token has no write permission on {repo_id or namespace}"
     return False, f"a {role} token cannot write"
@@ -369,7 +369,28 @@ def write_preflight(token: HfToken, repo_id: str | None = None, api=None) -> Rep
                                    EXIT_ACCESS))
     if repo_id and report.ok:
         ok, why = _writable(who, repo_id.split("/")[0], repo_id)
+        if ok and not _writable(who, repo_id.split("/")[0], None)[0]:
+            ok, why = _scoped_repo_exists(api, token, repo_id, why)
         report.checks.append(Check("target", OK if ok else FAIL, f"{repo_id}: {why}",
-                                   "" if ok else scoped_fix, EXIT_OK if ok else EXIT_ACCESS))
+                                   "" if ok else _scoped_repo_fix(repo_id) if "cannot create" in why else
+                                   scoped_fix, EXIT_OK if ok else EXIT_ACCESS))
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _scoped_repo_exists(api, token: HfToken, repo_id: str, why: str) -> tuple[bool, str]:
+    """A token scoped to one repository writes it but creates no repository (creating is the namespace's right):
+    the repository must exist already, which the token itself can see (its scope reads it)."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+    try:
+        _retrying(lambda: api.model_info(repo_id, token=token.reveal()))
+    except RepositoryNotFoundError:
+        return False, (f"the token is scoped to {repo_id} alone and it does not exist: a repository-scoped token"
+                       " cannot create it")
+    return True, why
+
+
+def _scoped_repo_fix(repo_id: str) -> str:
+    org = repo_id.split("/")[0]
+    return (f"create {repo_id} on the Hub first (private: {_hub()}/new, owner {org}), then run this again; or use a"
+            f" fine-grained token with 'Write access to contents/settings' on {org}")

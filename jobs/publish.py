@@ -24,7 +24,11 @@ from jobs.errors import AccessDenied, HfgateError, NotFound, Transient, UsageErr
 from stacks.contract import Outputs
 
 log = logging.getLogger("hfgate.publish")
-REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+# ORG/NAME as huggingface_hub's validate_repo_id takes it (each part 1-96 of letters, digits, '-', '_', '.', not
+# starting or ending with '-' or '.'); `\Z`, not `$`, which lets a trailing newline through. check_repo_id adds the
+# library's own rules (no '--' or '..', no '.git' suffix).
+_REPO_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
+REPO_ID_RE = re.compile(rf"{_REPO_PART}/{_REPO_PART}\Z")
 JOB_ID_RE = re.compile(r"^(projects/[^/]+/locations/[^/]+/customJobs/)?\d+$")
 WEIGHTS = ("model.safetensors", "adapter_model.safetensors")
 # Pickle files are never published: loading one runs code (the Hub flags them), and from_pretrained needs none of
@@ -32,6 +36,7 @@ WEIGHTS = ("model.safetensors", "adapter_model.safetensors")
 PICKLES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 INDEX = "model.safetensors.index.json"
 CARD = "README.md"
+HUB_OWN = frozenset({".gitattributes"})     # the Hub commits it in every new repository: not a stale file
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,25 @@ class PublishResult:
     base_model: str
     license: str
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    deleted: tuple[str, ...] = ()           # files of an earlier version removed in the same commit (replace=True)
+    by_another: bool = False  # a concurrent publish of this run committed it first: this one made no commit
+
+
+def check_repo_id(repo_id: str) -> None:
+    """A repository id the Hub takes (ORG/NAME), else UsageError (exit 2): checked before any credential is used."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+    why = "" if isinstance(repo_id, str) and REPO_ID_RE.match(repo_id) else (
+        "not ORG/NAME: letters, digits, '-', '_' and '.', at most 96 per part, not starting or ending with '-' or"
+        " '.'")
+    if not why:
+        try:
+            validate_repo_id(repo_id)
+        except HFValidationError as exc:
+            why = str(exc).split(":")[0]
+    if why:
+        raise UsageError(f"--repo {repo_id!r} is not a repository id the Hub accepts ({why})",
+                         "use ORG/NAME, e.g. --repo acme/txgemma-sft")
 
 
 def _arg(args: list[str], flag: str) -> str:
@@ -209,21 +233,77 @@ def model_card(prov: Provenance, license_id: str, gated: object, extra: dict, hu
     return "\n".join(lines) + "\n"
 
 
-def _download(blobs: list, prefix: str, cache: Path, progress: Callable[[str], None]) -> tuple[dict[str, Path], int]:
-    """Each blob into the cache, skipping those already there with the bucket's CRC32C (an interrupted publish
-    resumes); the client checks every download's checksum."""
-    from jobs.mirrors import _crc32c_b64
-    paths, fetched = {}, 0
+class _HashingSink:
+    """A file-like the bucket's bytes are written through: SHA-256 and git blob id of exactly what the bucket sent
+    (and, with `f`, a copy on disk)."""
+
+    def __init__(self, size: int, f=None) -> None:
+        from jobs.mirrors import _git_blob_id
+        self.f, self.sha, self.git, self.written = f, hashlib.sha256(), _git_blob_id(size), 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.git.update(data)
+        self.written += len(data)
+        if self.f is not None:
+            self.f.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.written
+
+    def flush(self) -> None:
+        if self.f is not None:
+            self.f.flush()
+
+    def digests(self) -> tuple[str, str]:
+        return self.sha.hexdigest(), self.git.hexdigest()
+
+
+def _download(blobs: list, prefix: str, cache: Path,
+              progress: Callable[[str], None]) -> tuple[dict[str, Path], int, dict[str, tuple[str, str]]]:
+    """Each blob into the cache, and the (SHA-256, git blob id) of the bytes the bucket sent (the client checks the
+    download's CRC32C/MD5 too). A file already in the cache (an interrupted publish) is kept only when its own
+    SHA-256 equals the bucket object's, read now: CRC32C is no proof of content (anyone can give other bytes the
+    same CRC32C). Downloads land under a temporary name and are renamed into place, so two publishes of one run at
+    once never read each other's half-written file."""
+    import threading
+    paths, fetched, hashes = {}, 0, {}
     for i, b in enumerate(blobs, 1):
         rel = b.name[len(prefix):]
         path = cache / rel
-        if not (path.is_file() and path.stat().st_size == b.size and b.crc32c and _crc32c_b64(path) == b.crc32c):
+        sink = _HashingSink(b.size or 0)
+        kept = path.is_file() and path.stat().st_size == b.size
+        if kept:
+            b.download_to_file(sink)
+            kept = _hashes(path) == sink.digests()
+            if not kept:
+                progress(f"  {rel}: the cached copy differs from the bucket's object (SHA-256): downloaded again")
+        if not kept:
             path.parent.mkdir(parents=True, exist_ok=True)
-            b.download_to_filename(str(path))
+            part = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.part")
+            with open(part, "wb") as f:
+                sink = _HashingSink(b.size or 0, f)
+                b.download_to_file(sink)
+            os.replace(part, path)
             fetched += 1
-        paths[rel] = path
+        paths[rel], hashes[rel] = path, sink.digests()
         progress(f"  [{i}/{len(blobs)}] {rel} ({b.size / 1e6:.1f} MB)")
-    return paths, fetched
+    return paths, fetched, hashes
+
+
+def _same(theirs: dict, ours: tuple[str, str]) -> bool:
+    """A file the Hub lists is ours: its LFS SHA-256 (large files) or git blob id (small ones)."""
+    return theirs["sha256"] == ours[0] if theirs["sha256"] else theirs["git"] == ours[1]
+
+
+def _differences(hub: dict[str, dict], ours: dict[str, tuple[str, str]]) -> list[str]:
+    """What keeps `hub` (hub_files of a commit) from being exactly the run's files and card: missing, different,
+    and extra files (other than the Hub's own .gitattributes)."""
+    problems = [f"{rel} missing" for rel in sorted(set(ours) - set(hub))]
+    problems += [f"{rel} differs" for rel in sorted(set(ours) & set(hub)) if not _same(hub[rel], ours[rel])]
+    problems += [f"{rel} is not the run's" for rel in sorted(set(hub) - set(ours) - HUB_OWN)]
+    return problems
 
 
 def _hashes(path: Path) -> tuple[str, str]:
@@ -240,8 +320,8 @@ def _hashes(path: Path) -> tuple[str, str]:
 def publish(outputs: Outputs, job_or_run: str, repo_id: str, *, public: bool = False,
             confirm_base_terms: bool = False, license_id: str | None = None, token_version: str = "latest",
             cache_dir: Path | None = None, progress: Callable[[str], None] | None = None,
-            on_preflight: Callable | None = None, show_bars: bool = False) -> PublishResult:
-    from huggingface_hub import CommitOperationAdd, HfApi, constants
+            on_preflight: Callable | None = None, show_bars: bool = False, replace: bool = False) -> PublishResult:
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
     from jobs.mirrors import hub_files
@@ -249,8 +329,7 @@ def publish(outputs: Outputs, job_or_run: str, repo_id: str, *, public: bool = F
     from jobs.secret import read_token
 
     say = progress or (lambda line: None)
-    if not REPO_ID_RE.match(repo_id or "") or ".." in repo_id or "--" in repo_id:
-        raise UsageError(f"--repo {repo_id!r} is not a repository id", "use ORG/NAME, e.g. --repo acme/txgemma-sft")
+    check_repo_id(repo_id)
     job = find_job(outputs, job_or_run)
     state = job.state.name
     if state != "JOB_STATE_SUCCEEDED":
@@ -285,6 +364,11 @@ def publish(outputs: Outputs, job_or_run: str, repo_id: str, *, public: bool = F
         existing = api.model_info(repo_id, token=token)
     except RepositoryNotFoundError:
         existing = None
+    if existing is not None and existing.private and public:
+        raise UsageError(f"{repo_id} exists and is private: publishing does not change an existing repository's"
+                         " visibility, so --public would not make this run public (nothing was uploaded)",
+                         f"drop --public to publish to it privately; or make it public on the Hub first"
+                         f" ({hub}/{repo_id}/settings), then run this again with --public")
     goes_public = public or (existing is not None and not existing.private)
     if goes_public and gated and not confirm_base_terms:
         where = "--public" if public else f"{repo_id} (which is public)"
@@ -298,12 +382,15 @@ def publish(outputs: Outputs, job_or_run: str, repo_id: str, *, public: bool = F
 
     cache = Path(cache_dir or Path(os.environ.get("HFGATE_CACHE_DIR") or Path.home() / ".cache" / "hfgate")
                  / "publish" / job.name.rsplit("/", 1)[-1])
-    paths, fetched = _download(blobs, prov.prefix, cache / "run", say)
+    paths, fetched, bucket = _download(blobs, prov.prefix, cache / "run", say)
     card_path = cache / "card" / CARD       # the card replaces any README.md the run wrote
     card_path.parent.mkdir(parents=True, exist_ok=True)
-    card_path.write_text(model_card(prov, base_license, gated, extra, hub))
+    part = card_path.with_name(f".{CARD}.{os.getpid()}-{id(paths)}.part")
+    part.write_text(model_card(prov, base_license, gated, extra, hub))
+    os.replace(part, card_path)
     paths = {k: v for k, v in paths.items() if k != CARD} | {CARD: card_path}
-    local = {rel: _hashes(p) for rel, p in paths.items()}
+    # What the Hub must hold afterwards: the bucket's bytes (never the cache's) and the card.
+    ours = {k: v for k, v in bucket.items() if k != CARD} | {CARD: _hashes(card_path)}
 
     created = existing is None
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
@@ -313,13 +400,45 @@ def publish(outputs: Outputs, job_or_run: str, repo_id: str, *, public: bool = F
     quiet = logging.getLogger("huggingface_hub")
     level = quiet.level
     quiet.setLevel(logging.ERROR)        # its "no files have been modified" warning: we say it ourselves
+    stale: list[str] = []
+    committed, by_another = False, False
     try:
         url = api.create_repo(repo_id, private=not public, exist_ok=True, token=token)
-        before = api.model_info(repo_id, token=token).sha
+        before = api.model_info(repo_id, token=token).sha or ""
         had = hub_files(pinned.token, repo_id, before) if before else {}
-        ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(p)) for rel, p in sorted(paths.items())]
-        info = api.create_commit(repo_id, ops, token=token, commit_message=f"hfgate publish: run {prov.run}",
-                                 commit_description=f"From {prov.job} (base {prov.base_model}).")
+        stale = sorted(set(had) - set(ours) - HUB_OWN)
+        if stale and not replace:
+            raise UsageError(f"{repo_id} holds files this run does not have: {', '.join(stale[:8])}"
+                             f"{' and more' if len(stale) > 8 else ''} (left from an earlier version: from_pretrained"
+                             " would load them too); nothing was uploaded",
+                             "add --replace to delete them in the same commit as the run's files, or publish to"
+                             " another repository")
+        head = before
+        if _differences(had, ours):
+            adds = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(p)) for rel, p in sorted(paths.items())]
+            deletes = [CommitOperationDelete(path_in_repo=rel) for rel in stale]
+            try:
+                # parent_commit: the Hub refuses (412) a commit whose parent is no longer the head, so of two
+                # publishes at once only one commits.
+                info = api.create_commit(repo_id, [*adds, *deletes], token=token, parent_commit=before or None,
+                                         commit_message=f"hfgate publish: run {prov.run}",
+                                         commit_description=f"From {prov.job} (base {prov.base_model}).")
+                head = info.oid
+                # huggingface_hub marks the operations committed only when it sent a commit; when the head
+                # already held every file (another publish got there first) it sends none.
+                committed = any(op._is_committed for op in adds)
+                by_another = not committed and head != before
+            except HfHubHTTPError as exc:
+                if exc.response is None or exc.response.status_code != 412:
+                    raise
+                head = api.model_info(repo_id, token=token).sha or ""
+                if _differences(hub_files(pinned.token, repo_id, head), ours):
+                    raise Transient(f"{repo_id} changed while this run was being published (its head moved from"
+                                    f" {before[:12]} to {head[:12]}, which does not hold this run); nothing was"
+                                    " committed", "run the same command again: it reads the repository again"
+                                    " (files already uploaded are not sent twice)") from None
+                by_another = True
+        final = api.model_info(repo_id, revision=head, token=token)
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else None
         if status in (401, 403):
@@ -335,21 +454,24 @@ def publish(outputs: Outputs, job_or_run: str, repo_id: str, *, public: bool = F
         quiet.setLevel(level)
         if not show_bars and not bars_were_off:
             enable_progress_bars()
-    hub_side = hub_files(pinned.token, repo_id, info.oid)
-    wrong = []
-    for rel, (sha, git) in sorted(local.items()):
-        theirs = hub_side.get(rel)
-        if theirs is None or not (theirs["sha256"] == sha if theirs["sha256"] else theirs["git"] == git):
-            wrong.append(rel)
+    # Every file the Hub lists at the head, compared with the bucket's objects (and the card), both ways.
+    wrong = _differences(hub_files(pinned.token, repo_id, head), ours)
     if wrong:
-        raise HfgateError(f"{repo_id}@{info.oid[:12]} does not hold the run's files: {', '.join(wrong[:5])} differ"
-                          " from what the run wrote", "publish again; if it persists, report it (the Hub or the"
-                          " upload path changed the files)")
-    uploaded = sum(1 for rel, (sha, git) in local.items()
-                   if not (had.get(rel) and (had[rel]["sha256"] == sha if had[rel]["sha256"] else had[rel]["git"] == git)))
-    say(f"{'nothing new: ' if uploaded == 0 else ''}{repo_id}@{info.oid[:12]} holds the run"
-        f" ({len(local)} files, hashes checked; {fetched} downloaded from the bucket)")
-    return PublishResult(repo_id=repo_id, url=str(url), commit=info.oid, private=not goes_public,
-                         created_repo=created, files=len(local), bytes=sum(p.stat().st_size for p in paths.values()),
+        raise HfgateError(f"{repo_id}@{head[:12]} does not hold exactly the run: {', '.join(wrong[:5])}",
+                          "publish again (add --replace if files of an earlier version are left); if it persists,"
+                          " report it (the Hub or the upload path changed the files)")
+    uploaded = sum(1 for rel in ours if not (rel in had and _same(had[rel], ours[rel]))) if committed else 0
+    if by_another:
+        say(f"another publish of this run committed it first: {repo_id}@{head[:12]} already holds it (no commit"
+            " made here)")
+    say(f"{'nothing new: ' if not committed else ''}{repo_id}@{head[:12]} holds the run"
+        f" ({len(ours)} files, hashes checked against the bucket; {fetched} downloaded from the bucket)"
+        + (f"; deleted {len(stale)} file(s) of an earlier version" if committed and stale else ""))
+    if public and final.private:
+        warnings.append(f"{repo_id} is private on the Hub (another publish created it first, private) - make it"
+                        f" public on the Hub ({hub}/{repo_id}/settings) if you meant it")
+    return PublishResult(repo_id=repo_id, url=str(url), commit=head, private=bool(final.private),
+                         created_repo=created, files=len(ours), bytes=sum(p.stat().st_size for p in paths.values()),
                          uploaded=uploaded, run=prov.run, job=prov.job, base_model=prov.base_model,
-                         license=base_license, warnings=tuple(warnings))
+                         license=base_license, warnings=tuple(warnings),
+                         deleted=tuple(stale) if committed else (), by_another=by_another)

@@ -441,10 +441,12 @@ def _hub_handler(state: HubState, cdn):
             return token.owner in repo.members or any(o in repo.members for o in orgs)
 
         def _scoped(self, repo: Repo, token: Token) -> bool:
-            """Fine-grained tokens read only repos whose namespace (user or org) they are scoped to."""
+            """Fine-grained tokens read only repos they are scoped to: the namespace (user or org), or the one
+            repository itself (an entity of the repository's type, as the token settings page selects it)."""
             ns = repo.id.split("/")[0]
-            return any(s["entity"]["name"] == ns and "repo.content.read" in s.get("permissions", [])
-                       for s in token.scoped)
+            return any("repo.content.read" in s.get("permissions", []) and (
+                s["entity"]["name"] == ns and s["entity"].get("type") in ("user", "org") or
+                s["entity"]["name"] == repo.id and s["entity"].get("type") == repo.type) for s in token.scoped)
 
         def _check_files_access(self, repo: Repo, token: Token | None, kind: str):
             """What auth-check and file downloads enforce (metadata stays visible for gated repos)."""
@@ -633,6 +635,12 @@ def _hub_handler(state: HubState, cdn):
                 repo_id is not None and s["entity"]["name"] == repo_id and s["entity"].get("type") in (
                     "model", "dataset")) for s in token.scoped)
 
+        def _may_create(self, token: Token, namespace: str) -> bool:
+            """Creating a repository is a namespace's right: a fine-grained token scoped to one repository writes
+            that (existing) repository and creates nothing (huggingface_hub's create_repo(exist_ok=True) reads a
+            403 as "no write permission on the namespace" and falls back to repo_info)."""
+            return self._may_write(token, namespace)
+
         def _write_access(self, repo: Repo, token: Token | None):
             if token is None:
                 raise HubError(401, None, "Invalid credentials in Authorization header")
@@ -654,17 +662,18 @@ def _hub_handler(state: HubState, cdn):
                     or ".." in name or name.endswith((".git", ".")):
                 raise HubError(400, None, f"Invalid repo name {name!r}: use letters, digits, '-', '_' and '.'"
                                           " (no '--' or '..', at most 96 characters)")
-            if not self._may_write(token, namespace, repo_id):
+            if not self._may_create(token, namespace):
                 raise HubError(403, None, f'You don\'t have the rights to create a {kind} under the namespace'
                                           f' "{namespace}"')
-            existing = state.repos.get(repo_id)
-            if existing is not None:
-                # The client's exist_ok reads `url` from the 409 body.
-                raise HubError(409, None, f"You already created this {kind} repo", {"url": self._repo_url(existing)})
             private = body.get("private")
             if "visibility" in body:
                 private = body["visibility"] != "public"
-            with state.lock:
+            with state.lock:        # two creates at once: one creates it, the other gets the 409
+                existing = state.repos.get(repo_id)
+                if existing is not None:
+                    # The client's exist_ok reads `url` from the 409 body.
+                    raise HubError(409, None, f"You already created this {kind} repo",
+                                   {"url": self._repo_url(existing)})
                 repo = Repo(repo_id, type=kind, private=bool(private), license="other", members={namespace})
                 repo.commit({".gitattributes": GITATTRIBUTES})
                 state.repos[repo_id] = repo
@@ -762,17 +771,29 @@ def _hub_handler(state: HubState, cdn):
             LFS object never uploaded. One new commit; the answer gives its oid and URL."""
             self._write_access(repo, token)
             rev = urllib.parse.unquote(rev)
-            head = repo.refs.get(rev)
-            if head is None:
+            if repo.refs.get(rev) is None:
                 raise HubError(404, "RevisionNotFound", f"Invalid rev id: {rev}")
             lines = [json.loads(line) for line in (self.body or b"").decode().splitlines() if line.strip()]
             if not lines or lines[0].get("key") != "header":
                 raise HubError(400, None, "the first line of a commit must be its header")
             header = lines[0]["value"]
-            if header.get("parentCommit") and header["parentCommit"] != head:
+            with state.lock:        # read the head, check the parent and commit as one step
+                sha = self._apply_commit(repo, rev, header, lines[1:], token.owner)
+            url = self._repo_url(repo)
+            self._send(200, {"success": True, "commitOid": sha, "commitUrl": f"{url}/commit/{sha}",
+                             "pullRequestUrl": None})
+
+        def _apply_commit(self, repo: Repo, rev: str, header: dict, lines: list, user: str) -> str:
+            """The operations on the branch's head, under the Hub's lock. With `parentCommit` (a full oid or a
+            shorthand, as huggingface_hub's create_commit documents) the head must still be that commit, or 412
+            "A commit has happened since" (the status and message huggingface_hub's own test_create_commit_conflict
+            expects from the Hub); without it, the operations apply to whatever the head is now."""
+            head = repo.refs[rev]
+            parent = header.get("parentCommit")
+            if parent and not head.startswith(parent.lower()):
                 raise HubError(412, None, "A commit has happened since. Please refresh and try again.")
             files = dict(repo.commits[head])
-            for line in lines[1:]:
+            for line in lines:
                 key, value = line.get("key"), line.get("value") or {}
                 p = value.get("path", "")
                 if not p or p.startswith("/") or ".." in p.split("/"):
@@ -793,17 +814,12 @@ def _hub_handler(state: HubState, cdn):
                     files = {k: v for k, v in files.items() if not k.startswith(p.rstrip("/") + "/")}
                 else:
                     raise HubError(400, None, f"unknown commit operation {key!r}")
-            with state.lock:
-                if repo.refs.get(rev) != head:
-                    raise HubError(412, None, "A commit has happened since. Please refresh and try again.")
-                sha = repo.commit(files, rev, replace=True)
-                for data in files.values():
-                    state.blobs.setdefault(hashlib.sha256(data).hexdigest(), data)
-            repo.history.append({"sha": sha, "user": token.owner, "summary": header.get("summary", ""),
-                                 "files": len(lines) - 1})
-            url = self._repo_url(repo)
-            self._send(200, {"success": True, "commitOid": sha, "commitUrl": f"{url}/commit/{sha}",
-                             "pullRequestUrl": None})
+            sha = repo.commit(files, rev, replace=True)
+            for data in files.values():
+                state.blobs.setdefault(hashlib.sha256(data).hexdigest(), data)
+            repo.history.append({"sha": sha, "user": user, "summary": header.get("summary", ""),
+                                 "files": len(lines), "parent": head})
+            return sha
 
         # jobs --------------------------------------------------------------------------------------------------------
         def _jobs(self, method, path, token):

@@ -151,3 +151,229 @@ def test_a_broad_write_token_is_stored_with_a_warning(cloud):
     assert "every repository" in proc.stderr
     proc = set_write(cloud, "alice-fg-write-acme")      # leave the least-privilege one current
     assert proc.returncode == 0, proc.stderr
+
+
+# Races, stale files, ids the Hub refuses, visibility, repository-scoped tokens, the resume cache ---------------------
+
+def publishing(cloud, *args, extra_env=None):
+    """`hfgate publish ... --json` started now (not waited for), as the submitter."""
+    env = {**os.environ, **cloud.env(), **(extra_env or {})}
+    return subprocess.Popen([sys.executable, "-m", "jobs.cli", "publish", *args, "--json"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def ensure_write_token(cloud, name="alice-fg-write-acme"):
+    assert set_write(cloud, name).returncode == 0
+
+
+def one_commit_of_the_run(cloud, repo: str, outs: list[dict]) -> None:
+    """The repository took exactly one commit, every publish reports it, exactly one says it uploaded the run."""
+    history = cloud.hub_state.repos[repo].history
+    assert len(history) == 1, history
+    assert {o["commit"] for o in outs} == {history[0]["sha"]}
+    assert sorted(o["uploaded"] > 0 for o in outs) == [False] * (len(outs) - 1) + [True], outs
+
+
+def test_concurrent_publishes_of_one_run_make_exactly_one_commit(cloud, run):
+    """CI retries and double clicks: several `hfgate publish` of one run to one repository at once. The Hub takes
+    one commit (parent_commit: a stale parent is refused with 412); the others find the run there and exit 0. Once
+    as they come, and twice with the commit route slowed so that every publisher has read the old head before the
+    first commit lands (the 412 path, every time)."""
+    name, _ = run
+    ensure_write_token(cloud)
+    hub = cloud.hub_state
+    for slow in (0.0, 1.5, 1.5):
+        repo = f"acme/race-{time.time_ns()}"
+        if slow:
+            hub.set_fault(f"/api/models/{repo}/commit/", latency_s=slow)
+        try:
+            procs = [publishing(cloud, name, "--repo", repo) for _ in range(3)]
+            results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+        finally:
+            hub.clear_faults()
+        for rc, out, err in results:
+            assert rc == 0, err
+        outs = [json.loads(out) for _, out, _ in results]
+        one_commit_of_the_run(cloud, repo, outs)
+        if slow:
+            assert any(o["by_another"] for o in outs), outs
+
+
+def test_concurrent_publishes_in_threads_at_a_barrier(cloud, run, monkeypatch):
+    """The same race in one process: threads released together by a barrier, each a whole api.publish."""
+    import threading
+
+    from huggingface_hub import constants
+
+    from jobs import api
+    name, _ = run
+    # What the local cloud's environment sets for a process (HF_HUB_DISABLE_XET), which this one read at import.
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    ensure_write_token(cloud)
+    for _ in range(2):
+        repo = f"acme/race-threads-{time.time_ns()}"
+        barrier, results, errors = threading.Barrier(3), [], []
+
+        def one():
+            barrier.wait()
+            try:
+                results.append(api.publish(cloud.outputs, name, repo))
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+        with cloud.environ(as_member=cloud.submitter):
+            threads = [threading.Thread(target=one) for _ in range(3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=300)
+        assert not errors, errors
+        one_commit_of_the_run(cloud, repo, [{"commit": r.commit, "uploaded": r.uploaded} for r in results])
+
+
+def test_files_of_an_earlier_version_are_refused_and_replace_deletes_them_in_the_same_commit(cloud, run):
+    """A full fine-tune published over a LoRA adapter: the adapter's files would stay and from_pretrained would load
+    them. Publish names them and uploads nothing (exit 2); --replace deletes them in the run's commit, after which
+    the repository lists exactly the run's files and card."""
+    name, _ = run
+    ensure_write_token(cloud)
+    hub = cloud.hub_state
+    repo = f"acme/lora-then-full-{time.time_ns()}"
+    hub.add_repo(repo, {"adapter_config.json": b'{"peft_type": "LORA"}', "README.md": b"old card\n",
+                        "adapter_model.safetensors": b"\0" * 4096}, private=True, members={"acme"})
+    proc = hfgate(cloud, "publish", name, "--repo", repo, timeout=180)
+    assert proc.returncode == 2, proc.stderr
+    assert "adapter_config.json" in proc.stderr and "adapter_model.safetensors" in proc.stderr, proc.stderr
+    assert "--replace" in proc.stderr and hub.repos[repo].history == []
+    proc = hfgate(cloud, "publish", name, "--repo", repo, "--replace", "--json", timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert sorted(out["deleted"]) == ["adapter_config.json", "adapter_model.safetensors"]
+    state = hub.repos[repo]
+    assert len(state.history) == 1
+    assert set(state.commits[state.refs["main"]]) == {"README.md", "config.json", "model.safetensors",
+                                                      "trainer-probe.json"}
+
+
+@pytest.mark.parametrize("repo", ["acme/model.git", "acme/model.", "acme/model-", "acme/model\n", "acme/a--b",
+                                  "acme/a..b", "-acme/model", "acme/.model", "acme/model/extra", "acme"])
+def test_repository_ids_the_hub_refuses_are_usage_errors_before_any_credential(cloud, run, repo):
+    """Exit 2 (UsageError) before the publisher is impersonated or any token read: what huggingface_hub's
+    validate_repo_id refuses (a `.git` suffix, a name ending in '.' or '-', '--' or '..') and a trailing newline,
+    which a `$`-anchored pattern lets through."""
+    from jobs import api
+    from jobs.errors import UsageError
+    name, _ = run
+    impersonations, reads = len(cloud.impersonations), len(cloud.secrets.calls)
+    with cloud.environ(as_member=cloud.submitter), pytest.raises(UsageError) as err:
+        api.publish(cloud.outputs, name, repo)
+    assert err.value.exit_code == 2 and "ORG/NAME" in err.value.fix
+    assert len(cloud.impersonations) == impersonations
+    assert [c for c in cloud.secrets.calls[reads:] if c[0] == "access"] == []
+    assert repo not in cloud.hub_state.repos
+
+
+def test_trailing_newline_repo_id_from_the_command_line_is_exit_2(cloud, run):
+    name, _ = run
+    impersonations = len(cloud.impersonations)
+    proc = hfgate(cloud, "publish", name, "--repo", "acme/model\n")
+    assert proc.returncode == 2 and "not a repository id" in proc.stderr, proc.stderr
+    assert len(cloud.impersonations) == impersonations
+
+
+def test_public_on_an_existing_private_repository_is_refused_and_the_visibility_is_the_hubs(cloud, run):
+    name, _ = run
+    ensure_write_token(cloud)
+    hub = cloud.hub_state
+    repo = f"acme/kept-private-{time.time_ns()}"
+    hub.add_repo(repo, {}, private=True, members={"acme"})
+    proc = hfgate(cloud, "publish", name, "--repo", repo, "--public", "--confirm-base-terms", timeout=180)
+    assert proc.returncode == 2, proc.stderr
+    assert "is private" in proc.stderr and "settings" in proc.stderr and hub.repos[repo].history == []
+    proc = hfgate(cloud, "publish", name, "--repo", repo, "--json", timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["private"] is True and hub.repos[repo].private
+
+
+def test_a_token_scoped_to_one_repository_publishes_to_it_and_creates_nothing(cloud, run):
+    """A fine-grained token with read and write on one model repository (the Hub's token page: "specific
+    resources, such as a specific model"): it reads and writes that existing repository, and creates none. `token
+    set --kind write --repo` agrees with the Hub: the missing repository is refused (exit 4) with what to do, and
+    publish creates nothing."""
+    name, _ = run
+    hub = cloud.hub_state
+    repo, missing = f"acme/scoped-{time.time_ns()}", f"acme/scoped-missing-{time.time_ns()}"
+    hub.add_repo(repo, {}, private=True, members={"acme"})
+    for target, label in ((repo, "fg-one-existing"), (missing, "fg-one-missing")):
+        token = hub.add_token("alice", "fineGrained", label, scoped=[
+            {"entity": {"type": "model", "name": target}, "permissions": ["repo.content.read", "repo.write"]}])
+        cloud.hub_tokens[label] = token.value
+    try:
+        proc = set_write(cloud, "fg-one-existing", "--repo", repo)
+        assert proc.returncode == 0, proc.stderr
+        proc = hfgate(cloud, "publish", name, "--repo", repo, "--json", timeout=180)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["private"] is True and len(hub.repos[repo].history) == 1
+
+        proc = set_write(cloud, "fg-one-missing", "--repo", missing)
+        assert proc.returncode == 4, proc.stderr
+        assert "cannot create" in proc.stderr and f"create {missing}" in proc.stderr
+        assert set_write(cloud, "fg-one-missing").returncode == 0       # stored without a target to check
+        proc = hfgate(cloud, "publish", name, "--repo", missing, timeout=180)
+        assert proc.returncode == 4, proc.stderr
+        assert "cannot create" in proc.stderr and missing not in hub.repos
+    finally:
+        ensure_write_token(cloud)
+
+
+def forge_crc32c(data: bytes, crc: int, at: int) -> bytes:
+    """`data` with the 4 bytes at `at` changed so that its CRC32C is `crc`: CRC is affine over GF(2), so 32 bits
+    anywhere can be solved for (what makes CRC32C no proof of content)."""
+    import google_crc32c
+    base = bytearray(data)
+    base[at:at + 4] = b"\0\0\0\0"
+    c0 = google_crc32c.value(bytes(base))
+    basis: list[tuple[int, int]] = []          # (effect on the CRC, which bits), distinct top bits, descending
+    for bit in range(32):
+        t = bytearray(base)
+        t[at + bit // 8] ^= 1 << (bit % 8)
+        v, m = google_crc32c.value(bytes(t)) ^ c0, 1 << bit
+        for bv, bm in basis:
+            if v ^ bv < v:
+                v, m = v ^ bv, m ^ bm
+        if v:
+            basis = sorted([*basis, (v, m)], reverse=True)
+    r, x = crc ^ c0, 0
+    for bv, bm in basis:
+        if r ^ bv < r:
+            r, x = r ^ bv, x ^ bm
+    assert r == 0
+    for bit in range(32):
+        if x >> bit & 1:
+            base[at + bit // 8] ^= 1 << (bit % 8)
+    return bytes(base)
+
+
+def test_the_resume_cache_is_checked_by_sha256_against_the_bucket_not_by_crc32c(cloud, run, tmp_path):
+    """A cached file with other bytes but the bucket object's size and CRC32C is not trusted: its SHA-256 is compared
+    with the bucket object's, it is downloaded again, and the Hub ends up with the bucket's bytes (the verification
+    after the commit compares the Hub with the bucket, not with the cache)."""
+    import google_crc32c
+    name, job = run
+    ensure_write_token(cloud)
+    env = {"HFGATE_CACHE_DIR": str(tmp_path)}
+    proc = hfgate(cloud, "publish", name, "--repo", f"acme/cache-a-{time.time_ns()}", extra_env=env, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    cached = tmp_path / "publish" / job.rsplit("/", 1)[-1] / "run" / "model.safetensors"
+    good = cached.read_bytes()
+    bad = bytearray(good)
+    bad[-64:-4] = b"\xff" * 60
+    bad = bytearray(forge_crc32c(bytes(bad), google_crc32c.value(good), len(bad) - 4))
+    assert bytes(bad) != good and google_crc32c.value(bytes(bad)) == google_crc32c.value(good)
+    cached.write_bytes(bytes(bad))
+    repo = f"acme/cache-b-{time.time_ns()}"
+    proc = hfgate(cloud, "publish", name, "--repo", repo, extra_env=env, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "differs from the bucket" in proc.stderr
+    state = cloud.hub_state.repos[repo]
+    assert state.commits[state.refs["main"]]["model.safetensors"] == good
+    assert cached.read_bytes() == good
