@@ -171,9 +171,12 @@ def _preflight_or_raise(token: HfToken, repo_id: str, revision: str) -> Report:
 
 def submit(outputs: OutputsLike, request: TrainRequest, *, token_version: str = "latest", dry_run: bool = False,
            backend: Backend | str = Backend.VERTEX, flavor: str | None = None,
-           namespace: str | None = None) -> Submission:
+           namespace: str | None = None, progress: Callable[[str], None] | None = None) -> Submission:
     """Read the pinned token, preflight, build the job and create it once (a repeated request finds the first).
-    Raises PreflightFailed (with the report) when the preflight refuses; nothing is created then."""
+    Identical submits at the same moment, from threads or processes, make one job: one wins the request's claim
+    (jobs.claim) and creates it, the others wait for it (`progress` gets a line every few seconds while waiting)
+    and return it with `created` False. Raises PreflightFailed (with the report) when the preflight refuses;
+    nothing is created then."""
     from jobs.allowlist import allowlist_report
     _harden()
     outputs = load_outputs(outputs)
@@ -236,7 +239,7 @@ def submit(outputs: OutputsLike, request: TrainRequest, *, token_version: str = 
                   warnings=tuple(warnings), mirrors=mirrors)
     if dry_run:
         return Submission(job="", state="DRY_RUN", created=False, **common)
-    job, created = vertex.create(body, outputs)
+    job, created = vertex.create(body, outputs, progress=progress)
     return Submission(job=job.name, state=job.state.name, created=created, **common)
 
 

@@ -311,7 +311,8 @@ def cmd_submit(args) -> int:
     req = _train_request(args)
     try:
         sub = api.submit(outputs, req, token_version=args.token_version, dry_run=args.dry_run, backend=args.backend,
-                         flavor=args.flavor, namespace=args.namespace)
+                         flavor=args.flavor, namespace=args.namespace,
+                         progress=lambda line: print(f"hfgate: {line}", file=sys.stderr, flush=True))
     except api.PreflightFailed as exc:
         _show_preflight(args, exc.report, failed=True)
         return exc.exit_code

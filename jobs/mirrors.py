@@ -187,7 +187,7 @@ def verify(outputs: Outputs, manifest: dict, client=None, hub: dict[str, dict] |
 def mirror(outputs: Outputs, token, repo_id: str, revision: str = "main", repo_type: str = "model",
            allow_pickle: bool = False, who: str = "", out=sys.stderr) -> MirrorResult:
     """Preflight is the caller's; this resolves the commit, downloads, uploads, writes and verifies the manifest."""
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import HfApi
 
     from jobs import endpoints
     api = HfApi()
@@ -207,8 +207,13 @@ def mirror(outputs: Outputs, token, repo_id: str, revision: str = "main", repo_t
     uri = f"{outputs.mirror_bucket}/{prefix}"
 
     hub = hub_files(token, repo_id, commit, repo_type)
-    found = find_manifest(outputs, repo_id, commit, repo_type, client)
-    if found:
+    known: dict[str, MirrorResult] = {}
+
+    def existing(say: bool) -> MirrorResult | None:
+        """The verified mirror of this commit, if it is complete (a forged one is refused)."""
+        found = find_manifest(outputs, repo_id, commit, repo_type, client)
+        if not found:
+            return None
         manifest = found[0]
         found_problems = verify(outputs, manifest, client, hub)
         forged = [p for p in found_problems if "the Hub" in p]
@@ -218,13 +223,52 @@ def mirror(outputs: Outputs, token, repo_id: str, revision: str = "main", repo_t
                               f" {forged[0]}; someone other than `hfgate mirror` wrote it. Nothing was uploaded",
                               f"find who wrote it (the review lists the mirror bucket's writers), delete {uri},"
                               " then run `hfgate mirror` again", exit_code=EXIT_OTHER)
-        if not problems:
-            print(f"{repo_id}@{commit[:12]} is already mirrored at {uri} (verified against the Hub; nothing"
-                  " uploaded)", file=out)
-            return MirrorResult(uri, commit, len(manifest["files"]), sum(f["size"] for f in manifest["files"]), 0,
-                                manifest)
-        print(f"existing mirror is incomplete ({problems[0]}); uploading again", file=out)
+        if problems:
+            if say:
+                print(f"existing mirror is incomplete ({problems[0]}); uploading again", file=out)
+            return None
+        known["found"] = MirrorResult(uri, commit, len(manifest["files"]),
+                                      sum(f["size"] for f in manifest["files"]), 0, manifest)
+        return known["found"]
 
+    def upload() -> str:
+        known["made"] = _upload(outputs, api, info, bucket, client, hub, token, repo_id, repo_type, revision, commit,
+                                patterns, prefix, uri, who, out)
+        return uri
+
+    def done(result: MirrorResult) -> MirrorResult:
+        print(f"{repo_id}@{commit[:12]} is already mirrored at {uri} (verified against the Hub; nothing"
+              " uploaded)", file=out)
+        return result
+
+    first = existing(say=True)
+    if first is not None:
+        return done(first)
+    # Two mirrors of one commit at the same moment upload it once: the caller that wins the claim uploads, the
+    # others wait for it (jobs.claim; an upload renews its claim, so a long one is not taken over).
+    from jobs import claim
+    staging = client.bucket(outputs.staging_bucket_name)
+    outcome = claim.once(staging, MIRROR_CLAIM_KEY.format(type=repo_type, id=repo_id, commit=commit), upload,
+                         find=lambda: uri if existing(say=False) is not None else None,
+                         valid=lambda _: existing(say=False) is not None, wait_s=MIRROR_WAIT_S,
+                         progress=lambda line: print(line, file=out, flush=True), what=f"the mirror of {uri}")
+    if outcome.created:
+        return known["made"]
+    result = known.get("found") or existing(say=False)
+    if result is None:
+        raise HfgateError(f"another `hfgate mirror` reported {uri} done, but it does not verify",
+                          "run `hfgate mirror` again", exit_code=EXIT_OTHER)
+    return done(result)
+
+
+MIRROR_CLAIM_KEY = "mirrors/{type}/{id}/{commit}"
+MIRROR_WAIT_S = 4 * 3600.0     # how long a second `hfgate mirror` of a commit waits for the first one's upload
+
+
+def _upload(outputs: Outputs, api, info, bucket, client, hub: dict, token, repo_id: str, repo_type: str,
+            revision: str, commit: str, patterns: list[str], prefix: str, uri: str, who: str, out) -> MirrorResult:
+    from huggingface_hub import snapshot_download
+    value = token.reveal()
     with tempfile.TemporaryDirectory(prefix="hfgate-mirror-") as tmp:
         print(f"downloading {repo_id}@{commit[:12]} ...", file=out, flush=True)
         local = Path(snapshot_download(repo_id, repo_type=repo_type, revision=commit, token=value,

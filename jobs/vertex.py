@@ -1,4 +1,5 @@
-"""Send the built CustomJob: dedupe by request id (and spec), retry transient errors, follow the job."""
+"""Send the built CustomJob: once per request id (a claim in the staging bucket, jobs.claim), retry transient
+errors, follow the job."""
 from __future__ import annotations
 
 import json
@@ -53,37 +54,85 @@ def _retry(call, what: str):
             delay *= 2
 
 
-def find_existing(client, outputs: Outputs, rid: str, job_spec: dict | None = None):
+def _is_ours(job, rid: str, wanted: dict | None) -> bool:
     """A live job of this request: same request-id label and, since anyone who may create jobs can copy a label,
     the same spec as the one hfgate built. A look-alike is ignored (and logged), never followed."""
+    if job.state.name in ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED") or job.labels.get("hfgate-request-id") != rid:
+        return False
+    if wanted is not None and spec_fingerprint(_spec_of(job)) != wanted:
+        log.warning("ignoring %s: it carries this request's id but not the spec hfgate built", job.name)
+        return False
+    return True
+
+
+def find_existing(client, outputs: Outputs, rid: str, job_spec: dict | None = None):
+    """A live job of this request found by listing (see _is_ours), or None."""
     resp = _retry(lambda: client.list_custom_jobs(request={"parent": _parent(outputs),
                                                           "filter": f'labels.hfgate-request-id="{rid}"'}),
                   "the duplicate check")
     wanted = spec_fingerprint(job_spec) if job_spec is not None else None
     for job in resp:
-        if job.state.name in ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED") or job.labels.get("hfgate-request-id") != rid:
-            continue
-        if wanted is not None and spec_fingerprint(_spec_of(job)) != wanted:
-            log.warning("ignoring %s: it carries this request's id but not the spec hfgate built", job.name)
-            continue
-        return job
+        if _is_ours(job, rid, wanted):
+            return job
     return None
 
 
-def create(body: dict, outputs: Outputs, client=None):
-    """Create the job once: a retried or repeated submit finds the first job by its request id."""
-    from google.api_core import exceptions as gexc
+CLAIM_KEY = "jobs/{rid}"      # the claim object of a request: gs://<staging bucket>/hfgate-claims/jobs/<request id>
+
+
+def create(body: dict, outputs: Outputs, client=None, *, storage=None, progress=None):
+    """Create the job once per request id, however many submit it at the same moment (threads, processes,
+    machines): the caller that wins the request's claim (jobs.claim, an object in the staging bucket created with
+    ifGenerationMatch=0) lists jobs with its id, creates the job if there is none and records its name in the claim;
+    every other caller waits for that name and returns that job (created False). A job created outside hfgate with
+    this request's id and spec is found by the listing, not by the claim."""
+    from jobs import claim
 
     client = client or endpoints.vertex(outputs.region)
     rid = body["labels"]["hfgate-request-id"]
     job = endpoints.vertex_custom_job().from_json(json.dumps(body), ignore_unknown_fields=False)
     built_spec = _spec_of(job)
-    for attempt in range(RETRIES):
+    wanted = spec_fingerprint(built_spec)
+    seen: dict[str, object] = {}
+
+    def find() -> str | None:
         existing = find_existing(client, outputs, rid, built_spec)
         if existing is not None:
-            return existing, False
+            seen[existing.name] = existing
+        return existing.name if existing is not None else None
+
+    def valid(name: str) -> bool:
         try:
-            return client.create_custom_job(parent=_parent(outputs), custom_job=job), True
+            current = get(name, outputs, client)
+        except NotFound:
+            return False
+        seen[current.name] = current
+        return _is_ours(current, rid, wanted)
+
+    def work() -> str:
+        made = _create_job(client, outputs, job, rid, built_spec)
+        seen[made.name] = made
+        return made.name
+
+    bucket = (storage or endpoints.storage(outputs.project_id)).bucket(outputs.staging_bucket_name)
+    outcome = claim.once(bucket, CLAIM_KEY.format(rid=rid), work, find=find, valid=valid, progress=progress,
+                         what=f"request {rid}")
+    found = seen.get(outcome.result) or get(outcome.result, outputs, client)
+    return found, outcome.created
+
+
+def _create_job(client, outputs: Outputs, job, rid: str, built_spec: dict):
+    """One CreateCustomJob, retried on transient errors; before a retry, a job the failed try may have created is
+    looked for (a create that timed out may still have landed)."""
+    from google.api_core import exceptions as gexc
+
+    for attempt in range(RETRIES):
+        if attempt:
+            existing = find_existing(client, outputs, rid, built_spec)
+            if existing is not None:
+                return existing
+        try:
+            return client.create_custom_job(parent=_parent(outputs), custom_job=job)
         except gexc.PermissionDenied as exc:
             if "actAs" in (exc.message or ""):
                 raise AccessDenied(f"you may not run jobs as {outputs.trainer_email}",
@@ -120,9 +169,21 @@ def get(name: str, outputs: Outputs, client=None):
 
 
 def cancel(name: str, outputs: Outputs, client=None) -> None:
+    """Ask Vertex AI to cancel a job. One that has already ended is a UsageError (exit 2) naming its state: Vertex
+    refuses it (FAILED_PRECONDITION), and there is nothing left to stop."""
+    from google.api_core import exceptions as gexc
     client = client or endpoints.vertex(outputs.region)
     job = get(name, outputs, client)
-    _retry(lambda: client.cancel_custom_job(name=job.name), "the cancel")
+    if job.state.name not in TERMINAL:
+        try:
+            _retry(lambda: client.cancel_custom_job(name=job.name), "the cancel")
+            return
+        except gexc.FailedPrecondition:      # it ended between the two calls
+            job = get(job.name, outputs, client)
+    state = job.state.name.removeprefix("JOB_STATE_")
+    raise UsageError(f"job {job.name.rsplit('/', 1)[-1]} has already ended ({state}): there is nothing to cancel",
+                     f"see how it ended with `hfgate status {job.name.rsplit('/', 1)[-1]}`; to run it again, submit"
+                     " again (with --force-new for the same request)")
 
 
 # Cloud Logging's read quota is per project (an initial 60 entries:list per minute, shared by everyone following
