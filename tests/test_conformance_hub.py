@@ -380,3 +380,33 @@ def test_a_xet_token_reads_only_its_repository(hub):
     assert status == 206 and xorb[8:108] == repo.commits[repo.refs["main"]]["model.safetensors"][:100]
     assert get(f"{signed.path}?{signed.query.replace('Signature=', 'Signature=0')}", rng=rng)[0] == 403
     assert get(f"/v1/reconstructions/{weights_hash}", own, "bytes=999999999-")[0] == 416
+
+
+def test_writes_a_stale_parent_commit_and_a_repository_scoped_token_as_the_hub_answers(cloud):
+    """huggingface_hub against the local Hub's write API, as against the real one. create_commit with a
+    parent_commit that is no longer the head: 412 "A commit has happened since. Please refresh and try again."
+    (what huggingface_hub's own test_create_commit_conflict expects from the Hub); the head's shorthand is a valid
+    parent. A fine-grained token scoped to one model repository reads and writes that existing repository and
+    creates no repository (create_repo: 403; exist_ok on its own repository falls back to repo_info, as the client
+    does for a token without the namespace's write)."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+    state, api = cloud.hub_state, HfApi()
+    repo, missing = f"acme/conformance-write-{time.time_ns()}", f"acme/conformance-missing-{time.time_ns()}"
+    state.add_repo(repo, {"notes.txt": b"first"}, private=True, members={"acme"})
+    scoped = state.add_token("alice", "fineGrained", "conformance-one-repo", scoped=[
+        {"entity": {"type": "model", "name": repo}, "permissions": ["repo.content.read", "repo.write"]}]).value
+    head = api.model_info(repo, token=scoped).sha
+    api.create_commit(repo, [CommitOperationAdd("a.txt", b"a")], commit_message="a", token=scoped,
+                      parent_commit=head[:7])
+    with pytest.raises(HfHubHTTPError) as err:
+        api.create_commit(repo, [CommitOperationAdd("b.txt", b"b")], commit_message="b", token=scoped,
+                          parent_commit=head)
+    assert err.value.response.status_code == 412
+    assert "A commit has happened since. Please refresh and try again." in str(err.value)
+    files = state.repos[repo].commits[state.repos[repo].refs["main"]]
+    assert set(files) == {"notes.txt", "a.txt"}
+    assert str(api.create_repo(repo, private=True, exist_ok=True, token=scoped)).endswith(repo)
+    with pytest.raises(HfHubHTTPError) as err:
+        api.create_repo(missing, private=True, exist_ok=True, token=scoped)
+    assert err.value.response.status_code == 403 and missing not in state.repos
