@@ -18,6 +18,22 @@ renewed, completed, released or taken over, each by one caller only.
 [2] https://cloud.google.com/storage/docs/metadata#generation-number
 [3] https://cloud.google.com/storage/docs/consistency
 
+What the caller (the submitter account) needs on the staging bucket, one row per call:
+
+| call                                           | permissions                                       | source |
+|------------------------------------------------|---------------------------------------------------|--------|
+| claim (create, ifGenerationMatch=0)            | storage.objects.create                            | [4]    |
+| read the claim                                 | storage.objects.get                               | [4]    |
+| renew, record, take over (overwrite, =N)       | storage.objects.create, storage.objects.delete    | [4]    |
+| release (delete, =N)                           | storage.objects.delete                            | [4]    |
+
+roles/storage.objectUser holds all four [5]; the stacks grant it to the submitter on the staging bucket alone
+(stacks/team.py), so no grant changes (roles/storage.objectCreator would not do: no get, no delete).
+
+[4] https://cloud.google.com/storage/docs/access-control/iam-permissions (JSON API methods: objects insert,
+    get, delete; overwriting an object also needs storage.objects.delete)
+[5] https://cloud.google.com/storage/docs/access-control/iam-roles
+
 The claim `hfgate-claims/<key>` holds who owns it and, once the work is done, its result (the job's name). The
 owner renews it (a new generation) every third of the lease while it works. A caller that loses the race waits for
 the result, reporting progress, up to `wait_s`; if the claim's generation stays the same for a whole lease with no
@@ -50,6 +66,9 @@ from jobs.errors import AccessDenied, Transient
 log = logging.getLogger("hfgate.claim")
 
 PREFIX = "hfgate-claims/"
+# The permissions the table above lists, and the role the stacks grant the submitter on the staging bucket.
+PERMISSIONS = frozenset({"storage.objects.create", "storage.objects.get", "storage.objects.delete"})
+ROLE = "roles/storage.objectUser"
 # A claim whose generation has not changed for this long, with no result, is stale: its owner stopped renewing it
 # (renewals come every LEASE_S / 3). HFGATE_CLAIM_LEASE_S changes it (tests shorten it).
 LEASE_S = 60.0
@@ -236,10 +255,10 @@ def once(bucket, key: str, work: Callable[[], str], *, find: Callable[[], str | 
                     raise Transient(f"waited {now - t0:.0f}s for {what}, claimed by {meta.get('owner', '?')},"
                                     " without a result", f"try again; a claim nobody renews is taken over"
                                     f" {lease_s():.0f}s after its last renewal (gs://{bucket.name}/{claim.name})")
-                if now - said_at >= PROGRESS_EVERY_S:
+                if now - said_at >= max(PROGRESS_EVERY_S, min(60.0, (now - t0) / 10)):     # sparser as it goes
                     said_at = now
-                    say(f"waiting for {what}: claimed by {meta.get('owner', '?')} {_age_s(current):.0f}s ago"
-                        f" ({now - t0:.0f}s of at most {wait_s:.0f}s)")
+                    say(f"waiting for {what}: claimed by {meta.get('owner', '?')}, renewed {_age_s(current):.0f}s"
+                        f" ago ({now - t0:.0f}s of at most {wait_s:.0f}s)")
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)
         if not won:
@@ -266,4 +285,4 @@ def once(bucket, key: str, work: Callable[[], str], *, find: Callable[[], str | 
         return Outcome(result, True, taken_over)
 
 
-__all__ = ["CLOCK_SKEW_S", "Claim", "LEASE_S", "Outcome", "PREFIX", "lease_s", "once"]
+__all__ = ["CLOCK_SKEW_S", "Claim", "LEASE_S", "Outcome", "PERMISSIONS", "PREFIX", "ROLE", "lease_s", "once"]

@@ -162,6 +162,24 @@ def test_a_waiter_gives_up_after_its_bound_and_says_what_to_do(cloud, monkeypatc
     assert lines and "waiting for" in lines[0]
 
 
+def test_every_submitter_may_claim_in_its_own_staging_bucket(plans):
+    """The claim's calls need object create, get and delete on the staging bucket: every environment's (and every
+    team's) staging bucket grants the submitter a role holding them, on the bucket, and nothing grants it there
+    on the project instead."""
+    from jobs import claim
+    from review.roles import PREDEFINED
+    assert claim.PERMISSIONS <= PREDEFINED[claim.ROLE]
+    for env, plan in plans.items():
+        res = plan["resource"]
+        staging = [k for k in res["google_storage_bucket"] if "staging-bucket" in k]
+        assert staging, env
+        grants = res.get("google_storage_bucket_iam_member", {}).values()
+        for key in staging:
+            held = [g for g in grants if g["bucket"] == f"${{google_storage_bucket.{key}.name}}"
+                    and "submitter" in g["member"] and g["role"] == claim.ROLE]
+            assert len(held) == 1, (env, key)
+
+
 # submit -----------------------------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -326,3 +344,19 @@ def test_a_mirror_killed_after_claiming_is_taken_over(cloud, alice):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["uploaded"] > 0 and "took over the mirror" in proc.stderr
     assert json.loads(_staging(cloud).blob(claim_name).download_as_bytes())["result"] == json.loads(proc.stdout)["uri"]
+
+
+def test_a_request_whose_job_failed_can_be_submitted_again(cloud, alice):
+    """The claim records the failed job; the next identical submit supersedes it and makes a new job."""
+    from tests.test_submit import wait_done
+    args = ("submit", "--model", GATED, "--dataset", DATASET, "--max-steps", "1", "--display-name",
+            f"again-{time.time_ns()}", "--json", "--", "--probe_crash")
+    first = hfgate(cloud, *args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    job = json.loads(first.stdout)["job"]
+    assert wait_done(cloud, job.rsplit("/", 1)[-1]).state.name == "JOB_STATE_FAILED"
+    second = hfgate(cloud, *args)
+    assert second.returncode == 0, second.stderr[-2000:]
+    again = json.loads(second.stdout)
+    assert again["created"] is True and again["job"] != job
+    assert again["request_id"] == json.loads(first.stdout)["request_id"]
