@@ -128,7 +128,7 @@ class Claim:
                                     if_generation_match=if_generation_match)
         except gexc.PreconditionFailed:
             # A retried write whose first attempt landed also answers 412: ours if it carries our owner id.
-            now = self.bucket.get_blob(self.name)
+            now = _read(self.bucket, self.name)
             if now is not None and (now.metadata or {}).get("owner") == self.owner and \
                     (now.metadata or {}).get("result", "") == doc.get("result", ""):
                 self.generation = now.generation
@@ -182,7 +182,7 @@ class Claim:
         with self._lock:
             if self.lost:
                 raise _Lost()
-            now = self.bucket.get_blob(self.name)
+            now = _read(self.bucket, self.name)
             if now is None or now.generation != self.generation:
                 self.lost = True
                 raise _Lost()
@@ -210,6 +210,17 @@ class Claim:
                 log.info("releasing the claim %s failed (%s)", self.name, type(exc).__name__)
 
 
+def _read(bucket, name: str):
+    """The claim object (with its generation and metadata), or None."""
+    gexc = _storage_errors()
+    try:
+        return bucket.get_blob(name)
+    except gexc.Forbidden as exc:
+        raise AccessDenied(f"Cloud Storage refused to read the claim gs://{bucket.name}/{name} ({exc.message})",
+                           "the submitter needs roles/storage.objectUser on the staging bucket (the stacks grant"
+                           " it); submit as the submitter account") from None
+
+
 def _age_s(blob) -> float:
     updated = blob.updated or blob.time_created
     if updated is None:
@@ -235,7 +246,7 @@ def once(bucket, key: str, work: Callable[[], str], *, find: Callable[[], str | 
         claim = Claim(bucket, key)
         won = claim.try_create()
         if not won:
-            current = bucket.get_blob(claim.name)
+            current = _read(bucket, claim.name)
             if current is None:
                 continue                              # released or deleted meanwhile: claim it afresh
             meta = current.metadata or {}
