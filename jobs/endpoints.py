@@ -13,14 +13,42 @@ import threading
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def apply_scoped_proxy() -> None:
+    """HFGATE_HTTPS_PROXY, when set, is this process's HTTPS proxy (HTTPS_PROXY and https_proxy, with loopback
+    added to NO_PROXY): a proxy for hfgate alone, leaving the shell's curl, pip and the rest as they were. The
+    local cloud's env file sets it (its gateway serves one Google host and refuses everything else)."""
+    proxy = os.environ.get("HFGATE_HTTPS_PROXY")
+    if not proxy:
+        return
+    os.environ["HTTPS_PROXY"] = os.environ["https_proxy"] = proxy
+    for name in ("NO_PROXY", "no_proxy"):
+        have = [h for h in os.environ.get(name, "").split(",") if h]
+        os.environ[name] = ",".join(have + [h for h in LOOPBACK if h not in have])
+
+
 def credentials():
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
 
     from stacks.errors import UsageError
+    apply_scoped_proxy()
     try:
         creds, _ = google.auth.default(scopes=SCOPES)
     except DefaultCredentialsError as exc:
+        metadata = os.environ.get("GCE_METADATA_HOST")
+        state = os.environ.get("HFGATE_LOCALCLOUD_STATE")
+        if state:
+            raise UsageError(f"the local cloud this shell was set up for ({state}) is not running: its metadata"
+                             f" server {metadata} does not answer",
+                             "start it again (python -m localcloud up), then `source"
+                             f" {state}/localcloud.env` again in this shell: the ports change at each start") from None
+        if metadata:
+            raise UsageError(f"no Google credentials found: the metadata server GCE_METADATA_HOST={metadata} does"
+                             " not answer", "unset GCE_METADATA_HOST (and GCE_METADATA_IP) to use your own"
+                             " credentials, or point it at a metadata server that runs") from None
         raise UsageError(f"no Google credentials found ({exc.args[0][:120]})",
                          "run `gcloud auth application-default login`, or run on a machine with a service"
                          " account") from None
@@ -131,7 +159,8 @@ def googleapis_rest(service: str) -> str:
 def storage(project: str):
     from google.cloud import storage as gcs
     if os.environ.get("STORAGE_EMULATOR_HOST"):
-        from google.auth.credentials import AnonymousCredentials
-        return gcs.Client(project=project, credentials=AnonymousCredentials(),
+        # The caller's own credentials at the emulator's endpoint (the client would go anonymous): the local cloud
+        # checks Cloud Storage's IAM as Google does.
+        return gcs.Client(project=project, credentials=credentials(),
                           client_options={"api_endpoint": os.environ["STORAGE_EMULATOR_HOST"]})
     return gcs.Client(project=project, credentials=credentials())

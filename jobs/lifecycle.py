@@ -93,12 +93,10 @@ def _versions(outputs: Outputs, client, secret: str | None = None):
 
 
 def running_jobs_by_version(outputs: Outputs) -> dict[str, list[str]]:
-    """Active hfgate jobs per token version number, from the labels submit puts on every job."""
-    from jobs import endpoints
-    from jobs.vertex import _parent, _retry
-    client = endpoints.vertex(outputs.region)
-    jobs = _retry(lambda: client.list_custom_jobs(request={"parent": _parent(outputs),
-                                                          "filter": 'labels.managed-by="hfgate"'}), "the job list")
+    """Active hfgate jobs of the team (vertex.of_team: its project and its trainer, not a label any job may carry)
+    per token version number, from the labels submit puts on every job."""
+    from jobs.vertex import team_jobs
+    jobs = team_jobs(outputs, 'labels.managed-by="hfgate"', "the job list")
     out: dict[str, list[str]] = {}
     for job in jobs:
         if job.state.name in ACTIVE:
@@ -150,19 +148,15 @@ class VersionInfo:
 def status(outputs: Outputs, client=None) -> dict:
     """Versions, which one `latest` is, who owns the current token, rotation due date, and jobs per version."""
     from google.api_core import exceptions as gexc
-    from jobs import endpoints
     from jobs.preflight import preflight
     from jobs.secret import read_token
-    from jobs.vertex import _parent, _retry
+    from jobs.vertex import team_jobs
 
     client = client or _client()
     versions = _versions(outputs, client)
     secret = _call(lambda: client.get_secret(request={"name": outputs.token_secret}), "read the secret", outputs)
-    vclient = endpoints.vertex(outputs.region)
     jobs: dict[str, list[dict]] = {}
-    for job in _retry(lambda: vclient.list_custom_jobs(request={"parent": _parent(outputs),
-                                                                "filter": 'labels.managed-by="hfgate"'}),
-                      "the job list"):
+    for job in team_jobs(outputs, 'labels.managed-by="hfgate"', "the job list"):     # the team's, not a label's
         jobs.setdefault(job.labels.get("hfgate-token-version", ""), []).append(
             {"job": job.name, "state": job.state.name.removeprefix("JOB_STATE_")})
     latest = versions[0].name if versions else None      # the service lists newest first; `latest` is the newest
@@ -198,5 +192,44 @@ def status(outputs: Outputs, client=None) -> dict:
             info["problems"].append(f"could not read the current token: {getattr(exc, 'message', exc)}")
     if not versions:
         info["problems"].append("no versions yet: run hfgate token set")
+    return info
+
+
+def write_status(outputs: Outputs, client=None) -> dict:
+    """The write token (publishing): its versions, and whose token it is and where it may write, read as the
+    publisher (impersonated, as `hfgate publish` reads it: nobody else can). What cannot be read is a problem line
+    saying why, never an error: the read token's status still shows."""
+    from google.api_core import exceptions as gexc
+    from jobs.preflight import write_preflight
+    from jobs.publish import publisher_secret_client
+    from jobs.secret import read_token
+
+    client = client or _client()
+    info: dict = {"secret": outputs.write_token_secret, "latest": None, "versions": [], "owner": None,
+                  "role": None, "fingerprint": None, "scope": None, "problems": []}
+    try:
+        versions = _versions(outputs, client, outputs.write_token_secret)
+    except HfgateError as exc:
+        info["problems"].append(exc.message)
+        return info
+    info["latest"] = versions[0].name if versions else None
+    for v in versions:
+        info["versions"].append({"version": v.name.rsplit("/", 1)[-1], "name": v.name, "state": v.state.name,
+                                 "created": v.create_time.isoformat() if v.create_time else None,
+                                 "latest": v.name == info["latest"]})
+    if not versions:
+        info["problems"].append("no write token stored: hfgate token set --kind write (needed by hfgate publish)")
+    elif versions[0].state.name != "ENABLED":
+        info["problems"].append(f"`latest` ({info['latest']}) is {versions[0].state.name}: hfgate publish will"
+                                " fail; run hfgate token set --kind write")
+    else:
+        try:
+            pinned = read_token(outputs, "latest", publisher_secret_client(outputs), write=True)
+            report = write_preflight(pinned.token)
+            info.update(owner=report.user, role=report.token_role, fingerprint=pinned.token.fingerprint)
+            info["scope"] = next((c.detail for c in report.checks if c.name == "write access"), None)
+            info["problems"] += [c.detail for c in report.checks if c.status == "fail"]
+        except (HfgateError, gexc.GoogleAPICallError) as exc:
+            info["problems"].append(f"could not read the write token as the publisher: {getattr(exc, 'message', exc)}")
     return info
 

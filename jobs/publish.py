@@ -96,10 +96,10 @@ def find_job(outputs: Outputs, job_or_run: str, client=None):
     from jobs import endpoints, vertex
     if JOB_ID_RE.match(job_or_run):
         return vertex.get(job_or_run, outputs, client)
-    client = client or endpoints.vertex(outputs.region)
-    jobs = [j for j in vertex._retry(lambda: client.list_custom_jobs(request={
-        "parent": vertex._parent(outputs), "filter": 'labels.managed-by="hfgate"'}), "the job list")
-        if j.display_name == job_or_run]
+    # The team's jobs only (vertex.of_team: its project, its trainer): a look-alike named like the run, made by
+    # anyone else who may create jobs in the project, neither blocks the publish nor stands in for its provenance.
+    jobs = [j for j in vertex.team_jobs(outputs, 'labels.managed-by="hfgate"', "the job list", client)
+            if j.display_name == job_or_run]
     if not jobs:
         raise NotFound(f"no hfgate job or run named {job_or_run!r} in {outputs.env}",
                        "pass a job id (hfgate submit prints it) or the run's --display-name")

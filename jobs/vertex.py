@@ -54,6 +54,23 @@ def _retry(call, what: str):
             delay *= 2
 
 
+def of_team(job, outputs: Outputs) -> bool:
+    """The job is this team's: in its project (Vertex AI names jobs by project number) and run as its trainer,
+    two things only the team controls (its project's IAM, act-as on its trainer); never a name or a label, which
+    anyone who may create jobs in the project can copy."""
+    project = job.name.split("/")[1] if job.name.startswith("projects/") else ""
+    in_project = project in {outputs.project_id, str(outputs.project_number)} if outputs.project_number else \
+        project != ""          # a contract without the number: the listing's parent already is the team's project
+    return in_project and job.job_spec.service_account == outputs.trainer_email
+
+
+def team_jobs(outputs: Outputs, flt: str, what: str, client=None) -> list:
+    """The team's jobs matching a ListCustomJobs filter (of_team: the listing is the project's)."""
+    client = client or endpoints.vertex(outputs.region)
+    jobs = _retry(lambda: list(client.list_custom_jobs(request={"parent": _parent(outputs), "filter": flt})), what)
+    return [j for j in jobs if of_team(j, outputs)]
+
+
 def _is_ours(job, rid: str, wanted: dict | None) -> bool:
     """A live job of this request: same request-id label and, since anyone who may create jobs can copy a label,
     the same spec as the one hfgate built. A look-alike is ignored (and logged), never followed."""
@@ -72,7 +89,7 @@ def find_existing(client, outputs: Outputs, rid: str, job_spec: dict | None = No
                   "the duplicate check")
     wanted = spec_fingerprint(job_spec) if job_spec is not None else None
     for job in resp:
-        if _is_ours(job, rid, wanted):
+        if of_team(job, outputs) and _is_ours(job, rid, wanted):
             return job
     return None
 
@@ -163,9 +180,18 @@ def get(name: str, outputs: Outputs, client=None):
     if "/" not in name:
         name = f"{_parent(outputs)}/customJobs/{name}"
     try:
-        return _retry(lambda: client.get_custom_job(name=name), "the status call")
+        job = _retry(lambda: client.get_custom_job(name=name), "the status call")
     except gexc.NotFound:
         raise NotFound(f"no job {name}", "list jobs with `hfgate status` or check --env") from None
+    if not of_team(job, outputs):
+        raise NotFound(f"no job {name} of {_team_text(outputs)}: it runs as {job.job_spec.service_account or '?'}"
+                       f" in {job.name.split('/')[1]}, not as {outputs.trainer_email} in {outputs.project_id}",
+                       "pass a job of your own team (or --team / HFGATE_OUTPUTS for the team it belongs to)")
+    return job
+
+
+def _team_text(outputs: Outputs) -> str:
+    return f"team {outputs.team}" if outputs.team else f"env {outputs.env}"
 
 
 def cancel(name: str, outputs: Outputs, client=None) -> None:

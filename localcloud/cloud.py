@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -20,6 +21,8 @@ from localcloud import secretmanager, tls, vertex
 from localcloud.gateway import proxy_env, start_gateway
 from localcloud.gcs import GcsEmulator
 from localcloud.hub import HubState, start_hub
+from localcloud.iam import Iam
+from review.roles import GET_ACCESS_TOKEN, LOG_LIST
 from localcloud.loopback import serve
 from localcloud.metadata import start_metadata
 from localcloud.state import Grants, Identities, Seed
@@ -30,18 +33,38 @@ from review.plan import load as load_plan
 from review.plan import synthesized
 
 
-def _fake_weights(kind: str, name: str) -> dict[str, bytes]:
-    """Small synthetic repo contents (real models are published by the demo and tests that need them)."""
+def _seed_files(kind: str, name: str) -> dict[str, bytes]:
+    """A seeded repo's contents: a real tiny Llama that loads and trains (`localcloud.tinymodel.seed_model`) for
+    `safetensors`; eight chat rows for `dataset`; for `pickle`, a config and an unloadable `pytorch_model.bin` (that
+    repo exists to be warned about and refused, never loaded)."""
+    if kind == "safetensors":
+        from localcloud.tinymodel import seed_model
+        return dict(seed_model())
     config = json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "name": name}).encode()
-    weights = os.urandom(4096)
     if kind == "pickle":
-        return {"config.json": config, "pytorch_model.bin": weights, "README.md": b"---\nlicense: apache-2.0\n---\n"}
+        return {"config.json": config, "pytorch_model.bin": os.urandom(4096),
+                "README.md": b"---\nlicense: apache-2.0\n---\n"}
     if kind == "dataset":
         rows = "\n".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"},
                                                   {"role": "assistant", "content": f"a{i}"}]}) for i in range(8))
         return {"train.jsonl": rows.encode(), "README.md": b"---\nlicense: cc-by-4.0\n---\n"}
-    return {"config.json": config, "model.safetensors": weights, "tokenizer.json": b"{}",
-            "README.md": b"---\nlicense: apache-2.0\n---\n"}
+    raise ValueError(f"seed repo {name}: unknown kind {kind!r} (safetensors, pickle, dataset)")
+
+
+def env_file(env: dict[str, str], state_dir: Path, who: str) -> str:
+    """`env` as a file to `source` in a shell: absolute paths, quoted values, and the proxy scoped to hfgate.
+
+    The local cloud's gateway (localcloud.gateway) refuses every destination but the one Google host it serves, so
+    a shell-wide HTTPS_PROXY would break curl, pip and everything else run in that shell. The file sets
+    HFGATE_HTTPS_PROXY instead: hfgate's own processes (the CLI, `jobs.api` in your script) use it as their
+    HTTPS_PROXY (jobs.endpoints.apply_scoped_proxy), everything else keeps the shell's settings. The trust
+    settings name a bundle of the public roots plus the local CA, so real sites still verify."""
+    values = {k: v for k, v in env.items() if k.lower() not in ("https_proxy", "no_proxy")}
+    values["HFGATE_HTTPS_PROXY"] = env["HTTPS_PROXY"]
+    values["HFGATE_LOCALCLOUD_STATE"] = str(state_dir)
+    head = (f"# hfgate local cloud, calling as {who}: `source` this file (written by `python -m localcloud up`;"
+            " the ports change at each start)\n")
+    return head + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items())
 
 
 def ensure_plan(env: str, outdir: Path | None = None) -> Path:
@@ -89,9 +112,15 @@ class LocalCloud:
         enforce({self.plan.stack: json.loads(plan_path.read_text())})
         self.resources = {r.address: self.plan.resolved(r) for r in self.plan.resources}
         self._own_state = state_dir is None
-        self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="localcloud-"))
+        # Absolute: the env file names paths in it, and is sourced and used from any folder.
+        self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="localcloud-")).resolve()
         self.identities = Identities()
         self.grants = Grants()
+        # Who may do what, for every local service: one evaluator over the plan's hierarchy and bindings.
+        self.iam = Iam(self.grants, self.project_id, self.project_number)
+        for t in s.teams:
+            if getattr(t, "project_id", ""):
+                self.iam.add_project(t.project_id, str(getattr(t, "project_number", "") or ""))
         self.hub_state = HubState()
         self.hub_tokens: dict[str, str] = {}
         # Cloud Logging's read quota, per project: entries:list calls in any 60 s beyond it answer 429
@@ -120,23 +149,10 @@ class LocalCloud:
         return self.seed.raw["principals"][0]["member"]
 
     def _seed_grants(self) -> None:
-        """The stacks' IAM, read from the plan: secret-level, service-account-level (act-as), bucket-level and
-        project-level members. Then the seed's extra principals (the platform admin, an intruder)."""
-        plan = self.plan
-        for r in plan.of_type("google_secret_manager_secret_iam_member", "google_secret_manager_secret_iam_binding"):
-            v = plan.resolved(r)
-            for member in v.get("members") or [v.get("member")]:
-                self.grants.add(member, v["role"], f"secret:{v['secret_id'].rsplit('/', 1)[-1]}")
-        for r in plan.of_type("google_service_account_iam_member"):
-            v = plan.resolved(r)
-            email = v["service_account_id"].rsplit("/", 1)[-1]
-            self.grants.add(v["member"], v["role"], f"serviceAccount:{email}")
-        for r in plan.of_type("google_project_iam_member"):
-            v = plan.resolved(r)
-            self.grants.add(v["member"], v["role"], "*")          # project-level: every resource in the project
-        for r in plan.of_type("google_storage_bucket_iam_member"):
-            v = plan.resolved(r)
-            self.grants.add(v["member"], v["role"], f"bucket:{v['bucket']}")
+        """The stacks' hierarchy and IAM, read from the plan (localcloud.iam: organization, folder, project, secret,
+        service-account and bucket bindings). Then the seed's extra principals (the platform admin, an intruder),
+        granted at the top of the hierarchy: the platform admin serves every team's project."""
+        self.iam.load_plan(self.plan)
         for p in self.seed.raw.get("principals", []):
             for role in p["roles"]:
                 self.grants.add(p["member"], role, "*")
@@ -151,7 +167,7 @@ class LocalCloud:
                                              scoped=t.get("scoped", []), revoked=t.get("revoked", False))
             self.hub_tokens[t["name"]] = token.value
         for r in hub.get("repos", []):
-            self.hub_state.add_repo(r["id"], _fake_weights(r.get("kind", "safetensors"), r["id"]),
+            self.hub_state.add_repo(r["id"], _seed_files(r.get("kind", "safetensors"), r["id"]),
                                     type=r.get("type", "model"), private=r.get("private", False),
                                     gated=r.get("gated", False), members=set(r.get("members", [])),
                                     access=dict(r.get("access", {})))
@@ -161,13 +177,13 @@ class LocalCloud:
         t0 = time.time()
         self._seed_grants()
         self._seed_hub()
-        self.gcs = GcsEmulator(self.project_id)
+        self.gcs = GcsEmulator(self.project_id, self.iam, self.identities)
         self.gcs.start()
         self.buckets = [self.plan.resolved(b)["name"] for b in self.plan.of_type("google_storage_bucket")]
         for bucket in self.buckets:
             self.gcs.create_bucket(bucket, self.region)
 
-        self.secrets = secretmanager.SecretStore(self.project_id, self.project_number, self.grants, self.identities)
+        self.secrets = secretmanager.SecretStore(self.project_id, self.project_number, self.iam, self.identities)
         from google.cloud.secretmanager_v1 import types as sm
         for r in self.plan.of_type("google_secret_manager_secret"):
             v = self.plan.resolved(r)
@@ -190,10 +206,10 @@ class LocalCloud:
         self.metadata = self.metadata_for(self.submitter)
         self.admin_metadata = self.metadata_for(self.admin)
 
-        job_env = {"HF_ENDPOINT": self.hub.url, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1",
+        job_env = {"HF_ENDPOINT": self.hub.url, "HF_HUB_DISABLE_TELEMETRY": "1",
                    "HFGATE_GOOGLEAPIS_REST": self.rest.url, "STORAGE_EMULATOR_HOST": self.gcs.url,
                    **self.tls.trust_env(), **proxy_env(self.gateway)}
-        self.jobs = vertex.JobStore(self.project_id, self.project_number, self.region, self.grants, self.identities,
+        self.jobs = vertex.JobStore(self.project_id, self.project_number, self.region, self.iam, self.identities,
                                     self.state_dir, job_env, self._job_metadata, self.gcs)
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
         self.grpc.add_generic_rpc_handlers((secretmanager.grpc_handler(self.secrets), vertex.grpc_handler(self.jobs)))
@@ -215,18 +231,21 @@ class LocalCloud:
         tokens.write_text(json.dumps(self.hub_tokens, indent=2))
         tokens.chmod(0o600)
         (self.state_dir / "gcloud").mkdir(exist_ok=True)
-        (self.state_dir / "localcloud.env").write_text(
-            "".join(f"export {k}={v}\n" for k, v in self.env().items()))
+        (self.state_dir / "localcloud.env").write_text(env_file(self.env(), self.state_dir, "the submitter"))
+        (self.state_dir / "localcloud-admin.env").write_text(
+            env_file(self.env(as_member=self.admin), self.state_dir, f"the platform admin ({self.admin})"))
         return self
 
     def metadata_for(self, member: str):
         if member not in self._metadata_by_member:
-            self._metadata_by_member[member] = start_metadata(self.identities, member, self.project_id,
-                                                              self.project_number)
+            project = self.iam.project_of(member)       # a service account's own project (or the environment's)
+            self._metadata_by_member[member] = start_metadata(self.identities, member, project,
+                                                              self.iam.number(project))
         return self._metadata_by_member[member]
 
     def _job_metadata(self, member: str):
-        return start_metadata(self.identities, member, self.project_id, self.project_number)
+        project = self.iam.project_of(member)
+        return start_metadata(self.identities, member, project, self.iam.number(project))
 
     def env(self, as_member: str | None = None, team: str | None = None) -> dict[str, str]:
         """What a process needs to use the local cloud, calling as `as_member` (the submitter by default), with
@@ -234,6 +253,8 @@ class LocalCloud:
         md = self.metadata_for(as_member) if as_member else self.metadata
         outputs_file = self.state_dir / (f"outputs-{team}.json" if team else "outputs.json")
         return {
+            # Downloads speak Xet (the jobs do), but the local Hub has no Xet upload side (localcloud/xet.py), and
+            # huggingface_hub uploads through Xet whenever hf-xet is installed: the user's shell (publish) keeps LFS.
             "HF_ENDPOINT": self.hub.url, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1",
             "HFGATE_SECRETMANAGER_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
             "HFGATE_VERTEX_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
@@ -296,7 +317,7 @@ class LocalCloud:
 
         def run():
             env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME", "PYTHONPATH")}
-            env.update({"HF_ENDPOINT": self.hub.url, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1",
+            env.update({"HF_ENDPOINT": self.hub.url, "HF_HUB_DISABLE_TELEMETRY": "1",
                         **self.tls.trust_env()})
             env["PATH"] = os.pathsep.join([*self.jobs.path_prefix, os.path.dirname(sys.executable), env["PATH"]])
             workdir = Path(tempfile.mkdtemp(prefix="hfjob-", dir=self.state_dir))
@@ -342,9 +363,6 @@ def _allowed_locations(cloud: LocalCloud, path: str, authorization: str | None) 
     return 200, {"locations": [cloud.region], "encodedLocations": "0x0"}
 
 
-TOKEN_CREATOR_ROLES = {"roles/iam.serviceAccountTokenCreator", "roles/owner"}
-
-
 def _generate_access_token(cloud: LocalCloud, path: str, authorization: str | None) -> tuple[int, dict]:
     """IAM Credentials `serviceAccounts.generateAccessToken` (impersonation): the caller needs
     iam.serviceAccounts.getAccessToken on that account (Service Account Token Creator), as in the "Create short-lived
@@ -354,12 +372,32 @@ def _generate_access_token(cloud: LocalCloud, path: str, authorization: str | No
     if member is None:
         return 401, {"error": {"code": 401, "message": "Request had invalid authentication credentials.",
                                "status": "UNAUTHENTICATED"}}
-    if not cloud.grants.has(member, TOKEN_CREATOR_ROLES, f"serviceAccount:{email}"):
+    if not cloud.iam.allows(member, GET_ACCESS_TOKEN, f"serviceAccount:{email}"):
         return 403, {"error": {"code": 403, "message": "Permission 'iam.serviceAccounts.getAccessToken' denied on"
                                " resource (or it may not exist).", "status": "PERMISSION_DENIED"}}
     cloud.impersonations.append((member, email))
     expire = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
     return 200, {"accessToken": cloud.identities.issue(f"serviceAccount:{email}"), "expireTime": expire}
+
+
+def _logging_projects(cloud: LocalCloud, member: str, names: list) -> tuple[tuple[int, dict] | None, set[str]]:
+    """Cloud Logging `entries:list`'s resourceNames: each project read needs logging.logEntries.list on it
+    (localcloud.iam). (a refusal to send, or None) and the projects (ids) whose logs may be returned."""
+    if not names:
+        return (400, {"error": {"code": 400, "message": "resourceNames: at least one resource name is required.",
+                                "status": "INVALID_ARGUMENT"}}), set()
+    projects = set()
+    for name in names:
+        project = str(name).removeprefix("projects/")
+        if not str(name).startswith("projects/") or "/" in project:
+            return (400, {"error": {"code": 400, "message": f"Invalid resource name: {name!r} (the local cloud"
+                                    " reads projects/PROJECT_ID only).", "status": "INVALID_ARGUMENT"}}), set()
+        project = cloud.iam.project_id(project)
+        if not cloud.iam.allows(member, LOG_LIST, f"project:{project}"):
+            return (403, {"error": {"code": 403, "message": f"Permission '{LOG_LIST}' denied on resource (or it may"
+                                    " not exist).", "status": "PERMISSION_DENIED"}}), set()
+        projects.add(project)
+    return None, projects
 
 
 def _rest_handler(cloud: LocalCloud):
@@ -410,9 +448,13 @@ def _rest_handler(cloud: LocalCloud):
                 return self._send(*_generate_access_token(cloud, urllib.parse.unquote(path),
                                                           self.headers.get("authorization")))
             if path == "/v2/entries:list":
-                if cloud.identities.member_for(self.headers.get("authorization")) is None:
+                member = cloud.identities.member_for(self.headers.get("authorization"))
+                if member is None:
                     return self._send(401, {"error": {"code": 401, "message": "Request had invalid authentication"
                                                       " credentials.", "status": "UNAUTHENTICATED"}})
+                refused, projects = _logging_projects(cloud, member, body.get("resourceNames") or [])
+                if refused:
+                    return self._send(*refused)
                 import re
                 now = time.time()
                 with cloud.logging_lock:       # a refused read does not count against the quota
@@ -428,6 +470,8 @@ def _rest_handler(cloud: LocalCloud):
                 flt = body.get("filter", "")
                 m = re.search(r'resource\.labels\.job_id\s*=\s*"?(\d+)"?', flt)
                 entries = cloud.jobs.entries(m.group(1)) if m else []
+                if m and cloud.jobs.project_of.get(m.group(1), cloud.project_id) not in projects:
+                    entries = []            # a job of another project logs there, not in the projects read
                 has = re.search(r'textPayload\s*:\s*"((?:[^"\\]|\\.)*)"', flt)
                 if has:            # Cloud Logging's `:` (has): a substring match
                     needle = re.sub(r'\\(.)', r'\1', has.group(1)).lower()

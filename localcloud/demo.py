@@ -178,10 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         if metrics["steps"]:
             demo.say(f"  trainer: {metrics['steps']} logged steps, loss {metrics['first_loss']:.3f} ->"
                      f" {metrics['final_loss']:.3f}")
-        from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
-        client = storage.Client(project=o.project_id, credentials=AnonymousCredentials(),
-                                client_options={"api_endpoint": cloud.gcs.url})
+        client = cloud.gcs.client(as_member=cloud.submitter)      # the submitter reads its results
         prefix = "runs/hfgate-demo/model/"
         blobs = sorted(client.list_blobs(o.artifacts_bucket_name, prefix=prefix), key=lambda b: b.name)
         demo.say(f"  model in {o.artifacts_bucket}/{prefix}: " + ", ".join(

@@ -15,14 +15,11 @@ from google.cloud.secretmanager_v1 import types as sm
 from google.iam.v1 import iam_policy_pb2
 from google.protobuf import timestamp_pb2
 
-from localcloud.state import Grants, Identities
+from localcloud.iam import Iam
+from localcloud.state import Identities
+from review import roles as R
 
 SERVICE = "google.cloud.secretmanager.v1.SecretManagerService"
-ACCESSOR_ROLES = {"roles/secretmanager.secretAccessor", "roles/secretmanager.admin", "roles/owner"}
-MANAGER_ROLES = {"roles/secretmanager.secretVersionManager", "roles/secretmanager.admin", "roles/owner"}
-VIEWER_ROLES = MANAGER_ROLES | {"roles/secretmanager.viewer", "roles/viewer", "roles/editor"}
-ADDER_ROLES = MANAGER_ROLES | {"roles/secretmanager.secretVersionAdder"}
-CREATOR_ROLES = {"roles/secretmanager.admin", "roles/owner"}
 
 
 class RpcError(Exception):
@@ -73,9 +70,9 @@ def _validate(secret_id: str | None, secret: sm.Secret, paths: list[str] | None 
 class SecretStore:
     """The service's state and rules, shared by the gRPC and REST front ends."""
 
-    def __init__(self, project_id: str, project_number: str, grants: Grants, identities: Identities) -> None:
+    def __init__(self, project_id: str, project_number: str, iam: Iam, identities: Identities) -> None:
         self.project_id, self.project_number = project_id, project_number
-        self.grants, self.identities = grants, identities
+        self.iam, self.grants, self.identities = iam, iam.grants, identities
         self.secrets: dict[str, Secret] = {}
         self.lock = threading.Lock()
         self.calls: list[tuple[str, str, str]] = []  # (method, member, resource) for tests and the review
@@ -87,24 +84,28 @@ class SecretStore:
         ok = len(parts) == (6 if want_version else 4) and parts[0] == "projects" and parts[2] == "secrets"
         if want_version:
             ok = ok and parts[4] == "versions"
-        if not ok or parts[1] not in (self.project_id, self.project_number):
+        if not ok or not self.iam.known(parts[1]):
             shape = "projects/*/secrets/*/versions/*" if want_version else "projects/*/secrets/*"
             if ok:
                 raise RpcError(grpc.StatusCode.PERMISSION_DENIED,
                                f"Permission denied on resource project {parts[1]}.")
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT,
                            f"Invalid resource field value in the request. Expected {shape}, got {name!r}.")
+        if parts[3] in self.secrets and self.iam.project_of(f"secret:{parts[3]}") != self.iam.project_id(parts[1]):
+            # the secret lives in another project: under this project's name it does not exist
+            raise RpcError(grpc.StatusCode.NOT_FOUND, f"Secret [{'/'.join(parts[:4])}] not found.")
         return parts[3], (parts[5] if want_version else None)
 
     def secret_name(self, sid: str) -> str:
-        return f"projects/{self.project_number}/secrets/{sid}"
+        return f"projects/{self.iam.number(self.iam.project_of(f'secret:{sid}'))}/secrets/{sid}"
 
-    def _authorize(self, member: str | None, roles: set[str], sid: str, permission: str, resource: str) -> None:
+    def _authorize(self, member: str | None, permission: str, sid: str, resource: str) -> None:
+        """localcloud.iam decides, on the secret (and its project, and above)."""
         if member is None:
             raise RpcError(grpc.StatusCode.UNAUTHENTICATED,
                            "Request had invalid authentication credentials. Expected OAuth 2 access token, login"
                            " cookie or other valid authentication credential.")
-        if not self.grants.has(member, roles, f"secret:{sid}"):
+        if not self.iam.allows(member, permission, f"secret:{sid}"):
             raise RpcError(grpc.StatusCode.PERMISSION_DENIED,
                            f"Permission '{permission}' denied for resource '{resource}' (or it may not exist).")
 
@@ -138,9 +139,14 @@ class SecretStore:
 
     # operations ----------------------------------------------------------------------------------------------------
     def create_secret(self, member, parent: str, secret_id: str, secret: sm.Secret) -> sm.Secret:
-        if parent not in (f"projects/{self.project_id}", f"projects/{self.project_number}"):
+        project = parent.removeprefix("projects/")
+        if not parent.startswith("projects/") or "/" in project or not self.iam.known(project):
             raise RpcError(grpc.StatusCode.PERMISSION_DENIED, f"Permission denied on resource {parent}.")
-        self._authorize(member, CREATOR_ROLES, secret_id, "secretmanager.secrets.create", parent)
+        if member is None:
+            self._authorize(member, R.SECRET_CREATE, secret_id, parent)
+        if not self.iam.allows(member, R.SECRET_CREATE, f"project:{self.iam.project_id(project)}"):
+            raise RpcError(grpc.StatusCode.PERMISSION_DENIED,
+                           f"Permission '{R.SECRET_CREATE}' denied for resource '{parent}' (or it may not exist).")
         _validate(secret_id, secret)
         with self.lock:
             if secret_id in self.secrets:
@@ -148,6 +154,7 @@ class SecretStore:
                                f"Secret [{self.secret_name(secret_id)}] already exists.")
             if "automatic" not in secret.replication and not secret.replication.user_managed.replicas:
                 raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "Secret.replication is required.")
+            self.iam.place(f"secret:{secret_id}", project)
             s = Secret(secret_id, dict(secret.labels), secret.replication, _now(),
                        rotation=secret.rotation if "rotation" in secret else None,
                        annotations=dict(secret.annotations))
@@ -156,17 +163,19 @@ class SecretStore:
 
     def get_secret(self, member, name: str) -> sm.Secret:
         sid, _ = self._parse(name, False)
-        self._authorize(member, VIEWER_ROLES | ACCESSOR_ROLES, sid, "secretmanager.secrets.get", name)
+        self._authorize(member, R.SECRET_GET, sid, name)
         return self._secret_pb(self._secret(sid))
 
     def list_secrets(self, member, parent: str) -> sm.ListSecretsResponse:
+        project = self.iam.project_id(parent.removeprefix("projects/"))
         visible = [s for sid, s in sorted(self.secrets.items())
-                   if member and self.grants.has(member, VIEWER_ROLES, f"secret:{sid}")]
+                   if member and self.iam.project_of(f"secret:{sid}") == project
+                   and self.iam.allows(member, R.SECRET_LIST, f"secret:{sid}")]
         return sm.ListSecretsResponse(secrets=[self._secret_pb(s) for s in visible], total_size=len(visible))
 
     def add_version(self, member, parent: str, payload: sm.SecretPayload) -> sm.SecretVersion:
         sid, _ = self._parse(parent, False)
-        self._authorize(member, ADDER_ROLES, sid, "secretmanager.versions.add", parent)
+        self._authorize(member, "secretmanager.versions.add", sid, parent)
         if "data_crc32c" in payload and payload.data_crc32c != google_crc32c.value(payload.data):
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "Checksum mismatch: data_crc32c does not match data.")
         if len(payload.data) > 65536:
@@ -179,13 +188,13 @@ class SecretStore:
 
     def get_version(self, member, name: str) -> sm.SecretVersion:
         sid, ver = self._parse(name, True)
-        self._authorize(member, VIEWER_ROLES | ACCESSOR_ROLES, sid, "secretmanager.versions.get", name)
+        self._authorize(member, R.VERSION_GET, sid, name)
         s = self._secret(sid)
         return self._version_pb(s, self._version(s, ver))
 
     def list_versions(self, member, parent: str) -> sm.ListSecretVersionsResponse:
         sid, _ = self._parse(parent, False)
-        self._authorize(member, VIEWER_ROLES, sid, "secretmanager.versions.list", parent)
+        self._authorize(member, R.VERSION_LIST, sid, parent)
         s = self._secret(sid)
         versions = [self._version_pb(s, v) for v in reversed(s.versions)]   # newest first, like the service
         return sm.ListSecretVersionsResponse(versions=versions, total_size=len(versions))
@@ -193,7 +202,7 @@ class SecretStore:
     def access(self, member, name: str) -> sm.AccessSecretVersionResponse:
         sid, ver = self._parse(name, True)
         self.calls.append(("access", member or "", name))
-        self._authorize(member, ACCESSOR_ROLES, sid, "secretmanager.versions.access", name)
+        self._authorize(member, R.ACCESS, sid, name)
         s = self._secret(sid)
         v = self._version(s, ver)
         vname = f"{self.secret_name(sid)}/versions/{v.number}"
@@ -203,9 +212,14 @@ class SecretStore:
         return sm.AccessSecretVersionResponse(
             name=vname, payload=sm.SecretPayload(data=v.data, data_crc32c=google_crc32c.value(v.data)))
 
-    def set_state(self, member, name: str, state: int, permission: str) -> sm.SecretVersion:
+    def set_state(self, member, name: str, state: int, permission: str = "") -> sm.SecretVersion:
+        """Enable, disable or destroy a version: the permission checked is the one the target state needs
+        (`permission` is kept for callers that name it; the state decides)."""
         sid, ver = self._parse(name, True)
-        self._authorize(member, MANAGER_ROLES, sid, permission, name)
+        S = sm.SecretVersion.State
+        needed = {S.ENABLED: "secretmanager.versions.enable", S.DISABLED: "secretmanager.versions.disable",
+                  S.DESTROYED: "secretmanager.versions.destroy"}[state]
+        self._authorize(member, needed, sid, name)
         with self.lock:
             s = self._secret(sid)
             v = self._version(s, ver)
@@ -220,7 +234,7 @@ class SecretStore:
 
 def _update_secret(store: SecretStore, member, secret: sm.Secret, mask) -> sm.Secret:
     sid, _ = store._parse(secret.name, False)
-    store._authorize(member, CREATOR_ROLES, sid, "secretmanager.secrets.update", secret.name)
+    store._authorize(member, R.SECRET_UPDATE, sid, secret.name)
     paths = list(mask.paths)
     if not paths:
         raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "update_mask is required.")
@@ -242,7 +256,7 @@ def _update_secret(store: SecretStore, member, secret: sm.Secret, mask) -> sm.Se
 def _delete_secret(store: SecretStore, member, name: str):
     from google.protobuf import empty_pb2
     sid, _ = store._parse(name, False)
-    store._authorize(member, CREATOR_ROLES, sid, "secretmanager.secrets.delete", name)
+    store._authorize(member, R.SECRET_DELETE, sid, name)
     with store.lock:
         store._secret(sid)
         del store.secrets[sid]
@@ -262,14 +276,14 @@ def _policy_of(store: SecretStore, sid: str):
 
 def _get_iam_policy(store: SecretStore, member, request):
     sid, _ = store._parse(request.resource, False)
-    store._authorize(member, VIEWER_ROLES, sid, "secretmanager.secrets.getIamPolicy", request.resource)
+    store._authorize(member, R.SECRET_GET_IAM, sid, request.resource)
     store._secret(sid)
     return _policy_of(store, sid)
 
 
 def _set_iam_policy(store: SecretStore, member, request):
     sid, _ = store._parse(request.resource, False)
-    store._authorize(member, CREATOR_ROLES, sid, "secretmanager.secrets.setIamPolicy", request.resource)
+    store._authorize(member, R.SECRET_SET_IAM, sid, request.resource)
     with store.lock:
         store._secret(sid)
         current = _policy_of(store, sid)

@@ -18,15 +18,13 @@ def hf_token() -> str:
 
 @dataclass
 class Grants:
-    """IAM as the local services check it: (member, role, resource) triples; resource "*" is project-level."""
+    """The local cloud's IAM bindings: (member, role, resource) triples, resource as `kind:id` (`project:P`,
+    `bucket:B`, `secret:S`, `serviceAccount:E`, ...) or "*", the top of the hierarchy. localcloud.iam evaluates them."""
 
     triples: set[tuple[str, str, str]] = field(default_factory=set)
 
     def add(self, member: str, role: str, resource: str = "*") -> None:
         self.triples.add((member, role, resource))
-
-    def has(self, member: str, roles: set[str], resource: str) -> bool:
-        return any(m == member and r in roles and res in (resource, "*") for m, r, res in self.triples)
 
 
 class Identities:

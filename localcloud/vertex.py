@@ -21,24 +21,19 @@ import time
 from pathlib import Path
 
 import grpc
+from google.api_core import exceptions as gexc
 from google.cloud.aiplatform_v1 import types as ai
 from google.protobuf import empty_pb2, timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
+from localcloud.iam import Iam
 from localcloud.secretmanager import RpcError
-from localcloud.state import Grants, Identities
+from localcloud.state import Identities
+from review import roles as R
 from stacks.facts import boot_disk_problem, kms_key_problem, machine_problem
 
 SERVICE = "google.cloud.aiplatform.v1.JobService"
 S = ai.JobState
-ACT_AS_ROLES = {"roles/iam.serviceAccountUser", "roles/owner"}
-# Cloud Storage's predefined roles that read and that create objects (its IAM roles page); the job's /gcs mounts
-# get what its service account may do, as Cloud Storage FUSE does.
-GCS_READ_ROLES = {"roles/storage.objectViewer", "roles/storage.objectUser", "roles/storage.objectAdmin",
-                  "roles/storage.admin", "roles/owner", "roles/editor", "roles/viewer"}
-GCS_WRITE_ROLES = {"roles/storage.objectCreator", "roles/storage.objectUser", "roles/storage.objectAdmin",
-                   "roles/storage.admin", "roles/owner", "roles/editor"}
-CREATE_ROLES = {"roles/aiplatform.user", "roles/aiplatform.admin", "roles/owner"}
 MAX_ENV = 100
 
 
@@ -124,10 +119,11 @@ def read_lines(proc: subprocess.Popen, emit) -> None:
 
 
 class JobStore:
-    def __init__(self, project_id: str, project_number: str, region: str, grants: Grants, identities: Identities,
+    def __init__(self, project_id: str, project_number: str, region: str, iam: Iam, identities: Identities,
                  workdir: Path, job_env: dict[str, str], start_metadata, gcs_sync) -> None:
         self.project_id, self.project_number, self.region = project_id, project_number, region
-        self.grants, self.identities = grants, identities
+        self.iam, self.grants, self.identities = iam, iam.grants, identities
+        self.project_of: dict[str, str] = {}       # job id -> the project it was created in (its parent's)
         self.workdir = workdir
         self.job_env = job_env               # the local network's endpoints, as DNS would give them in the cloud
         self.start_metadata = start_metadata
@@ -147,26 +143,55 @@ class JobStore:
         self.path_prefix: list[str] = []
         self.cmdlines: dict[str, list[list[str]]] = {}   # argv of every process seen in a job's process group
 
-    def _parent_ok(self, parent: str) -> None:
+    def _parent_ok(self, parent: str) -> str:
+        """The project (its id) of a `projects/P/locations/R` parent."""
         ok = re.fullmatch(r"projects/([^/]+)/locations/([^/]+)", parent)
-        if not ok or ok.group(1) not in (self.project_id, self.project_number):
+        if not ok or not self.iam.known(ok.group(1)):
             raise RpcError(grpc.StatusCode.PERMISSION_DENIED, f"Permission denied on resource {parent}.")
         if ok.group(2) != self.region:
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT,
                            f"Location {ok.group(2)} does not match the endpoint's region {self.region}.")
+        return self.iam.project_id(ok.group(1))
+
+    def _authorize(self, member: str | None, permission: str, project: str, resource: str) -> None:
+        """localcloud.iam decides, on the project the request names (Vertex AI's jobs have no IAM of their own)."""
+        if member is None:
+            raise RpcError(grpc.StatusCode.UNAUTHENTICATED, "Request had invalid authentication credentials.")
+        if not self.iam.allows(member, permission, f"project:{project}"):
+            raise RpcError(grpc.StatusCode.PERMISSION_DENIED,
+                           f"Permission '{permission}' denied on resource '//aiplatform.googleapis.com/{resource}'"
+                           " (or it may not exist).")
+
+    def _job_of(self, member: str | None, permission: str, name: str) -> tuple[str, ai.CustomJob]:
+        """The job `name` names, once `member` may `permission` on the project in the name; a job of another
+        project does not exist under this one's name."""
+        m = re.fullmatch(r"projects/([^/]+)/locations/([^/]+)/customJobs/([^/]+)", name)
+        if not m:
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"Invalid CustomJob name: {name!r}.")
+        project = self._parent_ok(f"projects/{m.group(1)}/locations/{m.group(2)}")
+        self._authorize(member, permission, project, name)
+        job = self.jobs.get(m.group(3))
+        if job is None or self.project_of.get(m.group(3), self.project_id) != project:
+            raise RpcError(grpc.StatusCode.NOT_FOUND, f"The CustomJob does not exist: {name}")
+        return m.group(3), job
 
     def create(self, member: str | None, parent: str, job: ai.CustomJob) -> ai.CustomJob:
         self.create_calls += 1
         if member is None:
             raise RpcError(grpc.StatusCode.UNAUTHENTICATED, "Request had invalid authentication credentials.")
-        self._parent_ok(parent)
-        if not self.grants.has(member, CREATE_ROLES, "project"):
-            raise RpcError(grpc.StatusCode.PERMISSION_DENIED,
-                           f"Permission 'aiplatform.customJobs.create' denied on resource '{parent}'"
-                           " (or it may not exist).")
+        project = self._parent_ok(parent)
+        self._authorize(member, R.JOB_CREATE, project, parent)
         self._validate(job)
+        attachment = job.job_spec.psc_interface_config.network_attachment
+        owner = re.fullmatch(r"projects/([^/]+)/regions/[^/]+/networkAttachments/[^/]+", attachment or "")
+        if attachment and (owner is None or self.iam.project_id(owner.group(1)) != project):
+            # Vertex AI's PSC interface page: the attachment is one of the job's own project.
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"List of found errors:\t1.Field: custom_job.job_spec.psc_interface_config."
+                           f"network_attachment; Message: the network attachment {attachment} is not in the job's"
+                           f" project {project}: a job may use only a network attachment of its own project.\t")
         sa = job.job_spec.service_account
-        if not self.grants.has(member, ACT_AS_ROLES, f"serviceAccount:{sa}"):
+        if not self.iam.allows(member, R.ACT_AS, f"serviceAccount:{sa}"):
             raise RpcError(grpc.StatusCode.PERMISSION_DENIED,
                            f"Permission 'iam.serviceAccounts.actAs' denied on service account {sa} (or it may not"
                            " exist).")
@@ -177,11 +202,12 @@ class JobStore:
                            f"custom_model_training_{m.accelerator_type.name.lower()}_gpus")
         job_id = str(int(time.time() * 1000) % 10**12) + str(secrets.randbelow(10**6)).zfill(6)
         stored = ai.CustomJob(job)
-        stored.name = f"projects/{self.project_number}/locations/{self.region}/customJobs/{job_id}"
+        stored.name = f"projects/{self.iam.number(project)}/locations/{self.region}/customJobs/{job_id}"
         stored.state = S.JOB_STATE_QUEUED
         stored.create_time = stored.update_time = _ts()
         with self.lock:
             self.jobs[job_id] = stored
+            self.project_of[job_id] = project
             self.logs[job_id] = []
             self.log_tasks[job_id] = []
         threading.Thread(target=self._run, args=(job_id,), daemon=True).start()
@@ -226,18 +252,16 @@ class JobStore:
             if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", key) or not re.fullmatch(r"[a-z0-9_-]{0,63}", value):
                 bad(f"custom_job.labels.{key}", "label keys and values must be lowercase letters, digits, _ or -")
 
-    def get(self, name: str) -> ai.CustomJob:
-        job_id = name.rsplit("/", 1)[-1]
-        job = self.jobs.get(job_id)
-        if job is None:
-            raise RpcError(grpc.StatusCode.NOT_FOUND, f"The CustomJob does not exist: {name}")
-        return ai.CustomJob(job)
+    def get(self, member: str | None, name: str) -> ai.CustomJob:
+        return ai.CustomJob(self._job_of(member, R.JOB_READ, name)[1])
 
-    def list(self, parent: str, flt: str, page_size: int = 0, page_token: str = "") -> ai.ListCustomJobsResponse:
+    def list(self, member: str | None, parent: str, flt: str, page_size: int = 0,
+             page_token: str = "") -> ai.ListCustomJobsResponse:
         """ListCustomJobs with the documented filter subset (AIP-160 terms joined by AND: `display_name`, `state`,
-        `labels.KEY` with = or !=), newest first, paged. Any other filter is refused as the real service refuses a
-        filter it cannot parse: INVALID_ARGUMENT."""
-        self._parent_ok(parent)
+        `labels.KEY` with = or !=), newest first, paged, of the parent's project only. Any other filter is refused as
+        the real service refuses a filter it cannot parse: INVALID_ARGUMENT."""
+        project = self._parent_ok(parent)
+        self._authorize(member, R.JOB_LIST, project, parent)
         terms = [t for t in re.split(r"\s+AND\s+", (flt or "").strip()) if t]
         checks = []
         for term in terms:
@@ -254,20 +278,17 @@ class JobStore:
                 return S(job.state).name
             return job.display_name
 
-        jobs = [ai.CustomJob(j) for j in sorted(self.jobs.values(), key=lambda j: j.create_time,
-                                                reverse=True)
-                if all((value(j, f) == v) == (op == "=") for f, op, v in checks)]
+        jobs = [ai.CustomJob(j) for i, j in sorted(self.jobs.items(), key=lambda kv: kv[1].create_time,
+                                                   reverse=True)
+                if self.project_of.get(i, self.project_id) == project and all((value(j, f) == v) == (op == "=") for f, op, v in checks)]
         start = int(page_token) if page_token.isdigit() else 0
         size = page_size if 0 < page_size <= 100 else 100
         page = jobs[start:start + size]
         nxt = str(start + size) if start + size < len(jobs) else ""
         return ai.ListCustomJobsResponse(custom_jobs=page, next_page_token=nxt)
 
-    def cancel(self, name: str) -> empty_pb2.Empty:
-        job_id = name.rsplit("/", 1)[-1]
-        job = self.jobs.get(job_id)
-        if job is None:
-            raise RpcError(grpc.StatusCode.NOT_FOUND, f"The CustomJob does not exist: {name}")
+    def cancel(self, member: str | None, name: str) -> empty_pb2.Empty:
+        job_id, job = self._job_of(member, R.JOB_CANCEL, name)
         with self.lock:
             if job.state in (S.JOB_STATE_SUCCEEDED, S.JOB_STATE_FAILED, S.JOB_STATE_CANCELLED):
                 raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
@@ -309,7 +330,7 @@ class JobStore:
         self._set(job_id, S.JOB_STATE_PENDING)
         if job.state == S.JOB_STATE_CANCELLING:
             return self._set(job_id, S.JOB_STATE_CANCELLED)
-        gcs_root = self.workdir / "gcs"
+        gcs_root = self.mount(job_id)
         jobdir = self.workdir / "jobs" / job_id
         jobdir.mkdir(parents=True, exist_ok=True)
         replicas = [(f"workerpool{i}", r, pool) for i, pool in enumerate(job.job_spec.worker_pool_specs)
@@ -333,16 +354,17 @@ class JobStore:
         metadata = self.start_metadata(f"serviceAccount:{job.job_spec.service_account}")
         procs: list[tuple[str, subprocess.Popen]] = []
         sa = job.job_spec.service_account
+        account = f"serviceAccount:{sa}"
         for b in sorted(buckets):
-            if not self.grants.has(f"serviceAccount:{sa}", GCS_READ_ROLES, f"bucket:{b}"):
-                metadata.stop()
-                message = (f"{sa} does not have storage.objects.list access to the Google Cloud Storage bucket."
-                           " Permission 'storage.objects.list' denied on resource (or it may not exist).")
-                self.log(job_id, f"cannot mount gs://{b}: {message}")
-                return self._set(job_id, S.JOB_STATE_FAILED, status_pb2.Status(
-                    code=code_pb2.PERMISSION_DENIED, message=f"gs://{b}: {message}"))
+            # Cloud Storage FUSE mounts with the job's account: the sync goes through Cloud Storage's API as that
+            # account (localcloud.gcs's authorizing front), so the mount can do what the account may, no more.
             try:
-                self.gcs_sync.pull(b, gcs_root / b)
+                self.gcs_sync.pull(b, gcs_root / b, as_member=account)
+            except gexc.Forbidden as exc:
+                metadata.stop()
+                self.log(job_id, f"cannot mount gs://{b}: {exc.message}")
+                return self._set(job_id, S.JOB_STATE_FAILED, status_pb2.Status(
+                    code=code_pb2.PERMISSION_DENIED, message=f"gs://{b}: {exc.message}"))
             except Exception as exc:      # a bucket the job names that does not exist or cannot be read
                 metadata.stop()
                 self.log(job_id, f"cannot mount gs://{b}: {exc}")
@@ -370,7 +392,8 @@ class JobStore:
                 env["PATH"] = os.pathsep.join([*self.path_prefix, os.path.dirname(sys.executable), env.get("PATH", "")])
                 env.update({"HOME": str(home), "TMPDIR": str(home / "tmp"),
                             "GCE_METADATA_HOST": metadata.hostport, "GCE_METADATA_IP": metadata.hostport,
-                            "CLOUD_ML_JOB_ID": job_id, "CLOUD_ML_PROJECT_ID": self.project_id,
+                            "CLOUD_ML_JOB_ID": job_id,
+                            "CLOUD_ML_PROJECT_ID": self.project_of.get(job_id, self.project_id),
                             "CLUSTER_SPEC": json.dumps({"cluster": cluster, "environment": "cloud",
                                                         "task": {"type": kind, "index": index}}),
                             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(master_port),
@@ -439,19 +462,22 @@ class JobStore:
         reap(job_id)           # the job's containers are gone: nothing they started outlives them
         metadata.stop()
         denied = []
-        for b in sorted(buckets):
-            changed = self.gcs_sync.changes(b, gcs_root / b)
-            if changed and not self.grants.has(f"serviceAccount:{sa}", GCS_WRITE_ROLES, f"bucket:{b}"):
-                denied.append((b, changed))       # Cloud Storage refuses every write: nothing lands
-                continue
-            self.gcs_sync.push(b, gcs_root / b)
+        # Every bucket the job wrote under /gcs, named in its spec or not, is written back as the job's account.
+        written = {d.name for d in gcs_root.iterdir() if d.is_dir()} if gcs_root.is_dir() else set()
+        for b in sorted(buckets | written):
+            changed: list[str] = []
+            try:
+                changed = self.gcs_sync.changes(b, gcs_root / b, as_member=account)
+                if changed:
+                    self.gcs_sync.push(b, gcs_root / b, as_member=account)
+            except gexc.Forbidden as exc:
+                denied.append((b, changed, exc.message))    # Cloud Storage refused the write: it did not land
         if denied:
-            b, changed = denied[0]
-            message = (f"{sa} does not have storage.objects.create access to the Google Cloud Storage object."
-                       " Permission 'storage.objects.create' denied on resource (or it may not exist).")
-            self.log(job_id, f"writing gs://{b}/{changed[0]}: {message}")
+            b, changed, message = denied[0]
+            where = f"gs://{b}/{changed[0]}" if changed else f"gs://{b}"
+            self.log(job_id, f"writing {where}: {message}")
             return self._set(job_id, S.JOB_STATE_FAILED, status_pb2.Status(
-                code=code_pb2.PERMISSION_DENIED, message=f"gs://{b}/{changed[0]}: {message}"))
+                code=code_pb2.PERMISSION_DENIED, message=f"{where}: {message}"))
         if self.jobs[job_id].state == S.JOB_STATE_CANCELLING:
             return self._set(job_id, S.JOB_STATE_CANCELLED)
         bad = first_failed[0] if first_failed else None
@@ -465,6 +491,11 @@ class JobStore:
             code=code_pb2.INTERNAL if code > 0 else code_pb2.ABORTED,
             message=f"The replica {bad} exited with a non-zero status of {code}. Termination reason: Error.\n"
                     f"{tail}"))
+
+    def mount(self, job_id: str, bucket: str = "") -> Path:
+        """Where the job's /gcs/<bucket> mount lives here: a folder of the job's own (no job sees another's)."""
+        root = self.workdir / "mounts" / job_id
+        return root / bucket if bucket else root
 
     def _watch_argv(self, job_id: str, proc: subprocess.Popen) -> None:
         """Record the argv of every process in the job's process group while it runs (what `ps` would show
@@ -532,9 +563,9 @@ def grpc_handler(store: JobStore) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(SERVICE, {
         "CreateCustomJob": method(ai.CreateCustomJobRequest, ai.CustomJob,
                                   lambda m, r: store.create(m, r.parent, r.custom_job)),
-        "GetCustomJob": method(ai.GetCustomJobRequest, ai.CustomJob, lambda m, r: store.get(r.name)),
+        "GetCustomJob": method(ai.GetCustomJobRequest, ai.CustomJob, lambda m, r: store.get(m, r.name)),
         "ListCustomJobs": method(ai.ListCustomJobsRequest, ai.ListCustomJobsResponse,
-                                 lambda m, r: store.list(r.parent, r.filter, r.page_size, r.page_token)),
-        "CancelCustomJob": method(ai.CancelCustomJobRequest, None, lambda m, r: store.cancel(r.name),
+                                 lambda m, r: store.list(m, r.parent, r.filter, r.page_size, r.page_token)),
+        "CancelCustomJob": method(ai.CancelCustomJobRequest, None, lambda m, r: store.cancel(m, r.name),
                                   raw_response=True),
     })

@@ -23,8 +23,10 @@ ACT_AS = "iam.serviceAccounts.actAs"
 IMPERSONATE = frozenset({ACT_AS, "iam.serviceAccounts.getAccessToken", "iam.serviceAccounts.signBlob",
                          "iam.serviceAccounts.signJwt", "iam.serviceAccounts.implicitDelegation",
                          "iam.serviceAccountKeys.create", "iam.serviceAccounts.setIamPolicy"})
-# Writes what a job reads as code or trusts: objects in the staging bucket, images in the training repository.
-OBJECT_WRITE = frozenset({"storage.objects.create", "storage.buckets.setIamPolicy"})
+# Writes what a job reads as code or trusts: objects in the staging bucket (or grants itself that, on the bucket or
+# on one of its managed folders), images in the training repository.
+MANAGED_FOLDER_SET_IAM = "storage.managedFolders.setIamPolicy"
+OBJECT_WRITE = frozenset({"storage.objects.create", "storage.buckets.setIamPolicy", MANAGED_FOLDER_SET_IAM})
 IMAGE_WRITE = frozenset({"artifactregistry.repositories.uploadArtifacts", "artifactregistry.repositories.setIamPolicy"})
 # Reads a job's spec, which holds HF_TOKEN for --token-delivery env jobs.
 JOB_READ = "aiplatform.customJobs.get"
@@ -69,8 +71,8 @@ PREDEFINED: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
                                           "resourcemanager.projects.setIamPolicy"},
     "roles/resourcemanager.organizationAdmin": HIERARCHY_SET_IAM,
     # Cloud Storage
-    "roles/storage.admin": {"storage.objects.create", "storage.buckets.setIamPolicy"},
-    "roles/storage.objectAdmin": {"storage.objects.create"},
+    "roles/storage.admin": {"storage.objects.create", "storage.buckets.setIamPolicy", MANAGED_FOLDER_SET_IAM},
+    "roles/storage.objectAdmin": {"storage.objects.create", MANAGED_FOLDER_SET_IAM},
     "roles/storage.objectUser": {"storage.objects.create"},
     "roles/storage.objectCreator": {"storage.objects.create"},
     "roles/storage.objectViewer": _NONE,
@@ -114,3 +116,96 @@ PREDEFINED: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in {
     "roles/privateca.auditor": _NONE,
     "roles/privateca.poolReader": _NONE,
 }.items()}
+
+# What the local cloud serves, by permission (localcloud.iam: one evaluator every local service calls). These rows
+# add, to the roles above, the permissions behind each call the local services answer; the review reads the
+# token-relevant ones above and ignores these. One row per role, each citing the page that lists its permissions.
+OBJECT_GET, OBJECT_LIST = "storage.objects.get", "storage.objects.list"
+OBJECT_CREATE, OBJECT_DELETE = "storage.objects.create", "storage.objects.delete"
+BUCKET_GET, BUCKET_LIST = "storage.buckets.get", "storage.buckets.list"
+OBJECT_UPDATE = "storage.objects.update"
+BUCKET_CREATE, BUCKET_UPDATE, BUCKET_DELETE = "storage.buckets.create", "storage.buckets.update", \
+    "storage.buckets.delete"
+BUCKET_GET_IAM, BUCKET_SET_IAM = "storage.buckets.getIamPolicy", "storage.buckets.setIamPolicy"
+JOB_CREATE, JOB_LIST, JOB_CANCEL = "aiplatform.customJobs.create", "aiplatform.customJobs.list", \
+    "aiplatform.customJobs.cancel"
+LOG_LIST = "logging.logEntries.list"
+GET_ACCESS_TOKEN = "iam.serviceAccounts.getAccessToken"
+SECRET_CREATE, SECRET_GET, SECRET_LIST = "secretmanager.secrets.create", "secretmanager.secrets.get", \
+    "secretmanager.secrets.list"
+SECRET_UPDATE, SECRET_DELETE, SECRET_GET_IAM = "secretmanager.secrets.update", "secretmanager.secrets.delete", \
+    "secretmanager.secrets.getIamPolicy"
+VERSION_GET, VERSION_LIST = "secretmanager.versions.get", "secretmanager.versions.list"
+_OBJECTS_ALL = {OBJECT_GET, OBJECT_LIST, OBJECT_CREATE, OBJECT_DELETE, OBJECT_UPDATE}
+_BUCKETS_ALL = {BUCKET_GET, BUCKET_LIST, BUCKET_CREATE, BUCKET_UPDATE, BUCKET_DELETE, BUCKET_GET_IAM, BUCKET_SET_IAM}
+_JOBS_ALL = {JOB_CREATE, JOB_READ, JOB_LIST, JOB_CANCEL}
+_SECRETS_ALL = {SECRET_CREATE, SECRET_GET, SECRET_LIST, SECRET_UPDATE, SECRET_DELETE, SECRET_GET_IAM, VERSION_GET,
+                VERSION_LIST}
+SERVED = frozenset(_OBJECTS_ALL | _BUCKETS_ALL | _JOBS_ALL | {LOG_LIST, GET_ACCESS_TOKEN}
+                   | _SECRETS_ALL | {ACCESS, *VERSION_TAMPER, SECRET_SET_IAM, ACT_AS})
+
+_STORAGE = "https://cloud.google.com/storage/docs/access-control/iam-roles"
+_VERTEX = "https://cloud.google.com/vertex-ai/docs/general/access-control"
+_LOGGING = "https://cloud.google.com/logging/docs/access-control"
+_SECRETS = "https://cloud.google.com/secret-manager/docs/access-control"
+_IAM = "https://cloud.google.com/iam/docs/service-account-permissions"
+_BASIC = "https://cloud.google.com/iam/docs/roles-overview#basic"
+
+SERVED_BY_ROLE: dict[str, tuple[frozenset[str], str]] = {k: (frozenset(v), src) for k, (v, src) in {
+    "roles/owner": (SERVED, _BASIC),
+    "roles/editor": (_OBJECTS_ALL | (_BUCKETS_ALL - {BUCKET_GET_IAM, BUCKET_SET_IAM}) | _JOBS_ALL | {LOG_LIST}
+                     | (_SECRETS_ALL - {SECRET_GET_IAM}), _BASIC),
+    "roles/viewer": ({BUCKET_GET, BUCKET_LIST, JOB_READ, JOB_LIST, LOG_LIST, SECRET_GET, SECRET_LIST, VERSION_GET,
+                      VERSION_LIST}, _BASIC),
+    "roles/storage.admin": (_OBJECTS_ALL | _BUCKETS_ALL, _STORAGE),
+    "roles/storage.objectAdmin": (_OBJECTS_ALL, _STORAGE),
+    "roles/storage.objectUser": (_OBJECTS_ALL, _STORAGE),
+    "roles/storage.objectCreator": ({OBJECT_CREATE}, _STORAGE),
+    "roles/storage.objectViewer": ({OBJECT_GET, OBJECT_LIST}, _STORAGE),
+    "roles/storage.legacyBucketOwner": ({BUCKET_GET, BUCKET_UPDATE, BUCKET_GET_IAM, BUCKET_SET_IAM, OBJECT_LIST,
+                                         OBJECT_CREATE, OBJECT_DELETE}, _STORAGE),
+    "roles/storage.legacyBucketWriter": ({BUCKET_GET, OBJECT_LIST, OBJECT_CREATE, OBJECT_DELETE}, _STORAGE),
+    "roles/storage.legacyBucketReader": ({BUCKET_GET, OBJECT_LIST}, _STORAGE),
+    "roles/storage.legacyObjectReader": ({OBJECT_GET}, _STORAGE),
+    "roles/storage.legacyObjectOwner": ({OBJECT_GET, OBJECT_UPDATE}, _STORAGE),
+    "roles/aiplatform.admin": (_JOBS_ALL, _VERTEX),
+    "roles/aiplatform.user": (_JOBS_ALL, _VERTEX),
+    "roles/aiplatform.viewer": ({JOB_READ, JOB_LIST}, _VERTEX),
+    "roles/logging.viewer": ({LOG_LIST}, _LOGGING),
+    "roles/logging.privateLogViewer": ({LOG_LIST}, _LOGGING),
+    "roles/logging.admin": ({LOG_LIST}, _LOGGING),
+    "roles/secretmanager.admin": (_SECRETS_ALL, _SECRETS),
+    "roles/secretmanager.secretVersionManager": ({SECRET_GET, SECRET_LIST, VERSION_GET, VERSION_LIST}, _SECRETS),
+    "roles/secretmanager.viewer": ({SECRET_GET, SECRET_LIST, SECRET_GET_IAM, VERSION_GET, VERSION_LIST}, _SECRETS),
+    "roles/iam.serviceAccountTokenCreator": ({GET_ACCESS_TOKEN}, _IAM),
+}.items()}
+
+# The one table: a role's permissions are the token-relevant rows above plus what the local cloud serves.
+PREDEFINED = {role: PREDEFINED.get(role, frozenset()) | SERVED_BY_ROLE.get(role, (frozenset(), ""))[0]
+              for role in [*PREDEFINED, *(r for r in SERVED_BY_ROLE if r not in PREDEFINED)]}
+
+# What else reaches a team's resources (review.isolation, the teams' isolation matrix): placing an address in its
+# subnet (its jobs' source range at the proxy), reading its private logs, pulling its images. One row per role, each
+# citing the page that lists its permissions; added to the table like the rows above.
+SUBNET_USE = "compute.subnetworks.use"
+PRIVATE_LOG_LIST = "logging.privateLogEntries.list"
+IMAGE_READ = "artifactregistry.repositories.downloadArtifacts"
+_COMPUTE_ROLES = "https://cloud.google.com/compute/docs/access/iam"
+_LOGGING_ROLES = "https://cloud.google.com/logging/docs/access-control"
+_AR_ROLES = "https://cloud.google.com/artifact-registry/docs/access-control#roles"
+_BASIC_ROLES = "https://cloud.google.com/iam/docs/roles-overview#basic"
+
+ISOLATION_BY_ROLE: dict[str, tuple[frozenset[str], str]] = {k: (frozenset(v), src) for k, (v, src) in {
+    "roles/owner": ({SUBNET_USE, PRIVATE_LOG_LIST, IMAGE_READ}, _BASIC_ROLES),
+    "roles/editor": ({SUBNET_USE, IMAGE_READ}, _BASIC_ROLES),
+    "roles/compute.networkUser": ({SUBNET_USE}, _COMPUTE_ROLES),
+    "roles/compute.networkAdmin": ({SUBNET_USE}, _COMPUTE_ROLES),
+    "roles/logging.privateLogViewer": ({PRIVATE_LOG_LIST}, _LOGGING_ROLES),
+    "roles/logging.admin": ({PRIVATE_LOG_LIST}, _LOGGING_ROLES),
+    "roles/artifactregistry.reader": ({IMAGE_READ}, _AR_ROLES),
+    "roles/artifactregistry.writer": ({IMAGE_READ}, _AR_ROLES),
+    "roles/artifactregistry.repoAdmin": ({IMAGE_READ}, _AR_ROLES),
+    "roles/artifactregistry.admin": ({IMAGE_READ}, _AR_ROLES),
+}.items()}
+PREDEFINED = {role: PREDEFINED.get(role, frozenset()) | ISOLATION_BY_ROLE.get(role, (frozenset(), ""))[0]
+              for role in [*PREDEFINED, *(r for r in ISOLATION_BY_ROLE if r not in PREDEFINED)]}

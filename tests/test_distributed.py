@@ -104,7 +104,7 @@ def test_a_killed_trainer_resumes_from_its_checkpoint_when_the_request_is_submit
     first = _submit(cloud, *args)
     assert first.returncode == 0, first.stderr[-3000:]
     job_id = json.loads(first.stdout)["job"].rsplit("/", 1)[-1]
-    run_dir = cloud.state_dir / "gcs" / cloud.outputs.artifacts_bucket_name / "runs" / name / "model"
+    run_dir = cloud.jobs.mount(job_id, cloud.outputs.artifacts_bucket_name) / "runs" / name / "model"
     t0 = time.time()
     while not list(run_dir.glob("checkpoint-*/hfgate-origin.json")):     # the first checkpoint is recorded...
         assert time.time() - t0 < 300 and cloud.jobs.jobs[job_id].state.name in ("JOB_STATE_PENDING",

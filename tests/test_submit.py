@@ -60,7 +60,7 @@ def test_submit_secret_ref_end_to_end(cloud, alice, tmp_path):
     without_bootstrap = spec_text.replace(json.dumps(BOOTSTRAP_SOURCE)[1:-1], "")
     assert "HF_TOKEN" not in without_bootstrap and json.dumps(BOOTSTRAP_SOURCE)[1:-1] in spec_text
     # Inside the trainer: the token arrived in the environment (checked by fingerprint), never in argv.
-    probe_path = cloud.state_dir / "gcs" / cloud.outputs.artifacts_bucket_name / "runs" / stored.display_name / \
+    probe_path = cloud.jobs.mount(job_id, cloud.outputs.artifacts_bucket_name) / "runs" / stored.display_name / \
         "model" / "trainer-probe.json"
     probe = json.loads(probe_path.read_text())
     assert probe["token_sha256"] == HfToken(token).fingerprint

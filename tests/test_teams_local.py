@@ -109,9 +109,9 @@ def test_each_team_reads_its_own_token_only(teams):
                and c[1] == _submitter(cloud, "alpha")]
     assert refused       # it asked, and was told no (the store records the attempt)
     # A team's people act as their own submitter only (IAM Credentials refuses the other).
-    from localcloud.cloud import TOKEN_CREATOR_ROLES
-    assert cloud.grants.has("user:ana@example.com", TOKEN_CREATOR_ROLES, _submitter(cloud, "alpha"))
-    assert not cloud.grants.has("user:ana@example.com", TOKEN_CREATOR_ROLES, _submitter(cloud, "beta"))
+    mint = "iam.serviceAccounts.getAccessToken"
+    assert cloud.iam.allows("user:ana@example.com", mint, _submitter(cloud, "alpha"))
+    assert not cloud.iam.allows("user:ana@example.com", mint, _submitter(cloud, "beta"))
 
 
 def test_a_team_cannot_run_a_job_as_the_other_teams_trainer(teams):

@@ -1,0 +1,307 @@
+"""The local cloud checks every permission it serves, per project, with one evaluator (localcloud.iam over
+review/roles.py's table): two teams in two projects (config/local-teams.toml), one team's principals and jobs trying
+the other team's buckets (Cloud Storage's JSON API and the job mounts), jobs (Vertex AI get/list/cancel, network
+attachment), logs (Cloud Logging entries:list) and accounts (IAM Credentials). Each attempt is refused as the real
+service refuses it, with nothing changed; the same calls within a team still work. And every team-scoped lookup in
+jobs/ keeps to what only the team controls: a look-alike job named like a team's run blocks neither its publish nor
+its rotation."""
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from google.api_core import exceptions as gexc
+
+from tests.conftest import ROOT
+from tests.test_teams_local import _create, _store_token, _wait
+
+
+@pytest.fixture(scope="module")
+def teams(synth_dir):
+    from localcloud import LocalCloud
+    from review.plan import synthesized
+    with LocalCloud(plan=synthesized(synth_dir, "local-teams"), env="local-teams") as c:
+        c.jobs.path_prefix = [str(ROOT / "tests" / "bin")]
+        versions = {team: _store_token(c, team, c.hub_tokens["alice-read"]) for team in ("alpha", "beta")}
+        yield c, versions
+
+
+def _sa(cloud, team: str, role: str) -> str:
+    return f"serviceAccount:{getattr(cloud.team_outputs[team], f'{role}_email')}"
+
+
+def _objects(cloud, bucket: str) -> dict[str, bytes]:
+    """What the bucket holds, read as the local cloud itself (no IAM): the ground truth."""
+    return {b.name: b.download_as_bytes() for b in cloud.gcs.client().list_blobs(bucket)}
+
+
+def _body(cloud, team: str, versions, code: str, name: str | None = None, bare: bool = False) -> dict:
+    """hfgate's request for `team` (its own outputs contract), running `code`. `bare`: no environment and no output
+    directory, so the job mounts nothing (a look-alike of an account that may read no team bucket)."""
+    from jobs.jobspec import TrainRequest, build_custom_job
+    o = cloud.team_outputs[team]
+    body = build_custom_job(TrainRequest(model="hfgate-demo/tiny-gated-lm", dataset="hfgate-demo/tiny-chat",
+                                         display_name=name or f"{team}-{time.time_ns()}", checkpoint_every=0),
+                            o, token_version=versions[team], token_fingerprint="x")
+    pool = body["job_spec"]["worker_pool_specs"][0]
+    pool["container_spec"].update(command=["python3", "-c", code], args=[])
+    if bare:
+        pool["container_spec"]["env"] = []
+        body["job_spec"].pop("base_output_directory", None)
+    return body
+
+
+def _job(cloud, team: str, versions, code: str, name: str | None = None) -> dict:
+    return _create(cloud, _body(cloud, team, versions, code, name), team)
+
+
+# Cloud Storage through its API -----------------------------------------------------------------------------------
+def test_cloud_storage_refuses_another_teams_buckets_with_googles_errors(teams):
+    cloud, _ = teams
+    alpha, beta = cloud.team_outputs["alpha"], cloud.team_outputs["beta"]
+    # Within beta: its trainer writes its artifacts, its submitter reads them.
+    cloud.gcs.client(as_member=_sa(cloud, "beta", "trainer")).bucket(beta.artifacts_bucket_name) \
+        .blob("runs/b1/model/model.safetensors").upload_from_string(b"beta weights")
+    got = cloud.gcs.client(as_member=_sa(cloud, "beta", "submitter")).bucket(beta.artifacts_bucket_name) \
+        .blob("runs/b1/model/model.safetensors").download_as_bytes()
+    assert got == b"beta weights"
+    before = {b: _objects(cloud, b) for b in (beta.artifacts_bucket_name, beta.mirror_bucket_name,
+                                              beta.staging_bucket_name)}
+    for who in ("trainer", "submitter"):
+        client = cloud.gcs.client(as_member=_sa(cloud, "alpha", who))
+        email = getattr(alpha, f"{who}_email")
+        for bucket in before:
+            b = client.bucket(bucket)
+            attempts = {
+                "storage.objects.list": lambda: list(client.list_blobs(bucket)),
+                "storage.objects.get": lambda: b.blob("runs/b1/model/model.safetensors").download_as_bytes(),
+                "storage.objects.create": lambda: b.blob("runs/b1/model/planted.bin").upload_from_string(b"x"),
+                "storage.objects.delete": lambda: b.blob("runs/b1/model/model.safetensors").delete(),
+            }
+            for permission, attempt in attempts.items():
+                with pytest.raises(gexc.Forbidden) as refused:
+                    attempt()
+                assert f"{email} does not have {permission} access" in str(refused.value), refused.value
+        with pytest.raises(gexc.Forbidden, match="storage.buckets.list"):
+            list(client.list_buckets(project=beta.project_id))
+    assert {b: _objects(cloud, b) for b in before} == before          # nothing changed
+    # The answer is Cloud Storage's JSON error, through plain HTTP with the caller's bearer token.
+    token = cloud.identities.issue(_sa(cloud, "alpha", "submitter"))
+    req = urllib.request.Request(f"{cloud.gcs.url}/storage/v1/b/{beta.artifacts_bucket_name}/o",
+                                 headers={"Authorization": f"Bearer {token}"})
+    with pytest.raises(urllib.error.HTTPError) as http:
+        urllib.request.urlopen(req, timeout=30)
+    err = json.loads(http.value.read())["error"]
+    assert http.value.code == 403 and err["code"] == 403 and err["errors"][0]["reason"] == "forbidden"
+    assert "Permission 'storage.objects.list' denied on resource" in err["message"]
+    # An unknown token is 401, as Cloud Storage answers invalid credentials.
+    req = urllib.request.Request(f"{cloud.gcs.url}/storage/v1/b/{alpha.artifacts_bucket_name}/o",
+                                 headers={"Authorization": "Bearer ya29.not-issued"})
+    with pytest.raises(urllib.error.HTTPError) as http:
+        urllib.request.urlopen(req, timeout=30)
+    assert http.value.code == 401
+    # Within alpha, what its roles hold and no more: the trainer reads the mirror but may not write it.
+    trainer = cloud.gcs.client(as_member=_sa(cloud, "alpha", "trainer"))
+    trainer.bucket(alpha.artifacts_bucket_name).blob("runs/a1/model/x.bin").upload_from_string(b"alpha")
+    assert [b.name for b in trainer.list_blobs(alpha.mirror_bucket_name)] == \
+        [b.name for b in cloud.gcs.client().list_blobs(alpha.mirror_bucket_name)]
+    with pytest.raises(gexc.Forbidden, match="storage.objects.create"):
+        trainer.bucket(alpha.mirror_bucket_name).blob("models/planted").upload_from_string(b"x")
+    submitter = cloud.gcs.client(as_member=_sa(cloud, "alpha", "submitter"))
+    assert submitter.bucket(alpha.artifacts_bucket_name).blob("runs/a1/model/x.bin").download_as_bytes() == b"alpha"
+
+
+# the job mounts --------------------------------------------------------------------------------------------------
+def test_each_job_mounts_its_own_folder_with_its_accounts_rights(teams):
+    """A beta job writes a checkpoint. An alpha job reaches for beta's bucket by a path its spec does not name (so
+    nothing is mounted for it): it finds nothing of beta's, and what it writes there is refused as alpha's trainer
+    (the job fails, beta's bucket unchanged). Beta's next job sees its checkpoint and nothing planted."""
+    cloud, versions = teams
+    beta = cloud.team_outputs["beta"].artifacts_bucket_name
+    run = f"runs/victim-{time.time_ns()}/model/checkpoint-9"
+    write = (f"import os; p = '/gcs/{beta}/{run}'; os.makedirs(p, exist_ok=True);"
+             " open(p + '/model.safetensors', 'wb').write(b'beta checkpoint')")
+    first = _job(cloud, "beta", versions, write)
+    assert _wait(cloud, first["job"]).state.name == "JOB_STATE_SUCCEEDED"
+    assert _objects(cloud, beta)[f"{run}/model.safetensors"] == b"beta checkpoint"
+    before = _objects(cloud, beta)
+    split = beta[:10] + "' + '" + beta[10:]           # the bucket's name, not written whole in the spec
+    plant = (f"import os; p = '/gcs/' + '{split}' + '/{run}';"
+             " print('seen:', sorted(os.listdir(p)) if os.path.isdir(p) else 'nothing');"
+             " os.makedirs(p, exist_ok=True); open(p + '/planted.py', 'w').write('print(1)')")
+    alpha_job = _job(cloud, "alpha", versions, plant)
+    job = _wait(cloud, alpha_job["job"])
+    alpha_id = alpha_job["job"].rsplit("/", 1)[-1]
+    lines = [line for _, line in cloud.jobs.logs[alpha_id]]
+    assert "seen: nothing" in lines, lines
+    assert job.state.name == "JOB_STATE_FAILED" and job.error.code == 7, job.error     # PERMISSION_DENIED
+    assert cloud.team_outputs["alpha"].trainer_email in job.error.message and beta in job.error.message
+    assert _objects(cloud, beta) == before
+    assert cloud.jobs.mount(alpha_id) != cloud.jobs.mount(first["job"].rsplit("/", 1)[-1])
+    read = f"import os; print('beta sees:', sorted(os.listdir('/gcs/{beta}/{run}')))"
+    second = _job(cloud, "beta", versions, read)
+    assert _wait(cloud, second["job"]).state.name == "JOB_STATE_SUCCEEDED"
+    assert "beta sees: ['model.safetensors']" in [line for _, line in cloud.jobs.logs[second["job"].rsplit("/", 1)[-1]]]
+
+
+# Vertex AI -------------------------------------------------------------------------------------------------------
+def test_vertex_ai_checks_every_call_on_the_jobs_project(teams):
+    cloud, versions = teams
+    alpha, beta = cloud.team_outputs["alpha"], cloud.team_outputs["beta"]
+    created = _job(cloud, "beta", versions, "import time; time.sleep(120)")
+    name = created["job"]
+    from jobs import endpoints
+    with cloud.environ(as_member=_sa(cloud, "alpha", "submitter"), team="alpha"):
+        client = endpoints.vertex(alpha.region)
+        for call, permission in ((lambda: client.get_custom_job(name=name), "aiplatform.customJobs.get"),
+                                 (lambda: client.cancel_custom_job(name=name), "aiplatform.customJobs.cancel"),
+                                 (lambda: list(client.list_custom_jobs(
+                                     parent=f"projects/{beta.project_id}/locations/{beta.region}")),
+                                  "aiplatform.customJobs.list")):
+            with pytest.raises(gexc.PermissionDenied, match=permission):
+                call()
+        mine = [j.name for j in client.list_custom_jobs(parent=f"projects/{alpha.project_id}/locations/"
+                                                              f"{alpha.region}")]
+        assert name not in mine
+        # The same name under alpha's own project does not exist there.
+        with pytest.raises(gexc.NotFound):
+            client.get_custom_job(name=f"projects/{alpha.project_number}/locations/{alpha.region}/customJobs/"
+                                        f"{name.rsplit('/', 1)[-1]}")
+    job_id = name.rsplit("/", 1)[-1]
+    assert cloud.jobs.jobs[job_id].state.name in ("JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING")
+    # The CLI says so too: alpha's status, logs and cancel of beta's job are refused and change nothing.
+    from tests.test_teams_local import _cli
+    for args in (("status", job_id), ("logs", job_id), ("cancel", job_id)):
+        proc = _cli(cloud, *args, as_member=_sa(cloud, "alpha", "submitter"), team="alpha")
+        assert proc.returncode != 0 and ("denied" in proc.stderr.lower() or "no job" in proc.stderr), proc.stderr
+    assert cloud.jobs.jobs[job_id].state.name != "JOB_STATE_CANCELLING"
+    # Within beta: get, list and cancel work.
+    with cloud.environ(as_member=_sa(cloud, "beta", "submitter"), team="beta"):
+        client = endpoints.vertex(beta.region)
+        assert client.get_custom_job(name=name).name == name
+        assert name in [j.name for j in client.list_custom_jobs(parent=f"projects/{beta.project_id}/locations/"
+                                                                        f"{beta.region}")]
+        client.cancel_custom_job(name=name)
+    assert _wait(cloud, name).state.name == "JOB_STATE_CANCELLED"
+
+
+def test_a_job_may_use_only_a_network_attachment_of_its_own_project(teams):
+    """Vertex AI's PSC interface page: the attachment is the job's project's. Alpha naming beta's attachment (and
+    with it beta's source range at the proxy) is refused, nothing is created; alpha's own is accepted. Creating in
+    beta's project is refused outright."""
+    cloud, versions = teams
+    alpha, beta = cloud.team_outputs["alpha"], cloud.team_outputs["beta"]
+    attachment = "projects/{}/regions/{}/networkAttachments/{}-vertex-psci"
+    theirs = _body(cloud, "alpha", versions, "pass")
+    theirs["job_spec"]["psc_interface_config"] = {"network_attachment": attachment.format(
+        beta.project_id, beta.region, "hfg-lt-beta")}
+    before = len(cloud.jobs.jobs)
+    out = _create(cloud, theirs, "alpha")
+    assert out.get("error") == "InvalidArgument" and "network attachment" in out["message"], out
+    assert beta.project_id in out["message"] and len(cloud.jobs.jobs) == before
+    ours = _body(cloud, "alpha", versions, "pass")
+    ours["job_spec"]["psc_interface_config"] = {"network_attachment": attachment.format(
+        alpha.project_id, alpha.region, "hfg-lt-alpha")}
+    out = _create(cloud, ours, "alpha")
+    assert "job" in out, out
+    assert _wait(cloud, out["job"]).state.name == "JOB_STATE_SUCCEEDED"
+    # alpha's submitter creating in beta's project: no aiplatform.customJobs.create there.
+    from tests.test_teams_local import CREATE, _run
+    body = _body(cloud, "alpha", versions, "pass")
+    proc = _run(cloud, CREATE, f"projects/{beta.project_id}/locations/{beta.region}", beta.region,
+                as_member=_sa(cloud, "alpha", "submitter"), team="alpha", stdin=json.dumps(body))
+    refused = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert refused.get("error") == "PermissionDenied" and "aiplatform.customJobs.create" in refused["message"]
+
+
+# Cloud Logging and IAM Credentials ----------------------------------------------------------------------------------
+def _post(url: str, member: str | None, cloud, body: dict) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json"}
+    if member:
+        headers["Authorization"] = f"Bearer {cloud.identities.issue(member)}"
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(cloud.tls.trust_file))
+    try:
+        with urllib.request.urlopen(req, timeout=30, context=ctx) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_logging_reads_are_checked_on_the_project_read(teams):
+    cloud, versions = teams
+    alpha, beta = cloud.team_outputs["alpha"], cloud.team_outputs["beta"]
+    out = _job(cloud, "beta", versions, "print('beta secret line')")
+    assert _wait(cloud, out["job"]).state.name == "JOB_STATE_SUCCEEDED"
+    job_id = out["job"].rsplit("/", 1)[-1]
+    flt = f'resource.type="ml_job" AND resource.labels.job_id="{job_id}"'
+    url = f"{cloud.rest.url}/v2/entries:list"
+    status, body = _post(url, _sa(cloud, "alpha", "submitter"), cloud,
+                         {"resourceNames": [f"projects/{beta.project_id}"], "filter": flt})
+    assert status == 403 and "logging.logEntries.list" in body["error"]["message"], body
+    status, body = _post(url, _sa(cloud, "alpha", "submitter"), cloud,
+                         {"resourceNames": [f"projects/{alpha.project_id}"], "filter": flt})
+    assert status == 200 and not body.get("entries"), body           # beta's job logs in beta's project
+    status, body = _post(url, _sa(cloud, "beta", "submitter"), cloud,
+                         {"resourceNames": [f"projects/{beta.project_id}"], "filter": flt})
+    assert status == 200 and any("beta secret line" in e["textPayload"] for e in body["entries"]), body
+
+
+def test_iam_credentials_mints_only_for_accounts_the_caller_may_impersonate(teams):
+    cloud, _ = teams
+    alpha, beta = cloud.team_outputs["alpha"], cloud.team_outputs["beta"]
+    url = cloud.rest.url + "/v1/projects/-/serviceAccounts/{}:generateAccessToken"
+    body = {"scope": ["https://www.googleapis.com/auth/cloud-platform"]}
+    minted = len(cloud.impersonations)
+    for caller, target in (("user:ana@example.com", beta.submitter_email),
+                           (_sa(cloud, "alpha", "submitter"), beta.publisher_email),
+                           ("user:ben@example.com", alpha.submitter_email)):
+        status, answer = _post(url.format(target), caller, cloud, body)
+        assert status == 403 and "iam.serviceAccounts.getAccessToken" in answer["error"]["message"], answer
+    assert len(cloud.impersonations) == minted
+    for caller, target in (("user:ana@example.com", alpha.submitter_email),
+                           (_sa(cloud, "alpha", "submitter"), alpha.publisher_email)):
+        status, answer = _post(url.format(target), caller, cloud, body)
+        assert status == 200 and cloud.identities.member_for(f"Bearer {answer['accessToken']}") == \
+            f"serviceAccount:{target}"
+
+
+# team-scoped lookups in jobs/ ----------------------------------------------------------------------------------------
+def test_a_look_alike_job_blocks_neither_publish_nor_rotation(teams):
+    """Someone else who may create jobs in alpha's project (here an account granted aiplatform.user there, acting as
+    itself) starts a job named like alpha's run, with hfgate's labels and alpha's token version. publish's run lookup,
+    rotation's running jobs and status see alpha's own jobs only (its project, its trainer)."""
+    cloud, versions = teams
+    alpha = cloud.team_outputs["alpha"]
+    run = f"alpha-run-{time.time_ns()}"
+    mine = _job(cloud, "alpha", versions, "import time; time.sleep(120)", name=run)
+    intruder = "serviceAccount:intruder@hfgate-local.iam.gserviceaccount.com"
+    extra = {(intruder, "roles/aiplatform.user", f"project:{alpha.project_id}"),
+             (intruder, "roles/iam.serviceAccountUser", intruder)}
+    cloud.grants.triples |= extra
+    try:
+        look_alike = _body(cloud, "alpha", versions, "import time; time.sleep(120)", name=run, bare=True)
+        look_alike["job_spec"]["service_account"] = intruder.split(":", 1)[1]
+        from tests.test_teams_local import CREATE, _run
+        proc = _run(cloud, CREATE, f"projects/{alpha.project_id}/locations/{alpha.region}", alpha.region,
+                    as_member=intruder, team="alpha", stdin=json.dumps(look_alike))
+        other = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert "job" in other, other
+        from jobs.lifecycle import running_jobs_by_version
+        from jobs.publish import find_job
+        with cloud.environ(as_member=_sa(cloud, "alpha", "submitter"), team="alpha"):
+            found = find_job(alpha, run)
+            busy = running_jobs_by_version(alpha)
+        assert found.name == mine["job"] and found.name != other["job"]
+        listed = [name for names in busy.values() for name in names]
+        assert mine["job"] in listed and other["job"] not in listed
+    finally:
+        cloud.grants.triples -= extra
+        for name in (mine.get("job"), locals().get("other", {}).get("job")):
+            if name and cloud.jobs.jobs[name.rsplit("/", 1)[-1]].state.name not in (
+                    "JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"):
+                cloud.jobs.cancel(cloud.admin, name)
