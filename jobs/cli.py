@@ -20,6 +20,7 @@ EXIT_CODES = """exit codes:
   4  access denied (terms not accepted, pending or rejected, private, fine-grained scope, IAM)
   5  not found (model, revision, secret or secret version)
   6  network or transient error after bounded retries
+  141 its output was closed by the reader (`hfgate machines | head`): stopped quietly
 """
 
 EXAMPLES = """examples:
@@ -216,7 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     harden()
     from stacks.errors import HfgateError
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (`hfgate machines | head`): stop quietly, as Unix tools do on SIGPIPE (128 + 13).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except HfgateError as exc:
         if getattr(args, "json", False):
             print(json.dumps({"ok": False, "error": exc.message, "fix": exc.fix, "exit_code": exc.exit_code}))
@@ -443,7 +450,7 @@ def cmd_token(args) -> int:
                   if info["rotation_period_days"] else "  rotation: no schedule on the secret")
             for v in info["versions"]:
                 jobs = ", ".join(f"{j['job'].rsplit('/', 1)[-1]} ({j['state'].lower()})" for j in v["jobs"])
-                print(f"  v{v['version']:<4} {v['state'].lower():<9} {v['created'] or '':<32}"
+                print(f"  v{v['version']:<4} {v['state'].lower():<9} {v['created'] or '':<32} "
                       f"{'latest ' if v['latest'] else '':<7} {('jobs: ' + jobs) if jobs else ''}".rstrip())
             for p in info["problems"]:
                 print(f"  ! {p}")

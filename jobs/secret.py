@@ -86,7 +86,7 @@ def read_token(outputs: Outputs, version: str = "latest", client=None, *, write:
         if "Secret Version" in (exc.message or "") or version != "latest":
             raise NotFound(f"{secret} has no version {version!r}" if version != "latest" else
                            f"{secret} has no versions yet",
-                           f"add the token: hfgate token set{kind} --env {outputs.env} (reads it from stdin)") from None
+                           f"add the token {set_token_fix(outputs, kind)}") from None
         raise NotFound(f"secret {secret} does not exist",
                        f"deploy the stacks for env {outputs.env} (make deploy ENV={outputs.env}), or check"
                        " --outputs points at the right environment") from None
@@ -94,7 +94,7 @@ def read_token(outputs: Outputs, version: str = "latest", client=None, *, write:
         state = "destroyed" if "DESTROYED" in (exc.message or "") else "disabled"
         raise NotFound(f"{name} is {state}" + (" (`latest` is the newest version, whatever its state)"
                                                if version == "latest" else ""),
-                       f"add a fresh version with `hfgate token set{kind} --env {outputs.env}`" +
+                       f"add a fresh version {set_token_fix(outputs, kind)}" +
                        ("" if state == "destroyed" else
                         f", or enable it: gcloud secrets versions enable {resp_version(exc)} --secret"
                         f" {secret.rsplit('/', 1)[-1]}")) from None
@@ -105,7 +105,7 @@ def read_token(outputs: Outputs, version: str = "latest", client=None, *, write:
         value = data.decode()
     except UnicodeDecodeError:
         raise TokenError(f"{resp.name} is not text",
-                         f"store the token itself: hfgate token set{kind} --env {outputs.env}")
+                         f"store the token itself {set_token_fix(outputs, kind)}")
     if value.endswith("\n") and value.strip() and "\n" not in value.strip():
         log.warning("the secret ends with a newline (as `echo TOKEN | gcloud secrets versions add` stores it);"
                     " stripped it. Store it with `hfgate token set` or `printf %%s` to avoid this.")
@@ -113,6 +113,19 @@ def read_token(outputs: Outputs, version: str = "latest", client=None, *, write:
     token = HfToken(value, source=resp.name)
     log.info("read token %s from %s", token.fingerprint, resp.name)
     return PinnedToken(token, resp.name)
+
+
+def set_token_fix(outputs: Outputs, kind: str = "") -> str:
+    """How to store a token in this environment (its team's, where it has teams), as an admin does it; on the
+    local cloud (its env file sets HFGATE_LOCALCLOUD_STATE), the local cloud's command that does it as its
+    platform admin."""
+    import os
+    team = f" --team {outputs.team}" if outputs.team else ""
+    fix = f"as a platform admin: hfgate token set{kind} --env {outputs.env}{team} < token.txt"
+    if os.environ.get("HFGATE_LOCALCLOUD_STATE"):
+        seeded = " --hub-token alice-fg-write-acme --kind write --repo acme/NAME" if kind else " --model MODEL"
+        fix += f"; on the local cloud, its admin stores a seeded token: python -m localcloud token-set{seeded}{team}"
+    return fix
 
 
 def resp_version(exc) -> str:

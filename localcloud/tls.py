@@ -1,6 +1,8 @@
 """The local cloud's own certificate authority, made at start: a CA and one server certificate for its loopback
 names (localhost, 127.0.0.1, ::1). Its gRPC and REST services speak TLS like the real endpoints, and the env file
-points the standard trust settings at the CA, so the official clients work with only an endpoint change."""
+points the standard trust settings at a bundle of the usual public roots plus that CA (`tls/trust.pem`), so the
+official clients work with only an endpoint change, and curl, pip or anything else run in a shell that sourced it
+still trusts the real sites."""
 from __future__ import annotations
 
 import datetime as dt
@@ -16,6 +18,7 @@ TRUST_VARIABLES = ("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", "REQUESTS_CA_BUNDLE", "SS
 @dataclass(frozen=True)
 class LocalTls:
     ca_file: Path
+    trust_file: Path          # the public roots (certifi's, else the system's) and the local CA
     key_pem: bytes
     cert_pem: bytes
 
@@ -29,7 +32,7 @@ class LocalTls:
         return ctx
 
     def trust_env(self) -> dict[str, str]:
-        return {name: str(self.ca_file) for name in TRUST_VARIABLES}
+        return {name: str(self.trust_file) for name in TRUST_VARIABLES}
 
 
 _MADE: dict[str, tuple[bytes, bytes, bytes]] = {}
@@ -44,7 +47,23 @@ def make(folder: Path) -> LocalTls:
     folder.mkdir(parents=True, exist_ok=True)
     ca_file = folder / "ca.pem"
     ca_file.write_bytes(ca_pem)
-    return LocalTls(ca_file=ca_file, key_pem=key_pem, cert_pem=cert_pem)
+    trust_file = folder / "trust.pem"
+    trust_file.write_bytes(_public_roots() + ca_pem)
+    return LocalTls(ca_file=ca_file, trust_file=trust_file, key_pem=key_pem, cert_pem=cert_pem)
+
+
+def _public_roots() -> bytes:
+    """The roots a client trusts when nothing is set: certifi's bundle (what requests uses), else OpenSSL's."""
+    try:
+        import certifi
+        path = certifi.where()
+    except ImportError:
+        path = ssl.get_default_verify_paths().cafile or ""
+    try:
+        data = Path(path).read_bytes() if path else b""
+    except OSError:
+        data = b""
+    return data if not data or data.endswith(b"\n") else data + b"\n"
 
 
 def _generate() -> tuple[bytes, bytes, bytes]:

@@ -29,7 +29,7 @@ def test_the_readme_example_runs_as_written(cloud):
     proc = run_script(cloud, readme_example())
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout.splitlines()
-    assert out[0].startswith(("submitted projects/", "already running projects/"))
+    assert out[0].startswith(("submitted projects/", "already submitted projects/"))
     assert out[0].endswith("with token version " + out[0].rsplit(" ", 1)[-1]) and "/versions/" in out[0]
     assert "state: JOB_STATE_RUNNING" in out and out[-1] == "final: JOB_STATE_SUCCEEDED"
     assert proc.stderr == ""                                    # the library printed nothing of its own

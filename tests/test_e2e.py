@@ -130,3 +130,28 @@ def test_a_mirrored_model_trains_with_the_real_trl_and_no_token_or_hub_in_the_jo
         assert not [c for c in cloud.secrets.calls if c[1] == cloud.trainer]     # the job never read the secret
         flat = json.dumps(cloud.jobs.cmdlines.get(job_id, []))
         assert token not in flat and "sft" in flat
+
+
+def _transcript_skeleton(text: str) -> list[str]:
+    """What must not drift between `make demo` and its transcript in the README: each step's header (number, total,
+    title) without its time, each command shown, and the plan's resource count."""
+    import re
+    keep = []
+    for line in text.splitlines():
+        step = re.match(r"\[\s*[\d.]+s\] (\d+/\d+ .*)", line)
+        if step:
+            keep.append(step.group(1))
+        elif line.startswith("$ "):
+            keep.append(line)
+        elif re.search(r"\(\d+ resources\)", line):
+            keep.append(re.search(r"\(\d+ resources\)", line).group(0))
+    return keep
+
+
+def test_the_readme_transcript_is_what_make_demo_prints(demo):
+    from tests.conftest import ROOT
+    proc, *_ = demo
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("```\nhfgate demo: fine-tune")
+    transcript = readme[start:readme.index("demo complete\n```", start)]
+    assert _transcript_skeleton(transcript) == _transcript_skeleton(proc.stdout)
