@@ -114,7 +114,8 @@ class Plan:
         if type_ == "google_project_service_identity":
             if attr in ("member", "email"):
                 svc = str(v.get("service", "")).split(".")[0]
-                email = f"service-(project number)@gcp-sa-{svc}.iam.gserviceaccount.com"
+                # Each project has its own agent: the project's id stands in for its number (known after apply).
+                email = f"service-(number of {project})@gcp-sa-{svc}.iam.gserviceaccount.com"
                 return f"serviceAccount:{email}" if attr == "member" else email
         return _unknown(type_, name, attr)
 
@@ -131,7 +132,7 @@ class Plan:
             policy = {"bindings": [{"role": b.get("role"), "members": b.get("members") or []} for b in bindings]}
             return raw if unresolved(policy) or v.get("audit_config") else json.dumps(policy, sort_keys=True)
         if type_ == "google_storage_project_service_account" and attr in ("email_address", "member"):
-            email = "service-(project number)@gs-project-accounts.iam.gserviceaccount.com"
+            email = f"service-(number of {project})@gs-project-accounts.iam.gserviceaccount.com"
             return email if attr == "email_address" else f"serviceAccount:{email}"
         if type_ == "google_project" and attr in ("number", "project_id"):
             return "(project number)" if attr == "number" else project

@@ -385,13 +385,47 @@ def _review_teams(plan: Plan, views: dict[str, Plan], checkov: dict | None, acce
         "rows": [{"principal": m, "team": owner.get(m, ("(none)", ""))[0], "as": owner.get(m, ("", ""))[1],
                   "reaches": {t: sorted(v) for t, v in sorted(by.items())}} for m, by in sorted(matrix.items())],
         "cross_team": cross, "note": ENV_JOBS_NOTE}
+    # Every permission on every team's resources (review.isolation): buckets, secrets, accounts, jobs, logs,
+    # subnets, repositories; and the teams' source ranges, by CIDR arithmetic.
+    from review.isolation import matrix as access_matrix
+    access = access_matrix(plan, views)
+    combined["isolation"]["access"] = access
+    isolated = not (access["cross_team"] or access["no_team"] or access["unknown"] or access["ranges"])
     combined["unexpected_readers"] = sorted({p for r in reports.values() for p in r["unexpected_readers"]})
     combined["write_token"] = dict(first["write_token"], unexpected_readers=sorted(
         {p for r in reports.values() for p in r["write_token"]["unexpected_readers"]}))
     combined["unresolved"] = sorted({u for r in reports.values() for u in r["unresolved"]})
     combined["allowlist"] = dict(first["allowlist"], ok=all(r["allowlist"]["ok"] for r in reports.values()))
-    combined["ok"] = all(r["ok"] for r in reports.values()) and not cross
+    combined["ok"] = all(r["ok"] for r in reports.values()) and not cross and isolated
     return combined
+
+
+def _isolation_markdown(access: dict | None) -> list[str]:
+    """Every permission on every team's resources (review.isolation), and the source ranges."""
+    if not access:
+        return []
+    from review.isolation import describe
+    teams = ", ".join(f"`{n}` (project `{t['project']}`, source range {t['source_range'] or '-'})"
+                      for n, t in access["teams"].items())
+    out = ["### Who holds what on each team's resources", "",
+           f"Teams: {teams}; host project `{access['host_project']}`. Every grant on a team's buckets, secrets,"
+           " accounts, project (its jobs and logs), subnet or repositories, judged by the permissions its role holds"
+           " (review.roles). One team holding anything on another's fails, naming both; a principal of no team"
+           " fails when it can read or change a team's data, run, read or cancel its jobs, read its logs, act as its"
+           " accounts or use its subnet; a platform-wide role that reads no team's data passes.", "",
+           _table(["principal", "team", "on team", "what", "role", "permissions"],
+                  [[f"`{r['principal']}`", r["team"], r["to_team"], r["what"], r["role"],
+                    ", ".join(r["permissions"]) or "-"] for r in access["rows"]]), ""]
+    fails = ([f"- {describe(c)}" for c in access["cross_team"]]
+             + [f"- `{r['principal']}` (no team) holds {r['role']} on team `{r['to_team']}`'s {r['what']}"
+                f" ({', '.join(r['permissions'])}) (`{r['address']}`)" for r in access["no_team"]]
+             + [f"- UNKNOWN: `{r['principal']}` holds {r['role']} on team `{r['to_team']}`'s {r['what']}: {r['why']}"
+                f" (`{r['address']}`)" for r in access["unknown"]]
+             + [f"- source ranges: {p['detail']}" for p in access["ranges"]])
+    out += (["**Isolation failures:**", ""] + fails + [""]) if fails else \
+        ["No team holds anything on another team's resources; no principal of no team reads a team's data; the"
+         " teams' source ranges are disjoint and each team's proxy rules match its own range only.", ""]
+    return out
 
 
 def _short(member: str) -> str:
@@ -502,6 +536,7 @@ def to_markdown(rep: dict) -> str:
                 f" {c['what']} ({c['kind']}): {c['how']} (`{c['address']}`)" for c in iso["cross_team"]] + [""]
         else:
             out += ["No cross-team path.", ""]
+        out += _isolation_markdown(iso.get("access"))
         for name, t in rep["teams"].items():
             al = t["allowlist"]
             out += [f"- team `{name}`: token `{t['token_secret']}` "

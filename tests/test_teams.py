@@ -19,7 +19,7 @@ from stacks.naming import names_for
 
 BASE = {"project_id": "acme-hfgate-x", "region": "us-central1", "prefix": "hfg-x", "subnet_cidr": "10.8.0.0/24",
         "proxy_only_cidr": "10.9.0.0/23"}
-TEAM = {"subnet_cidr": "10.8.16.0/28", "submitters": ["group:a@acme.example"]}
+TEAM = {"project_id": "acme-hfgate-x-res", "subnet_cidr": "10.8.16.0/28", "submitters": ["group:a@acme.example"]}
 
 
 def settings_with(teams: dict, **extra):
@@ -50,8 +50,84 @@ def test_bad_teams_are_refused_naming_the_field(teams, extra, field, words):
     assert err.value.exit_code == 2
 
 
+@pytest.mark.parametrize("teams, field, words", [
+    ({"res": {k: v for k, v in TEAM.items() if k != "project_id"}}, "teams.res.project_id", "a team is a project"),
+    ({"res": {**TEAM, "project_id": "Acme_Research"}}, "teams.res.project_id", "not a valid project id"),
+    ({"res": {**TEAM, "project_id": "acme-hfgate-x"}}, "teams.res.project_id", "Shared VPC host"),
+    ({"res": TEAM, "vis": {**TEAM, "subnet_cidr": "10.8.16.16/28"}}, "teams.vis.project_id",
+     "also team res's project"),
+    ({"res": {**TEAM, "project_number": 42}}, "teams.res.project_number", "digits"),
+])
+def test_a_team_is_a_project_of_its_own(teams, field, words):
+    """Google enforces IAM per project: each team needs its own, valid project, never the host's or another
+    team's; every such problem is refused at synth (exit 2) with the fix."""
+    with pytest.raises(ConfigError) as err:
+        settings_with(teams)
+    problems = [why for f, why in err.value.problems if f == field]
+    assert problems and words in " ".join(problems), err.value.problems
+    assert err.value.exit_code == 2
+
+
+def test_every_team_resource_lives_in_the_teams_project_and_the_network_in_the_host(plans):
+    """What the local cloud and Google key on: each resource's `project`. A team's accounts, secrets, buckets,
+    topics, Vertex AI and Logging roles and network attachment are in its project; its attachment uses its subnet
+    of the host's network (a Shared VPC service project, Network User on that subnet only)."""
+    s = load_settings("dev")
+    res = plans["dev"]["resource"]
+    host = s.project_id
+    for team in s.teams:
+        n, p = names_for(s, team.name), team.project_id
+        def of(rtype, key, *values):
+            found = {v[key]: v for v in res[rtype].values() if v[key] in values}
+            assert set(found) == set(values), (rtype, values)
+            return found.values()
+        for v in of("google_service_account", "account_id", n.trainer_account_id, n.submitter_account_id,
+                    n.publisher_account_id):
+            assert v["project"] == p
+        for v in [*of("google_secret_manager_secret", "secret_id", n.secret_id, n.write_secret_id),
+                  *of("google_storage_bucket", "name", n.staging_bucket, n.artifacts_bucket, n.mirror_bucket),
+                  *of("google_pubsub_topic", "name", n.rotation_topic, n.write_rotation_topic)]:
+            assert v["project"] == p
+        (attachment,) = of("google_compute_network_attachment", "name", n.network_attachment)
+        (subnet,) = of("google_compute_subnetwork", "name", n.subnet)
+        assert attachment["project"] == p and subnet["project"] == host
+        (service,) = [v for v in res["google_compute_shared_vpc_service_project"].values()
+                      if v["service_project"] == p]
+        users = [v for v in res["google_compute_subnetwork_iam_member"].values() if f"project-{team.name}_" in
+                 v["member"]]
+        assert len(users) == 1 and users[0]["role"] == "roles/compute.networkUser"
+        assert users[0]["subnetwork"].startswith("${google_compute_subnetwork.") and \
+            f"_{team.name}-jobs-subnet_" in users[0]["subnetwork"]
+        roles = {(v["role"], v["project"]) for v in res["google_project_iam_member"].values()
+                 if f"team-{team.name}_" in v["member"] or f"project-{team.name}_" in v["member"]}
+        assert {project for _r, project in roles} == {p}      # Vertex AI, Logging: on the team's project only
+        assert {"roles/aiplatform.user", "roles/logging.logWriter", "roles/compute.networkAdmin"} <= \
+            {role for role, _p in roles}
+    assert [v["project"] for v in res["google_compute_shared_vpc_host_project"].values()] == [host]
+    # Nothing of a team's is granted on the host project.
+    assert not [v for v in res["google_project_iam_member"].values() if v["project"] == host]
+
+
+def test_the_perimeter_holds_the_host_and_every_team_project(tmp_path):
+    from tests.conftest import ROOT, SYNTH_CANARY, run_main
+    cfg = tmp_path / "config"
+    cfg.mkdir()
+    (cfg / "dev.toml").write_text((ROOT / "config" / "dev.toml").read_text().replace(
+        'proxy_only_cidr = "10.9.0.0/23"\n', 'proxy_only_cidr = "10.9.0.0/23"\naccess_policy_id = "123"\n'))
+    proc = run_main({"HFGATE_CONFIG_DIR": str(cfg), "HFGATE_ENVS": "dev", "CDKTF_OUTDIR": str(tmp_path / "out"),
+                     "HF_TOKEN": SYNTH_CANARY})
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads((tmp_path / "out" / "stacks" / "hfgate-dev" / "cdk.tf.json").read_text())
+    (perimeter,) = plan["resource"]["google_access_context_manager_service_perimeter"].values()
+    data = plan["data"]["google_project"]
+    inside = {data[ref.split("data.google_project.")[1].split(".")[0]]["project_id"]
+              for ref in perimeter["spec"]["resources"]}
+    assert inside == {"acme-hfgate-dev", "acme-hfgate-dev-research", "acme-hfgate-dev-vision"}
+
+
 def test_all_teams_allowlists_must_fit_one_proxy_policy():
     many = {f"t{i}": {"subnet_cidr": f"10.8.{16 + i}.0/28", "submitters": ["group:a@acme.example"],
+                      "project_id": f"acme-hfgate-x-t{i}",
                       "allow_models": [f"org{i}/m{j}" for j in range(250)]} for i in range(4)}
     with pytest.raises(ConfigError) as err:
         settings_with(many)
@@ -218,6 +294,111 @@ def test_every_cross_team_path_fails_the_review_naming_both_teams(plans, tmp_pat
     from review.report import to_markdown
     text = to_markdown(rep)
     assert f"team `{src}`" in text and f"team `{dst}`" in text and "Cross-team paths" in text
+
+
+def _subnet(d, team):
+    return _ref(d, "google_compute_subnetwork", "name", name=f"hfg-dev-{team}-jobs")
+
+
+# What one team's principals may do to the other's data, beyond token paths: every permission, judged by the
+# permission table (review.roles), on buckets, jobs, logs, subnets.
+DATA_CROSS = {
+    "research's trainer reads vision's artifacts (trained models, checkpoints)": (
+        lambda d: ("google_storage_bucket_iam_member", {
+            "bucket": _ref(d, "google_storage_bucket", "name", name="acme-hfgate-dev-hfg-dev-vision-artifacts"),
+            "role": "roles/storage.objectViewer", "member": _member(d, "research", "trainer")}),
+        ("research", "vision", "bucket acme-hfgate-dev-hfg-dev-vision-artifacts", "storage.objects.get")),
+    "research's trainer reads vision's mirror (gated weights vision accepted the terms of)": (
+        lambda d: ("google_storage_bucket_iam_member", {
+            "bucket": _ref(d, "google_storage_bucket", "name", name="acme-hfgate-dev-hfg-dev-vision-mirror"),
+            "role": "roles/storage.legacyObjectReader", "member": _member(d, "research", "trainer")}),
+        ("research", "vision", "bucket acme-hfgate-dev-hfg-dev-vision-mirror", "storage.objects.get")),
+    "vision's submitter sees and cancels research's jobs": (
+        lambda d: ("google_project_iam_member", {
+            "project": "acme-hfgate-dev-research", "role": "roles/aiplatform.user",
+            "member": _member(d, "vision", "submitter")}),
+        ("vision", "research", "its project acme-hfgate-dev-research", "aiplatform.customJobs.cancel")),
+    "vision's people read research's job logs": (
+        lambda d: ("google_project_iam_member", {
+            "project": "acme-hfgate-dev-research", "role": "roles/logging.viewer",
+            "member": "group:vision-ml@acme.example"}),
+        ("vision", "research", "its project acme-hfgate-dev-research", "logging.logEntries.list")),
+    "research's Vertex AI agent may use vision's subnet (vision's source range at the proxy)": (
+        lambda d: ("google_compute_subnetwork_iam_member", {
+            "project": "acme-hfgate-dev", "region": "us-central1", "subnetwork": _subnet(d, "vision"),
+            "role": "roles/compute.networkUser",
+            "member": _ref(d, "google_project_service_identity", "member", project="acme-hfgate-dev-research",
+                           service="aiplatform.googleapis.com")}),
+        ("research", "vision", "subnet hfg-dev-vision-jobs", "compute.subnetworks.use")),
+    "a role the table does not know, held by research's submitter on vision's bucket": (
+        lambda d: ("google_storage_bucket_iam_member", {
+            "bucket": _ref(d, "google_storage_bucket", "name", name="acme-hfgate-dev-hfg-dev-vision-staging"),
+            "role": "roles/storage.insightsCollectorService", "member": _member(d, "research", "submitter")}),
+        ("research", "vision", "bucket acme-hfgate-dev-hfg-dev-vision-staging", "UNKNOWN")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DATA_CROSS))
+def test_anything_one_team_holds_on_the_others_data_fails_naming_both(plans, tmp_path, case):
+    make, (src, dst, what, perm) = DATA_CROSS[case]
+    data = copy.deepcopy(plans["dev"])
+    rtype, values = make(data)
+    data["resource"].setdefault(rtype, {})["cross"] = values
+    rep = _review(data, tmp_path)
+    assert rep["ok"] is False
+    hits = [c for c in rep["isolation"]["access"]["cross_team"] if c["from_team"] == src and c["to_team"] == dst]
+    assert hits and any(c["what"].startswith(what) and any(perm in p for p in c["held"]) for c in hits), hits
+    from review.report import to_markdown
+    text = to_markdown(rep)
+    failures = text.split("**Isolation failures:**")[1]
+    assert f"team `{src}`" in failures and f"team `{dst}`" in failures
+
+
+def test_a_principal_of_no_team_reading_a_teams_data_fails(plans, tmp_path):
+    data = copy.deepcopy(plans["dev"])
+    data["resource"]["google_storage_bucket_iam_member"]["eve"] = {
+        "bucket": _ref(data, "google_storage_bucket", "name", name="acme-hfgate-dev-hfg-dev-research-artifacts"),
+        "role": "roles/storage.objectViewer", "member": "user:eve@example.com"}
+    rep = _review(data, tmp_path)
+    (hit,) = rep["isolation"]["access"]["no_team"]
+    assert rep["ok"] is False and hit["principal"] == "user:eve@example.com" and hit["to_team"] == "research"
+    assert "storage.objects.get" in hit["permissions"]
+
+
+def test_shared_platform_grants_that_read_no_teams_data_pass(plans, tmp_path):
+    """Monitoring for the platform's SREs and log writing for a platform agent, on every team's project: roles
+    that read no team's data (the table lists none of TEAM_DATA for them) pass, and the matrix shows them."""
+    data = copy.deepcopy(plans["dev"])
+    iam = data["resource"]["google_project_iam_member"]
+    for team in ("research", "vision"):
+        iam[f"sre-{team}"] = {"project": f"acme-hfgate-dev-{team}", "role": "roles/monitoring.viewer",
+                              "member": "group:platform-sre@acme.example"}
+        iam[f"shipper-{team}"] = {"project": f"acme-hfgate-dev-{team}", "role": "roles/logging.logWriter",
+                                  "member": "serviceAccount:log-shipper@acme-platform.iam.gserviceaccount.com"}
+    rep = _review(data, tmp_path)
+    access = rep["isolation"]["access"]
+    assert rep["ok"], (access["cross_team"], access["no_team"], access["unknown"], access["ranges"])
+    shared = [r for r in access["rows"] if r["principal"] == "group:platform-sre@acme.example"]
+    assert {r["to_team"] for r in shared} == {"research", "vision"} and all(r["team"] == "(none)" for r in shared)
+
+
+def test_source_ranges_are_checked_over_every_address(plans, tmp_path):
+    """A rule of research's that matches a range reaching into vision's /28 (one sample address of research's
+    range would not show it) fails, naming both teams; so do overlapping team ranges."""
+    data = copy.deepcopy(plans["dev"])
+    for r in data["resource"]["google_network_security_gateway_security_policy_rule"].values():
+        if r["name"].startswith("research-"):
+            r["session_matcher"] = r["session_matcher"].replace("'10.8.16.0/28'", "'10.8.16.0/27'")
+    rep = _review(data, tmp_path)
+    ranges = rep["isolation"]["access"]["ranges"]
+    assert rep["ok"] is False and any(p["teams"] == ["research", "vision"] for p in ranges), ranges
+    data = copy.deepcopy(plans["dev"])
+    for v in data["resource"]["google_compute_subnetwork"].values():
+        if v["name"] == "hfg-dev-vision-jobs":
+            v["ip_cidr_range"] = "10.8.16.8/29"        # inside research's 10.8.16.0/28
+    rep = _review(data, tmp_path)
+    assert any("overlaps team" in p["detail"] and p["teams"] == ["research", "vision"]
+               for p in rep["isolation"]["access"]["ranges"])
 
 
 def test_a_principal_of_no_team_reaching_a_team_fails_that_team(plans, tmp_path):

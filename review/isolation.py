@@ -1,0 +1,234 @@
+"""The teams' isolation matrix: what one team's principals, and principals of no team, may do to another team's
+resources, judged by permission (review.roles), and the teams' source ranges by CIDR arithmetic.
+
+A team is a project (README, "Teams"): its buckets, secrets, service accounts, Vertex AI jobs, logs, repositories
+and network attachment live in its own project; its subnet lives in the host project. A grant reaches a team when
+its target is one of those resources, the team's project, or a folder or organization (assumed to hold every
+project); a grant on the host project reaches every team's subnet. Then:
+- a principal of one team holding anything on another team's resources fails, naming both teams and the
+  permissions it holds (a role not in the table is UNKNOWN and fails too);
+- a principal of no team fails when its role holds a permission in TEAM_DATA on a team's resources (reads or
+  writes its objects, reads its token, runs, reads or cancels its jobs, reads its logs, acts as its accounts, uses
+  its subnet, pulls its images, or changes who may); a platform-wide role that holds none (monitoring, log
+  writing) passes;
+- every team's source range is disjoint from every other's, and every proxy rule named for a team matches sources
+  inside that team's range only: `ipaddress` overlap and containment over whole networks, never a sample address.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from review import roles as R
+from review.graph import Grant, grants
+from review.plan import Plan, unresolved
+
+# What reads, changes, runs, uses or impersonates what belongs to a team (review.roles' permission names).
+TEAM_DATA = frozenset({
+    "storage.objects.get", "storage.objects.list", "storage.objects.create", "storage.objects.delete",
+    "storage.objects.update", "storage.buckets.setIamPolicy", "storage.buckets.update", "storage.buckets.delete",
+    "storage.managedFolders.setIamPolicy",
+    R.ACCESS, *R.VERSION_TAMPER, R.SECRET_SET_IAM, "secretmanager.secrets.delete", "secretmanager.secrets.update",
+    *R.IMPERSONATE,
+    "aiplatform.customJobs.create", R.JOB_READ, "aiplatform.customJobs.list", "aiplatform.customJobs.cancel",
+    "logging.logEntries.list", R.PRIVATE_LOG_LIST,
+    R.SUBNET_USE,
+    R.IMAGE_READ, *R.IMAGE_WRITE,
+    *R.HIERARCHY_SET_IAM, R.ROLE_UPDATE,
+})
+
+
+@dataclass
+class TeamScope:
+    """One team's resources in a plan, by kind, and who belongs to it."""
+    name: str
+    project: str
+    buckets: set[str] = field(default_factory=set)
+    secrets: set[str] = field(default_factory=set)
+    accounts: set[str] = field(default_factory=set)       # emails
+    subnets: set[str] = field(default_factory=set)        # subnetwork names (in the host project)
+    repositories: set[str] = field(default_factory=set)
+    topics: set[str] = field(default_factory=set)
+    source_range: str = ""
+    members: dict[str, str] = field(default_factory=dict)  # member -> its role in the team
+
+    def belongs(self, member: str) -> str | None:
+        """The member's role in the team: its identities and people, any account of its project, its project's
+        service agents; None when it is not the team's."""
+        if member in self.members:
+            return self.members[member]
+        if self.project and member.endswith(f"@{self.project}.iam.gserviceaccount.com"):
+            return "account of its project"
+        if self.project and f"(number of {self.project})@" in member:
+            return "service agent of its project"
+        return None
+
+
+def _values(plan: Plan, rtype: str) -> list[dict]:
+    return [plan.resolved(r) for r in plan.of_type(rtype)]
+
+
+def _project(plan: Plan, v: dict) -> str:
+    return str(v.get("project") or plan.default_project())
+
+
+def scopes(plan: Plan, views: dict[str, Plan]) -> dict[str, TeamScope]:
+    from review.plan import team_source_range
+    from review.report import _team_members
+    out = {}
+    for name, view in views.items():
+        project = str(view.output("project_id") or "")
+        t = TeamScope(name=name, project=project, members=_team_members(view))
+        for key in ("staging_bucket", "artifacts_bucket", "mirror_bucket"):
+            if view.output(key):
+                t.buckets.add(str(view.output(key)).removeprefix("gs://"))
+        for key in ("token_secret", "write_token_secret"):
+            if view.output(key):
+                t.secrets.add(str(view.output(key)).rstrip("/").rsplit("/", 1)[-1])
+        for key in ("trainer_email", "submitter_email", "publisher_email"):
+            if view.output(key):
+                t.accounts.add(str(view.output(key)))
+        for v in _values(plan, "google_storage_bucket"):
+            if _project(plan, v) == project:
+                t.buckets.add(str(v.get("name")))
+        for v in _values(plan, "google_secret_manager_secret"):
+            if _project(plan, v) == project:
+                t.secrets.add(str(v.get("secret_id")))
+        for v in _values(plan, "google_service_account"):
+            if _project(plan, v) == project:
+                t.accounts.add(f"{v.get('account_id')}@{project}.iam.gserviceaccount.com")
+        for v in _values(plan, "google_artifact_registry_repository"):
+            if _project(plan, v) == project:
+                t.repositories.add(str(v.get("repository_id")))
+        for v in _values(plan, "google_pubsub_topic"):
+            if _project(plan, v) == project:
+                t.topics.add(str(v.get("name")))
+        t.source_range = team_source_range(view)
+        for v in _values(plan, "google_compute_subnetwork"):
+            if t.source_range and v.get("ip_cidr_range") == t.source_range:
+                t.subnets.add(str(v.get("name")))
+        out[name] = t
+    return out
+
+
+def _reached(g: Grant, teams: dict[str, TeamScope], host: str) -> list[tuple[str, str]]:
+    """(team, what) for every team whose resources the grant's target is or holds."""
+    kind, target = g.scope, g.target
+    if kind in ("folder", "organization"):
+        return [(n, f"everything (a grant on {kind} {target})") for n in teams]
+    hits = []
+    for n, t in teams.items():
+        what = None
+        if kind == "project" and target == t.project:
+            what = f"its project {target}: its jobs, logs, buckets, secrets and accounts"
+        elif kind == "project" and target == host and t.subnets:
+            what = f"its subnet {', '.join(sorted(t.subnets))} (through the host project {host})"
+        elif kind == "bucket" and target in t.buckets:
+            what = f"bucket {target}"
+        elif kind == "secret" and target in t.secrets:
+            what = f"secret {target}"
+        elif kind == "serviceAccount" and target in t.accounts:
+            what = f"service account {target}"
+        elif kind == "compute_subnetwork" and target in t.subnets:
+            what = f"subnet {target} (its jobs' source range {t.source_range})"
+        elif kind == "artifactRegistry" and target in t.repositories:
+            what = f"repository {target}"
+        elif kind == "pubsub_topic" and target in t.topics:
+            what = f"topic {target}"
+        if what:
+            hits.append((n, what))
+    return hits
+
+
+def _ranges(plan: Plan, teams: dict[str, TeamScope]) -> list[dict]:
+    """Problems with the teams' source ranges: overlaps between teams, and proxy rules named for a team that
+    match sources outside its range (whole-network arithmetic)."""
+    problems = []
+    nets = {}
+    for n, t in teams.items():
+        try:
+            nets[n] = ipaddress.ip_network(t.source_range) if t.source_range else None
+        except ValueError:
+            nets[n] = None
+    names = sorted(teams)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if nets[a] is not None and nets[b] is not None and nets[a].overlaps(nets[b]):
+                problems.append({"teams": [a, b], "detail": f"team `{a}`'s source range {nets[a]} overlaps team"
+                                                            f" `{b}`'s {nets[b]}: the proxy cannot tell their jobs"
+                                                            " apart"})
+    for r in plan.of_type("google_network_security_gateway_security_policy_rule"):
+        v = plan.resolved(r)
+        rule, matcher = str(v.get("name") or ""), v.get("session_matcher")
+        owner = next((n for n in names if rule.startswith(f"{n}-")), None)
+        if owner is None or str(v.get("basic_profile")) != "ALLOW":
+            continue
+        if unresolved(matcher):
+            problems.append({"teams": [owner], "detail": f"rule {rule}: its session matcher is not known offline"
+                                                         " (UNKNOWN)", "address": r.address})
+            continue
+        found = re.findall(r"inIpRange\(\s*source\.ip\s*,\s*'([^']+)'\s*\)", str(matcher))
+        own = nets.get(owner)
+        if not found:
+            problems.append({"teams": [owner], "detail": f"rule {rule} of team `{owner}` matches any source: every"
+                                                         " team's jobs may use it", "address": r.address})
+        for cidr in found:
+            try:
+                net = ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                problems.append({"teams": [owner], "detail": f"rule {rule}: {cidr!r} is not a range",
+                                 "address": r.address})
+                continue
+            if own is None or net.version != own.version or not net.subnet_of(own):  # type: ignore[arg-type]
+                problems.append({"teams": [owner], "detail": f"rule {rule} of team `{owner}` matches {net}, not"
+                                                             f" inside its range {own}", "address": r.address})
+            for other in names:
+                o = nets.get(other)
+                if other != owner and o is not None and net.overlaps(o):
+                    problems.append({"teams": [owner, other],
+                                     "detail": f"rule {rule} of team `{owner}` matches {net}, which overlaps team"
+                                               f" `{other}`'s range {o}: `{other}`'s jobs may use it",
+                                     "address": r.address})
+    return problems
+
+
+def matrix(plan: Plan, views: dict[str, Plan]) -> dict:
+    """rows: every (principal, team reached, what, permissions) of a grant on a team's resources; cross_team: those
+    of one team on another's; no_team: those of principals of no team holding TEAM_DATA permissions; unknown: grants
+    on a team's resources whose role (or member) cannot be judged offline; ranges: the source range problems."""
+    teams = scopes(plan, views)
+    host = str(next(iter(views.values())).output("host_project_id") or plan.default_project())
+    rows, cross, no_team, unknown = [], [], [], []
+    for g in grants(plan):
+        for team, what in _reached(g, teams, host):
+            mine = teams[team].belongs(g.member)
+            theirs = next(((n, role) for n, t in teams.items() if n != team
+                           and (role := t.belongs(g.member)) is not None), None)
+            perms = sorted(g.perms) if g.perms is not None else None
+            data = sorted(set(g.perms) & TEAM_DATA) if g.perms is not None else None
+            row = {"principal": g.member, "team": theirs[0] if theirs and not mine else (team if mine else "(none)"),
+                   "as": (mine or (theirs[1] if theirs else "")), "to_team": team, "what": what, "role": g.role,
+                   "permissions": data if data is not None else ["(role not in the table: UNKNOWN)"],
+                   "address": g.address}
+            rows.append(row)
+            if mine:
+                continue
+            if g.unknown:
+                unknown.append(row | {"why": f"not known offline: {', '.join(g.unknown)}"})
+            if theirs:
+                cross.append(row | {"from_team": theirs[0], "held": perms if perms is not None else
+                                    ["(role not in the table: UNKNOWN)"]})
+            elif data is None or data:
+                no_team.append(row)
+    key = lambda r: (r["principal"], r["to_team"], r["what"], r["role"], r["address"])  # noqa: E731
+    return {"teams": {n: {"project": t.project, "source_range": t.source_range} for n, t in teams.items()},
+            "host_project": host, "rows": sorted(rows, key=key), "cross_team": sorted(cross, key=key),
+            "no_team": sorted(no_team, key=key), "unknown": sorted(unknown, key=key),
+            "ranges": _ranges(plan, teams)}
+
+
+def describe(c: dict) -> str:
+    return (f"team `{c['from_team']}`'s {c['as']} `{c['principal']}` holds {c['role']} on team `{c['to_team']}`'s"
+            f" {c['what']} ({', '.join(c['held']) or 'no listed permission'}) (`{c['address']}`)")
+
