@@ -77,9 +77,11 @@ HOSTS: tuple[Host, ...] = (
 
 # Deliberately NOT a download host, although it is a Hugging Face subdomain: datasets-server.huggingface.co (the
 # dataset viewer API, https://huggingface.co/docs/dataset-viewer) serves the rows of any public dataset, listed or not,
-# by its name in a query string; no client download path uses it (huggingface_hub 2.4.0 never calls it, the
-# `datasets` library loads files through `resolve`). A rule covering `*.huggingface.co` would let jobs read it.
+# by its name in a query string. `datasets` asks it for a dataset's exported infos (NOT_NEEDED below) and goes on
+# without them when refused; files always come through `resolve`. A rule covering `*.huggingface.co` would let jobs
+# read any dataset through it.
 NOT_DOWNLOAD_HOSTS: tuple[str, ...] = ("datasets-server.huggingface.co",)
+VIEWER_ROLE = "dataset-viewer"      # the role of NOT_DOWNLOAD_HOSTS in NOT_NEEDED rows
 
 BOTH = ("model", "dataset")
 
@@ -108,7 +110,8 @@ DOWNLOAD: tuple[RequestShape, ...] = (
     RequestShape("hub", READ, "/datasets/{dataset}/resolve/{rev}/{file}", True, ("dataset",),
                  "as above, for a dataset", f"{HF_HUB} file_download.py hf_hub_url (REPO_TYPES_URL_PREFIXES)"),
     RequestShape("hub", ("GET",), "/api/models/{model}/xet-read-token/{rev}", True, ("model",),
-                 "the refresh route of a Xet file: answers X-Xet-Cas-Url, X-Xet-Access-Token and"
+                 "the refresh route of a Xet file ({rev} is the commit: the Hub's HEAD answer names it, and the"
+                 " client builds the same route from the commit of a cached tree listing): answers X-Xet-Cas-Url, X-Xet-Access-Token and"
                  " X-Xet-Token-Expiration (and the same as JSON casUrl/accessToken/exp, which hf-xet reads when it"
                  " refreshes the token)",
                  f"{HF_HUB} utils/_xet.py xet_connection_info_refresh_url, _fetch_xet_connection_info_with_url,"
@@ -147,6 +150,11 @@ NOT_NEEDED: tuple[RequestShape, ...] = (
     RequestShape("hub", ("GET",), "/api/agent-harnesses", False, BOTH,
                  "agent detection registry, fetched at most once a day (skipped with HF_HUB_DISABLE_TELEMETRY=1)",
                  f"{HF_HUB} utils/_detect_agent.py"),
+    RequestShape(VIEWER_ROLE, ("GET",), "/info?dataset={dataset}", True, ("dataset",),
+                 "the dataset viewer's exported infos, asked by load_dataset (no data_files, main revision) with the"
+                 " Hub token; any failure is caught (DatasetViewerError) and the files are read through resolve",
+                 "datasets 5.2.0 utils/_dataset_viewer.py get_exported_dataset_infos; load.py"
+                 " HubDatasetModuleFactory (use_exported_dataset_infos)"),
 )
 
 
