@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 
 from review import roles as R
-from review.plan import Plan, unresolved
+from review.plan import REF, Plan, unresolved
 
 IAM_SUFFIXES = ("_iam_member", "_iam_binding", "_iam_policy")
 HIERARCHY = ("project", "folder", "organization")
@@ -54,8 +54,8 @@ def _last(value) -> str:
     return str(value or "").rstrip("/").rsplit("/", 1)[-1]
 
 
-def _target(plan: Plan, scope: str, v: dict) -> tuple[str, str, str]:
-    """(kind, id, the field it came from) of an IAM resource's target."""
+def _target(plan: Plan, scope: str, v: dict, raw: dict | None = None) -> tuple[str, str, str]:
+    """(kind, id, the field it came from) of an IAM resource's target (v resolved, raw as written)."""
     if scope == "project":
         return "project", str(v.get("project") or plan.default_project()), "project"
     if scope == "folder":
@@ -65,13 +65,82 @@ def _target(plan: Plan, scope: str, v: dict) -> tuple[str, str, str]:
     if scope == "secret_manager_secret":
         return "secret", _last(v.get("secret_id")), "secret_id"
     if scope == "service_account":
-        return "serviceAccount", _last(v.get("service_account_id")), "service_account_id"
-    if scope == "storage_bucket":
-        return "bucket", str(v.get("bucket")).removeprefix("b/"), "bucket"
+        return "serviceAccount", account_email(plan, (raw or v).get("service_account_id")), "service_account_id"
+    if scope.startswith("storage_") and "bucket" in v:
+        # The bucket's IAM, and the IAM of what is inside it (managed folders: a grant there is a grant on the
+        # objects under the folder's prefix, which jobs read like any other object of the bucket).
+        return "bucket", _bucket(plan, v, raw), "bucket"
     if scope == "artifact_registry_repository":
         return "artifactRegistry", _last(v.get("repository")), "repository"
     key = next((k for k in ("name", "topic", "crypto_key_id", "subnetwork", "instance", "ca_pool") if k in v), "name")
     return scope, str(v.get(key, "")), key
+
+
+def _deep(plan: Plan, raw, depth: int = 3):
+    """A value resolved through arguments that are themselves references (`${google_storage_managed_folder.f.bucket}`
+    where the folder's `bucket` is `${google_storage_bucket.b.name}`)."""
+    value = plan.resolve(raw)
+    m = REF.fullmatch(str(raw or ""))
+    if depth and unresolved(value) and m and not m.group(1):
+        r = plan.get(m.group(2), m.group(3))
+        if r is not None and m.group(4) in r.values:
+            return _deep(plan, r.values[m.group(4)], depth - 1)
+    return value
+
+
+def _bucket(plan: Plan, v: dict, raw: dict | None) -> str:
+    return str(_deep(plan, (raw or v).get("bucket"))).removeprefix("b/")
+
+
+def account_email(plan: Plan, value) -> str:
+    """The email of the service account an argument names by any identifier: its email, its resource name
+    (`projects/P/serviceAccounts/EMAIL` or `.../UNIQUE_ID`), its numeric unique id, or a reference to an account or
+    to a `google_service_account` data source (found by short id, email, name or unique id). What cannot be told
+    offline stays unresolved (an UNKNOWN wherever it matters)."""
+    raw = str(value or "")
+    for m in REF.finditer(raw):
+        if m.group(2) != "google_service_account":
+            continue
+        if m.group(1):
+            email = data_account_email(plan, m.group(3))
+            return email or f"(unknown: the account data.google_service_account.{m.group(3)} reads)"
+        if plan.get("google_service_account", m.group(3)) is not None:
+            return plan.attribute("google_service_account", m.group(3), "email")
+    last = _last(plan.resolve(raw))
+    if last.isdigit():
+        return unique_ids(plan).get(last, f"(unknown: the account whose unique id is {last})")
+    return last
+
+
+def unique_ids(plan: Plan) -> dict[str, str]:
+    """unique id -> email of the accounts of the plan whose unique id it shows (a `terraform show -json` plan of
+    accounts that exist already)."""
+    out = {}
+    for r in plan.of_type("google_service_account"):
+        uid = str(r.values.get("unique_id") or "")
+        if uid.isdigit():
+            out[uid] = plan.attribute("google_service_account", r.name, "email")
+    return out
+
+
+def data_account_email(plan: Plan, name: str) -> str | None:
+    """The email of the account a `data.google_service_account` reads, or None when it cannot be told offline.
+    `account_id` takes a short id (in `project`, else the provider's), an email, or a resource name ending in an
+    email or a unique id (the provider's data source reference)."""
+    v = plan.data.get(("google_service_account", name))
+    if v is None:
+        return None
+    v = plan.resolve(v)
+    account = v.get("account_id")
+    if unresolved(account) or not account:
+        return None
+    last = _last(account)
+    if "@" in last:
+        return last
+    if last.isdigit():
+        return unique_ids(plan).get(last)
+    project = v.get("project") or plan.default_project()
+    return None if unresolved(project) or not project else f"{last}@{project}.iam.gserviceaccount.com"
 
 
 def role_permissions(plan: Plan, role) -> frozenset | None:
@@ -120,7 +189,7 @@ def iam(plan: Plan) -> tuple[list[Grant], list[dict]]:
             continue
         v = plan.resolved(r)
         scope = r.type.removeprefix("google_").rsplit("_iam_", 1)[0]
-        kind, target, field = _target(plan, scope, v)
+        kind, target, field = _target(plan, scope, v, r.values)
         pairs, hides = _pairs(r, v)
         if hides:
             hidden.append({"address": r.address, "field": hides, "value": _short(r.values.get(hides)),
@@ -188,6 +257,115 @@ def write_token_access(plan: Plan) -> dict:
     if not t.write_secret_id:
         return {"readers": [], "writers": [], "unknowns": [], "secret": ""}
     return token_access(plan, _targets=dataclasses.replace(t, secret_id=t.write_secret_id), _which="write")
+
+
+# Issuers of a multi-tenant service: anyone with an account there (any repository, project or organization) gets a
+# token from them, so a provider trusting one admits that whole service unless its attribute condition narrows it
+# to your organization. (issuer, who it admits, source)
+PUBLIC_ISSUERS: tuple[tuple[str, str, str], ...] = (
+    ("https://token.actions.githubusercontent.com", "any GitHub Actions workflow of any repository",
+     "cloud.google.com/iam/docs/workload-identity-federation-with-deployment-pipelines (GitHub Actions: one issuer"
+     " for every repository; configure a pool per GitHub organization, with an attribute condition)"),
+    ("https://gitlab.com", "any GitLab.com CI/CD job of any project",
+     "cloud.google.com/iam/docs/workload-identity-federation-with-deployment-pipelines (GitLab SaaS: one issuer for"
+     " every group; configure it per GitLab group, with an attribute condition)"),
+    ("https://app.terraform.io", "any Terraform Cloud workspace of any organization",
+     "cloud.google.com/iam/docs/workload-identity-federation-with-deployment-pipelines (Terraform Cloud: one issuer"
+     " for every organization; configure it per organization, with an attribute condition)"),
+)
+# principal:// and principalSet:// members of a Workload Identity pool or a workforce pool: (kind, pool id, rest).
+POOL_MEMBER = re.compile(r"(principalSet|principal)://iam\.googleapis\.com/(?:projects/[^/]+/)?locations/global/"
+                         r"(workloadIdentityPools|workforcePools)/([^/]+)/(.*)")
+# Per kind of pool: (pool type, its id argument, provider type, the provider's pool argument).
+POOL_TYPES = {"workloadIdentityPools": ("google_iam_workload_identity_pool", "workload_identity_pool_id",
+                                        "google_iam_workload_identity_pool_provider", "workload_identity_pool_id"),
+              "workforcePools": ("google_iam_workforce_pool", "workforce_pool_id", "google_iam_workforce_pool_provider",
+                                 "workforce_pool_id")}
+
+
+def _first(value):
+    while isinstance(value, list):
+        value = value[0] if value else None
+    return value if isinstance(value, dict) else {}
+
+
+def _issuer(v: dict) -> str:
+    if v.get("oidc") is not None:
+        return str(_first(v["oidc"]).get("issuer_uri") or "").rstrip("/")
+    if v.get("aws") is not None:
+        return f"AWS account {_first(v['aws']).get('account_id')}"
+    if v.get("saml") is not None:
+        return "a SAML identity provider"
+    if v.get("x509") is not None:
+        return "an X.509 trust store"
+    return "(no issuer in the plan)"
+
+
+def pool_paths(plan: Plan, rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """A pool principal that reaches the token is whoever the pool's providers admit: judged by the providers in the
+    plan (issuer, attribute_condition, attribute_mapping). A provider admitting the principal from a multi-tenant
+    issuer without an attribute condition is a path (its resource is the reader); a provider whose settings are not
+    known offline, or a pool not in the plan at all, is UNKNOWN (a provider added to the pool outside the plan would
+    widen it unseen). The pool of a member the configuration lists (submitters, publishers) is accepted as the
+    configuration's, and still shown. Returns (reader rows, unknowns)."""
+    configured = {m: key for key in ("submitters", "publishers") for m in plan.output(key) or []
+                  if isinstance(m, str)}
+    public = {i: who for i, who, _src in PUBLIC_ISSUERS}
+    out, unknowns, seen = [], [], set()
+    for row in rows:
+        m = POOL_MEMBER.fullmatch(row["principal"])
+        if not m or (row["principal"], row["address"]) in seen:
+            continue
+        seen.add((row["principal"], row["address"]))
+        form, pools, pool, rest = m.groups()
+        pool_type, pool_arg, provider_type, provider_arg = POOL_TYPES[pools]
+        # What the member needs from a provider's mapping to be produced by it.
+        need = ("google.subject" if form == "principal" or rest.startswith("subject/") else
+                "google.groups" if rest.startswith("group/") else
+                rest.split("/", 1)[0] if rest.startswith("attribute.") else None)
+        in_plan = [r for r in plan.of_type(pool_type) if plan.resolved(r).get(pool_arg) == pool]
+        providers = []
+        for p in plan.of_type(provider_type):
+            v = plan.resolved(p)
+            if unresolved(v.get(provider_arg)):
+                unknowns.append({"address": p.address, "field": provider_arg, "value": str(v.get(provider_arg)),
+                                 "why": f"a Workload Identity provider whose pool is not known offline: it may widen"
+                                        f" {row['principal']}, which reaches the token"})
+            elif v.get(provider_arg) == pool:
+                providers.append((p, v))
+        if not in_plan and not providers:
+            who = configured.get(row["principal"])
+            unknowns.append({"address": row["address"], "field": "member", "value": row["principal"],
+                             "why": f"{row['principal']} reaches the token ({row['kind']}), but its pool {pool} is not"
+                                    " in the plan: who its providers admit (issuer, attribute condition, mapping)"
+                                    " cannot be judged, and a provider added to it widens it unseen",
+                             **({"accepted": f"listed in the environment's `{who}`: the pool is trusted by"
+                                             " configuration (review its providers where it is managed)"}
+                                if who else {})})
+            continue
+        for p, v in providers:
+            if v.get("disabled") is True:
+                continue
+            mapping, condition, issuer = v.get("attribute_mapping"), v.get("attribute_condition"), _issuer(v)
+            hidden = [f for f, x in (("attribute_mapping", mapping), ("attribute_condition", condition),
+                                     ("issuer", issuer)) if x is not None and unresolved(x)]
+            if hidden:
+                unknowns.append({"address": p.address, "field": ", ".join(hidden), "value": issuer,
+                                 "why": f"a provider of pool {pool}, whose {row['principal']} reaches the token: its"
+                                        f" {', '.join(hidden)} is not known offline, so who it admits cannot be"
+                                        " judged"})
+                continue
+            keys = set(mapping) if isinstance(mapping, dict) and mapping else {"google.subject"}
+            if need is not None and need not in keys:
+                continue          # the provider maps nothing the member selects on: it admits nobody into it
+            if issuer in public and str(condition or "").strip() in ("", "true"):
+                out.append({"principal": f"resource:{p.address}", "kind": "federates",
+                            "how": f"admits {public[issuer]} ({issuer}, no attribute_condition) as"
+                                   f" {row['principal']}, which reaches the token: {row['how']}",
+                            "via": row["principal"], "address": p.address, "role": "(attribute_condition)",
+                            "impact": "high"})
+    unique = {(u["address"], u["field"]): u for u in unknowns}
+    return out, list(unique.values())
 
 
 def _row(g: Grant, kind: str, how: str, via: str | None = None, impact: str = "high") -> dict:
@@ -280,6 +458,10 @@ def token_access(plan: Plan, *, _targets: Targets | None = None, _which: str = "
                 added = True
         if not added:
             break
+    # Pool principals: whoever the pool's providers admit.
+    federated, pool_unknowns = pool_paths(plan, readers + writers)
+    readers += federated
+    unknowns += pool_unknowns
     # Default deny over resource types: whatever runs as, speaks for or reads the token (review.references).
     from review.references import scan
     from review.references import LEADS_TO

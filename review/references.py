@@ -24,6 +24,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from review.graph import data_account_email
 from review.plan import Plan, Resource, unresolved
 
 # (type glob, argument glob, protected kind, why the reference confers nothing). `type` is the Terraform type,
@@ -65,6 +66,21 @@ INERT: tuple[tuple[str, str, str, str], ...] = (
     ("*", "description", "*", "free text"),
     ("*", "display_name", "*", "free text"),
     ("*", "depends_on", "*", "ordering only"),
+    ("google_iam_deny_policy", "rules.*", "*",
+     "an IAM deny policy only takes permissions away (deny is evaluated before allow): whoever or whatever it names"
+     " gains nothing from it"),
+    ("google_*_iam_member_remove", "member", "identity",
+     "removes a grant of a role from the identity: it confers nothing (the IAM graph still counts every grant the"
+     " plan makes)"),
+    ("google_logging_*_sink", "*filter", "*",
+     "a log sink's filters select the entries it routes: entries name the secret or the identity (metadata), never"
+     " carry the token's value"),
+    ("google_logging_*_exclusion", "filter", "*",
+     "an exclusion's filter selects entries not to store: entries name the secret or the identity (metadata), never"
+     " carry the token's value"),
+    ("google_logging_metric", "filter", "*",
+     "a log-based metric counts the entries its filter selects: they name the secret or the identity (metadata),"
+     " never carry the token's value"),
 )
 
 # Types known to run code as (or mint tokens for) the identity in the given arguments. The description says what
@@ -140,6 +156,7 @@ class Protected:
     pattern: str                # a regex of the literal names (email inside a member or resource name; secret id)
     defs: tuple[str, ...]       # "type.name" of the resources that define it (not scanned as references)
     refs: tuple[str, ...]       # "type.name" that stand for it (its definitions, and the secret's versions)
+    email: str = ""             # an identity's email
 
 
 def _flat(value, path: str = ""):
@@ -172,10 +189,14 @@ def protected(plan: Plan, raw: dict | None = None) -> list[Protected]:
         email = plan.output(output)
         if not email or unresolved(email):
             continue
-        refs = tuple(f"google_service_account.{r.name}" for r in plan.of_type("google_service_account")
-                     if plan.attribute("google_service_account", r.name, "email") == email)
-        out.append(Protected(label, "identity", r"(?<![\w.+-])" + re.escape(email.lower()) + r"(?![\w-])",
-                             refs, refs))
+        accounts = [r for r in plan.of_type("google_service_account")
+                    if plan.attribute("google_service_account", r.name, "email") == email]
+        refs = tuple(f"google_service_account.{r.name}" for r in accounts)
+        # Its numeric unique id, where the plan shows it (an account that exists: a `terraform show -json` plan).
+        uids = [str(r.values.get("unique_id")) for r in accounts if str(r.values.get("unique_id") or "").isdigit()]
+        names = [re.escape(email.lower())] + uids
+        out.append(Protected(label, "identity", r"(?<![\w.+-])(?:" + "|".join(names) + r")(?![\w-])",
+                             refs, refs, email.lower()))
     for label, output in (("token secret", "token_secret"), ("write token secret", "write_token_secret")):
         token = plan.output(output) or ""
         m = re.fullmatch(r"projects/([^/]+)/secrets/([^/]+)", str(token))
@@ -249,6 +270,26 @@ def _controls(plan: Plan, r: Resource, args: tuple[str, ...]) -> str:
                                    "whoever may update it (its own IAM, or project-level edit rights)"]))
 
 
+def _may_list(plan: Plan, values: dict, p: Protected) -> bool:
+    """Whether a `data.google_service_accounts` (the accounts of a project, filtered by `prefix` on the account id
+    and `regex` on the email) may list the protected account."""
+    v = plan.resolve(values)
+    email = p.email
+    account_id, _, rest = email.partition("@")
+    project = v.get("project") or plan.default_project()
+    if not unresolved(project) and project and rest != f"{project}.iam.gserviceaccount.com":
+        return False
+    prefix, regex = v.get("prefix"), v.get("regex")
+    if prefix and not unresolved(prefix) and not account_id.startswith(str(prefix)):
+        return False
+    if regex and not unresolved(regex):
+        try:
+            return bool(re.search(str(regex), email))
+        except re.error:
+            return True
+    return True
+
+
 def scan(plan: Plan) -> dict:
     """paths: references that hand out the token (with what controls them); unknowns: references the review does
     not model (UNKNOWN, fail unless accepted); inert: references a row of INERT explains (for the report)."""
@@ -258,8 +299,22 @@ def scan(plan: Plan) -> dict:
         unknowns.append({"address": section, "field": "(section)", "value": section,
                          "why": f"a top-level `{section}` block the review does not read: it may name the trainer,"
                                 " the submitter or the token"})
-    # Data sources, locals and ephemeral values that stand for a protected thing become aliases of it.
+    # Data sources, locals and ephemeral values that stand for a protected thing become aliases of it: the account
+    # data sources by whatever identifies the account (short id and project, email, name, unique id), or by a
+    # filter that may list it; an account data source whose account cannot be told offline may be any of them.
     aliases: dict[str, set[str]] = {p.label: set() for p in prot}
+    maybe: set[str] = set()
+    for (t, n), v in plan.data.items():
+        address = f"data.{t}.{n}"
+        for p in (p for p in prot if p.kind == "identity"):
+            if t == "google_service_account":
+                email = data_account_email(plan, n)
+                if email is None:
+                    maybe.add(address)
+                elif re.search(p.pattern, email.lower()):
+                    aliases[p.label].add(address)
+            elif t == "google_service_accounts" and _may_list(plan, v, p):
+                aliases[p.label].add(address)
     for _ in range(3):
         for kind, rtype, address, values, _r in _items(plan):
             if kind not in ("data", "local", "ephemeral"):
@@ -310,6 +365,13 @@ def scan(plan: Plan) -> dict:
                                  "why": f"names the {p.label} in an argument the review does not model"
                                         f" ({rtype}.{arg}): it may run as it or speak for it; add a row to"
                                         " review.references with why it confers nothing, or accept it"})
+        for arg, leaf in leaves:
+            hits = sorted(a for a in maybe - {address} if _mentions(leaf, a))
+            if hits and not _inert(rtype, arg, "identity") and not any(_names(leaf, p, aliases) for p in prot):
+                unknowns.append({"address": address, "field": arg, "value": leaf[:120],
+                                 "why": f"uses {hits[0]}, whose account is not known offline (its account_id or"
+                                        " project is an expression, or a unique id the plan does not show): it may"
+                                        " be the trainer or the submitter"})
     key = lambda x: (x["address"], x["field"])  # noqa: E731
     return {"paths": sorted(paths, key=key), "unknowns": sorted(unknowns, key=key),
             "inert": sorted(inert, key=key)}

@@ -284,7 +284,7 @@ def _review_one(plan: Plan, checkov: dict | None = None, accepts: dict | None = 
     accepted_unknowns = {a["address"]: a["reason"] for a in accepts["unknown"]}
     reaching = {r["principal"] for r in readers + writers}
     unexpected = sorted({r["principal"] for r in readers + writers if not r["expected"]} - set(accepted_readers))
-    unknowns = [u | {"accepted": accepted_unknowns.get(u["address"])} for u in access["unknowns"]]
+    unknowns = [u | {"accepted": accepted_unknowns.get(u["address"]) or u.get("accepted")} for u in access["unknowns"]]
     policies = evaluate(plan)
     report = {
         "stack": plan.stack, "source": plan.source,

