@@ -92,7 +92,9 @@ def main(argv: list[str]) -> int:
             show = {k: _shown(v) for k, v in out.items()}
             pad = "    " if team else "  "
             if team:
-                print(f"  team {team}: allowlist {', '.join(out.get('allowed_models') or []) or 'any model'};"
+                print(f"  team {team} (project {show.get('project_id')}, a Shared VPC service project of"
+                      f" {show.get('host_project_id')}): allowlist"
+                      f" {', '.join(out.get('allowed_models') or []) or 'any model'};"
                       f" {', '.join(out.get('allowed_datasets') or []) or 'any dataset'}")
             print(f"{pad}token secret   {show.get('token_secret')} (container only; value set with"
                   f" `hfgate token set{' --team ' + team if team else ''}`)")

@@ -432,5 +432,6 @@ def test_make_synth_summarizes_each_team(synth_dir):
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     block = proc.stdout.split("hfgate-dev:")[1].split("\nhfgate-")[0]
-    assert "team research: allowlist google/txgemma-2b-predict" in block and "team vision:" in block
+    assert ("team research (project acme-hfgate-dev-research, a Shared VPC service project of acme-hfgate-dev):"
+            " allowlist google/txgemma-2b-predict") in block and "team vision (project acme-hfgate-dev-vision" in block
     assert "hfgate token set --team vision" in block and "None" not in block
