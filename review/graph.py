@@ -361,7 +361,8 @@ def pool_paths(plan: Plan, rows: list[dict]) -> tuple[list[dict], list[dict]]:
             if issuer in public and str(condition or "").strip() in ("", "true"):
                 out.append({"principal": f"resource:{p.address}", "kind": "federates",
                             "how": f"admits {public[issuer]} ({issuer}, no attribute_condition) as"
-                                   f" {row['principal']}, which reaches the token: {row['how']}",
+                                   f" {row['principal']}, which reaches the token ({row['kind']} through"
+                                   f" {row['address']})",
                             "via": row["principal"], "address": p.address, "role": "(attribute_condition)",
                             "impact": "high"})
     unique = {(u["address"], u["field"]): u for u in unknowns}

@@ -14,8 +14,11 @@ the reason the reference confers nothing. Protected things:
 
 Known run-as types (RUNS_AS) are reported as paths naming what controls them, as far as the plan says; any other
 type, or an argument of a known type that is not its run-as argument, is UNKNOWN: it fails the review until a row
-is added (with its reason) or the reviewer accepts it. The literal numeric `unique_id` of an account is not known
-before apply, so only references to it are seen: README, "What the review cannot see".
+is added (with its reason) or the reviewer accepts it. An account is recognized by any identifier: its email, member
+or resource name, its numeric `unique_id` where the plan shows it (a `terraform show -json` plan of an account that
+exists; otherwise only references to it are seen: README, "What it cannot see"), and the account data sources that
+find it (by short id and project, email, name or unique id, or a filter that may list it); an account data source
+whose account cannot be told offline is UNKNOWN wherever it is used beyond an inert row.
 """
 from __future__ import annotations
 
