@@ -330,6 +330,11 @@ DATA_CROSS = {
             "member": _ref(d, "google_project_service_identity", "member", project="acme-hfgate-dev-research",
                            service="aiplatform.googleapis.com")}),
         ("research", "vision", "subnet hfg-dev-vision-jobs", "compute.subnetworks.use")),
+    "research's submitter a Network User of the whole host project (every team's subnet)": (
+        lambda d: ("google_project_iam_member", {
+            "project": "acme-hfgate-dev", "role": "roles/compute.networkUser",
+            "member": _member(d, "research", "submitter")}),
+        ("research", "vision", "its subnet hfg-dev-vision-jobs (through the host project", "compute.subnetworks.use")),
     "a role the table does not know, held by research's submitter on vision's bucket": (
         lambda d: ("google_storage_bucket_iam_member", {
             "bucket": _ref(d, "google_storage_bucket", "name", name="acme-hfgate-dev-hfg-dev-vision-staging"),
