@@ -113,7 +113,7 @@ def test_of_sixteen_concurrent_creates_one_wins(cloud):
 
 def test_a_stale_claim_is_taken_over_by_one_of_many(cloud, monkeypatch):
     from jobs import claim
-    monkeypatch.setenv("HFGATE_CLAIM_LEASE_S", "1")
+    monkeypatch.setenv("HFGATE_CLAIM_LEASE_S", "2")
     key = f"probe/stale-{time.time_ns()}"
     dead = claim.Claim(_staging(cloud), key)
     assert dead.try_create()                   # claimed, never renewed, never finished: its owner is gone
@@ -264,7 +264,7 @@ def test_a_submitter_killed_after_claiming_is_taken_over_after_the_lease_by_one_
             f"killed-{time.time_ns()}", "--json")
     before = {b.name for b in cloud.gcs.client().list_blobs(cloud.outputs.staging_bucket_name,
                                                             prefix="hfgate-claims/jobs/")}
-    lease = {"HFGATE_CLAIM_LEASE_S": "2"}
+    lease = {"HFGATE_CLAIM_LEASE_S": "4"}
     env = {**os.environ, **cloud.env(), **lease}
     victim = subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], cwd=ROOT, env={**env,
                               "HFGATE_CLAIM_HOLD_S": "600"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
