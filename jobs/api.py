@@ -302,10 +302,12 @@ def follow(outputs: OutputsLike, job: str, *, poll_s: float = 1.0, timeout_s: fl
         state = current.state.name
         if tracker.started is None and current.start_time:
             tracker.started = current.start_time.timestamp()
-        if state != last:
+        terminal = state in TERMINAL
+        # The terminal state is yielded after the job's last lines: they happened before it (a short job is often
+        # seen first when it has already ended).
+        if state != last and not terminal:
             yield StateChange(state, round(time.monotonic() - t0, 1))
             last = state
-        terminal = state in TERMINAL
         for entry in follower.poll(final=terminal):
             yield LogLine(entry.text, entry.timestamp, entry.replica)
             if entry.replica in (vertex.CHIEF, ""):
@@ -313,6 +315,8 @@ def follow(outputs: OutputsLike, job: str, *, poll_s: float = 1.0, timeout_s: fl
                 if progress is not None:
                     yield progress
         if terminal:
+            if state != last:
+                yield StateChange(state, round(time.monotonic() - t0, 1))
             return
         if timeout_s is not None and time.monotonic() - t0 > timeout_s:
             raise Transient(f"job {current.name} still {state} after {timeout_s:.0f}s",
@@ -426,10 +430,13 @@ def publish(outputs: OutputsLike, job_or_run: str, repo_id: str, *, public: bool
 
 
 def token_status(outputs: OutputsLike) -> dict:
-    """Versions, which one `latest` is, the current token's owner and role, rotation due date, jobs per version."""
+    """The read token: versions, which one `latest` is, the current token's owner and role, rotation due date, jobs
+    per version. Under "write", the write token (publishing): versions, owner, role and write scope, read as the
+    caller or else as the publisher (problems say why where neither is possible)."""
     from jobs import lifecycle
     _harden()
-    return lifecycle.status(load_outputs(outputs))
+    loaded = load_outputs(outputs)
+    return {**lifecycle.status(loaded), "write": lifecycle.write_status(loaded)}
 
 
 def set_token(outputs: OutputsLike, token: HfToken | str, *, model: str | None = None, revision: str = "main",

@@ -454,6 +454,15 @@ def cmd_token(args) -> int:
                       f"{'latest ' if v['latest'] else '':<7} {('jobs: ' + jobs) if jobs else ''}".rstrip())
             for p in info["problems"]:
                 print(f"  ! {p}")
+            w = info["write"]
+            print(f"{w['secret']} (write token: hfgate publish)")
+            print(f"  current token: {w['owner'] or '?'} ({w['role'] or '?'} token, sha256:{w['fingerprint'] or '-'})"
+                  + (f"; {w['scope']}" if w["scope"] else ""))
+            for v in w["versions"]:
+                print(f"  v{v['version']:<4} {v['state'].lower():<9} {v['created'] or '':<32}"
+                      f" {'latest' if v['latest'] else ''}".rstrip())
+            for p in w["problems"]:
+                print(f"  ! {p}")
         return 0
     from jobs.errors import UsageError
     if args.kind == "write" and args.model:

@@ -196,9 +196,9 @@ def status(outputs: Outputs, client=None) -> dict:
 
 
 def write_status(outputs: Outputs, client=None) -> dict:
-    """The write token (publishing): its versions, and whose token it is and where it may write, read as the
-    publisher (impersonated, as `hfgate publish` reads it: nobody else can). What cannot be read is a problem line
-    saying why, never an error: the read token's status still shows."""
+    """The write token (publishing): its versions, and whose token it is and where it may write, read by the caller
+    if it may (the platform admin who stores it), else as the publisher (impersonated, as `hfgate publish` reads
+    it). What cannot be read is a problem line saying why, never an error: the read token's status still shows."""
     from google.api_core import exceptions as gexc
     from jobs.preflight import write_preflight
     from jobs.publish import publisher_secret_client
@@ -224,12 +224,16 @@ def write_status(outputs: Outputs, client=None) -> dict:
                                 " fail; run hfgate token set --kind write")
     else:
         try:
-            pinned = read_token(outputs, "latest", publisher_secret_client(outputs), write=True)
+            try:
+                pinned = read_token(outputs, "latest", client, write=True)
+            except AccessDenied:
+                pinned = read_token(outputs, "latest", publisher_secret_client(outputs), write=True)
             report = write_preflight(pinned.token)
             info.update(owner=report.user, role=report.token_role, fingerprint=pinned.token.fingerprint)
             info["scope"] = next((c.detail for c in report.checks if c.name == "write access"), None)
             info["problems"] += [c.detail for c in report.checks if c.status == "fail"]
         except (HfgateError, gexc.GoogleAPICallError) as exc:
-            info["problems"].append(f"could not read the write token as the publisher: {getattr(exc, 'message', exc)}")
+            info["problems"].append(f"could not read the write token (as you, or as the publisher):"
+                                    f" {getattr(exc, 'message', exc)}")
     return info
 

@@ -93,13 +93,24 @@ def _arg(args: list[str], flag: str) -> str:
 
 def find_job(outputs: Outputs, job_or_run: str, client=None):
     """A job by id or resource name; or a run by name: its newest job (a run resumed by several jobs)."""
-    from jobs import endpoints, vertex
-    if JOB_ID_RE.match(job_or_run):
-        return vertex.get(job_or_run, outputs, client)
-    # The team's jobs only (vertex.of_team: its project, its trainer): a look-alike named like the run, made by
-    # anyone else who may create jobs in the project, neither blocks the publish nor stands in for its provenance.
-    jobs = [j for j in vertex.team_jobs(outputs, 'labels.managed-by="hfgate"', "the job list", client)
-            if j.display_name == job_or_run]
+    from google.api_core import exceptions as gexc
+
+    from jobs import vertex
+    from jobs.secret import _who
+    try:
+        if JOB_ID_RE.match(job_or_run):
+            return vertex.get(job_or_run, outputs, client)
+        # The team's jobs only (vertex.of_team: its project, its trainer): a look-alike named like the run, made by
+        # anyone else who may create jobs in the project, neither blocks the publish nor stands in for its
+        # provenance.
+        jobs = [j for j in vertex.team_jobs(outputs, 'labels.managed-by="hfgate"', "the job list", client)
+                if j.display_name == job_or_run]
+    except gexc.PermissionDenied:
+        who = _who()
+        raise AccessDenied(f"{who} may not read the jobs of {outputs.project_id} (Vertex AI), so it cannot publish"
+                           " their runs", f"publish from an identity listed in `publishers` in config/{outputs.env}"
+                           ".toml (the submitter by default): it reads the run's job and acts as the publisher") \
+            from None
     if not jobs:
         raise NotFound(f"no hfgate job or run named {job_or_run!r} in {outputs.env}",
                        "pass a job id (hfgate submit prints it) or the run's --display-name")

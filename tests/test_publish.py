@@ -377,3 +377,21 @@ def test_the_resume_cache_is_checked_by_sha256_against_the_bucket_not_by_crc32c(
     state = cloud.hub_state.repos[repo]
     assert state.commits[state.refs["main"]]["model.safetensors"] == good
     assert cached.read_bytes() == good
+
+
+def test_token_status_shows_the_read_and_the_write_token(cloud):
+    """`hfgate token status` (the platform admin's command) covers both tokens: the write token's versions, and whose
+    it is and where it writes; --json carries it under "write". The token itself is never shown."""
+    ensure_write_token(cloud)
+    proc = hfgate(cloud, "token", "status", "--json", as_member=cloud.admin)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["secret"] == cloud.outputs.token_secret
+    write = info["write"]
+    assert write["secret"] == cloud.outputs.write_token_secret and write["versions"][0]["latest"]
+    assert (write["owner"], write["role"]) == ("alice", "fineGrained") and "acme" in write["scope"], write
+    assert cloud.hub_tokens["alice-fg-write-acme"] not in proc.stdout + proc.stderr
+    proc = hfgate(cloud, "token", "status", as_member=cloud.admin)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{cloud.outputs.write_token_secret} (write token: hfgate publish)" in proc.stdout
+    assert "alice (fineGrained token" in proc.stdout.split("write token")[1]
