@@ -113,7 +113,6 @@ class LocalCloud:
         self.resources = {r.address: self.plan.resolved(r) for r in self.plan.resources}
         self._own_state = state_dir is None
         # Absolute: the env file names paths in it, and is sourced and used from any folder.
-        # Absolute: the env file names paths in it, and is sourced and used from any folder.
         self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="localcloud-")).resolve()
         self.identities = Identities()
         self.grants = Grants()
