@@ -89,7 +89,8 @@ def _deep(plan: Plan, raw, depth: int = 3):
 
 
 def _bucket(plan: Plan, v: dict, raw: dict | None) -> str:
-    return str(_deep(plan, (raw or v).get("bucket"))).removeprefix("b/")
+    bucket = _deep(plan, (raw or v).get("bucket"))
+    return "(unknown: bucket)" if bucket in (None, "") else str(bucket).removeprefix("b/")
 
 
 def account_email(plan: Plan, value) -> str:
@@ -121,6 +122,20 @@ def unique_ids(plan: Plan) -> dict[str, str]:
         if uid.isdigit():
             out[uid] = plan.attribute("google_service_account", r.name, "email")
     return out
+
+
+def data_member(plan: Plan, member):
+    """A member written with an account data source's attributes (`serviceAccount:${data.google_service_account.x
+    .email}`, `${data....member}`) as the account it reads, where that can be told offline."""
+    if not isinstance(member, str) or "data.google_service_account." not in member:
+        return member
+
+    def sub(m):
+        email = data_account_email(plan, m.group(3)) if m.group(1) and m.group(2) == "google_service_account" else None
+        if email is None:
+            return m.group(0)
+        return {"email": email, "member": f"serviceAccount:{email}"}.get(m.group(4), m.group(0))
+    return REF.sub(sub, member)
 
 
 def data_account_email(plan: Plan, name: str) -> str | None:
@@ -195,6 +210,7 @@ def iam(plan: Plan) -> tuple[list[Grant], list[dict]]:
             hidden.append({"address": r.address, "field": hides, "value": _short(r.values.get(hides)),
                            "kind": kind, "target": target})
         for role, member in pairs:
+            member = data_member(plan, member)
             perms = role_permissions(plan, role)
             unknown = tuple(f for f, bad in (("role", perms is None), ("member", unresolved(member)),
                                               (field, unresolved(target))) if bad)

@@ -515,6 +515,15 @@ def test_a_grant_on_the_trainer_found_through_a_data_source_by_short_id_is_a_pat
     assert "google_service_account_iam_member.x" not in rep["unresolved"]
 
 
+def test_a_grant_to_an_account_found_through_a_data_source_names_that_account(plans, tmp_path):
+    d = copy.deepcopy(plans["sandbox"])
+    add(d, "google_service_account", "ops", {"account_id": "ops-robot", "project": "acme-ops"}, "data")
+    on_secret(d, "roles/secretmanager.secretAccessor", "serviceAccount:${data.google_service_account.ops.email}")
+    rep = review(_plan(d, tmp_path, "synth", None, None)[0])
+    assert "serviceAccount:ops-robot@acme-ops.iam.gserviceaccount.com" in rep["unexpected_readers"], (
+        rep["unexpected_readers"], rep["unresolved"])
+
+
 def _folder(d, bucket_prefix="staging"):
     bucket = next(k for k in d["resource"]["google_storage_bucket"] if k.startswith(bucket_prefix))
     return add(d, "google_storage_managed_folder", "jobs", {"bucket": f"${{google_storage_bucket.{bucket}.name}}",
