@@ -640,6 +640,11 @@ REVIEW_RULES = [
      "than expected, or could not be decided.",
      "keep the rules stacks/egress_rules.py generates (and the TLS inspection policy); change allow_models / "
      "allow_datasets in config/<env>.toml instead of adding rules"),
+    ("HFG-ISOLATION", "No team holds anything on another team's resources",
+     "A principal of one team holds a permission on another team's buckets, secrets, accounts, project (its jobs and"
+     " logs), subnet or repositories; or a principal of no team can read or change a team's data; or the teams'"
+     " source ranges overlap, or a team's proxy rule matches sources outside its range (review.isolation).",
+     "grant on the team's own resources only (stacks/team.py); platform-wide grants must read no team's data"),
 ]
 
 
@@ -693,6 +698,18 @@ def to_sarif(rep: dict, artifact: str) -> dict:
                             "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact}},
                                            "logicalLocations": [{"fullyQualifiedName": RULE_TYPE_NAME,
                                                                  "kind": "resource"}]}]})
+    access = (rep.get("isolation") or {}).get("access") or {}
+    from review.isolation import describe
+    isolation = ([(describe(c), c["address"]) for c in access.get("cross_team", [])]
+                 + [(f"{r['principal']} (no team) holds {r['role']} on team {r['to_team']}'s {r['what']}"
+                     f" ({', '.join(r['permissions'])})", r["address"]) for r in access.get("no_team", [])]
+                 + [(f"UNKNOWN: {r['principal']} holds {r['role']} on team {r['to_team']}'s {r['what']}: {r['why']}",
+                     r["address"]) for r in access.get("unknown", [])]
+                 + [(p["detail"], p.get("address", "(source ranges)")) for p in access.get("ranges", [])])
+    for text, address in isolation:
+        results.append({"ruleId": "HFG-ISOLATION", "level": "error", "message": {"text": text},
+                        "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact}},
+                                       "logicalLocations": [{"fullyQualifiedName": address, "kind": "resource"}]}]})
     for c in rep["checkov"].get("failed_checks", []):
         results.append({"ruleId": c["id"], "level": "error", "message": {"text": c["name"]},
                         "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact}},

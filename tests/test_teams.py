@@ -357,6 +357,10 @@ def test_anything_one_team_holds_on_the_others_data_fails_naming_both(plans, tmp
     text = to_markdown(rep)
     failures = text.split("**Isolation failures:**")[1]
     assert f"team `{src}`" in failures and f"team `{dst}`" in failures
+    from review.report import to_sarif
+    results = to_sarif(rep, "cdk.tf.json")["runs"][0]["results"]
+    assert any(r["ruleId"] == "HFG-ISOLATION" and f"team `{src}`" in r["message"]["text"]
+               and f"team `{dst}`" in r["message"]["text"] for r in results)
 
 
 def test_a_principal_of_no_team_reading_a_teams_data_fails(plans, tmp_path):
