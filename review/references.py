@@ -84,6 +84,9 @@ INERT: tuple[tuple[str, str, str, str], ...] = (
     ("google_logging_metric", "filter", "*",
      "a log-based metric counts the entries its filter selects: they name the secret or the identity (metadata),"
      " never carry the token's value"),
+    ("google_monitoring_alert_policy", "conditions.condition_matched_log.filter", "*",
+     "a log-match alert fires on the entries its filter selects: they name the secret or the identity (metadata),"
+     " never carry the token's value"),
 )
 
 # Types known to run code as (or mint tokens for) the identity in the given arguments. The description says what

@@ -185,6 +185,7 @@ def _row_cases(d):
         23: lambda: add(d, "google_logging_metric", "i23", {"name": "token-reads", "filter": TOKEN_FILTER,
                                                             "metric_descriptor": [{"metric_kind": "DELTA",
                                                                                    "value_type": "INT64"}]}),
+        24: lambda: token_read_alert(d),
     }
 
 
@@ -201,6 +202,14 @@ def deny_policy(d):
             "denied_permissions": ["iam.googleapis.com/serviceAccounts.*"],
             "denial_condition": [{"expression": "!resource.name.endsWith('secrets/hfg-sbx-hf-token')"}],
             "exception_principals": [f"principal://iam.googleapis.com/projects/-/serviceAccounts/{SUBMITTER}"]}]}]})
+
+
+def token_read_alert(d):
+    """Page someone on every read of the token (a log-match alert: the filter names the secret)."""
+    return add(d, "google_monitoring_alert_policy", "reads", {
+        "display_name": "token read", "combiner": "OR", "alert_strategy": [{"notification_rate_limit": [{
+            "period": "300s"}]}],
+        "conditions": [{"display_name": "read", "condition_matched_log": [{"filter": TOKEN_FILTER}]}]})
 
 
 def token_log_sink(d):
@@ -355,6 +364,7 @@ HARMLESS = {
     "a log sink whose filter names the token secret": token_log_sink,
     "an exclusion whose filter names the token secret": lambda d: add(d, "google_logging_project_exclusion", "x", {
         "name": "x", "filter": TOKEN_FILTER + ' AND severity<"INFO"'}),
+    "an alert on every read of the token": token_read_alert,
     "a log-based metric counting the token's reads": lambda d: add(d, "google_logging_metric", "m", {
         "name": "token-reads", "filter": TOKEN_FILTER,
         "metric_descriptor": [{"metric_kind": "DELTA", "value_type": "INT64"}]}),
