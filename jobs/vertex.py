@@ -124,7 +124,7 @@ def create(body: dict, outputs: Outputs, client=None, *, storage=None, progress=
         except NotFound:
             return False
         seen[current.name] = current
-        return _is_ours(current, rid, wanted)
+        return of_team(current, outputs) and _is_ours(current, rid, wanted)
 
     def work() -> str:
         made = _create_job(client, outputs, job, rid, built_spec)

@@ -360,3 +360,21 @@ def test_a_request_whose_job_failed_can_be_submitted_again(cloud, alice):
     again = json.loads(second.stdout)
     assert again["created"] is True and again["job"] != job
     assert again["request_id"] == json.loads(first.stdout)["request_id"]
+
+
+def test_a_claim_naming_another_job_is_not_followed(cloud, alice):
+    """Whoever may write the staging bucket could record any job in a request's claim: a submit follows a recorded
+    job only if it is this request's (its id label and the spec hfgate built, in the team's project, as its
+    trainer); otherwise it supersedes the claim and creates its own."""
+    from jobs import api, claim
+    with cloud.environ():
+        outputs = api.load_outputs(str(cloud.state_dir / "outputs.json"))
+        other = api.submit(outputs, api.TrainRequest(model=GATED, dataset=DATASET, max_steps=1,
+                                                     nonce=f"other-{time.time_ns()}"))
+        request = api.TrainRequest(model=GATED, dataset=DATASET, max_steps=1, nonce=f"forged-{time.time_ns()}")
+        rid = api.submit(outputs, request, dry_run=True).request_id
+        forged = claim.Claim(_staging(cloud), f"jobs/{rid}")
+        assert forged._write(forged._doc(other.job), 0)
+        sub = api.submit(outputs, request)
+    assert sub.created is True and sub.job != other.job
+    assert [j.name for j in _jobs_of(cloud, rid)] == [sub.job]
