@@ -290,7 +290,7 @@ PUBLIC_ISSUERS: tuple[tuple[str, str, str], ...] = (
      " for every organization; configure it per organization, with an attribute condition)"),
 )
 # principal:// and principalSet:// members of a Workload Identity pool or a workforce pool: (kind, pool id, rest).
-POOL_MEMBER = re.compile(r"(principalSet|principal)://iam\.googleapis\.com/(?:projects/[^/]+/)?locations/global/"
+POOL_MEMBER = re.compile(r"(principalSet|principal)://iam\.googleapis\.com/(?:projects/([^/]+)/)?locations/global/"
                          r"(workloadIdentityPools|workforcePools)/([^/]+)/(.*)")
 # Per kind of pool: (pool type, its id argument, provider type, the provider's pool argument).
 POOL_TYPES = {"workloadIdentityPools": ("google_iam_workload_identity_pool", "workload_identity_pool_id",
@@ -317,6 +317,16 @@ def _issuer(v: dict) -> str:
     return "(no issuer in the plan)"
 
 
+def _same_project(plan: Plan, v: dict, number: str | None) -> bool:
+    """Whether a pool or provider may be in the project a member names by number: only a project whose number the
+    plan states (the contract's project_number) can be told apart; any other may be it."""
+    known = plan.output("project_number")
+    project = v.get("project") or plan.default_project()
+    if not number or not known or unresolved(known) or not str(known).isdigit():
+        return True
+    return project != plan.output("project_id") or str(known) == number
+
+
 def pool_paths(plan: Plan, rows: list[dict]) -> tuple[list[dict], list[dict]]:
     """A pool principal that reaches the token is whoever the pool's providers admit: judged by the providers in the
     plan (issuer, attribute_condition, attribute_mapping). A provider admitting the principal from a multi-tenant
@@ -333,16 +343,19 @@ def pool_paths(plan: Plan, rows: list[dict]) -> tuple[list[dict], list[dict]]:
         if not m or (row["principal"], row["address"]) in seen:
             continue
         seen.add((row["principal"], row["address"]))
-        form, pools, pool, rest = m.groups()
+        form, number, pools, pool, rest = m.groups()
         pool_type, pool_arg, provider_type, provider_arg = POOL_TYPES[pools]
         # What the member needs from a provider's mapping to be produced by it.
         need = ("google.subject" if form == "principal" or rest.startswith("subject/") else
                 "google.groups" if rest.startswith("group/") else
                 rest.split("/", 1)[0] if rest.startswith("attribute.") else None)
-        in_plan = [r for r in plan.of_type(pool_type) if plan.resolved(r).get(pool_arg) == pool]
+        in_plan = [r for r in plan.of_type(pool_type) if plan.resolved(r).get(pool_arg) == pool
+                   and _same_project(plan, plan.resolved(r), number)]
         providers = []
         for p in plan.of_type(provider_type):
             v = plan.resolved(p)
+            if not _same_project(plan, v, number):
+                continue
             if unresolved(v.get(provider_arg)):
                 unknowns.append({"address": p.address, "field": provider_arg, "value": str(v.get(provider_arg)),
                                  "why": f"a Workload Identity provider whose pool is not known offline: it may widen"

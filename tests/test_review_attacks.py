@@ -653,6 +653,16 @@ def test_a_configured_submitter_of_a_pool_outside_the_plan_is_shown_as_accepted_
     assert "not in the plan" in entry["why"] and "submitters" in entry["accepted"]
 
 
+def test_a_pool_of_the_same_name_in_another_project_is_not_the_members_pool(plans, tmp_path):
+    """The member names its pool's project by number: a clean pool `ci` in this project (number 555) says nothing
+    of pool `ci` in project 123456789."""
+    d = _pool(on_sa(copy.deepcopy(plans["sandbox"]), "trainer", "roles/iam.workloadIdentityUser", PSET))
+    d["output"]["project_number"] = {"value": "555"}
+    rep = review(_plan(d, tmp_path, "synth", None, None)[0])
+    entry = next(u for u in rep["unknowns"] if u["address"] == "google_service_account_iam_member.x")
+    assert "pool ci is not in the plan" in entry["why"]
+
+
 def test_a_provider_whose_pool_is_not_known_offline_is_unknown(plans, tmp_path):
     d = _pool(_ci_submits(copy.deepcopy(plans["sandbox"])))
     d["resource"]["google_iam_workload_identity_pool_provider"]["gh"]["workload_identity_pool_id"] = "${var.pool}"
