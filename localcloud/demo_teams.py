@@ -1,11 +1,13 @@
 """`make demo-teams`: two teams on one platform, offline, through the real protocols.
 
-1. the local cloud of config/local-teams.toml (teams alpha and beta: a contract each, their own token secrets,
-   identities and buckets);
+1. the local cloud of config/local-teams.toml (teams alpha and beta, each in its own project: a contract each, their
+   own token secrets, identities, buckets and jobs; the local cloud checks Google's IAM per project);
 2. the platform admin stores each team's token (`hfgate token set --team ...`); alpha's submitter checks its own;
 3. alpha's submitter, with beta's contract, is refused beta's token (Secret Manager: permission denied, exit 4);
 4. a job of alpha's that tries to plant a checkpoint in a beta run is refused (Cloud Storage: alpha's trainer may not
-   even list beta's artifacts bucket); beta's bucket is unchanged;
+   even list beta's artifacts bucket); beta's bucket is unchanged; alpha's submitter is refused beta's objects
+   through Cloud Storage's API, and beta's jobs and logs (Vertex AI, Cloud Logging: permission denied on beta's
+   project);
 5. the review of config/dev.toml (two teams behind one proxy): the isolation matrix, and each team's allowlist
    replayed from its own source range, the other team's repositories denied.
 Exit 0 when every refusal happened and the review passes.
@@ -48,7 +50,8 @@ def main() -> int:
     state = Path(tempfile.mkdtemp(prefix="hfgate-demo-teams-"))
     with LocalCloud(state_dir=state, plan=ensure_plan("local-teams"), env="local-teams") as cloud:
         for team, o in cloud.team_outputs.items():
-            say(f"  team {team}: token {o.token_secret}, trainer {o.trainer_email}, artifacts {o.artifacts_bucket}")
+            say(f"  team {team}: project {o.project_id}, token {o.token_secret}, trainer {o.trainer_email},"
+                f" artifacts {o.artifacts_bucket}")
         step(2, "each team's token, stored by the platform admin; alpha checks its own")
         for team in ("alpha", "beta"):
             hfgate(cloud, "token", "set", "--team", team, as_member=cloud.admin, team=team,
@@ -85,6 +88,7 @@ def main() -> int:
         unchanged = sorted(b.name for b in cloud.gcs.client().list_blobs(beta)) == before
         say(f"  beta's bucket unchanged: {unchanged}")
         ok.append(final.state.name == "JOB_STATE_FAILED" and unchanged)
+        ok.append(_alpha_reaches_for_beta(cloud, alpha, say))
     step(5, "the review of config/dev.toml: isolation matrix and per-team egress replay")
     from review.plan import load
     from review.report import review
@@ -102,6 +106,41 @@ def main() -> int:
     ok.append(rep["ok"] and not iso["cross_team"])
     say(f"\n[{time.time() - t0:5.1f}s] demo-teams {'complete' if all(ok) else 'FAILED'}")
     return 0 if all(ok) else 1
+
+
+def _alpha_reaches_for_beta(cloud, alpha: str, say) -> bool:
+    """alpha's submitter, through the official clients, at beta's bucket, jobs and logs: each refused on beta's
+    project (localcloud.iam). True when all were."""
+    import google.auth.transport.requests
+    from google.api_core import exceptions as gexc
+
+    from jobs import endpoints
+    o, b = cloud.team_outputs["alpha"], cloud.team_outputs["beta"]
+    refused = []
+
+    def attempt(what: str, call) -> None:
+        try:
+            call()
+            say(f"  {what}: allowed")
+            refused.append(False)
+        except (gexc.Forbidden, gexc.PermissionDenied) as exc:
+            say(f"  {what}: refused: {exc.message.split('. ')[0]}")
+            refused.append(True)
+
+    with cloud.environ(as_member=alpha, team="alpha"):
+        storage = endpoints.storage(o.project_id)
+        attempt(f"read gs://{b.artifacts_bucket_name}", lambda: list(storage.list_blobs(b.artifacts_bucket_name)))
+        vertex = endpoints.vertex(o.region)
+        attempt(f"list jobs in {b.project_id}", lambda: list(vertex.list_custom_jobs(
+            parent=f"projects/{b.project_id}/locations/{b.region}")))
+        session = google.auth.transport.requests.AuthorizedSession(endpoints.credentials())
+        resp = session.post(f"{endpoints.googleapis_rest('logging')}/v2/entries:list",
+                            json={"resourceNames": [f"projects/{b.project_id}"], "filter": 'resource.type="ml_job"'},
+                            timeout=30)
+        say(f"  read logs of {b.project_id}: {resp.status_code} {resp.json()['error']['message']}"
+            if resp.status_code != 200 else f"  read logs of {b.project_id}: allowed")
+        refused.append(resp.status_code == 403)
+    return all(refused)
 
 
 if __name__ == "__main__":

@@ -174,4 +174,7 @@ def test_make_demo_teams_runs_as_documented(synth_dir):
     out = proc.stdout
     assert "may not read team beta's token" in out and "(exit 4)" in out
     assert "storage.objects.list" in out and "beta's bucket unchanged: True" in out
+    assert "project hfgate-lt-alpha" in out and "project hfgate-lt-beta" in out      # two teams, two projects
+    for what in ("read gs://", "list jobs in hfgate-lt-beta", "read logs of hfgate-lt-beta: 403"):
+        assert any(what in line and ("refused" in line or "403" in line) for line in out.splitlines()), what
     assert "cross-team paths: 0" in out and "demo-teams complete" in out
