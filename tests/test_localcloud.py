@@ -36,7 +36,7 @@ import sys
 from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError, HfHubHTTPError
 p = hf_hub_download("hfgate-demo/tiny-gated-lm", "model.safetensors", token=sys.argv[1], cache_dir=sys.argv[2])
-assert len(open(p, "rb").read()) == 4096
+assert len(open(p, "rb").read()) == int(sys.argv[4])      # the seeded tiny Llama's weights, whole
 d = snapshot_download("hfgate-demo/tiny-gated-lm", token=sys.argv[1], cache_dir=sys.argv[2])
 for call, exc in [(lambda: hf_hub_download("hfgate-demo/tiny-gated-lm", "config.json", token=False), GatedRepoError),
                   (lambda: hf_hub_download("hfgate-demo/tiny-gated-lm", "config.json", token=sys.argv[3]), GatedRepoError),
@@ -51,8 +51,10 @@ print("ok")
 """
     env = {**os.environ, **cloud.env()}
     env.pop("HF_TOKEN", None)
+    from localcloud.tinymodel import seed_model
     proc = subprocess.run([sys.executable, "-c", code, cloud.hub_tokens["alice-read"], str(cloud.state_dir / "hf"),
-                           cloud.hub_tokens["bob-read"]], env=env, capture_output=True, text=True, timeout=120)
+                           cloud.hub_tokens["bob-read"], str(len(seed_model()["model.safetensors"]))], env=env,
+                          capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "ok", proc.stderr
     cdn = [r for r in cloud.hub_state.log if r["path"].startswith("cdn:")]
     assert cdn and not any(r["authorization"] for r in cdn), "the CDN must be reached without the token"
