@@ -139,7 +139,8 @@ def test_cli_writes_markdown_json_and_sarif_and_exits_by_verdict(synth_dir, tmp_
     if os.environ.get("CHECKOV"):
         assert rep["checkov"]["ran"] and rep["checkov"]["failed"] == 0 and rep["checkov"]["passed"] > 20
     sarif = json.loads((tmp_path / "r" / "report.sarif").read_text())
-    assert sarif["version"] == "2.1.0" and len(sarif["runs"][0]["tool"]["driver"]["rules"]) == 17  # 13 policies, reader, write reader, unknown, egress
+    # 13 policies; reader, write reader, unknown, egress, isolation
+    assert sarif["version"] == "2.1.0" and len(sarif["runs"][0]["tool"]["driver"]["rules"]) == 18
     assert sarif["runs"][0]["results"] == []
     # A bad plan: exit 1, the SARIF names the rule and the resource.
     bad = tmp_path / "bad" / "cdk.tf.json"
