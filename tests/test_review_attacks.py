@@ -459,9 +459,11 @@ def test_an_account_listed_by_prefix_is_the_trainer_too(plans, tmp_path):
     assert "resource:google_compute_instance.vm" in review(plan)["unexpected_readers"]
 
 
-def test_an_account_data_source_that_cannot_be_told_offline_is_unknown_where_something_runs_as_it(plans, tmp_path):
+@pytest.mark.parametrize("account_id", ["${var.runner}", "projects/-/serviceAccounts/999999999999999999999"])
+def test_an_account_data_source_that_cannot_be_told_offline_is_unknown_where_something_runs_as_it(plans, tmp_path,
+                                                                                                  account_id):
     d = copy.deepcopy(plans["sandbox"])
-    add(d, "google_service_account", "t", {"account_id": "${var.runner}"}, "data")
+    add(d, "google_service_account", "t", {"account_id": account_id}, "data")
     plan, _ = _plan(_vm_as(d, "${data.google_service_account.t.email}"), tmp_path, "synth", None, None)
     rep = review(plan)
     assert rep["ok"] is False and "google_compute_instance.vm" in rep["unresolved"]
