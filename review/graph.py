@@ -372,6 +372,9 @@ def pool_paths(plan: Plan, rows: list[dict]) -> tuple[list[dict], list[dict]]:
                                              " configuration (review its providers where it is managed)"}
                                 if who else {})})
             continue
+        admits = [f"{p.address} ({_issuer(v)}, attribute_condition: {v.get('attribute_condition') or 'none'}"
+                  f"{', disabled' if v.get('disabled') is True else ''})" for p, v in providers]
+        row["how"] += f"; its pool {pool} admits through: {'; '.join(admits) if admits else 'no provider in the plan'}"
         for p, v in providers:
             if v.get("disabled") is True:
                 continue

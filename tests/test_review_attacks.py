@@ -616,6 +616,8 @@ def test_a_pool_principal_is_judged_by_the_providers_of_its_pool(plans, tmp_path
                                                                       rep["unresolved"])
     row = next(r for r in rep["token_readers"] if r["principal"] == reader)
     assert row["kind"] == "federates" and "no attribute_condition" in row["how"] and row["via"]
+    member = next(r for r in rep["token_readers"] if r["principal"] == row["via"])      # every provider is shown
+    assert reader.removeprefix("resource:") in member["how"] and "admits through" in member["how"]
 
 
 HARMLESS_POOLS = {
