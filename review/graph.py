@@ -306,15 +306,19 @@ def _first(value):
 
 
 def _issuer(v: dict) -> str:
-    if v.get("oidc") is not None:
-        return str(_first(v["oidc"]).get("issuer_uri") or "").rstrip("/")
-    if v.get("aws") is not None:
-        return f"AWS account {_first(v['aws']).get('account_id')}"
-    if v.get("saml") is not None:
-        return "a SAML identity provider"
-    if v.get("x509") is not None:
-        return "an X.509 trust store"
-    return "(no issuer in the plan)"
+    """Who issues the credentials a provider accepts; unresolved when the plan does not say."""
+    for key, what in (("oidc", "issuer_uri"), ("aws", "account_id"), ("saml", None), ("x509", None)):
+        block = v.get(key)
+        if block is None or block == []:
+            continue
+        if isinstance(block, str):           # the block is an expression, known after apply
+            return block if unresolved(block) else f"(unknown: {key} {block})"
+        value = _first(block).get(what) if what else key
+        if value is None or unresolved(value):
+            return str(value) if value is not None else f"(unknown: {key}.{what})"
+        return {"oidc": str(value).rstrip("/"), "aws": f"AWS account {value}", "saml": "a SAML identity provider",
+                "x509": "an X.509 trust store"}[key]
+    return "(unknown: the provider's issuer)"
 
 
 def _same_project(plan: Plan, v: dict, number: str | None) -> bool:

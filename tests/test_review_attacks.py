@@ -667,6 +667,13 @@ def test_a_pool_of_the_same_name_in_another_project_is_not_the_members_pool(plan
     assert "pool ci is not in the plan" in entry["why"]
 
 
+@pytest.mark.parametrize("form", ["synth", "plan"])
+def test_a_provider_whose_issuer_is_known_only_after_apply_is_unknown(plans, tmp_path, form):
+    d = _pool(_ci_submits(copy.deepcopy(plans["sandbox"])), condition=None, issuer="${var.issuer}")
+    rep = review(_plan(d, tmp_path, form, None, None)[0])
+    assert "google_iam_workload_identity_pool_provider.gh" in rep["unresolved"], rep["unresolved"]
+
+
 def test_a_provider_whose_pool_is_not_known_offline_is_unknown(plans, tmp_path):
     d = _pool(_ci_submits(copy.deepcopy(plans["sandbox"])))
     d["resource"]["google_iam_workload_identity_pool_provider"]["gh"]["workload_identity_pool_id"] = "${var.pool}"
