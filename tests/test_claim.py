@@ -349,8 +349,9 @@ def test_a_mirror_killed_after_claiming_is_taken_over(cloud, alice):
 def test_a_request_whose_job_failed_can_be_submitted_again(cloud, alice):
     """The claim records the failed job; the next identical submit supersedes it and makes a new job."""
     from tests.test_submit import wait_done
-    args = ("submit", "--model", GATED, "--dataset", DATASET, "--max-steps", "1", "--display-name",
-            f"again-{time.time_ns()}", "--json", "--", "--probe_crash")
+    commit = cloud.hub_state.repos[GATED].refs["main"]      # pinned: the request is the same one both times
+    args = ("submit", "--model", GATED, "--revision", commit, "--dataset", DATASET, "--max-steps", "1",
+            "--display-name", f"again-{time.time_ns()}", "--json", "--", "--probe_crash")
     first = hfgate(cloud, *args)
     assert first.returncode == 0, first.stderr[-2000:]
     job = json.loads(first.stdout)["job"]
@@ -359,7 +360,7 @@ def test_a_request_whose_job_failed_can_be_submitted_again(cloud, alice):
     assert second.returncode == 0, second.stderr[-2000:]
     again = json.loads(second.stdout)
     assert again["created"] is True and again["job"] != job
-    assert again["request_id"] == json.loads(first.stdout)["request_id"]
+    assert again["request_id"] == json.loads(first.stdout)["request_id"], (first.stdout, second.stdout)
 
 
 def test_a_claim_naming_another_job_is_not_followed(cloud, alice):
