@@ -31,6 +31,9 @@ anyone else can write decides what the job runs first.
   or it and every process it started (its workers run in sessions of their own) are stopped and the replica fails
   with EXIT_TEARDOWN and a line saying which node and why.
 
+- Always: library warnings a job's user cannot act on are silenced narrowly (by category and module, see
+  QUIET_WARNINGS), and a single-device `trl sft` is given accelerate's defaults explicitly (ACCELERATE_DEFAULTS).
+
 Each failure is one line on stderr and a non-zero exit; the trainer never starts.
 usage: python3 bootstrap.py -- trl sft ...
 """
@@ -99,6 +102,27 @@ if done:
 os._exit(code)
 """
 MANIFEST = "hfgate-manifest.json"
+# Library warnings in every job's log that its user cannot act on (the libraries' own calls raise them), silenced by
+# category and module only, through PYTHONWARNINGS (exact module names; the trainer's processes inherit it): the
+# FutureWarnings transformers 5.x gives for its renamed gradient-checkpointing names, which trl itself still uses.
+# Any other warning, and a user's own PYTHONWARNINGS (which comes after, so it wins), is untouched.
+QUIET_WARNINGS = ("ignore::FutureWarning:transformers.training_args",
+                  "ignore::FutureWarning:transformers.modeling_utils")
+# `trl sft` runs `accelerate launch`, which lists the defaults it picked for what it was not told ("To avoid this
+# warning pass in values"). A single-device run (multi-device runs go through torchrun) is told the same values.
+ACCELERATE_DEFAULTS = (("--num_processes", "1"), ("--num_machines", "1"), ("--mixed_precision", "no"),
+                       ("--dynamo_backend", "no"))
+
+
+def quiet_library_noise(argv, env, distributed):
+    """The trainer's command and environment without the library noise above (its arguments: a user's own
+    launch values kept)."""
+    own = env.get("PYTHONWARNINGS")
+    env["PYTHONWARNINGS"] = ",".join([*QUIET_WARNINGS, own] if own else QUIET_WARNINGS)
+    if distributed or argv[:2] != ["trl", "sft"]:
+        return argv
+    given = {a.split("=", 1)[0] for a in argv}
+    return argv + [x for flag, value in ACCELERATE_DEFAULTS if flag not in given for x in (flag, value)]
 
 
 def fail(code, message):
@@ -477,7 +501,7 @@ def main(argv):
                           " HFGATE_RESUME")
     distributed = env.get("HFGATE_LAUNCH") == "torchrun"
     record_checkpoints(argv, env)            # before resume_args pops HFGATE_RESUME
-    argv = launch_command(resume_args(argv, env), env)
+    argv = quiet_library_noise(launch_command(resume_args(argv, env), env), env, distributed)
     sys.stderr.flush()
     if distributed:
         try:
