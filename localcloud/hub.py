@@ -1,7 +1,8 @@
 """A faithful local Hugging Face Hub (per shared/reference/hub-protocol.md, checked against huggingface_hub 2.x).
 
 whoami-v2, model info by revision, paginated trees, auth-check, resolve (HEAD/GET) with X-Repo-Commit, ETags and
-sizes, large files redirected to a second "CDN" origin that serves without the authorization header, model search,
+sizes, large files redirected to a second "CDN" origin that serves without the authorization header, Xet downloads
+(X-Xet-Hash and the refresh route on HEAD, the xet-read-token route; the CAS is localcloud/xet.py), model search,
 the Jobs API, exact status codes with X-Error-Code / X-Error-Message, a request log, and per-route fault knobs.
 """
 from __future__ import annotations
