@@ -370,7 +370,12 @@ def write_preflight(token: HfToken, repo_id: str | None = None, api=None) -> Rep
     if repo_id and report.ok:
         ok, why = _writable(who, repo_id.split("/")[0], repo_id)
         if ok and not _writable(who, repo_id.split("/")[0], None)[0]:
-            ok, why = _scoped_repo_exists(api, token, repo_id, why)
+            try:
+                ok, why = _scoped_repo_exists(api, token, repo_id, why)
+            except (HfHubHTTPError, OSError, *_transport_errors()) as exc:
+                report.checks.append(_transient("target", exc))
+                report.seconds = time.perf_counter() - t0
+                return report
         report.checks.append(Check("target", OK if ok else FAIL, f"{repo_id}: {why}",
                                    "" if ok else _scoped_repo_fix(repo_id) if "cannot create" in why else
                                    scoped_fix, EXIT_OK if ok else EXIT_ACCESS))
