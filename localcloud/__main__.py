@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in read_env_file(env_file).items():
         print(f"  {key}={value}")
     for team in (t for t in cloud.team_outputs if t):
-        print(f"  team {team}: HFGATE_OUTPUTS={args.state_dir / f'outputs-{team}.json'}")
+        print(f"  team {team}: HFGATE_OUTPUTS={cloud.state_dir / f'outputs-{team}.json'}")
     print(f"endpoints written to {env_file}: `source {env_file}` to use them (as the submitter); store a token as"
           " the platform admin with `python -m localcloud token-set --model hfgate-demo/tiny-gated-lm`; Ctrl-C"
           " stops everything", flush=True)
