@@ -79,6 +79,8 @@ class ProxyPolicy:
     _compiled: dict = field(default_factory=dict, repr=False)    # matcher text -> CEL program (made once)
     _session_cache: dict = field(default_factory=dict, repr=False)   # (matcher, host) -> decision
     _shapes: dict = field(default_factory=dict, repr=False)          # matcher -> its path literals (or False)
+    _activation: tuple = field(default=(None, None), repr=False)     # (request, its CEL activation)
+    _by_session: dict = field(default_factory=dict, repr=False)      # (host, source) -> rules it may match
 
     @classmethod
     def from_plan(cls, plan: Plan) -> "ProxyPolicy":
@@ -113,6 +115,8 @@ class ProxyPolicy:
         decided from `_DECIDING`."""
         import celpy
 
+        if expr not in self._compiled and expr in _PROGRAMS:
+            self._compiled[expr] = _PROGRAMS[expr]
         if expr in self._compiled:
             cached = self._compiled[expr]
             if isinstance(cached, _Unknown):
@@ -132,7 +136,7 @@ class ProxyPolicy:
 
         program = env.program(ast, functions={"host": _host, "inUrlList": _in_url_list, "url": _url,
                                               "inIpRange": _in_ip_range})
-        self._compiled[expr] = program
+        self._compiled[expr] = _PROGRAMS[expr] = program
         return program
 
     def _matches(self, expr: str, req: Request) -> bool:
@@ -146,11 +150,12 @@ class ProxyPolicy:
             return self._session_cache[key]
         program = self._program(expr)
         _DECIDING.policy, _DECIDING.request = self, req
-        request = celpy.json_to_cel({"method": req.method, "path": req.path, "query": req.query,
-                                     "scheme": req.scheme, "host": req.host, "headers": {}})
+        if self._activation[0] is not req:      # the request as CEL values, made once per request
+            self._activation = (req, {"request": celpy.json_to_cel({
+                "method": req.method, "path": req.path, "query": req.query, "scheme": req.scheme, "host": req.host,
+                "headers": {}}), "source": celpy.json_to_cel({"ip": req.source_ip, "port": 0})})
         try:
-            result = program.evaluate({"request": request,
-                                       "source": celpy.json_to_cel({"ip": req.source_ip, "port": 0})})
+            result = program.evaluate(self._activation[1])
         except _Unknown:
             raise
         except Exception as exc:
@@ -161,19 +166,40 @@ class ProxyPolicy:
             self._session_cache[key] = bool(result)
         return bool(result)
 
+    def _session_rules(self, req: Request) -> list[Rule]:
+        """The enabled rules whose session matcher may hold for this host and source, in priority order: a session
+        matcher that reads no request attribute decides the same for every request to a host from a source, so it
+        is evaluated once per (host, source); one that reads the request, or that could not be evaluated, stays in
+        the list and is evaluated (again) per request."""
+        key = (req.host, req.source_ip)
+        found = self._by_session.get(key)
+        if found is None:
+            found = []
+            for rule in self.rules:
+                if not rule.enabled:
+                    continue
+                if "request" in rule.session_matcher:
+                    found.append(rule)
+                    continue
+                try:
+                    if self._matches(rule.session_matcher, req):
+                        found.append(rule)
+                except _Unknown:
+                    found.append(rule)
+            self._by_session[key] = found
+        return found
+
     def decide(self, req: Request, expect: str | None = None) -> Decision:
         if self.problems:
             return Decision(req, UNKNOWN, "(plan)", "; ".join(self.problems), expect)
-        for rule in self.rules:
-            if not rule.enabled:
-                continue
+        for rule in self._session_rules(req):
             try:
                 if not self._matches(rule.session_matcher, req):
                     continue
                 if rule.application_matcher:
                     if req.scheme == "https" and not rule.tls_inspection:
                         continue       # without inspection the proxy cannot see an HTTPS request's attributes
-                    if not self._could_match(rule.application_matcher, req.path):
+                    if not self._could_match(rule.application_matcher, req):
                         continue
                     if not self._matches(rule.application_matcher, req):
                         continue
@@ -184,10 +210,11 @@ class ProxyPolicy:
         return Decision(req, DENY, "(default deny)", "no rule matched", expect)
 
 
-    def _could_match(self, expr: str, path: str) -> bool:
-        """False only when the matcher provably cannot match this path: it is exactly of the path-list form the
-        stacks generate (`request.method in [...] && request.path in [...]`, or `&& request.path.startsWith(...)`
-        alternatives) and none of its paths equals (or, for prefixes, begins) `path`. Anything else is evaluated
+    def _could_match(self, expr: str, req: Request) -> bool:
+        """False only when the matcher provably cannot match this path: it is exactly of a form the stacks
+        generate (`request.method in [...] && request.path in [...]`, `&& request.path.startsWith(...)`
+        alternatives, `request.path.matches(...)`, `request.path.contains(...)` alternatives, or
+        `!(request.method in [...])`) and the request's path or method provably makes it false. Anything else is evaluated
         by the CEL engine. This only skips evaluations whose result is known to be false; it keeps the replay of
         hundreds of repositories within seconds (make bench)."""
         shape = self._shapes.get(expr)
@@ -196,6 +223,13 @@ class ProxyPolicy:
         if shape is False:
             return True
         kind, literals = shape
+        path = req.path
+        if kind == "regex":
+            return literals.search(path) is not None
+        if kind == "contains":
+            return any(x in path for x in literals)
+        if kind == "not-methods":
+            return req.method not in literals
         return path in literals if kind == "exact" else path.startswith(literals)
 
 
@@ -203,22 +237,44 @@ class _Unknown(Exception):
     pass
 
 
+# Programs by matcher text, shared by every policy of the process (a review of 20 teams reads the same rules for
+# each team's view of the plan): the proxy's functions read the policy and request from `_DECIDING`.
+_PROGRAMS: dict = {}
+
+
 _LIT = r"'(?:[^'\\]|\\.)*'"
 _METHODS = r"request\.method in \[(?:'[A-Z]+'(?:, )?)+\] && "
 _EXACT = re.compile("^" + _METHODS + r"request\.path in \[((?:" + _LIT + r"(?:, )?)+)\]$")
 _PREFIX = re.compile("^" + _METHODS + r"\(?((?:request\.path\.startsWith\(" + _LIT + r"\)(?: \|\| )?)+)\)?$")
+_REGEX = re.compile("^(?:" + _METHODS + r")?request\.path\.matches\((" + _LIT + r")\)$")
+_CONTAINS = re.compile(r"^\(?((?:request\.path\.contains\(" + _LIT + r"\)(?: \|\| )?)+)\)?$")
+_NOT_METHODS = re.compile(r"^!\(request\.method in \[((?:'[A-Z]+'(?:, )?)+)\]\)$")
 
 
 def _path_shape(expr: str):
-    """("exact", frozenset) / ("prefix", tuple) of a generated path matcher's literals, or False."""
-    import ast as _ast
-    for kind, pattern in (("exact", _EXACT), ("prefix", _PREFIX)):
+    """("exact", frozenset) / ("prefix" or "contains", tuple) / ("regex", compiled) / ("not-methods", frozenset)
+    of a generated matcher, or False."""
+    m = _REGEX.match(expr)
+    if m:
+        from review.egress_model.cel import parse
+        try:      # the egress model's reader unquotes CEL literals (escapes included)
+            term = parse(expr)
+            regex = next(a.value for a in ([term] if not isinstance(term, tuple) else term[1])
+                         if getattr(a, "kind", "") == "path_regex")
+            return ("regex", re.compile(regex))
+        except Exception:
+            return False
+    m = _NOT_METHODS.match(expr)
+    if m:
+        return ("not-methods", frozenset(re.findall(r"'([A-Z]+)'", m.group(1))))
+    for kind, pattern in (("exact", _EXACT), ("prefix", _PREFIX), ("contains", _CONTAINS)):
         m = pattern.match(expr)
         if m:
-            raw = re.findall(_LIT, m.group(1))
-            if any("\\" in x for x in raw):      # escapes: leave them to the CEL engine
+            from review.egress_model.cel import Unsupported, _unquote
+            try:        # CEL's escapes as CEL reads them; one it does not know leaves the matcher to the engine
+                literals = [_unquote(x) for x in re.findall(_LIT, m.group(1))]
+            except Unsupported:
                 return False
-            literals = [_ast.literal_eval(x) for x in raw]
             return (kind, frozenset(literals) if kind == "exact" else tuple(literals))
     return False
 
@@ -307,19 +363,26 @@ def load_recording(path: Path = RECORDING) -> list[dict]:
 
 
 def probes(models: tuple[str, ...], datasets: tuple[str, ...], recording: list[dict]) -> list[tuple[Request, str]]:
-    """The recording instantiated for each listed repository (allow expected) and for an unlisted one and the
-    upload (deny expected)."""
+    """The recording instantiated for the listed repositories (allow expected) and for an unlisted one and the
+    upload (deny expected): all of it for the first model and the first dataset, and for every other one each
+    request shape once (the recorded requests that differ only in the file name after `resolve/{rev}/` or
+    `tree/{rev}/` take one file): the rules generated per repository are the same for every file, and the egress
+    model computes what they allow for every path."""
     from stacks.facts import split_allow_entry
     out: list[tuple[Request, str]] = []
     oid = "0" * 64
     unlisted = "someone-else/unlisted-model"
+    seen_shapes: set[tuple] = set()
     for t in recording:
         kinds = [k for k in ("model", "dataset", "unlisted") if f"{{{k}}}" in t["path"]]
+        shape = (t["method"], t["host"], re.sub(r"(/(?:resolve|tree)/\{rev\}/).*", r"\1*", t["path"]), t["expect"])
+        first_only = shape in seen_shapes
+        seen_shapes.add(shape)
         targets: list[tuple[str, str | None]]
         if "model" in kinds:
-            targets = [split_allow_entry(m) for m in models]
+            targets = [split_allow_entry(m) for m in (models[:1] if first_only else models)]
         elif "dataset" in kinds:
-            targets = [(d, None) for d in datasets]
+            targets = [(d, None) for d in (datasets[:1] if first_only else datasets)]
         elif "unlisted" in kinds:
             targets = [(unlisted, None)]
         else:
@@ -328,6 +391,24 @@ def probes(models: tuple[str, ...], datasets: tuple[str, ...], recording: list[d
             path = (t["path"].replace("{model}", repo).replace("{dataset}", repo).replace("{unlisted}", repo)
                     .replace("{rev}", rev or "main").replace("{oid}", oid))
             out.append((Request(t["host"], t["method"], path, note=t.get("note", "")), t["expect"]))
+    # The Xet route of the protocol table (the local Hub's recording has none when Xet is off): the token route for
+    # each listed repository, a reconstruction and a xorb range; uploads to the Xet hosts and hosts no download
+    # needs are refused.
+    from stacks import hub_protocol as hp
+    cas, transfer = hp.hosts("xet-cas")[0], hp.hosts("xet-transfer")[0]
+    note = "Xet download (stacks/hub_protocol.py)"
+    for kind, entries in (("model", models), ("dataset", datasets)):
+        for entry in entries:
+            repo, rev = split_allow_entry(entry)
+            out.append((Request("huggingface.co", "GET", f"/api/{kind}s/{repo}/xet-read-token/{rev or 'main'}",
+                                note=note), "allow"))
+    if models or datasets:
+        out += [(Request(cas, "GET", f"/v2/reconstructions/{oid}", note=note), "allow"),
+                (Request(transfer, "GET", f"/xorbs/default/{oid}", note=note), "allow")]
+    out += [(Request(cas, "POST", f"/v1/xorbs/default/{oid}", note="Xet upload"), "deny"),
+            (Request(hp.NOT_DOWNLOAD_HOSTS[0], "GET", "/rows", query="dataset=someone-else/private-data",
+                     note="dataset viewer: any dataset's rows"), "deny"),
+            (Request("example.com", "GET", "/", note="another host"), "deny")]
     # Shapes a listed repository's downloads never make: refused although the repository is listed.
     for kind, entries in (("model", models), ("dataset", datasets)):
         for entry in entries:

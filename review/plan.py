@@ -69,7 +69,15 @@ class Plan:
         return [r for r in self.resources if r.type in types]
 
     def get(self, type_: str, name: str) -> Resource | None:
-        return next((r for r in self.resources if r.type == type_ and r.name == name), None)
+        # An index by (type, name), rebuilt when resources were added: references are resolved by the hundred
+        # thousand in an environment with many teams.
+        index = self.__dict__.get("_index")
+        if index is None or index[0] != len(self.resources):
+            table: dict = {}
+            for r in self.resources:
+                table.setdefault((r.type, r.name), r)
+            index = self.__dict__["_index"] = (len(self.resources), table)
+        return index[1].get((type_, name))
 
     # What the provider computes from the arguments: enough for the attributes IAM and naming refer to.
     def attribute(self, type_: str, name: str, attr: str) -> str:
@@ -298,6 +306,9 @@ def team_source_range(view: Plan) -> str:
     att = view.get("google_compute_network_attachment", m.group(1)) if m else None
     if att is None:
         return ""
-    sub = re.search(r"google_compute_subnetwork\.([^.}]+)\.", json.dumps(att.values.get("subnetworks") or []))
+    # The synthesized form holds the reference in the value; a `terraform show -json` plan, in the configuration.
+    refs = json.dumps(att.values.get("subnetworks") or []) + " ".join(ref + "." for arg, ref in att.config_refs
+                                                                      if arg.startswith("subnetworks"))
+    sub = re.search(r"google_compute_subnetwork\.([^.}\s]+)\.", refs)
     subnet = view.get("google_compute_subnetwork", sub.group(1)) if sub else None
     return str(subnet.values.get("ip_cidr_range") or "") if subnet else ""

@@ -23,6 +23,7 @@ whose account cannot be told offline is UNKNOWN wherever it is used beyond an in
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -219,8 +220,14 @@ def protected(plan: Plan, raw: dict | None = None) -> list[Protected]:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def _mention_pattern(address: str) -> re.Pattern:
+    return re.compile(r"(?<![\w.-])" + re.escape(address) + r"(?![\w-])")
+
+
 def _mentions(value: str, address: str) -> bool:
-    return bool(re.search(r"(?<![\w.-])" + re.escape(address) + r"(?![\w-])", value))
+    # Compiled once per address: an environment with many teams asks this about a million times.
+    return address in value and bool(_mention_pattern(address).search(value))
 
 
 def _names(value: str, p: Protected, aliases: dict[str, set[str]]) -> bool:

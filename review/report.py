@@ -29,9 +29,11 @@ EXPECTED_PATHS = {"trainer": ("reads", "writes-checkpoints"),
 def load_accepts(path: Path | None) -> dict:
     """The reviewer's explicit acceptances (TOML): `[[unknown]] address = "...", reason = "..."` for an UNKNOWN the
     reviewer has checked by hand, `[[reader]] principal = "...", reason = "..."` for a principal allowed to reach
-    the token. Every entry needs a reason; the report lists each acceptance next to what it accepts."""
+    the token, `[[egress]] address = "...", reason = "..."` for an egress finding or UNKNOWN of the egress model
+    (review.egress_model) the reviewer accepts. Every entry needs a reason; the report lists each acceptance next to
+    what it accepts."""
     if path is None:
-        return {"unknown": [], "reader": []}
+        return {"unknown": [], "reader": [], "egress": []}
     import tomllib
     try:
         data = tomllib.loads(Path(path).read_text())
@@ -41,17 +43,17 @@ def load_accepts(path: Path | None) -> dict:
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"accept file {path} is not valid TOML ({exc})", "fix the file; see `hfgate review --help`")\
             from None
-    out = {"unknown": [], "reader": []}
-    for kind, key in (("unknown", "address"), ("reader", "principal")):
+    out: dict = {"unknown": [], "reader": [], "egress": []}
+    for kind, key in (("unknown", "address"), ("reader", "principal"), ("egress", "address")):
         for entry in data.get(kind, []):
             if not isinstance(entry, dict) or not entry.get(key) or not str(entry.get("reason", "")).strip():
                 raise UsageError(f"accept file {path}: every [[{kind}]] needs {key} and a reason",
                                  f'e.g. [[{kind}]]\n{key} = "..."\nreason = "checked by hand: ..."')
             out[kind].append({key: entry[key], "reason": entry["reason"]})
-    unknown_keys = set(data) - {"unknown", "reader"}
+    unknown_keys = set(data) - {"unknown", "reader", "egress"}
     if unknown_keys:
         raise UsageError(f"accept file {path}: unknown sections {sorted(unknown_keys)}",
-                         "only [[unknown]] and [[reader]] entries are read")
+                         "only [[unknown]], [[reader]] and [[egress]] entries are read")
     return out
 
 
@@ -76,11 +78,13 @@ def iam_matrix(plan: Plan) -> list[dict]:
     return sorted(rows, key=lambda r: (r["principal"], r["resource"], r["role"]))
 
 
-def egress(plan: Plan) -> dict:
+def egress(plan: Plan, accepts: list[dict] | None = None, model=None) -> dict:
+    """The egress section: what jobs can reach, computed by review.egress_model (this only renders it), and the
+    firewall policy's rules as planned."""
+    from review import egress_model
+    computed = (model or egress_model.build(plan)).to_json(accepts)
     mode = egress_mode(plan)
     hosts = sorted({h for r in plan.of_type("google_network_security_url_lists") for h in r.values.get("values", [])})
-    perimeter = bool(plan.of_type("google_access_context_manager_service_perimeter",
-                                  "google_access_context_manager_service_perimeter_resource"))
     rules = sorted(firewall_rules(plan, "google_compute_network_firewall_policy_rule", "EGRESS"),
                    key=lambda v: v.get("priority", 0))
     last = rules[-1] if rules else None
@@ -88,9 +92,11 @@ def egress(plan: Plan) -> dict:
                f" (priority {last.get('priority')})") if last else "allow (no egress firewall policy)"
     nats = [plan.resolved(r) for r in plan.of_type("google_compute_router_nat")]
     return {
+        **computed,
         "mode": mode, "allowed_hosts": hosts if mode == "proxy" else ["(any: open mode)"],
-        "enforcement": "enforced (VPC Service Controls perimeter)" if perimeter else
-                       ("advisory (firewall + proxy, no VPC-SC perimeter)" if mode == "proxy" else "none (open)"),
+        "enforcement": (f"enforced (VPC Service Controls perimeter: {computed['perimeter']})" if computed["enforced"]
+                        else f"advisory (firewall + proxy; perimeter: {computed['perimeter']})" if mode == "proxy"
+                        else "none (open)"),
         "firewall_default": default,
         "rules": [{"priority": r.get("priority"), "action": r.get("action"), "rule": r.get("rule_name"),
                    "dest": (r.get("match") or {}).get("dest_ip_ranges", [])} for r in rules],
@@ -114,8 +120,8 @@ def allowlist(plan: Plan, source_ip: str = "", foreign: tuple = ((), ())) -> dic
     mode = egress_mode(plan)
     out: dict = {"models": list(models), "datasets": list(datasets), "rules": [], "replay": [], "ok": True}
     if not models and not datasets:
-        out["summary"] = ("none: jobs may download any repository on the Hugging Face hosts, and send to them"
-                          " (uploads included); set allow_models / allow_datasets in config/<env>.toml")
+        out["summary"] = ("none: jobs may download any repository from the Hugging Face download hosts (methods"
+                          " and hosts: the egress section); set allow_models / allow_datasets in config/<env>.toml")
         return out
     if mode != "proxy":
         out["summary"] = ("checked at submit only (the preflight refuses anything else, exit 4); egress is open, so"
@@ -137,6 +143,11 @@ def allowlist(plan: Plan, source_ip: str = "", foreign: tuple = ((), ())) -> dic
                 f"/datasets/{repo}/resolve/main/README.md"
             traffic += [(Request("huggingface.co", "GET", api, note="another team's repository"), "deny"),
                         (Request("huggingface.co", "GET", resolve, note="another team's repository"), "deny")]
+    if not source_ip:       # the jobs' own range: the proxy allows downloads from it only
+        import ipaddress
+        from review.plan import team_source_range
+        cidr = team_source_range(plan)
+        source_ip = str(next(ipaddress.ip_network(cidr, strict=False).hosts())) if cidr else ""
     if source_ip:
         out["source_ip"] = source_ip
         traffic = [(dataclasses.replace(r, source_ip=source_ip), e) for r, e in traffic]
@@ -241,7 +252,7 @@ def review(plan: Plan, checkov: dict | None = None, accepts: dict | None = None)
 
 
 def _review_one(plan: Plan, checkov: dict | None = None, accepts: dict | None = None,
-                teams: bool = False, source_ip: str = "", foreign: tuple = ((), ())) -> dict:
+                teams: bool = False, source_ip: str = "", foreign: tuple = ((), ()), egress_model=None) -> dict:
     accepts = accepts or {"unknown": [], "reader": []}
     trainer = trainer_member(plan)
     submitter = plan.output("submitter_email")
@@ -299,14 +310,14 @@ def _review_one(plan: Plan, checkov: dict | None = None, accepts: dict | None = 
                              if k in reaching],
         "unknowns": unknowns, "unresolved": sorted({u["address"] for u in unknowns if not u["accepted"]}),
         "references": access.get("references", {"paths": [], "unknowns": [], "inert": []}),
-        "iam": iam_matrix(plan), "egress": egress(plan), "allowlist": allowlist(plan, source_ip, foreign),
+        "iam": iam_matrix(plan), "egress": egress(plan, accepts.get("egress"), egress_model), "allowlist": allowlist(plan, source_ip, foreign),
         "data_protection": data_protection(plan),
         "policies": policies, "checkov": checkov or {"ran": False, "why": "not requested"},
     }
     report["ok"] = (all(p["passed"] for p in policies) and not unexpected and not report["unresolved"]
                     and not w_unexpected
                     and (not report["checkov"].get("ran") or report["checkov"]["failed"] == 0)
-                    and report["allowlist"]["ok"])
+                    and report["allowlist"]["ok"] and report["egress"]["ok"])
     report["diagram"] = mermaid(plan, report)
     return report
 
@@ -347,7 +358,10 @@ def _review_teams(plan: Plan, views: dict[str, Plan], checkov: dict | None, acce
     def foreign(name: str) -> tuple:
         return (tuple(m for n, v in views.items() if n != name for m in v.output("allowed_models") or ()),
                 tuple(d for n, v in views.items() if n != name for d in v.output("allowed_datasets") or ()))
-    reports = {name: _review_one(view, checkov, accepts, teams=True, source_ip=source(view), foreign=foreign(name))
+    from review import egress_model
+    model = egress_model.build(plan)      # one answer for the whole network: every team's range at once
+    reports = {name: _review_one(view, checkov, accepts, teams=True, source_ip=source(view), foreign=foreign(name),
+                                 egress_model=model)
                for name, view in views.items()}
     matrix: dict[str, dict[str, set]] = {}
     cross = []
@@ -372,7 +386,7 @@ def _review_teams(plan: Plan, views: dict[str, Plan], checkov: dict | None, acce
         rep["ok"] = (all(p["passed"] for p in rep["policies"]) and not rep["unexpected_readers"]
                      and not rep["unresolved"] and not rep["write_token"]["unexpected_readers"]
                      and (not rep["checkov"].get("ran") or rep["checkov"]["failed"] == 0)
-                     and rep["allowlist"]["ok"])
+                     and rep["allowlist"]["ok"] and rep["egress"]["ok"])
     first = reports[next(iter(reports))]
     combined = dict(first)        # plan-wide sections (policies, IAM, egress, data protection, checkov) are shared
     combined["view"] = next(iter(reports))
@@ -494,7 +508,10 @@ def to_markdown(rep: dict) -> str:
                                   f"UNEXPECTED {rep['write_token']['unexpected_readers']}")
            + "; unknowns: " + (f"{len(rep['unresolved'])} UNRESOLVED" if rep["unresolved"] else
                                f"none{' (all accepted)' if rep['unknowns'] else ''}")
-           + "; egress allowlist: " + ("as planned" if rep["allowlist"]["ok"] else "FAILS its replay"), "",
+           + "; egress allowlist: " + ("as planned" if rep["allowlist"]["ok"] else "FAILS its replay")
+           + "; egress model: " + ("no path beyond the allowlist" if rep["egress"]["ok"] else
+                                   f"{sum(not f['accepted'] for f in rep['egress']['findings'] + rep['egress']['unknowns'])}"
+                                   " FAILING findings"), "",
            "## Who can read the Hugging Face token?" + (f" (team `{rep['view']}`; every team: below)"
                                                         if rep.get("view") else ""), "",
            f"Secret: `{rep['token_secret']}`. Expected: {', '.join(f'`{m}`' for m in rep['expected_readers'])}.", "",
@@ -579,6 +596,24 @@ def to_markdown(rep: dict) -> str:
     if eg["rules"]:
         out += [_table(["priority", "action", "rule", "destination"],
                        [[r["priority"], r["action"], r["rule"], ", ".join(r["dest"])] for r in eg["rules"]]), ""]
+    out += ["### What jobs can reach, per source range", "",
+            "Computed from every resource that routes a job's packets (review/egress_model: the proxy rules for the"
+            " CEL they are written in, firewalls in Google's order, routes, NAT, peering, PSC, the perimeter),"
+            " not replayed; compared with what the allowlist implies (stacks/hub_protocol.py).", "",
+            _table(["source", "range", "hosts", "methods", "paths"],
+                   [[x["source"], x["range"], x["hosts"], x["methods"], x["paths"]] for x in eg["reach"]]), "",
+            "Firewall, per source range: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in eg["firewall"].items())
+            + "." if eg["firewall"] else "", ""]
+    if eg["findings"] or eg["unknowns"]:
+        out += ["**Egress findings** (each fails the verdict unless accepted: `[[egress]]` in the accept file):", "",
+                _table(["resource", "rule", "what", "example", "status"],
+                       [[f"`{f['address']}`", f["rule"], f["what"], f"`{f['example']}`" if f["example"] else "-",
+                         f"accepted: {f['accepted']}" if f["accepted"] else "**FAIL**"] for f in eg["findings"]]
+                       + [[f"`{u['address']}`", u["field"], u["why"], "-",
+                           f"accepted: {u['accepted']}" if u["accepted"] else "**UNKNOWN**"] for u in eg["unknowns"]]),
+                ""]
+    else:
+        out += ["No egress finding: nothing opens a path beyond the allowlist.", ""]
     al = rep["allowlist"]
     out += ["## What this environment may download", "", f"- Allowlist: {al['summary']}",
             f"- Models: {', '.join(f'`{m}`' for m in al['models']) or '(any)'}",
@@ -618,6 +653,9 @@ def to_markdown(rep: dict) -> str:
                                                        for c in ck["failed_checks"]]), ""] if ck["failed_checks"] else []
     else:
         out += [f"Not run: {ck.get('why')}.", ""]
+    if rep.get("live"):            # `hfgate review --live`: the deployed state's own section (review.live)
+        from review.live import markdown as live_markdown
+        out += live_markdown(rep["live"]) + [""]
     out += ["## Diagram", "", "```mermaid", rep["diagram"], "```", ""]
     return "\n".join(out)
 
@@ -635,9 +673,10 @@ REVIEW_RULES = [
     ("HFG-UNKNOWN", "Every grant that could reach the token is resolvable offline",
      "A role, member, target or policy is an expression, variable, data source or value known after apply.",
      "write it literally, review the `terraform show -json` plan, or accept it with a reason ([[unknown]])"),
-    ("HFG-EGRESS", "The proxy allows exactly the listed downloads",
-     "Recorded traffic replayed through the planned Secure Web Proxy rules (cel-python) was decided otherwise "
-     "than expected, or could not be decided.",
+    ("HFG-EGRESS", "Jobs reach exactly the listed downloads",
+     "What the planned proxy rules, firewalls, routes, NAT, peering, PSC and perimeter let jobs reach goes beyond "
+     "what the allowlist implies, or could not be computed (UNKNOWN); or recorded traffic replayed through the "
+     "planned Secure Web Proxy rules (cel-python) was decided otherwise than expected.",
      "keep the rules stacks/egress_rules.py generates (and the TLS inspection policy); change allow_models / "
      "allow_datasets in config/<env>.toml instead of adding rules"),
     ("HFG-ISOLATION", "No team holds anything on another team's resources",
@@ -698,6 +737,16 @@ def to_sarif(rep: dict, artifact: str) -> dict:
                             "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact}},
                                            "logicalLocations": [{"fullyQualifiedName": RULE_TYPE_NAME,
                                                                  "kind": "resource"}]}]})
+    eg = rep.get("egress") or {}
+    for f in eg.get("findings", []) + eg.get("unknowns", []):
+        if f.get("accepted"):
+            continue
+        text = (f"{f['rule']}: {f['what']}" + (f" (e.g. {f['example']})" if f.get("example") else "")
+                if "what" in f else f"UNKNOWN {f['field']}: {f['why']}")
+        results.append({"ruleId": "HFG-EGRESS", "level": "error", "message": {"text": text},
+                        "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact}},
+                                       "logicalLocations": [{"fullyQualifiedName": f["address"],
+                                                             "kind": "resource"}]}]})
     access = (rep.get("isolation") or {}).get("access") or {}
     from review.isolation import describe
     isolation = ([(describe(c), c["address"]) for c in access.get("cross_team", [])]

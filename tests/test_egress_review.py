@@ -1,5 +1,6 @@
-"""The review's allowlist section on the shipped dev stack and on plans that open the egress back up: each FAILS,
-in the synthesized form and the `terraform show -json` form."""
+"""What jobs can reach, as the review computes it (review.egress_model) on the shipped stacks and on plans that open
+egress back up: each plan below FAILS, naming the rule or resource that opens the path (in the synthesized form and
+the `terraform show -json` form); the harmless ones pass; and the replay of recorded traffic stays the second check."""
 from __future__ import annotations
 
 import copy
@@ -7,46 +8,287 @@ import json
 
 import pytest
 
-from review.report import review
-from tests.test_review_attacks import _plan
+from review.report import load_accepts, review, to_markdown
+from tests.test_review_attacks import _plan, add
 
 RULE = "google_network_security_gateway_security_policy_rule"
+PERIMETER = "google_access_context_manager_service_perimeter"
 HUB_LIST = "projects/acme-hfgate-sbx/locations/us-central1/urlLists/hfg-sbx-hf-hosts"
+JOBS = "inIpRange(source.ip, '10.8.0.0/25')"
 
 
-def _rule(d, name, priority, session, application="", action="ALLOW", inspect=True):
-    d["resource"][RULE][name] = {"name": name, "priority": priority, "basic_profile": action, "enabled": True,
+def _rule(d, name, priority, session, application="", action="ALLOW", inspect=True, enabled=True):
+    d["resource"][RULE][name] = {"name": name, "priority": priority, "basic_profile": action, "enabled": enabled,
                                  "session_matcher": session, "application_matcher": application or None,
                                  "tls_inspection_enabled": inspect or None,
                                  "gateway_security_policy": "hfg-sbx-hf-only", "location": "us-central1"}
     return d
 
 
+def _one(d, rtype, name_part=""):
+    return next(v for k, v in d["resource"][rtype].items() if name_part in k)
+
+
 def _policy(d):
-    return next(iter(d["resource"]["google_network_security_gateway_security_policy"].values()))
+    return _one(d, "google_network_security_gateway_security_policy")
 
 
-ATTACKS = {
-    "an allow-all Hub rule above the generated ones": lambda d: _rule(d, "allow-hub", 150,
-                                                                      f"inUrlList(host(), '{HUB_LIST}')"),
-    "POST allowed on the Hub": lambda d: _rule(d, "allow-post", 199, "host() == 'huggingface.co'",
-                                               "request.method == 'POST'"),
-    "TLS inspection policy removed": lambda d: _policy(d).pop("tls_inspection_policy") and d,
-    "a matcher only known at apply": lambda d: _rule(d, "from-var", 150, "${var.matcher}"),
-    "a matcher that is not CEL": lambda d: _rule(d, "broken", 150, "host() ==== 'x'"),
-    "a function the proxy does not define": lambda d: _rule(d, "odd", 150, "sourceRegion() == 'us'"),
+def _fw_rule(d, name, priority, action, ranges):
+    return add(d, "google_compute_network_firewall_policy_rule", name, {
+        "firewall_policy": _one(d, "google_compute_network_firewall_policy_rule")["firewall_policy"],
+        "rule_name": name, "priority": priority, "action": action, "direction": "EGRESS",
+        "match": {"dest_ip_ranges": ranges, "layer4_configs": [{"ip_protocol": "all"}]}})
+
+
+def _perimeter(d):
+    return _one(d, PERIMETER)
+
+
+def _dry_run(d):
+    p = _perimeter(d)
+    p["spec"] = p.pop("status")
+    p["use_explicit_dry_run_spec"] = True
+    return d
+
+
+def _stop_restricting(d, service):
+    status = _perimeter(d)["status"]
+    status["restricted_services"] = [s for s in status["restricted_services"] if s != service]
+    return d
+
+
+def _egress_to_every_bucket(d):
+    _perimeter(d)["status"]["egress_policies"] = [{
+        "egress_from": {"identity_type": "ANY_IDENTITY"},
+        "egress_to": {"resources": ["*"], "operations": [{"service_name": "storage.googleapis.com",
+                                                          "method_selectors": [{"method": "*"}]}]}}]
+    return d
+
+
+def _network(d):
+    return "${google_compute_network." + next(iter(d["resource"]["google_compute_network"])) + ".id}"
+
+
+def _nat(d):
+    add(d, "google_compute_router", "r", {"name": "r", "network": _network(d), "region": "us-central1"})
+    return add(d, "google_compute_router_nat", "jobs", {
+        "name": "jobs-nat", "router": "${google_compute_router.r.name}", "region": "us-central1",
+        "nat_ip_allocate_option": "AUTO_ONLY", "source_subnetwork_ip_ranges_to_nat": "ALL_SUBNETWORKS_ALL_IP_RANGES"})
+
+
+def _any_method(d):
+    """The rules `hub_methods = "any"` generates (stacks.egress_rules), in place of the shipped ones."""
+    from stacks.egress_rules import proxy_rules
+    shipped = d["resource"][RULE]
+    template = next(iter(shipped.values()))
+    rules = proxy_rules(("google/txgemma-2b-predict", "google/txgemma-9b-chat"), ("trl-lib/Capybara",),
+                        all_hosts_list=HUB_LIST, any_method=True, source_cidr="10.8.0.0/25",
+                        content_hosts_list=HUB_LIST.replace("hf-hosts", "hf-content-hosts"))
+    d["resource"][RULE] = {r.name: {**template, "name": r.name, "priority": r.priority, "basic_profile": r.action,
+                                    "session_matcher": r.session_matcher,
+                                    "application_matcher": r.application_matcher or None,
+                                    "tls_inspection_enabled": True if r.tls_inspection else None} for r in rules}
+    return d
+
+
+# name: (environment, mutation, what the failing finding names: (address part, text part))
+FAMILIES = {
+    "an allow rule for another host": (
+        "sandbox", lambda d: _rule(d, "allow-other", 150, f"{JOBS} && host() == 'uploads.example.com'"),
+        ("allow-other", "uploads.example.com")),
+    "an allow rule for write methods on the Hub": (
+        "sandbox", lambda d: _rule(d, "allow-post", 105, "host() == 'huggingface.co'", "request.method == 'POST'"),
+        ("allow-post", "POST huggingface.co")),
+    "the dot-segment deny switched off": (
+        "sandbox", lambda d: _one(d, RULE, "deny-ambiguous").update(enabled=False) or d,
+        ("allow-repos", "deny-ambiguous-paths is disabled")),
+    "the dot-segment deny losing TLS inspection": (
+        "sandbox", lambda d: _one(d, RULE, "deny-ambiguous").update(tls_inspection_enabled=None) or d,
+        ("deny-ambiguous", "no tls_inspection_enabled")),
+    "the gateway policy losing TLS inspection": (
+        "sandbox", lambda d: _policy(d).pop("tls_inspection_policy") and d,
+        ("deny-write-methods", "no TLS inspection policy")),
+    "the content hosts widened to *.huggingface.co": (
+        "sandbox", lambda d: _one(d, "google_network_security_url_lists", "content").update(
+            values=["*.huggingface.co", "*.hf.co"]) or d,
+        ("allow-content-any-path", "datasets-server.huggingface.co")),
+    "a rule allowing the Hub from every range": (
+        "sandbox", lambda d: _rule(d, "allow-hub-anyone", 150, f"inUrlList(host(), '{HUB_LIST}')",
+                                   "request.method in ['GET']"),
+        ("allow-hub-anyone", "from platform")),
+    "a firewall allow to the internet written as two halves": (
+        "sandbox", lambda d: _fw_rule(d, "halves", 900, "allow", ["0.0.0.0/1", "128.0.0.0/1"]),
+        ("halves", "internet addresses")),
+    "a classic VPC firewall rule (evaluated before the policy)": (
+        "sandbox", lambda d: add(d, "google_compute_firewall", "classic", {
+            "name": "classic", "network": _network(d), "direction": "EGRESS", "priority": 1000,
+            "allow": [{"protocol": "tcp", "ports": ["443"]}], "destination_ranges": ["1.0.0.0/8", "2.0.0.0/8"]}),
+        ("google_compute_firewall.classic", "internet addresses")),
+    "a Cloud NAT for the jobs' range": (
+        "sandbox", _nat, ("google_compute_router_nat.jobs", "Cloud NAT for every subnet")),
+    "a route to an appliance": (
+        "sandbox", lambda d: add(d, "google_compute_route", "via-vm", {
+            "name": "via-vm", "network": _network(d), "dest_range": "0.0.0.0/0", "priority": 100,
+            "next_hop_ip": "10.8.0.200"}),
+        ("google_compute_route.via-vm", "forward jobs' packets")),
+    "a peering": (
+        "sandbox", lambda d: add(d, "google_compute_network_peering", "p", {
+            "name": "p", "network": _network(d), "peer_network": "projects/other/global/networks/default"}),
+        ("google_compute_network_peering.p", "peers the network")),
+    "a Private Service Connect endpoint to every Google API": (
+        "sandbox", lambda d: add(d, "google_compute_global_forwarding_rule", "apis", {
+            "name": "apis", "network": _network(d), "target": "all-apis", "ip_address": "10.8.1.5"}),
+        ("google_compute_global_forwarding_rule.apis", "every Google API")),
+    "a perimeter that stops restricting Secret Manager": (
+        "prod", lambda d: _stop_restricting(d, "secretmanager.googleapis.com"),
+        (PERIMETER, "does not restrict secretmanager.googleapis.com")),
+    "a perimeter that stops restricting IAM Credentials": (
+        "prod", lambda d: _stop_restricting(d, "iamcredentials.googleapis.com"),
+        (PERIMETER, "does not restrict iamcredentials.googleapis.com")),
+    "an egress policy to every project's buckets": (
+        "prod", _egress_to_every_bucket, (PERIMETER, "storage.googleapis.com on every project")),
+    "the perimeter moved to dry-run while the contract says enforced": (
+        "prod", _dry_run, (PERIMETER, "contract says egress is enforced")),
+    "any method on the Hugging Face hosts (hub_methods = \"any\")": (
+        "sandbox", _any_method, ("allow-repos", "a write method")),
+}
+
+# Not understood: UNKNOWN, which fails too, naming the resource.
+UNKNOWNS = {
+    "a matcher only known at apply": (lambda d: _rule(d, "from-var", 150, "${var.matcher}"), "from-var"),
+    "a matcher that is not CEL": (lambda d: _rule(d, "broken", 150, "host() ==== 'x'"), "broken"),
+    "a function the proxy does not define": (lambda d: _rule(d, "odd", 150, "sourceRegion() == 'us'"), "odd"),
+    "a matcher outside the CEL subset": (
+        lambda d: _rule(d, "headers", 150, "host() == 'huggingface.co'", "request.headers['x-a'] == 'b'"),
+        "headers"),
+    "a firewall rule matching FQDNs": (
+        lambda d: add(d, "google_compute_network_firewall_policy_rule", "fqdn", {
+            "firewall_policy": "hfg-sbx-egress", "rule_name": "fqdn", "priority": 900, "action": "allow",
+            "direction": "EGRESS", "match": {"dest_fqdns": ["example.com"],
+                                             "layer4_configs": [{"ip_protocol": "all"}]}}),
+        "google_compute_network_firewall_policy_rule.fqdn"),
+    "a resource type the model does not read": (
+        lambda d: add(d, "google_vpc_access_connector", "c", {"name": "c", "network": "hfg-sbx-vpc",
+                                                              "ip_cidr_range": "10.8.2.0/28"}),
+        "google_vpc_access_connector.c"),
+    "an argument the model does not read": (
+        lambda d: _one(d, "google_compute_network").update(bgp_best_path_selection_mode="STANDARD") or d,
+        "google_compute_network.egress_vpc"),
 }
 
 
+def _egress_failures(rep):
+    eg = rep["egress"]
+    return [f for f in eg["findings"] + eg["unknowns"] if not f["accepted"]]
+
+
 @pytest.mark.parametrize("form", ["synth", "plan"])
-@pytest.mark.parametrize("case", sorted(ATTACKS))
-def test_plans_that_open_egress_fail_the_review(plans, tmp_path, case, form):
-    plan, _ = _plan(ATTACKS[case](copy.deepcopy(plans["sandbox"])), tmp_path, form, {"matcher": "true"}, None)
+@pytest.mark.parametrize("case", sorted(FAMILIES))
+def test_each_plan_that_opens_egress_fails_naming_what_opens_it(plans, tmp_path, case, form):
+    env, mutate, (where, text) = FAMILIES[case]
+    plan, _ = _plan(mutate(copy.deepcopy(plans[env])), tmp_path, form, None, None)
     rep = review(plan)
-    assert rep["ok"] is False and rep["allowlist"]["ok"] is False, case
-    bad = [d for d in rep["allowlist"]["replay"] if not d["as_expected"]]
-    if case != "TLS inspection policy removed":
-        assert bad, case
+    assert rep["ok"] is False and rep["egress"]["ok"] is False, case
+    hits = [f for f in rep["egress"]["findings"] if where in f["address"] and text in f["what"] + f["example"]]
+    assert hits, (case, [(f["address"], f["what"], f["example"]) for f in _egress_failures(rep)])
+    assert where in to_markdown(rep) or where.split(".")[-1] in to_markdown(rep)
+
+
+@pytest.mark.parametrize("case", sorted(UNKNOWNS))
+def test_what_the_model_does_not_understand_is_unknown_and_fails(plans, tmp_path, case):
+    mutate, where = UNKNOWNS[case]
+    plan, _ = _plan(mutate(copy.deepcopy(plans["sandbox"])), tmp_path, "synth", None, None)
+    rep = review(plan)
+    assert rep["ok"] is False
+    assert any(where in u["address"] and u["why"] for u in rep["egress"]["unknowns"]), rep["egress"]["unknowns"]
+
+
+def test_a_failing_egress_finding_passes_only_when_accepted_with_a_reason(plans, tmp_path):
+    plan, _ = _plan(_any_method(copy.deepcopy(plans["sandbox"])), tmp_path, "synth", None, None)
+    rep = review(plan)
+    failing = sorted({f["address"] for f in _egress_failures(rep)})
+    assert failing and rep["ok"] is False
+    accept = tmp_path / "accept.toml"
+    accept.write_text("".join(f'[[egress]]\naddress = "{a}"\nreason = "uploads to our own org are intended"\n'
+                              for a in failing))
+    rep = review(plan, accepts=load_accepts(accept))
+    assert rep["egress"]["ok"] and all(f["accepted"] for f in rep["egress"]["findings"])
+
+
+# The harmless table: each row, added to a plan that passes, keeps it passing (prod: proxy, perimeter, gateway).
+def _harmless_cases():
+    from review.egress_model.known import HARMLESS
+    return sorted(HARMLESS)
+
+
+@pytest.mark.parametrize("row", _harmless_cases(), ids=lambda r: f"{r[0]}.{r[1] or '*'}")
+def test_each_harmless_row_keeps_a_passing_plan_passing(plans, tmp_path, row):
+    from review.egress_model.known import HARMLESS
+    rtype, arg = row
+    why, example = HARMLESS[row]
+    d = copy.deepcopy(plans["prod"])
+    if arg:
+        target = next((v for v in d["resource"].get(rtype, {}).values()), None)
+        if target is None:
+            target = add(d, rtype, "added", {"name": "added"})["resource"][rtype]["added"]
+        target[arg] = example
+    else:
+        add(d, rtype, "added", {"name": "added", **example})
+    plan, _ = _plan(d, tmp_path, "synth", None, None)
+    rep = review(plan)
+    assert why and rep["egress"]["ok"], (row, _egress_failures(rep))
+
+
+@pytest.mark.parametrize("case,mutate", [
+    ("a PSC endpoint to the restricted VIP (vpc-sc)", lambda d: add(d, "google_compute_global_forwarding_rule", "sc", {
+        "name": "sc", "network": _network(d), "target": "vpc-sc", "ip_address": "10.18.1.5"})),
+    ("a NAT for the proxy's own endpoints", lambda d: add(add(d, "google_compute_router", "r", {
+        "name": "r", "network": _network(d)}), "google_compute_router_nat", "swg", {
+        "name": "swg", "router": "r", "endpoint_types": ["ENDPOINT_TYPE_SWG"],
+        "source_subnetwork_ip_ranges_to_nat": "ALL_SUBNETWORKS_ALL_IP_RANGES"})),
+    ("one more firewall deny", lambda d: _fw_rule(d, "deny-more", 900, "deny", ["1.0.0.0/8"])),
+    ("a classic firewall allow to a private range", lambda d: add(d, "google_compute_firewall", "private", {
+        "name": "private", "network": _network(d), "direction": "EGRESS", "priority": 1000,
+        "allow": [{"protocol": "tcp"}], "destination_ranges": ["10.0.0.0/8"]})),
+])
+def test_harmless_network_changes_pass(plans, tmp_path, case, mutate):
+    plan, _ = _plan(mutate(copy.deepcopy(plans["prod"])), tmp_path, "synth", None, None)
+    rep = review(plan)
+    assert rep["egress"]["ok"], (case, _egress_failures(rep))
+
+
+# The shipped stacks ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("env", ["sandbox", "dev", "prod"])
+def test_the_shipped_stacks_reach_exactly_what_their_allowlists_imply(plans, tmp_path, env):
+    plan, _ = _plan(copy.deepcopy(plans[env]), tmp_path, "synth", None, None)
+    rep = review(plan)
+    eg = rep["egress"]
+    assert eg["ok"] and eg["findings"] == [] and eg["unknowns"] == [], _egress_failures(rep)
+    by_source: dict = {}
+    for row in eg["reach"]:
+        by_source.setdefault(row["source"], []).append(row)
+    # Nothing from the platform's other subnets or from anywhere else; no host beyond the protocol table's.
+    assert [r["hosts"] for r in by_source["anything else"]] == ["(none)"]
+    assert [r["hosts"] for r in by_source["platform"]] == ["(none)"]
+    from stacks import hub_protocol as hp
+    hosts = {h for r in eg["reach"] for h in r["hosts"].split(", ") if h != "(none)"}
+    assert hosts <= set(hp.hosts()) and "datasets-server.huggingface.co" not in hosts
+    # Read methods only, everywhere.
+    assert {m for r in eg["reach"] for m in r["methods"].split(", ") if m != "-"} <= {"GET", "HEAD"}
+    assert "What jobs can reach, per source range" in to_markdown(rep)
+
+
+def test_the_contract_says_what_the_perimeter_is(plans):
+    """egress_enforced is the perimeter's real state: prod's enforced perimeter says true, sandbox (none) and a
+    dry-run perimeter say false (the review fails a contract that claims more)."""
+    assert plans["prod"]["output"]["egress_enforced"]["value"] is True
+    assert plans["sandbox"]["output"]["egress_enforced"]["value"] is False
+    from stacks.config import load_settings, parse_settings
+    from stacks.contract import outputs_from_settings
+    raw = {"project_id": "acme-hfgate-prod", "region": "europe-west4", "prefix": "hfg-prod",
+           "access_policy_id": "123456789012", "perimeter_dry_run": True}
+    assert outputs_from_settings(parse_settings("prod", raw)).egress_enforced is False
+    assert outputs_from_settings(load_settings("prod")).egress_enforced is True
 
 
 def test_the_dev_stack_lists_its_allowlist_and_passes_its_replay(plans, tmp_path):
@@ -57,12 +299,30 @@ def test_the_dev_stack_lists_its_allowlist_and_passes_its_replay(plans, tmp_path
         assert {d["expect"] for d in al["replay"]} == {"allow", "deny"} and all(d["as_expected"] for d in al["replay"])
         assert any(d["note"] == "upload" and d["action"] == "deny" for d in al["replay"])
         assert any("txgemma-9b-chat" in d["path"] and d["action"] == "allow" for d in al["replay"])
+        # The Xet route: the token route of each listed repository, a reconstruction and a xorb are allowed; an
+        # upload to the CAS and the dataset viewer are denied.
+        decided = {(d["method"], d["host"], d["path"].split("/0000")[0]): d["action"] for d in al["replay"]}
+        assert decided[("GET", "huggingface.co", "/api/models/google/txgemma-9b-chat/xet-read-token/main")] == "allow"
+        assert decided[("GET", "huggingface.co", "/api/datasets/trl-lib/Capybara/xet-read-token/main")] == "allow"
+        assert decided[("GET", "cas-server.xethub.hf.co", "/v2/reconstructions")] == "allow"
+        assert decided[("POST", "cas-server.xethub.hf.co", "/v1/xorbs/default")] == "deny"
+        assert decided[("GET", "datasets-server.huggingface.co", "/rows")] == "deny"
 
 
-def test_an_environment_without_an_allowlist_is_reported_as_open_to_any_repository(plans):
-    from review.plan import Plan, Resource  # noqa: F401
-    rep = review(_load(plans["prod"]))
+def test_an_environment_without_an_allowlist_is_read_only_on_the_download_hosts(plans, tmp_path):
+    plan, _ = _plan(copy.deepcopy(plans["prod"]), tmp_path, "synth", None, None)
+    rep = review(plan)
     assert "any repository" in rep["allowlist"]["summary"] and rep["allowlist"]["replay"] == []
+    jobs = [r for r in rep["egress"]["reach"] if r["source"] == "jobs"]
+    assert [r["methods"] for r in jobs] == ["GET, HEAD"] and "datasets-server" not in jobs[0]["hosts"]
+
+
+def test_the_replay_still_catches_what_it_caught(plans, tmp_path):
+    """The second check, on its own: a rule above the generated ones that allows the Hub is seen by the replay too."""
+    d = _rule(copy.deepcopy(plans["sandbox"]), "allow-hub", 90, f"inUrlList(host(), '{HUB_LIST}')")
+    plan, _ = _plan(d, tmp_path, "synth", None, None)
+    al = review(plan)["allowlist"]
+    assert al["ok"] is False and any(not x["as_expected"] and x["rule"] == "allow-hub" for x in al["replay"])
 
 
 def _load(data):

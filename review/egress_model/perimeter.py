@@ -1,0 +1,120 @@
+"""The VPC Service Controls perimeter as the plan leaves it: enforced (`status`) or dry-run only (`spec`), which
+services it restricts, and which egress policies open it.
+
+A dry-run configuration denies nothing (violations are only logged: "Dry run mode for service perimeters"), so the
+allowlist is enforced only by a perimeter whose *enforced* configuration holds the project and restricts every
+service a path to or from the token uses (`TOKEN_PATH_SERVICES`). An egress policy lets identities inside call
+resources outside the perimeter ("Ingress and egress rules"): every one is a path out, named by the review.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from review.plan import Plan, unresolved
+
+SUPPORTED_PRODUCTS = "https://cloud.google.com/vpc-service-controls/docs/supported-products"
+
+# The services a path to or from the token depends on, each supported by VPC Service Controls (the supported
+# products page above lists each service name): restricted, calls from outside the perimeter are refused.
+TOKEN_PATH_SERVICES: dict[str, str] = {
+    "secretmanager.googleapis.com": "Secret Manager: the token's value (supported products page, Secret Manager)",
+    "storage.googleapis.com": "Cloud Storage: job inputs, checkpoints and mirrors; a copy to an outside bucket is"
+                              " exfiltration (supported products page, Cloud Storage)",
+    "aiplatform.googleapis.com": "Vertex AI: the jobs themselves and their specs (supported products page,"
+                                 " Vertex AI)",
+    "iamcredentials.googleapis.com": "IAM Service Account Credentials: minting the trainer's or submitter's tokens"
+                                     " (supported products page, IAM Service Account Credentials API)",
+    "artifactregistry.googleapis.com": "Artifact Registry: the image that runs with the token (supported products"
+                                       " page, Artifact Registry)",
+}
+
+PERIMETER = "google_access_context_manager_service_perimeter"
+PERIMETERS = "google_access_context_manager_service_perimeters"
+EGRESS_POLICY = "google_access_context_manager_service_perimeter_egress_policy"
+DRY_RUN_EGRESS_POLICY = "google_access_context_manager_service_perimeter_dry_run_egress_policy"
+RESOURCE = "google_access_context_manager_service_perimeter_resource"
+
+
+@dataclass
+class PerimeterModel:
+    present: bool = False
+    enforced: bool = False           # an enforced configuration holding resources
+    dry_run_only: bool = False
+    restricted: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    findings: list[dict] = field(default_factory=list)
+    unknowns: list[dict] = field(default_factory=list)
+    address: str = ""
+
+    @property
+    def egress_enforced(self) -> bool:
+        return self.enforced and not self.missing
+
+    def state(self) -> str:
+        if not self.present:
+            return "no VPC Service Controls perimeter"
+        if self.dry_run_only:
+            return "dry-run only (violations logged, nothing denied)"
+        if not self.enforced:
+            return "no enforced configuration"
+        if self.missing:
+            return f"enforced, but not restricting {', '.join(self.missing)}"
+        return "enforced"
+
+
+def _block(value):
+    if isinstance(value, list):
+        return value[0] if value and isinstance(value[0], dict) else {}
+    return value if isinstance(value, dict) else {}
+
+
+def read(plan: Plan) -> PerimeterModel:
+    m = PerimeterModel()
+    for r in plan.of_type(PERIMETER):
+        v = plan.resolved(r)
+        m.present, m.address = True, r.address
+        status, spec = _block(v.get("status")), _block(v.get("spec"))
+        if isinstance(r.values.get("status"), str) or unresolved(status.get("restricted_services") or []):
+            m.unknowns.append({"address": r.address, "field": "status", "why": "not known offline"})
+            continue
+        resources = [x for x in status.get("resources") or [] if x]
+        resources += [plan.resolved(x).get("resource") for x in plan.of_type(RESOURCE)]
+        # A `terraform show -json` plan leaves the project numbers to its configuration (known after apply).
+        resources += [ref for arg, ref in r.config_refs if arg in ("status", "status.resources")]
+        if status and resources:
+            m.enforced = True
+            m.restricted = sorted(set(status.get("restricted_services") or []))
+            for policy in status.get("egress_policies") or []:
+                m.findings.append(_egress_path(r.address, r.name, policy))
+        elif spec:
+            m.dry_run_only = True
+        if v.get("use_explicit_dry_run_spec") and spec and not status:
+            m.dry_run_only = True
+    for r in plan.of_type(EGRESS_POLICY):
+        v = plan.resolved(r)
+        m.findings.append(_egress_path(r.address, r.name, v))
+    for r in plan.of_type(PERIMETERS):
+        m.unknowns.append({"address": r.address, "field": "service_perimeters",
+                           "why": "the authoritative perimeters resource is not read by the egress model"})
+    if m.enforced:
+        m.missing = [s for s in TOKEN_PATH_SERVICES if s not in m.restricted and "RESTRICTED-SERVICES" not in
+                     m.restricted]
+        for s in m.missing:
+            m.findings.append({"address": m.address, "rule": "restricted_services",
+                               "what": f"the perimeter does not restrict {s} ({TOKEN_PATH_SERVICES[s]};"
+                                       f" {SUPPORTED_PRODUCTS}): calls to it cross the perimeter freely",
+                               "example": f"a job calling {s} on a project outside the perimeter"})
+    return m
+
+
+def _egress_path(address: str, name: str, policy: dict) -> dict:
+    to = _block(policy.get("egress_to"))
+    frm = _block(policy.get("egress_from"))
+    resources = to.get("resources") or []
+    ops = [o.get("service_name") for o in to.get("operations") or [] if isinstance(o, dict)]
+    who = frm.get("identities") or [frm.get("identity_type") or "anyone"]
+    scope = "every project" if "*" in resources else ", ".join(map(str, resources)) or "(no resources)"
+    return {"address": address, "rule": name,
+            "what": f"an egress policy lets {', '.join(map(str, who))} call {', '.join(map(str, ops)) or 'any service'}"
+                    f" on {scope}, outside the perimeter: a path out",
+            "example": f"{ops[0] if ops else 'a service'} call to a resource of {scope}"}
