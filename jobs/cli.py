@@ -148,6 +148,11 @@ def _parser() -> argparse.ArgumentParser:
     rv.add_argument("--out", help="output folder (default reports/<env>)")
     rv.add_argument("--accept", help="TOML file of UNKNOWNs and readers the reviewer accepts, each with a reason")
     rv.add_argument("--no-checkov", action="store_true", help="skip the checkov scan")
+    rv.add_argument("--live", action="store_true", help="review what is deployed too: the projects' IAM (and their"
+                    " folders' and organization's) and the resources the stacks own, read through Cloud Asset"
+                    " Inventory; paths only the deployed state makes are named with their origin, a drift table"
+                    " compares plan and deployed, and what the caller may not read is UNKNOWN (README: Reviewing"
+                    " what is deployed)")
 
     mi = sub.add_parser("mirror", parents=[common], help="copy a gated repo into the mirror bucket once",
                         description="Download a snapshot once with the stored token and upload it with a verified"
@@ -362,16 +367,25 @@ def cmd_submit(args) -> int:
 
 def cmd_review(args) -> int:
     from review.report import run
-    report, paths = run(args.env, plan=Path(args.plan) if args.plan else None,
-                        out=Path(args.out) if args.out else None, accept=Path(args.accept) if args.accept else None,
-                        checkov=not args.no_checkov)
+    if getattr(args, "live", False):
+        from review.live import run as run_live
+        report, paths = run_live(args.env, plan=Path(args.plan) if args.plan else None,
+                                 out=Path(args.out) if args.out else None,
+                                 accept=Path(args.accept) if args.accept else None)
+    else:
+        report, paths = run(args.env, plan=Path(args.plan) if args.plan else None,
+                            out=Path(args.out) if args.out else None,
+                            accept=Path(args.accept) if args.accept else None, checkov=not args.no_checkov)
     print(paths[args.format].read_text())
     failed = [p["id"] for p in report["policies"] if not p["passed"]]
     print(f"review {'PASS' if report['ok'] else 'FAIL'}: {paths['md']}"
           + (f" (failed: {', '.join(failed)})" if failed else "")
           + (f" (unexpected token readers: {', '.join(report['unexpected_readers'])})"
              if report["unexpected_readers"] else "")
-          + (f" (UNKNOWN: {', '.join(report['unresolved'])})" if report["unresolved"] else ""), file=sys.stderr)
+          + (f" (UNKNOWN: {', '.join(report['unresolved'])})" if report["unresolved"] else "")
+          + "".join(f" (egress: {f['address']}: {f.get('what') or f.get('why')})"
+                    for f in report["egress"]["findings"] + report["egress"]["unknowns"] if not f["accepted"]),
+          file=sys.stderr)
     return 0 if report["ok"] else 1
 
 

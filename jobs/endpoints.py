@@ -1,6 +1,6 @@
 """Endpoints and clients, from configuration only: Google's and the Hub's real ones by default, another endpoint
-(the local cloud's, when its env file is sourced) by setting HFGATE_SECRETMANAGER_ENDPOINT, HFGATE_VERTEX_ENDPOINT
-and HFGATE_GOOGLEAPIS_REST. Always TLS, trusting what the standard settings say (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH,
+(the local cloud's, when its env file is sourced) by setting HFGATE_SECRETMANAGER_ENDPOINT, HFGATE_VERTEX_ENDPOINT,
+HFGATE_ASSET_ENDPOINT and HFGATE_GOOGLEAPIS_REST. Always TLS, trusting what the standard settings say (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH,
 REQUESTS_CA_BUNDLE): no endpoint gets different treatment."""
 from __future__ import annotations
 
@@ -76,6 +76,14 @@ def secret_manager(creds=None):
     return SecretManagerServiceClient(transport=_transport(
         SecretManagerServiceGrpcTransport, os.environ.get("HFGATE_SECRETMANAGER_ENDPOINT"),
         "secretmanager.googleapis.com", creds))
+
+
+def asset(creds=None):
+    """Cloud Asset Inventory (`hfgate review --live`); HFGATE_ASSET_ENDPOINT points it elsewhere (the local cloud)."""
+    from google.cloud.asset_v1.services.asset_service import AssetServiceClient
+    from google.cloud.asset_v1.services.asset_service.transports.grpc import AssetServiceGrpcTransport
+    return AssetServiceClient(transport=_transport(
+        AssetServiceGrpcTransport, os.environ.get("HFGATE_ASSET_ENDPOINT"), "cloudasset.googleapis.com", creds))
 
 
 def vertex(region: str):

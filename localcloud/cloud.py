@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 
-from localcloud import secretmanager, tls, vertex
+from localcloud import asset, secretmanager, tls, vertex
 from localcloud.gateway import proxy_env, start_gateway
 from localcloud.gcs import GcsEmulator
 from localcloud.hub import HubState, start_hub
@@ -118,9 +118,8 @@ class LocalCloud:
         self.grants = Grants()
         # Who may do what, for every local service: one evaluator over the plan's hierarchy and bindings.
         self.iam = Iam(self.grants, self.project_id, self.project_number)
-        for t in s.teams:
-            if getattr(t, "project_id", ""):
-                self.iam.add_project(t.project_id, str(getattr(t, "project_number", "") or ""))
+        for t in s.teams:                 # each team's own project (the plan's resources name it too)
+            self.iam.add_project(t.project_id, str(t.project_number or ""))
         self.hub_state = HubState()
         self.hub_tokens: dict[str, str] = {}
         # Cloud Logging's read quota, per project: entries:list calls in any 60 s beyond it answer 429
@@ -212,7 +211,12 @@ class LocalCloud:
         self.jobs = vertex.JobStore(self.project_id, self.project_number, self.region, self.iam, self.identities,
                                     self.state_dir, job_env, self._job_metadata, self.gcs)
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
-        self.grpc.add_generic_rpc_handlers((secretmanager.grpc_handler(self.secrets), vertex.grpc_handler(self.jobs)))
+        # Cloud Asset Inventory (review --live): the deployed state, from this cloud's own IAM and resources.
+        asset.place_hierarchy(self.iam)
+        self.assets = asset.Inventory(self.iam, self.identities, self.secrets)
+        self.assets.load_plan(self.plan, self.region)
+        self.grpc.add_generic_rpc_handlers((secretmanager.grpc_handler(self.secrets), vertex.grpc_handler(self.jobs),
+                                            asset.grpc_handler(self.assets)))
         self.grpc_port = self.grpc.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
             [(self.tls.key_pem, self.tls.cert_pem)]))
         self.grpc.start()
@@ -258,6 +262,7 @@ class LocalCloud:
             "HF_ENDPOINT": self.hub.url, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1",
             "HFGATE_SECRETMANAGER_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
             "HFGATE_VERTEX_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
+            "HFGATE_ASSET_ENDPOINT": f"127.0.0.1:{self.grpc_port}",
             "HFGATE_GOOGLEAPIS_REST": self.rest.url,
             "STORAGE_EMULATOR_HOST": self.gcs.url,
             "GCE_METADATA_HOST": md.hostport, "GCE_METADATA_IP": md.hostport,

@@ -136,13 +136,16 @@ SECRET_CREATE, SECRET_GET, SECRET_LIST = "secretmanager.secrets.create", "secret
 SECRET_UPDATE, SECRET_DELETE, SECRET_GET_IAM = "secretmanager.secrets.update", "secretmanager.secrets.delete", \
     "secretmanager.secrets.getIamPolicy"
 VERSION_GET, VERSION_LIST = "secretmanager.versions.get", "secretmanager.versions.list"
+ASSET_SEARCH_IAM, ASSET_SEARCH_RESOURCES = "cloudasset.assets.searchAllIamPolicies", \
+    "cloudasset.assets.searchAllResources"
 _OBJECTS_ALL = {OBJECT_GET, OBJECT_LIST, OBJECT_CREATE, OBJECT_DELETE, OBJECT_UPDATE}
 _BUCKETS_ALL = {BUCKET_GET, BUCKET_LIST, BUCKET_CREATE, BUCKET_UPDATE, BUCKET_DELETE, BUCKET_GET_IAM, BUCKET_SET_IAM}
 _JOBS_ALL = {JOB_CREATE, JOB_READ, JOB_LIST, JOB_CANCEL}
 _SECRETS_ALL = {SECRET_CREATE, SECRET_GET, SECRET_LIST, SECRET_UPDATE, SECRET_DELETE, SECRET_GET_IAM, VERSION_GET,
                 VERSION_LIST}
 SERVED = frozenset(_OBJECTS_ALL | _BUCKETS_ALL | _JOBS_ALL | {LOG_LIST, GET_ACCESS_TOKEN}
-                   | _SECRETS_ALL | {ACCESS, *VERSION_TAMPER, SECRET_SET_IAM, ACT_AS})
+                   | _SECRETS_ALL | {ACCESS, *VERSION_TAMPER, SECRET_SET_IAM, ACT_AS}
+                   | {ASSET_SEARCH_IAM, ASSET_SEARCH_RESOURCES})
 
 _STORAGE = "https://cloud.google.com/storage/docs/access-control/iam-roles"
 _VERTEX = "https://cloud.google.com/vertex-ai/docs/general/access-control"
@@ -150,6 +153,7 @@ _LOGGING = "https://cloud.google.com/logging/docs/access-control"
 _SECRETS = "https://cloud.google.com/secret-manager/docs/access-control"
 _IAM = "https://cloud.google.com/iam/docs/service-account-permissions"
 _BASIC = "https://cloud.google.com/iam/docs/roles-overview#basic"
+_ASSET = "https://cloud.google.com/asset-inventory/docs/roles-permissions"
 
 SERVED_BY_ROLE: dict[str, tuple[frozenset[str], str]] = {k: (frozenset(v), src) for k, (v, src) in {
     "roles/owner": (SERVED, _BASIC),
@@ -178,6 +182,8 @@ SERVED_BY_ROLE: dict[str, tuple[frozenset[str], str]] = {k: (frozenset(v), src) 
     "roles/secretmanager.secretVersionManager": ({SECRET_GET, SECRET_LIST, VERSION_GET, VERSION_LIST}, _SECRETS),
     "roles/secretmanager.viewer": ({SECRET_GET, SECRET_LIST, SECRET_GET_IAM, VERSION_GET, VERSION_LIST}, _SECRETS),
     "roles/iam.serviceAccountTokenCreator": ({GET_ACCESS_TOKEN}, _IAM),
+    # The read-only identity of `hfgate review --live` (cloudasset.assets.*, of which the review calls these two).
+    "roles/cloudasset.viewer": ({ASSET_SEARCH_IAM, ASSET_SEARCH_RESOURCES}, _ASSET),
 }.items()}
 
 # The one table: a role's permissions are the token-relevant rows above plus what the local cloud serves.

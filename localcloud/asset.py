@@ -1,0 +1,262 @@
+"""Cloud Asset Inventory, served on the local cloud's gRPC port (`google.cloud.asset.v1.AssetService`, the official
+client's transport pointed at it by HFGATE_ASSET_ENDPOINT): `SearchAllIamPolicies` and `SearchAllResources`, read
+from the local cloud's own IAM state (localcloud.iam) and what it created from the plan.
+
+The hierarchy is Google's: every project sits in a folder of an organization (`place_hierarchy`), so a grant on the
+folder or the organization is inherited, and a search at a folder or organization scope sees the nodes below it.
+Each call needs its permission on the scope (cloudasset.assets.searchAllIamPolicies / searchAllResources), decided
+by the one evaluator; a caller without it gets PERMISSION_DENIED, as from Google. Grants on `TOP` ("*": the local
+cloud's own operators, above its organization) belong to no node Google would report, and are not served.
+
+What drifts from the plan is made by hand, as an operator would after the apply: a grant through a service's
+setIamPolicy or `grant()` (any node: folder, organization, project, secret, account, bucket), a key with
+`create_key()` (the local cloud serves no IAM keys.create API), a resource with `add()` / `remove()`.
+
+Names follow Cloud Asset Inventory's full resource names (cloud.google.com/asset-inventory/docs/resource-name-format);
+one simplification is written down: a service account is named by its email where Google names it by unique id
+(both are accepted by the reader, review.live)."""
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import grpc
+from google.cloud.asset_v1 import types as A
+from google.iam.v1 import policy_pb2
+
+from localcloud.iam import TOP, Iam
+from localcloud.state import Identities
+
+if TYPE_CHECKING:
+    from localcloud.secretmanager import SecretStore
+    from review.plan import Plan
+
+SERVICE = "google.cloud.asset.v1.AssetService"
+SEARCH_IAM = "cloudasset.assets.searchAllIamPolicies"
+SEARCH_RESOURCES = "cloudasset.assets.searchAllResources"
+CRM = "//cloudresourcemanager.googleapis.com/"
+DEFAULT_ORGANIZATION = "100000000900"
+DEFAULT_FOLDER = "300000000901"
+AGENT = re.compile(r"\(number of ([^)]+)\)")      # review.plan's stand-in for a project's number
+
+
+def place_hierarchy(iam: Iam, organization: str = DEFAULT_ORGANIZATION, folder: str = DEFAULT_FOLDER) -> None:
+    """Every project the plan does not place itself goes into `folders/<folder>` of `organizations/<organization>`."""
+    iam.parents.setdefault(f"folder:{folder}", f"organization:{organization}")
+    for project in iam.projects:
+        iam.parents.setdefault(f"project:{project}", f"folder:{folder}")
+
+
+@dataclass
+class Asset:
+    name: str                  # full resource name
+    asset_type: str
+    node: str                  # localcloud.iam resource whose ancestry it has ("project:P", "serviceAccount:E")
+    display_name: str = ""
+    attributes: dict = field(default_factory=dict)
+
+
+class Inventory:
+    def __init__(self, iam: Iam, identities: Identities, secrets_store: SecretStore | None = None) -> None:
+        self.iam, self.identities, self.secrets = iam, identities, secrets_store
+        self.assets: dict[str, Asset] = {}
+        self.removed: set[str] = set()
+        self.lock = threading.Lock()
+        self.calls: list[tuple[str, str | None, str]] = []     # (method, member, scope)
+
+    # the local admin interface -----------------------------------------------------------------------------------
+    def add(self, asset: Asset) -> Asset:
+        with self.lock:
+            self.assets[asset.name] = asset
+            self.removed.discard(asset.name)
+        return asset
+
+    def remove(self, name: str) -> None:
+        with self.lock:
+            self.assets.pop(name, None)
+            self.removed.add(name)
+
+    def grant(self, member: str, role: str, resource: str) -> None:
+        """A binding added by hand after the apply (`resource` as localcloud.iam writes it: `folder:F`,
+        `organization:O`, `project:P`, `secret:S`, `serviceAccount:E`, `bucket:B`)."""
+        self.iam.grants.add(member, role, resource)
+
+    def create_key(self, email: str) -> str:
+        """A user-managed key of the account, made outside Terraform; returns its full resource name."""
+        project = self.iam.project_of(f"serviceAccount:{email}")
+        key = secrets.token_hex(20)
+        return self.add(Asset(f"//iam.googleapis.com/projects/{project}/serviceAccounts/{email}/keys/{key}",
+                              "iam.googleapis.com/ServiceAccountKey", f"serviceAccount:{email}", key,
+                              {"keyType": "USER_MANAGED"})).name
+
+    # from the plan ---------------------------------------------------------------------------------------------------
+    def load_plan(self, plan: Plan, region: str) -> None:
+        """What the apply created: the projects, the stacks' secrets, accounts, buckets, network attachments and
+        proxy rules."""
+        for project in sorted(self.iam.projects):
+            self.add(Asset(f"{CRM}projects/{project}", "cloudresourcemanager.googleapis.com/Project",
+                           f"project:{project}", project, {"projectId": project}))
+        for r in plan.of_type("google_service_account"):
+            v = plan.resolved(r)
+            project = v.get("project") or self.iam.default_project
+            email = f"{v['account_id']}@{project}.iam.gserviceaccount.com"
+            self.add(Asset(f"//iam.googleapis.com/projects/{project}/serviceAccounts/{email}",
+                           "iam.googleapis.com/ServiceAccount", f"serviceAccount:{email}", email, {"email": email}))
+        for r in plan.of_type("google_storage_bucket"):
+            name = plan.resolved(r)["name"]
+            self.add(Asset(f"//storage.googleapis.com/{name}", "storage.googleapis.com/Bucket", f"bucket:{name}",
+                           name))
+        for r in plan.of_type("google_compute_network_attachment"):
+            v = plan.resolved(r)
+            project = v.get("project") or self.iam.default_project
+            self.add(Asset(f"//compute.googleapis.com/projects/{project}/regions/{v.get('region') or region}/"
+                           f"networkAttachments/{v['name']}", "compute.googleapis.com/NetworkAttachment",
+                           f"project:{project}", v["name"]))
+        for r in plan.of_type("google_network_security_gateway_security_policy_rule"):
+            v = plan.resolved(r)
+            project = v.get("project") or self.iam.default_project
+            policy = str(v.get("gateway_security_policy", "")).rsplit("/", 1)[-1]
+            self.add(Asset(f"//networksecurity.googleapis.com/projects/{project}/locations/"
+                           f"{v.get('location') or region}/gatewaySecurityPolicies/{policy}/rules/{v['name']}",
+                           "networksecurity.googleapis.com/GatewaySecurityPolicyRule", f"project:{project}",
+                           v["name"]))
+
+    # what the service answers ----------------------------------------------------------------------------------------
+    def _node(self, scope: str) -> str | None:
+        kind, _, ident = scope.partition("/")
+        if kind == "projects" and ident and self.iam.known(ident):
+            return f"project:{self.iam.project_id(ident)}"
+        if kind in ("folders", "organizations") and ident:
+            return f"{kind[:-1]}:{ident}"
+        return None
+
+    def _where(self, node: str) -> tuple[str, list[str], str]:
+        """(projects/NUMBER or "", folders, organization) of a node, as search results carry them."""
+        chain = self.iam.ancestors(node)
+        project = next((n.split(":", 1)[1] for n in chain if n.startswith("project:")), "")
+        folders = [f"folders/{n.split(':', 1)[1]}" for n in chain if n.startswith("folder:")]
+        org = next((f"organizations/{n.split(':', 1)[1]}" for n in chain if n.startswith("organization:")), "")
+        return (f"projects/{self.iam.number(project)}" if project else ""), folders, org
+
+    def _full_name(self, node: str) -> tuple[str, str]:
+        kind, _, ident = node.partition(":")
+        if kind in ("project", "folder", "organization"):
+            return f"{CRM}{kind}s/{ident}", f"cloudresourcemanager.googleapis.com/{kind.capitalize()}"
+        if kind == "secret":
+            number = self.iam.number(self.iam.project_of(node))
+            return f"//secretmanager.googleapis.com/projects/{number}/secrets/{ident}", \
+                "secretmanager.googleapis.com/Secret"
+        if kind == "serviceAccount":
+            return f"//iam.googleapis.com/projects/{self.iam.project_of(node)}/serviceAccounts/{ident}", \
+                "iam.googleapis.com/ServiceAccount"
+        if kind == "bucket":
+            return f"//storage.googleapis.com/{ident}", "storage.googleapis.com/Bucket"
+        return f"//{kind}/{ident}", kind
+
+    def _authorize(self, member: str | None, permission: str, scope: str) -> str:
+        node = self._node(scope)
+        if member is None:
+            raise _Denied(grpc.StatusCode.UNAUTHENTICATED, "Request had invalid authentication credentials.")
+        if node is None or not self.iam.allows(member, permission, node):
+            raise _Denied(grpc.StatusCode.PERMISSION_DENIED,
+                          f"The caller does not have permission ({permission} on {scope})")
+        return node
+
+    def search_all_iam_policies(self, member: str | None,
+                                request: A.SearchAllIamPoliciesRequest) -> A.SearchAllIamPoliciesResponse:
+        self.calls.append(("SearchAllIamPolicies", member, request.scope))
+        scope = self._authorize(member, SEARCH_IAM, request.scope)
+        only = request.query.removeprefix("resource=").strip() if request.query.startswith("resource=") else ""
+        by_node: dict[str, dict[str, list[str]]] = {}
+        under: dict[str, bool] = {}
+        for m, role, res in sorted(self.iam.grants.triples):
+            if res == TOP:
+                continue
+            if res not in under:
+                under[res] = scope in self.iam.ancestors(res)
+            if under[res]:      # a service agent as Google names it: by its project's number
+                member = AGENT.sub(lambda x: self.iam.number(x.group(1)), m)
+                by_node.setdefault(res, {}).setdefault(role, []).append(member)
+        results = []
+        for node, roles in sorted(by_node.items()):
+            name, asset_type = self._full_name(node)
+            if only and name != only:
+                continue
+            project, folders, org = self._where(node)
+            policy = policy_pb2.Policy(bindings=[policy_pb2.Binding(role=role, members=members)
+                                                 for role, members in sorted(roles.items())])
+            results.append(A.IamPolicySearchResult(resource=name, asset_type=asset_type, project=project,
+                                                   folders=folders, organization=org, policy=policy))
+        page, token = _page(results, request.page_size, request.page_token, 500)
+        return A.SearchAllIamPoliciesResponse(results=page, next_page_token=token)
+
+    def search_all_resources(self, member: str | None,
+                             request: A.SearchAllResourcesRequest) -> A.SearchAllResourcesResponse:
+        self.calls.append(("SearchAllResources", member, request.scope))
+        scope = self._authorize(member, SEARCH_RESOURCES, request.scope)
+        types = set(request.asset_types)
+        with self.lock:
+            assets = list(self.assets.values()) + self._versions()
+        results = []
+        for a in sorted(assets, key=lambda a: a.name):
+            if (types and a.asset_type not in types) or scope not in self.iam.ancestors(a.node):
+                continue
+            project, folders, org = self._where(a.node)
+            results.append(A.ResourceSearchResult(name=a.name, asset_type=a.asset_type, project=project,
+                                                  folders=folders, organization=org, display_name=a.display_name,
+                                                  **({"additional_attributes": a.attributes} if a.attributes
+                                                     else {})))
+        page, token = _page(results, request.page_size, request.page_token, 500)
+        return A.SearchAllResourcesResponse(results=page, next_page_token=token)
+
+    def _versions(self) -> list[Asset]:
+        """Secrets and their versions, as Secret Manager holds them now (versions are added after the apply)."""
+        if self.secrets is None:
+            return []
+        out = []
+        with self.secrets.lock:
+            held = list(self.secrets.secrets.items())
+        for key, s in held:
+            node = f"secret:{s.secret_id}"
+            number = self.iam.number(self.iam.project_of(node))
+            name = f"//secretmanager.googleapis.com/projects/{number}/secrets/{s.secret_id}"
+            if name in self.removed:
+                continue
+            out.append(Asset(name, "secretmanager.googleapis.com/Secret", node, s.secret_id))
+            out += [Asset(f"{name}/versions/{v.number}", "secretmanager.googleapis.com/SecretVersion", node,
+                          str(v.number), {"state": str(v.state)}) for v in s.versions]
+        return out
+
+
+class _Denied(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _page(results: list, size: int, token: str, most: int) -> tuple[list, str]:
+    start = int(token or 0)
+    size = min(size or 100, most)
+    end = start + size
+    return results[start:end], (str(end) if end < len(results) else "")
+
+
+def grpc_handler(inventory: Inventory) -> grpc.GenericRpcHandler:
+    def method(request_cls: Any, response_cls: Any, fn: Callable) -> grpc.RpcMethodHandler:
+        def handle(request: Any, context: grpc.ServicerContext) -> Any:
+            member = inventory.identities.member_for(dict(context.invocation_metadata()).get("authorization"))
+            try:
+                return fn(member, request)
+            except _Denied as err:
+                context.abort(err.code, err.message)
+        return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=request_cls.deserialize,
+                                                   response_serializer=response_cls.serialize)
+    return grpc.method_handlers_generic_handler(SERVICE, {
+        "SearchAllIamPolicies": method(A.SearchAllIamPoliciesRequest, A.SearchAllIamPoliciesResponse,
+                                       inventory.search_all_iam_policies),
+        "SearchAllResources": method(A.SearchAllResourcesRequest, A.SearchAllResourcesResponse,
+                                     inventory.search_all_resources),
+    })

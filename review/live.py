@@ -1,0 +1,437 @@
+"""Review what is deployed, not only what is planned (`hfgate review --live`).
+
+Reads the deployed state through Cloud Asset Inventory (the official client, `jobs.endpoints.asset`): the IAM
+policies of every project the stacks use and of each of its ancestors (folders, organization), and the resources
+the stacks own (secrets and their versions, service accounts and their keys, buckets, network attachments, proxy
+rules). Then the same review as the plan's (review.report: token paths, policies, team isolation) runs over the plan
+**plus** what is deployed and not planned, and every finding that only the deployed state makes is named with where
+it comes from (`inherited from folders/123`, `on the secret ..., not in the plan`, `key created outside Terraform`).
+A drift table compares what the stacks own, plan against deployed.
+
+Whatever the caller may not read (PERMISSION_DENIED on a scope) is an UNKNOWN that fails the review unless
+accepted (its address is the scope: `folders/123`), never skipped.
+
+Not read (README, what --live does not see): IAM conditions, deny policies, group membership, the VPC-SC perimeter
+(an organization-level access policy) and Artifact Registry repositories.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from review.graph import iam as plan_grants
+from review.plan import Plan, Resource
+
+# What the stacks own, by Cloud Asset Inventory asset type (cloud.google.com/asset-inventory/docs/asset-types).
+PROJECT_TYPE = "cloudresourcemanager.googleapis.com/Project"
+OWNED_TYPES = (PROJECT_TYPE, "secretmanager.googleapis.com/Secret", "secretmanager.googleapis.com/SecretVersion",
+               "iam.googleapis.com/ServiceAccount", "iam.googleapis.com/ServiceAccountKey",
+               "storage.googleapis.com/Bucket", "compute.googleapis.com/NetworkAttachment",
+               "networksecurity.googleapis.com/GatewaySecurityPolicyRule")
+# A deployed grant's target, from its full resource name: (pattern, kind, the Terraform IAM type that declares it).
+TARGETS = (
+    (re.compile(r"//cloudresourcemanager\.googleapis\.com/organizations/([^/]+)"), "organization",
+     "google_organization_iam_member"),
+    (re.compile(r"//cloudresourcemanager\.googleapis\.com/folders/([^/]+)"), "folder", "google_folder_iam_member"),
+    (re.compile(r"//cloudresourcemanager\.googleapis\.com/projects/([^/]+)"), "project", "google_project_iam_member"),
+    (re.compile(r"//secretmanager\.googleapis\.com/projects/[^/]+/secrets/([^/]+)"), "secret",
+     "google_secret_manager_secret_iam_member"),
+    (re.compile(r"//iam\.googleapis\.com/projects/[^/]+/serviceAccounts/([^/]+)"), "serviceAccount",
+     "google_service_account_iam_member"),
+    (re.compile(r"//storage\.googleapis\.com/([^/]+)"), "bucket", "google_storage_bucket_iam_member"),
+)
+SERVICE_AGENT = re.compile(r"\(number of ([^)]+)\)")
+
+
+@dataclass
+class Deployed:
+    """What Cloud Asset Inventory showed: bindings (member, role, kind:id target, full resource name), resources
+    (full name -> (asset type, display name, attributes)), project numbers, ancestry and what could not be read."""
+    bindings: list[tuple[str, str, str, str]] = field(default_factory=list)
+    resources: dict[str, tuple[str, str, dict]] = field(default_factory=dict)
+    numbers: dict[str, str] = field(default_factory=dict)           # project id -> number
+    ancestors: dict[str, list[str]] = field(default_factory=dict)   # project id -> [folders/..., organizations/...]
+    scopes_read: list[str] = field(default_factory=list)
+    unknowns: list[dict] = field(default_factory=list)
+
+
+def _target(full_name: str, ids: dict[str, str], emails: dict[str, str]) -> tuple[str, str] | None:
+    for pattern, kind, _ in TARGETS:
+        m = pattern.fullmatch(full_name)
+        if m:
+            ident = m.group(1)
+            if kind == "project":
+                ident = ids.get(ident, ident)          # a project's number, as its id
+            if kind == "serviceAccount" and "@" not in ident:
+                ident = emails.get(ident, ident)       # a unique id, as the account's email
+            return kind, ident
+    return None
+
+
+def read(projects: list[str], client: Any = None) -> Deployed:
+    """The deployed state of `projects` and their ancestors, as far as the caller may read it."""
+    from google.api_core import exceptions as gexc
+    from jobs.endpoints import asset
+    client = client or asset()
+    d = Deployed()
+
+    def denied(scope: str, what: str, exc: Exception) -> None:
+        d.unknowns.append({"address": scope, "field": what, "value": type(exc).__name__,
+                           "why": f"the caller may not {what} on {scope} ({type(exc).__name__}: Cloud Asset"
+                                  f" Inventory answered {getattr(exc, 'message', exc)}): what it holds cannot be"
+                                  " judged; grant the reviewing identity roles/cloudasset.viewer there, or accept"
+                                  " it with a reason"})
+    results = []
+    for project in projects:
+        scope = f"projects/{project}"
+        try:
+            found = list(client.search_all_resources(request={"scope": scope, "asset_types": list(OWNED_TYPES),
+                                                              "page_size": 500}))
+        except (gexc.PermissionDenied, gexc.Unauthenticated) as exc:
+            denied(scope, "searchAllResources", exc)
+            d.unknowns.append({"address": f"{scope} (ancestry)", "field": "folders, organization",
+                               "value": "unread", "why": f"the folders and organization above {scope} could not be"
+                               " read, so grants inherited from them cannot be judged"})
+            continue
+        for r in found:
+            d.resources[r.name] = (r.asset_type, r.display_name, dict(r.additional_attributes or {}))
+            if r.asset_type == PROJECT_TYPE:
+                pid = str(dict(r.additional_attributes or {}).get("projectId") or r.display_name or project)
+                if r.project:
+                    d.numbers[pid] = r.project.removeprefix("projects/")
+                d.ancestors[pid] = [*r.folders, *([r.organization] if r.organization else [])]
+        d.scopes_read.append(f"{scope} (resources)")
+        try:
+            results += list(client.search_all_iam_policies(request={"scope": scope, "page_size": 500}))
+            d.scopes_read.append(f"{scope} (IAM policies)")
+        except (gexc.PermissionDenied, gexc.Unauthenticated) as exc:
+            denied(scope, "searchAllIamPolicies", exc)
+    for node in sorted({a for chain in d.ancestors.values() for a in chain}):
+        try:
+            results += list(client.search_all_iam_policies(request={
+                "scope": node, "query": f"resource=//cloudresourcemanager.googleapis.com/{node}",
+                "page_size": 500}))
+            d.scopes_read.append(f"{node} (IAM policy)")
+        except (gexc.PermissionDenied, gexc.Unauthenticated) as exc:
+            denied(node, "searchAllIamPolicies", exc)
+    ids = {n: pid for pid, n in d.numbers.items()}
+    emails = {name.rsplit("/", 1)[-1]: str(attrs.get("email")) for name, (t, _, attrs) in d.resources.items()
+              if t == "iam.googleapis.com/ServiceAccount" and attrs.get("email")}
+    for r in results:
+        target = _target(r.resource, ids, emails)
+        if target is None:
+            continue
+        for b in r.policy.bindings:
+            for m in b.members:
+                d.bindings.append((m, b.role, f"{target[0]}:{target[1]}", r.resource))
+    return d
+
+
+def origin(resource: str, plan_projects: set[str]) -> str:
+    kind, _, ident = resource.partition(":")
+    if kind in ("folder", "organization"):
+        return f"inherited from {kind}s/{ident}"
+    if kind == "project":
+        return f"on projects/{ident}, not in the plan" + ("" if ident in plan_projects else
+                                                          " (a project the stacks do not declare)")
+    label = {"secret": "the secret", "serviceAccount": "the service account", "bucket": "the bucket"}.get(kind, kind)
+    return f"on {label} {ident}, not in the plan (added after the apply)"
+
+
+def _normalize(member: str, numbers: dict[str, str]) -> str:
+    """A plan's service agent (`service-(number of P)@...`) as the deployed state names it."""
+    return SERVICE_AGENT.sub(lambda m: numbers.get(m.group(1), m.group(0)), member)
+
+
+def merge(plan: Plan, d: Deployed) -> tuple[Plan, dict[str, str], list[dict]]:
+    """The plan plus every deployed grant it does not hold (as IAM resources under `deployed.`), their origins by
+    address, and the drift table of grants and owned resources."""
+    # Grants on the nodes the reader names (TARGETS); the plan's grants on other kinds (topics, subnets, keys) are
+    # not compared (README: what --live does not see).
+    kinds = {k for _, k, _ in TARGETS}
+    planned = [g for g in plan_grants(plan)[0] if not g.unknown and g.scope in kinds]
+    plan_set = {(_normalize(g.member, d.numbers), g.role, g.resource) for g in planned}
+    deployed_set = {(m, role, res) for m, role, res, _ in d.bindings}
+    projects = {p for p in d.ancestors} | {plan.default_project()}
+    added, origins = [], {}
+    extra = sorted(deployed_set - plan_set)
+    for i, (member, role, res) in enumerate(extra):
+        kind, _, ident = res.partition(":")
+        rtype = next((t for _, k, t in TARGETS if k == kind), None)
+        if rtype is None:
+            continue
+        values = {"role": role, "member": member,
+                  **{"organization": {"org_id": ident}, "folder": {"folder": f"folders/{ident}"},
+                     "project": {"project": ident}, "secret": {"secret_id": ident},
+                     "serviceAccount": {"service_account_id": ident}, "bucket": {"bucket": ident}}[kind]}
+        r = Resource(rtype, f"live_{i}", values, module="deployed")
+        added.append(r)
+        origins[r.address] = origin(res, projects)
+    merged = dataclasses.replace(plan, resources=[*plan.resources, *added])
+    drift = _grant_drift(plan_set, deployed_set, origins, added, d)
+    drift += _resource_drift(plan, d)
+    return merged, origins, drift
+
+
+def _grant_drift(plan_set: set[tuple[str, str, str]], deployed_set: set[tuple[str, str, str]],
+                 origins: dict[str, str], added: list[Resource], d: Deployed) -> list[dict]:
+    read = {s.split(" ", 1)[0] for s in d.scopes_read if "IAM" in s}
+    address = {(r.values["member"], r.values["role"], _res(r)): r.address for r in added}
+
+    def visible(res: str) -> bool:       # a planned grant is missing only where its node's policy was read
+        kind, _, ident = res.partition(":")
+        return f"{kind}s/{ident}" in read if kind in ("folder", "organization") else \
+            any(s.startswith("projects/") for s in read)
+    by_target: dict[tuple[str, str], tuple[set, set]] = {}
+    for m, role, res in plan_set:
+        by_target.setdefault((m, res), (set(), set()))[0].add(role)
+    for m, role, res in deployed_set:
+        by_target.setdefault((m, res), (set(), set()))[1].add(role)
+    rows = []
+    for (m, res), (planned, deployed) in sorted(by_target.items()):
+        if planned == deployed:
+            continue
+        if planned and deployed:
+            rows.append({"what": "grant", "change": "changed", "target": res, "member": m,
+                         "plan": sorted(planned), "deployed": sorted(deployed),
+                         "origin": origins.get(address.get((m, sorted(deployed - planned)[0], res), ""), "")
+                         if deployed - planned else ""})
+        elif planned and visible(res):
+            rows.append({"what": "grant", "change": "missing", "target": res, "member": m, "plan": sorted(planned),
+                         "deployed": [], "origin": ""})
+        elif deployed:
+            rows.append({"what": "grant", "change": "extra", "target": res, "member": m, "plan": [],
+                         "deployed": sorted(deployed),
+                         "origin": origins.get(address.get((m, sorted(deployed)[0], res), ""), "")})
+    return rows
+
+
+def _res(r: Resource) -> str:
+    v = r.values
+    for key, kind in (("org_id", "organization"), ("project", "project"), ("secret_id", "secret"),
+                      ("service_account_id", "serviceAccount"), ("bucket", "bucket")):
+        if key in v:
+            return f"{kind}:{v[key]}"
+    return f"folder:{str(v.get('folder', '')).removeprefix('folders/')}"
+
+
+def owned(plan: Plan) -> dict[tuple[str, str], str]:
+    """What the plan declares, keyed as the drift table compares it: (kind, name) -> address."""
+    out: dict[tuple[str, str], str] = {}
+    for r in plan.of_type("google_secret_manager_secret"):
+        out[("secret", str(plan.resolved(r).get("secret_id")))] = r.address
+    for r in plan.of_type("google_service_account"):
+        out[("serviceAccount", plan.attribute("google_service_account", r.name, "email"))] = r.address
+    for r in plan.of_type("google_storage_bucket"):
+        out[("bucket", str(plan.resolved(r).get("name")))] = r.address
+    for r in plan.of_type("google_compute_network_attachment"):
+        out[("networkAttachment", str(plan.resolved(r).get("name")))] = r.address
+    for r in plan.of_type("google_network_security_gateway_security_policy_rule"):
+        out[("proxyRule", str(plan.resolved(r).get("name")))] = r.address
+    for r in plan.of_type("google_service_account_key"):
+        out[("key", str(plan.resolved(r).get("service_account_id")).rsplit("/", 1)[-1])] = r.address
+    return out
+
+
+_KIND_OF = {"secretmanager.googleapis.com/Secret": "secret", "iam.googleapis.com/ServiceAccount": "serviceAccount",
+            "storage.googleapis.com/Bucket": "bucket", "compute.googleapis.com/NetworkAttachment": "networkAttachment",
+            "networksecurity.googleapis.com/GatewaySecurityPolicyRule": "proxyRule",
+            "iam.googleapis.com/ServiceAccountKey": "key"}
+
+
+def deployed_keys(d: Deployed) -> dict[tuple[str, str], tuple[str, str]]:
+    """(kind, name) -> full resource name of what is deployed; a key is named by its account's email, and a key
+    not reported USER_MANAGED (Google's own) is not the stacks'."""
+    out: dict[tuple[str, str], tuple[str, str]] = {}
+    for name, (atype, display, attrs) in d.resources.items():
+        kind = _KIND_OF.get(atype)
+        if kind is None:
+            continue
+        if kind == "key":
+            if str(attrs.get("keyType", "USER_MANAGED")) != "USER_MANAGED":
+                continue
+            out[("key", name.split("/serviceAccounts/", 1)[1].split("/", 1)[0] + "#" + display)] = (name, atype)
+        elif kind == "serviceAccount":
+            out[(kind, str(attrs.get("email") or name.rsplit("/", 1)[-1]))] = (name, atype)
+        else:
+            out[(kind, display or name.rsplit("/", 1)[-1])] = (name, atype)
+    return out
+
+
+def _resource_drift(plan: Plan, d: Deployed) -> list[dict]:
+    planned, deployed = owned(plan), deployed_keys(d)
+    planned_keys = {name for (kind, name) in planned if kind == "key"}
+    rows = []
+    for (kind, name), address in sorted(planned.items()):
+        if kind == "key":
+            if not any(k == "key" and n.split("#", 1)[0] == name for k, n in deployed):
+                rows.append({"what": kind, "change": "missing", "target": name, "plan": address, "deployed": "",
+                             "origin": ""})
+        elif (kind, name) not in deployed and kind != "proxyRule" or (kind == "proxyRule" and (kind, name) not in
+                                                                       deployed and _reads_rules(d)):
+            rows.append({"what": kind, "change": "missing", "target": name, "plan": address, "deployed": "",
+                         "origin": ""})
+    for (kind, name), (full, _atype) in sorted(deployed.items()):
+        if kind == "key":
+            email = name.split("#", 1)[0]
+            if email in planned_keys:
+                continue
+            rows.append({"what": "key", "change": "extra", "target": email, "plan": "", "deployed": full,
+                         "origin": "key created outside Terraform"})
+        elif (kind, name) not in planned:
+            rows.append({"what": kind, "change": "extra", "target": name, "plan": "", "deployed": full,
+                         "origin": "created outside Terraform"})
+    return rows
+
+
+def _reads_rules(d: Deployed) -> bool:
+    return any(t == "networksecurity.googleapis.com/GatewaySecurityPolicyRule" for t, _, _ in d.resources.values())
+
+
+def projects_of(plan: Plan) -> list[str]:
+    """Every project the stacks use: the environment's (host) project and each team's."""
+    from review.plan import team_views
+    out = {plan.default_project()}
+    for view in team_views(plan).values():
+        for key in ("project_id", "host_project_id"):
+            value = view.output(key)
+            if isinstance(value, str) and value and "${" not in value:
+                out.add(value)
+    return sorted(p for p in out if p)
+
+
+def _annotate(rows: list[dict], origins: dict[str, str]) -> list[dict]:
+    found = []
+    for row in rows:
+        o = origins.get(row.get("address", ""))
+        if o and "origin" not in row:
+            row["origin"] = o
+            if "how" in row:
+                row["how"] = f"{row['how']} [{o}]"
+            if "detail" in row:
+                row["detail"] = f"{row['detail']} [{o}]"
+            found.append(row)
+    return found
+
+
+def _key_paths(rep: dict, drift: list[dict]) -> list[dict]:
+    """A key made outside the plan of an account that reaches a token (or a team's data) is a path: whoever holds
+    the key acts as the account."""
+    rows = []
+    holders = {r["principal"] for r in rep.get("token_readers", []) + rep.get("token_writers", [])}
+    wt = rep.get("write_token") or {}
+    w_holders = {r["principal"] for r in wt.get("readers", []) + wt.get("writers", [])}
+    for d in drift:
+        if d["what"] != "key" or d["change"] != "extra":
+            continue
+        member = f"serviceAccount:{d['target']}"
+        for which, held in (("token", holders), ("write token", w_holders)):
+            if member in held:
+                rows.append({"principal": f"resource:{d['deployed']}", "kind": "holds-key",
+                             "how": f"a key of {d['target']}, which reaches the {which}: whoever holds the key acts"
+                                    f" as it [{d['origin']}]", "via": member, "address": d["deployed"],
+                             "role": "(service account key)", "impact": "high", "expected": False,
+                             "origin": d["origin"], "which": which})
+    return rows
+
+
+def review(plan: Plan, d: Deployed, accepts: dict | None = None, checkov: dict | None = None) -> dict:
+    """The plan review (review.report.review) over the plan and the deployed state, with the deployed-only paths
+    named by origin, the drift table, and what could not be read."""
+    from review.report import review as plan_review
+    accepts = accepts or {"unknown": [], "reader": []}
+    merged, origins, drift = merge(plan, d)
+    rep = plan_review(merged, checkov, accepts)
+    named = []
+    views = [rep, *(rep.get("teams") or {}).values()]
+    for v in views:
+        named += _annotate(v.get("token_readers", []) + v.get("token_writers", []), origins)
+        wt = v.get("write_token") or {}
+        named += _annotate(wt.get("readers", []) + wt.get("writers", []), origins)
+    for p in rep["policies"]:
+        named += _annotate(p["violations"], origins)
+    access = (rep.get("isolation") or {}).get("access") or {}
+    for key in ("cross_team", "no_team", "unknown"):
+        named += _annotate(access.get(key, []), origins)
+    named += _annotate((rep.get("isolation") or {}).get("cross_team", []), origins)
+    accepted_readers = {a["principal"] for a in accepts.get("reader", [])}
+    keys = []
+    for v in views:
+        for row in _key_paths(v, drift):
+            keys.append(row)
+            target = v["token_readers"] if row["which"] == "token" else v["write_token"]["readers"]
+            target.append(row)
+            if row["principal"] not in accepted_readers:
+                bucket = v["unexpected_readers"] if row["which"] == "token" else \
+                    v["write_token"]["unexpected_readers"]
+                bucket.append(row["principal"])
+                v["ok"] = False
+    if keys and rep.get("teams"):
+        rep["unexpected_readers"] = sorted({p for t in rep["teams"].values() for p in t["unexpected_readers"]}
+                                           | set(rep["unexpected_readers"]))
+    accepted_unknowns = {a["address"]: a["reason"] for a in accepts.get("unknown", [])}
+    unknowns = [u | {"accepted": accepted_unknowns.get(u["address"])} for u in d.unknowns]
+    rep["unknowns"] = rep["unknowns"] + unknowns
+    rep["unresolved"] = sorted(set(rep["unresolved"]) | {u["address"] for u in unknowns if not u["accepted"]})
+    seen: set[tuple] = set()
+    paths: list[dict] = []
+    for row in named + keys:
+        ident = (row.get("principal"), row.get("kind"), row.get("address"), row.get("detail"))
+        if ident not in seen:
+            seen.add(ident)
+            paths.append({k: row.get(k) for k in ("principal", "kind", "how", "detail", "address", "origin")
+                          if row.get(k) is not None})
+    rep["live"] = {"scopes_read": d.scopes_read, "projects": dict(d.numbers), "ancestry": d.ancestors,
+                   "bindings": len(d.bindings), "resources": len(d.resources),
+                   "unknowns": unknowns, "deployed_only_paths": paths, "drift": drift}
+    rep["source"] = f"{rep.get('source')} + deployed (Cloud Asset Inventory)"
+    rep["ok"] = bool(rep["ok"] and all(r["principal"] in accepted_readers for r in keys)
+                     and all(u["accepted"] for u in unknowns))
+    return rep
+
+
+def markdown(live: dict) -> list[str]:
+    """The report's section on the deployed state (review.report.to_markdown appends it)."""
+    from review.report import _table
+    out = ["", "## Deployed state (Cloud Asset Inventory)", "",
+           f"Read: {', '.join(live['scopes_read']) or 'nothing'}; {live['bindings']} bindings, {live['resources']}"
+           " resources. Ancestry: " + "; ".join(f"projects/{p} < {' < '.join(a) or '(none)'}"
+                                               for p, a in sorted(live["ancestry"].items())), ""]
+    out += ["### Paths that exist only in the deployed state", ""]
+    out += [_table(["principal", "what", "origin", "where"],
+                   [[p.get("principal", ""), p.get("how") or p.get("detail", ""), p.get("origin", ""),
+                     p.get("address", "")] for p in live["deployed_only_paths"]])] \
+        if live["deployed_only_paths"] else ["None: every path of the deployed state is in the plan.", ""]
+    out += ["", "### Could not be read (UNKNOWN)", ""]
+    out += [_table(["scope", "call", "why", "accepted"],
+                   [[u["address"], u["field"], u["why"], u.get("accepted") or "no"] for u in live["unknowns"]])] \
+        if live["unknowns"] else ["Nothing: every scope was read.", ""]
+    out += ["", "### Drift: plan versus deployed", ""]
+    out += [_table(["what", "change", "target", "member", "plan", "deployed", "origin"],
+                   [[r["what"], r["change"], r["target"], r.get("member", ""),
+                     ", ".join(r["plan"]) if isinstance(r["plan"], list) else r["plan"],
+                     ", ".join(r["deployed"]) if isinstance(r["deployed"], list) else r["deployed"], r["origin"]]
+                    for r in live["drift"]])] if live["drift"] else ["None.", ""]
+    return out
+
+
+def run(env: str, *, plan: Path | None = None, out: Path | None = None, accept: Path | None = None,
+        client: Any = None) -> tuple[dict, dict[str, Path]]:
+    """`hfgate review --live`: the synthesized stack of `env` (or a `terraform show -json` plan) and what Cloud
+    Asset Inventory shows of its projects; writes reports/<env>-live/ (REPORT.md, report.json, report.sarif)."""
+    import os
+
+    from review.plan import load, synthesized
+    from review.report import load_accepts, write
+    from stacks.errors import UsageError
+    root = Path(__file__).resolve().parent.parent
+    path = plan or synthesized(Path(os.environ.get("CDKTF_OUTDIR") or root / "cdktf.out"), env)
+    if not Path(path).exists():
+        raise UsageError(f"no synthesized stack at {path}", "run `make synth` first (or pass --plan plan.json)")
+    loaded = load(Path(path))
+    deployed = read(projects_of(loaded), client)
+    report = review(loaded, deployed, load_accepts(accept))
+    return report, write(report, out or root / "reports" / f"{env}-live", str(path))

@@ -1,0 +1,175 @@
+"""`hfgate review --live`: the review of what is deployed, read through Cloud Asset Inventory (the official client,
+pointed at the local cloud's endpoint), merged with the plan. A grant added by hand after the apply, a grant
+inherited from the folder above the project and a key created outside Terraform each fail the review naming their
+origin; a deployment that matches its plan passes; what the reviewing identity may not read is UNKNOWN and fails
+unless accepted; the drift table lists every difference planted."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from localcloud.asset import DEFAULT_FOLDER, DEFAULT_ORGANIZATION, Asset
+from review import live
+from tests.conftest import ROOT
+
+REVIEWER = "serviceAccount:hfgate-reviewer@hfgate-local.iam.gserviceaccount.com"   # seed: roles/cloudasset.viewer
+
+
+@pytest.fixture(scope="module")
+def deployed(synth_dir):
+    from localcloud import LocalCloud
+    from review.plan import synthesized
+    with LocalCloud(plan=synthesized(synth_dir, "local")) as c:
+        yield c
+
+
+@pytest.fixture
+def cloud(deployed):
+    """The deployment as the apply left it, again after each test (grants and inventory put back)."""
+    grants, assets = set(deployed.grants.triples), dict(deployed.assets.assets)
+    yield deployed
+    deployed.grants.triples = grants
+    deployed.assets.assets, deployed.assets.removed = assets, set()
+
+
+def review_live(cloud, member: str = REVIEWER, accepts: dict | None = None) -> dict:
+    with cloud.environ(as_member=member):
+        state = live.read(live.projects_of(cloud.plan))
+    return live.review(cloud.plan, state, accepts)
+
+
+def token_secret_id(cloud) -> str:
+    return cloud.outputs.token_secret.rsplit("/", 1)[-1]
+
+
+def test_a_deployment_that_matches_its_plan_passes(cloud):
+    rep = review_live(cloud)
+    assert rep["ok"], (rep["unexpected_readers"], rep["unresolved"])
+    assert rep["live"]["deployed_only_paths"] == [] and rep["live"]["drift"] == [] and rep["live"]["unknowns"] == []
+    # It read the project, its folder and its organization, as the hierarchy has them.
+    assert rep["live"]["ancestry"] == {cloud.project_id: [f"folders/{DEFAULT_FOLDER}",
+                                                          f"organizations/{DEFAULT_ORGANIZATION}"]}
+    assert f"organizations/{DEFAULT_ORGANIZATION} (IAM policy)" in rep["live"]["scopes_read"]
+    # The reviewer reads and changes nothing: every call was a search.
+    assert {m for m, who, _ in cloud.assets.calls if who == REVIEWER} == {"SearchAllIamPolicies",
+                                                                           "SearchAllResources"}
+
+
+def test_a_grant_added_by_hand_on_the_secret_fails_naming_it(cloud):
+    """The platform admin adds a reader to the token's secret with Secret Manager's own setIamPolicy."""
+    from google.iam.v1 import iam_policy_pb2
+
+    from jobs.endpoints import secret_manager
+    with cloud.environ(as_member=cloud.admin):
+        client = secret_manager()
+        policy = client.get_iam_policy(request=iam_policy_pb2.GetIamPolicyRequest(
+            resource=cloud.outputs.token_secret))
+        policy.bindings.add(role="roles/secretmanager.secretAccessor", members=["user:mallory@example.com"])
+        client.set_iam_policy(request=iam_policy_pb2.SetIamPolicyRequest(resource=cloud.outputs.token_secret,
+                                                                          policy=policy))
+    rep = review_live(cloud)
+    assert not rep["ok"] and "user:mallory@example.com" in rep["unexpected_readers"]
+    row = next(r for r in rep["token_readers"] if r["principal"] == "user:mallory@example.com")
+    assert row["kind"] == "reads"
+    assert row["origin"] == f"on the secret {token_secret_id(cloud)}, not in the plan (added after the apply)"
+    assert any(p["principal"] == "user:mallory@example.com" and "not in the plan" in p["origin"]
+               for p in rep["live"]["deployed_only_paths"])
+    assert "user:mallory@example.com" in "\n".join(live.markdown(rep["live"]))
+
+
+def test_an_inherited_folder_grant_fails_naming_the_folder(cloud):
+    cloud.assets.grant("user:eve@example.com", "roles/secretmanager.secretAccessor", f"folder:{DEFAULT_FOLDER}")
+    rep = review_live(cloud)
+    assert not rep["ok"] and "user:eve@example.com" in rep["unexpected_readers"]
+    row = next(r for r in rep["token_readers"] if r["principal"] == "user:eve@example.com")
+    assert row["origin"] == f"inherited from folders/{DEFAULT_FOLDER}"
+    assert f"inherited from folders/{DEFAULT_FOLDER}" in row["how"]
+    # The project's own policy (HFG001: no folder-level secret access) names it too.
+    hfg001 = next(p for p in rep["policies"] if p["id"] == "HFG001")
+    assert not hfg001["passed"] and any(v.get("origin") == f"inherited from folders/{DEFAULT_FOLDER}"
+                                        for v in hfg001["violations"])
+
+
+def test_a_key_created_outside_terraform_fails_naming_it(cloud):
+    email = cloud.outputs.trainer_email
+    key = cloud.assets.create_key(email)
+    rep = review_live(cloud)
+    assert not rep["ok"] and f"resource:{key}" in rep["unexpected_readers"]
+    row = next(r for r in rep["token_readers"] if r["principal"] == f"resource:{key}")
+    assert row["origin"] == "key created outside Terraform" and row["via"] == f"serviceAccount:{email}"
+    assert {"what": "key", "change": "extra", "target": email, "plan": "", "deployed": key,
+            "origin": "key created outside Terraform"} in rep["live"]["drift"]
+    sarif = __import__("review.report", fromlist=["to_sarif"]).to_sarif(rep, "plan.json")
+    assert any(r["ruleId"] == "HFG-READER" and "key created outside Terraform" in r["message"]["text"]
+               for r in sarif["runs"][0]["results"])
+
+
+def test_what_the_caller_cannot_read_is_unknown_and_fails_unless_accepted(cloud):
+    """A reviewer who may search the project but not its folder or organization: those policies are UNKNOWN."""
+    narrow = "serviceAccount:ci-review@hfgate-local.iam.gserviceaccount.com"
+    cloud.assets.grant(narrow, "roles/cloudasset.viewer", f"project:{cloud.project_id}")
+    rep = review_live(cloud, narrow)
+    folder, org = f"folders/{DEFAULT_FOLDER}", f"organizations/{DEFAULT_ORGANIZATION}"
+    assert not rep["ok"] and {folder, org} <= set(rep["unresolved"])
+    unknown = next(u for u in rep["live"]["unknowns"] if u["address"] == folder)
+    assert unknown["field"] == "searchAllIamPolicies" and "PermissionDenied" in unknown["why"]
+    accepts = {"unknown": [{"address": folder, "reason": "the folder is reviewed by the org team (SEC-1)"},
+                           {"address": org, "reason": "the org is reviewed by the org team (SEC-1)"}],
+               "reader": []}
+    assert review_live(cloud, narrow, accepts)["ok"]
+    # Nobody granted anything: nothing at all can be read, and the review says so instead of passing.
+    rep = review_live(cloud, "serviceAccount:intruder@hfgate-local.iam.gserviceaccount.com")
+    assert not rep["ok"]
+    assert {f"projects/{cloud.project_id}", f"projects/{cloud.project_id} (ancestry)"} <= set(rep["unresolved"])
+
+
+def test_the_drift_table_lists_every_difference_planted(cloud):
+    secret = token_secret_id(cloud)
+    trainer = f"serviceAccount:{cloud.outputs.trainer_email}"
+    planned = next(t for t in cloud.grants.triples if t[0] == trainer and t[2] == f"secret:{secret}")
+    cloud.grants.triples.discard(planned)                                          # missing grant
+    cloud.assets.grant("user:ops@example.com", "roles/logging.viewer", f"project:{cloud.project_id}")  # extra
+    submitter = f"serviceAccount:{cloud.outputs.submitter_email}"
+    on_trainer = next(t for t in cloud.grants.triples if t[0] == submitter and t[2] == trainer)
+    cloud.assets.grant(submitter, "roles/iam.serviceAccountViewer", on_trainer[2])  # changed (one more role)
+    bucket = cloud.outputs.mirror_bucket.removeprefix("gs://")
+    cloud.assets.remove(f"//storage.googleapis.com/{bucket}")                      # missing resource
+    cloud.assets.add(Asset("//storage.googleapis.com/hand-made-bucket", "storage.googleapis.com/Bucket",
+                           "bucket:hand-made-bucket", "hand-made-bucket"))         # extra resource
+    key = cloud.assets.create_key(cloud.outputs.submitter_email)                   # extra key
+    drift = review_live(cloud)["live"]["drift"]
+    rows = {(r["what"], r["change"], r["target"], r.get("member", "")) for r in drift}
+    assert rows == {
+        ("grant", "missing", f"secret:{secret}", trainer),
+        ("grant", "extra", f"project:{cloud.project_id}", "user:ops@example.com"),
+        ("grant", "changed", on_trainer[2], submitter),
+        ("bucket", "missing", bucket, ""),
+        ("bucket", "extra", "hand-made-bucket", ""),
+        ("key", "extra", cloud.outputs.submitter_email, ""),
+    }, drift
+    changed = next(r for r in drift if r["change"] == "changed")
+    assert changed["deployed"] == sorted([on_trainer[1], "roles/iam.serviceAccountViewer"])
+    assert next(r for r in drift if r["what"] == "key")["deployed"] == key
+
+
+def test_hfgate_review_live_writes_the_three_reports_and_exits_by_verdict(cloud, tmp_path, synth_dir):
+    def run(out):
+        return subprocess.run([sys.executable, "-m", "jobs.cli", "review", "--live", "--env", "local", "--out",
+                               str(out), "--format", "json"], cwd=ROOT, capture_output=True, text=True,
+                              env={**cloud.env(as_member=REVIEWER), "CDKTF_OUTDIR": str(synth_dir)}, timeout=180)
+    clean = run(tmp_path / "clean")
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    assert json.loads(clean.stdout)["live"]["drift"] == []
+    cloud.assets.grant("user:eve@example.com", "roles/secretmanager.secretAccessor",
+                       f"organization:{DEFAULT_ORGANIZATION}")
+    dirty = run(tmp_path / "dirty")
+    assert dirty.returncode == 1 and "user:eve@example.com" in dirty.stderr
+    md = (tmp_path / "dirty" / "REPORT.md").read_text()
+    assert "## Deployed state (Cloud Asset Inventory)" in md
+    assert f"inherited from organizations/{DEFAULT_ORGANIZATION}" in md
+    sarif = json.loads((tmp_path / "dirty" / "report.sarif").read_text())
+    assert any(f"inherited from organizations/{DEFAULT_ORGANIZATION}" in r["message"]["text"]
+               for r in sarif["runs"][0]["results"])
