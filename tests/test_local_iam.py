@@ -305,3 +305,34 @@ def test_a_look_alike_job_blocks_neither_publish_nor_rotation(teams):
             if name and cloud.jobs.jobs[name.rsplit("/", 1)[-1]].state.name not in (
                     "JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"):
                 cloud.jobs.cancel(cloud.admin, name)
+
+
+def test_the_evaluator_follows_the_hierarchy_and_judges_roles_by_permission():
+    """One evaluator for every service: a grant holds on its resource and everything below it (organization ->
+    folder -> project -> bucket/secret/account), a role grants the permissions review/roles.py lists for it and no
+    other, and a role the table does not know grants nothing."""
+    from localcloud.iam import Iam
+    from localcloud.state import Grants
+    iam = Iam(Grants(), "host")
+    iam.add_project("team-a", "11", parent="folder:ml")
+    iam.add_project("team-b", "12")
+    iam.parents["folder:ml"] = "organization:acme"
+    iam.place("bucket:a-artifacts", "team-a")
+    iam.place("bucket:b-artifacts", "12")                       # by number
+    iam.grants.add("user:reader@acme.example", "roles/storage.objectViewer", "folder:ml")
+    iam.grants.add("user:ops@acme.example", "roles/logging.viewer", "organization:acme")
+    iam.grants.add("user:x@acme.example", "roles/storage.objectViewer", "bucket:a-artifacts")
+    iam.grants.add("user:x@acme.example", "roles/made.up", "project:team-b")
+    assert iam.ancestors("bucket:a-artifacts") == ["bucket:a-artifacts", "project:team-a", "folder:ml",
+                                                   "organization:acme", "*"]
+    assert iam.allows("user:reader@acme.example", "storage.objects.get", "bucket:a-artifacts")
+    assert not iam.allows("user:reader@acme.example", "storage.objects.get", "bucket:b-artifacts")
+    assert not iam.allows("user:reader@acme.example", "storage.objects.create", "bucket:a-artifacts")
+    assert iam.allows("user:ops@acme.example", "logging.logEntries.list", "project:team-a")
+    assert not iam.allows("user:ops@acme.example", "logging.logEntries.list", "project:team-b")
+    assert iam.allows("user:x@acme.example", "storage.objects.list", "bucket:a-artifacts")
+    assert not iam.allows("user:x@acme.example", "storage.objects.list", "bucket:b-artifacts")
+    assert not any(iam.allows("user:x@acme.example", p, "project:team-b")
+                   for p in ("aiplatform.customJobs.list", "storage.objects.get", "logging.logEntries.list"))
+    assert iam.project_of("bucket:b-artifacts") == "team-b" and iam.number("team-b") == "12"
+    assert iam.project_of("serviceAccount:t@team-a.iam.gserviceaccount.com") == "team-a"
