@@ -78,9 +78,12 @@ def _call(fn, what: str, outputs: Outputs, secret: str | None = None):
         return _with_retries(fn, what)
     except gexc.PermissionDenied:
         who = _who()
+        import os
+        local = ("; on the local cloud, the env file makes you the submitter: store a token as its platform admin"
+                 " with `python -m localcloud token-set`") if os.environ.get("HFGATE_LOCALCLOUD_STATE") else ""
         raise AccessDenied(f"{who} may not {what} on {secret}",
                            "the platform team adds versions: grant roles/secretmanager.secretVersionManager on the"
-                           f" secret (not the project) to {who}, or ask someone who has it") from None
+                           f" secret (not the project) to {who}, or ask someone who has it{local}") from None
     except gexc.NotFound:
         raise NotFound(f"secret {secret} does not exist",
                        f"deploy the stacks for env {outputs.env} (make deploy ENV={outputs.env})") from None

@@ -133,6 +133,11 @@ def test_a_newcomer_follows_the_readme_from_a_folder_outside_the_repository(synt
         assert "adapter_model.safetensors" in said[f"hfgate publish {job}"]
         assert "model.safetensors (" not in said[f"hfgate publish {job}"].replace("adapter_model.safetensors", "")
 
+        # The submitter may not add a version; on the local cloud the refusal names the admin's command.
+        refused = term.run("python -c \"import json; print(json.load(open('.localcloud/hub-tokens.json'))"
+                           "['alice-read'], end='')\" | hfgate token set")
+        assert refused.returncode == 4 and "python -m localcloud token-set" in refused.stderr, refused.stderr
+
         # The "From Python" example, as printed, in the same shell: it finds the same request's job.
         (folder / "example.py").write_text(code_blocks(section("## From Python"), "python")[0])
         example = term.run("python example.py", timeout=300)
