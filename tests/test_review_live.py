@@ -173,3 +173,25 @@ def test_hfgate_review_live_writes_the_three_reports_and_exits_by_verdict(cloud,
     sarif = json.loads((tmp_path / "dirty" / "report.sarif").read_text())
     assert any(f"inherited from organizations/{DEFAULT_ORGANIZATION}" in r["message"]["text"]
                for r in sarif["runs"][0]["results"])
+
+
+def test_team_isolation_is_judged_on_the_deployed_state_naming_the_origin(synth_dir):
+    """Two teams in two projects: a clean deployment is isolated; a grant made by hand giving alpha's submitter
+    beta's token fails the isolation check, naming both teams and where the grant comes from."""
+    from localcloud import LocalCloud
+    from review.plan import synthesized
+    with LocalCloud(plan=synthesized(synth_dir, "local-teams"), env="local-teams") as c:
+        clean = review_live(c)
+        assert clean["ok"] and clean["live"]["drift"] == [], (clean["unresolved"], clean["live"]["drift"])
+        assert set(clean["live"]["ancestry"]) == {"hfgate-local-teams", "hfgate-lt-alpha", "hfgate-lt-beta"}
+        alpha, beta = c.team_outputs["alpha"], c.team_outputs["beta"]
+        secret = beta.token_secret.rsplit("/", 1)[-1]
+        c.assets.grant(f"serviceAccount:{alpha.submitter_email}", "roles/secretmanager.secretAccessor",
+                       f"secret:{secret}")
+        rep = review_live(c)
+        assert not rep["ok"]
+        cross = [x for x in rep["isolation"]["access"]["cross_team"]
+                 if x["principal"] == f"serviceAccount:{alpha.submitter_email}"]
+        assert cross and all(x["origin"] == f"on the secret {secret}, not in the plan (added after the apply)"
+                             for x in cross)
+        assert {(x["from_team"], x["to_team"]) for x in cross} == {("alpha", "beta")}
