@@ -155,3 +155,16 @@ def test_the_readme_transcript_is_what_make_demo_prints(demo):
     start = readme.index("```\nhfgate demo: fine-tune")
     transcript = readme[start:readme.index("demo complete\n```", start)]
     assert _transcript_skeleton(transcript) == _transcript_skeleton(proc.stdout)
+
+
+def test_the_readme_publish_transcript_is_what_make_demo_prints(demo):
+    """The publishing section quotes step 7 of the demo: its commands are the demo's, in order."""
+    from tests.conftest import ROOT
+    proc, *_ = demo
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("The demo's transcript (`make demo`, step 7):")
+    block = readme[readme.index("```\n", start) + 4:]
+    block = block[:block.index("```")]
+    step7 = proc.stdout[proc.stdout.index("] 7/"):proc.stdout.index("] 8/")]
+    quoted = [line for line in block.splitlines() if line.startswith("$ ")]
+    assert quoted and quoted == [line for line in step7.splitlines() if line.startswith("$ ")]
