@@ -60,7 +60,7 @@ BREAK = {
     "swp-rule-priority": lambda d: first(d, "google_network_security_gateway_security_policy_rule").update(
         priority=-1),
     "swp-matcher": lambda d: first(d, "google_network_security_gateway_security_policy_rule", "egress_allow-repos-"
-                                   "prefix").update(application_matcher=" || ".join(["request.path == '/x'"] * 14)),
+                                   ).update(application_matcher=" || ".join(["request.path == '/x'"] * 14)),
     "swp-url-list-entries": lambda d: first(d, "google_network_security_url_lists").update(
         values=[f"h{i}.example.com" for i in range(2501)]),
     "tls-min-version": lambda d: one(d, "google_network_security_tls_inspection_policy").update(
@@ -264,7 +264,7 @@ def test_hundreds_of_repositories_fit_the_proxy_limits(n):
 
 
 def test_an_allowlist_that_cannot_fit_is_refused_naming_the_limit():
-    models, datasets = _repos(1200)
+    models, datasets = _repos(15000)      # about 12,000 fit (stacks.egress_rules packs them as RE2 alternations)
     with pytest.raises(ConfigError) as err:
         parse_settings("sandbox", {"project_id": "acme-hfgate-sbx", "region": "us-central1", "prefix": "hfg-sbx",
                                "allow_models": models, "allow_datasets": datasets})
@@ -292,11 +292,20 @@ def test_each_listed_repository_gets_only_its_recorded_shapes(plans):
         path.write_text(json.dumps(plans["sandbox"]))
         policy = ProxyPolicy.from_plan(load(path))
     repo = "google/txgemma-2b-predict"
-    for method, p, want in [("GET", f"/api/models/{repo}", "allow"),
-                            ("GET", f"/api/models/{repo}/revision/main", "allow"),
-                            ("HEAD", f"/{repo}/resolve/main/config.json", "allow"),
-                            ("GET", f"/api/models/{repo}/discussions", "deny"),
-                            ("GET", f"/api/models/{repo}/commits/main", "deny"),
-                            ("POST", f"/api/models/{repo}/paths-info/main", "deny"),
-                            ("GET", f"/api/models/{repo}-evil/revision/main", "deny")]:
-        assert policy.decide(Request("huggingface.co", method, p)).action == want, (method, p)
+    jobs = "10.8.0.2"      # the jobs' subnet: the allow rules hold for it only
+    for method, host, p, want in [
+            ("GET", "huggingface.co", f"/api/models/{repo}", "allow"),
+            ("GET", "huggingface.co", f"/api/models/{repo}/revision/main", "allow"),
+            ("HEAD", "huggingface.co", f"/{repo}/resolve/main/config.json", "allow"),
+            ("GET", "huggingface.co", f"/api/models/{repo}/xet-read-token/{'a' * 40}", "allow"),
+            ("GET", "cas-server.xethub.hf.co", f"/v2/reconstructions/{'0' * 64}", "allow"),
+            ("GET", "huggingface.co", f"/api/models/{repo}/discussions", "deny"),
+            ("GET", "huggingface.co", f"/api/models/{repo}/commits/main", "deny"),
+            ("POST", "huggingface.co", f"/api/models/{repo}/paths-info/main", "deny"),
+            ("GET", "huggingface.co", f"/api/models/{repo}-evil/revision/main", "deny"),
+            ("GET", "huggingface.co", f"/api/models/{repo}/xet-write-token/main", "deny"),
+            ("GET", "datasets-server.huggingface.co", "/rows", "deny"),
+            ("POST", "cas-server.xethub.hf.co", f"/v1/xorbs/default/{'0' * 64}", "deny")]:
+        assert policy.decide(Request(host, method, p, source_ip=jobs)).action == want, (method, host, p)
+    # From outside the jobs' range nothing is allowed.
+    assert policy.decide(Request("huggingface.co", "GET", f"/api/models/{repo}", source_ip="10.9.0.5")).action == "deny"

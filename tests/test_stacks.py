@@ -11,7 +11,6 @@ import pytest
 
 from stacks.config import load_settings
 from stacks.contract import FIELDS, outputs_from_settings, parse_outputs
-from stacks.facts import HF_HOST_RULES
 from tests.conftest import ROOT, SYNTH_CANARY, run_main
 from stacks.naming import names_for
 
@@ -126,14 +125,22 @@ def test_buckets_are_hardened(plans, env):
         ("roles/storage.objectCreator", True)]
 
 
-def test_proxy_mode_without_an_allowlist_allows_the_hugging_face_hosts(plans):
+def test_proxy_mode_without_an_allowlist_allows_reads_from_the_download_hosts(plans):
     plan = plans["prod"]          # proxy mode, no allow_models / allow_datasets
+    from stacks import hub_protocol as hp
     url_list = one(plan, "google_network_security_url_lists")
-    assert url_list["values"] == list(HF_HOST_RULES)
-    rule = one(plan, "google_network_security_gateway_security_policy_rule")
-    assert rule["basic_profile"] == "ALLOW" and "inUrlList(host()" in rule["session_matcher"]
-    assert resources(plan, "google_privateca_ca_pool") == [] and plan["output"]["allowed_models"]["value"] == []
-    assert "tls_inspection_policy" not in one(plan, "google_network_security_gateway_security_policy")
+    assert url_list["values"] == list(hp.hosts()) and "datasets-server.huggingface.co" not in url_list["values"]
+    rules = {r["name"]: r for r in resources(plan, "google_network_security_gateway_security_policy_rule")}
+    assert set(rules) == {"deny-ambiguous-paths", "deny-write-methods", "allow-hugging-face"}
+    allow = rules["allow-hugging-face"]
+    assert allow["basic_profile"] == "ALLOW" and "inUrlList(host()" in allow["session_matcher"]
+    assert "inIpRange(source.ip, " in allow["session_matcher"]          # the jobs' subnet only
+    assert allow["application_matcher"] == "request.method in ['GET', 'HEAD']" and allow["tls_inspection_enabled"]
+    assert rules["deny-write-methods"]["basic_profile"] == "DENY"
+    assert rules["deny-write-methods"]["priority"] < allow["priority"]
+    # Read-only needs the proxy to see methods: TLS inspection in every proxy-mode environment.
+    assert "tls_inspection_policy" in one(plan, "google_network_security_gateway_security_policy")
+    assert len(resources(plan, "google_privateca_ca_pool")) == 1 and plan["output"]["allowed_models"]["value"] == []
 
 
 def test_an_allowlist_adds_tls_inspection_and_generated_rules(plans):
@@ -154,11 +161,17 @@ def test_an_allowlist_adds_tls_inspection_and_generated_rules(plans):
     policy = one(plan, "google_network_security_gateway_security_policy")
     assert "google_network_security_tls_inspection_policy" in policy["tls_inspection_policy"]
     rules = sorted(resources(plan, "google_network_security_gateway_security_policy_rule"), key=lambda r: r["priority"])
-    assert [r["name"] for r in rules] == ["deny-ambiguous-paths", "allow-repos-exact-0", "allow-repos-prefix-0",
-                                          "allow-content-hosts-read"]
+    assert [r["name"] for r in rules] == ["deny-ambiguous-paths", "deny-write-methods", "allow-repos-0",
+                                          "allow-repos-1", "allow-repos-2", "allow-repos-3",
+                                          "allow-content-any-path-0", "allow-content-xet-cas-0"]
     assert all(r.get("tls_inspection_enabled") for r in rules if r.get("application_matcher"))
-    assert "'/api/models/google/txgemma-2b-predict'" in rules[1]["application_matcher"]
-    assert "'/google/txgemma-2b-predict/resolve/'" in rules[2]["application_matcher"]
+    # The protocol table's shapes, repositories alternated: info, revision, tree and the Xet token route (GET) ...
+    api = rules[2]["application_matcher"]
+    assert api.startswith("request.method in ['GET'] && request.path.matches('^/api/models/(?:google/txgemma-2b")
+    assert "/xet-read-token/[^/]+" in api and "google/txgemma-9b-chat" in api
+    # ... and resolve (GET and HEAD); from the jobs' subnet only.
+    assert "/resolve/[^/]+/.+$" in rules[3]["application_matcher"] and "'HEAD'" in rules[3]["application_matcher"]
+    assert all(r["session_matcher"].startswith("inIpRange(source.ip, '10.8.0.0/25')") for r in rules[2:])
     assert plan["output"]["allowed_models"]["value"] == ["google/txgemma-2b-predict", "google/txgemma-9b-chat"]
     assert "google_privateca_certificate_authority" in plan["output"]["proxy_ca_certificate"]["value"]
 
@@ -214,7 +227,8 @@ def test_prod_is_enforced_and_encrypted(plans):
     plan, s = plans["prod"], load_settings("prod")
     perimeter = one(plan, "google_access_context_manager_service_perimeter")
     assert set(perimeter["status"]["restricted_services"]) == {
-        "aiplatform.googleapis.com", "secretmanager.googleapis.com", "storage.googleapis.com"}
+        "aiplatform.googleapis.com", "secretmanager.googleapis.com", "storage.googleapis.com",
+        "iamcredentials.googleapis.com", "artifactregistry.googleapis.com"}
     assert plan["output"]["egress_enforced"]["value"] is True
     secrets = resources(plan, "google_secret_manager_secret")
     assert len(secrets) == 2                                             # the read token's and the write token's
