@@ -9,7 +9,7 @@ _API_NAMES = frozenset({
     "AccessDenied", "Backend", "HfToken", "HfgateError", "JobStatus", "LogLine", "MirrorResult", "NotFound", "Outputs",
     "PreflightFailed", "Progress", "Report", "Scheduling", "SetResult", "StateChange", "Submission", "TokenDelivery", "TokenError",
     "TrainRequest", "Transient", "UsageError", "cancel", "check", "follow", "load_outputs", "logs", "mirror",
-    "PublishResult", "publish", "set_token", "status", "submit", "token_status", "wait"})
+    "PublishResult", "publish", "review_live", "set_token", "status", "submit", "token_status", "wait"})
 
 
 def __getattr__(name: str):

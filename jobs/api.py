@@ -37,7 +37,8 @@ __all__ = ["AccessDenied", "Backend", "HfToken", "HfgateError", "JobStatus", "Lo
            "Progress",
            "Outputs", "PreflightFailed", "Report", "Scheduling", "SetResult", "StateChange", "Submission", "TokenDelivery",
            "TokenError", "TrainRequest", "Transient", "UsageError", "cancel", "check", "follow", "load_outputs",
-           "logs", "mirror", "publish", "PublishResult", "set_token", "status", "submit", "token_status", "wait"]
+           "logs", "mirror", "publish", "PublishResult", "review_live", "set_token", "status", "submit", "token_status",
+           "wait"]
 
 OutputsLike = Union[Outputs, str, os.PathLike]
 TERMINAL = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED")
@@ -429,14 +430,20 @@ def publish(outputs: OutputsLike, job_or_run: str, repo_id: str, *, public: bool
                             token_version=token_version, progress=progress, replace=replace)
 
 
-def token_status(outputs: OutputsLike) -> dict:
+def token_status(outputs: OutputsLike, kind: str | None = None) -> dict:
     """The read token: versions, which one `latest` is, the current token's owner and role, rotation due date, jobs
-    per version. Under "write", the write token (publishing): versions, owner, role and write scope, read as the
-    caller or else as the publisher (problems say why where neither is possible)."""
+    per version; under "write", the write token's versions. `kind="write"`: only "write", with the write token's
+    owner, role and write scope, read as the publisher (for a caller listed in `publishers`); `kind="read"`: only
+    the read token."""
     from jobs import lifecycle
     _harden()
+    if kind not in (None, "read", "write"):
+        raise UsageError(f"unknown token kind {kind!r}", "use kind='read', kind='write' or leave it out (both)")
     loaded = load_outputs(outputs)
-    return {**lifecycle.status(loaded), "write": lifecycle.write_status(loaded)}
+    if kind == "write":
+        return {"write": lifecycle.write_status(loaded, as_publisher=True)}
+    info = lifecycle.status(loaded)
+    return info if kind == "read" else {**info, "write": lifecycle.write_status(loaded)}
 
 
 def set_token(outputs: OutputsLike, token: HfToken | str, *, model: str | None = None, revision: str = "main",
@@ -454,3 +461,16 @@ def set_token(outputs: OutputsLike, token: HfToken | str, *, model: str | None =
     return lifecycle.set_token(load_outputs(outputs), value, model, revision,
                                keep_versions_for_jobs=keep_versions_for_jobs, force=force, write=kind == "write",
                                repo=repo)
+
+
+def review_live(env: str, *, plan: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+                accept: str | os.PathLike | None = None) -> dict:
+    """`hfgate review --live`: the review of the plan of `env` (or a `terraform show -json` plan) together with what
+    Cloud Asset Inventory shows deployed in its projects and their folders and organization, as the caller (needs
+    roles/cloudasset.viewer: README, Reviewing what is deployed). Returns the report (`report["ok"]` is the verdict;
+    `report["live"]` holds the deployed-only paths with their origin, the drift table and what could not be read);
+    writes REPORT.md, report.json and report.sarif to `out` (default reports/<env>-live)."""
+    from review.live import run
+    report, _paths = run(env, plan=Path(plan) if plan else None, out=Path(out) if out else None,
+                         accept=Path(accept) if accept else None)
+    return report

@@ -155,32 +155,27 @@ def test_the_drift_table_lists_every_difference_planted(cloud):
     assert next(r for r in drift if r["what"] == "key")["deployed"] == key
 
 
-def test_hfgate_review_live_writes_the_three_reports_and_exits_by_verdict(cloud, tmp_path, synth_dir):
-    def run(out):
-        return subprocess.run([sys.executable, "-m", "jobs.cli", "review", "--live", "--env", "local", "--out",
-                               str(out), "--format", "json"], cwd=ROOT, capture_output=True, text=True,
-                              env={**cloud.env(as_member=REVIEWER), "CDKTF_OUTDIR": str(synth_dir)}, timeout=180)
-    clean = run(tmp_path / "clean")
-    assert clean.returncode == 0, clean.stderr[-2000:]
-    assert json.loads(clean.stdout)["live"]["drift"] == []
-    cloud.assets.grant("user:eve@example.com", "roles/secretmanager.secretAccessor",
-                       f"organization:{DEFAULT_ORGANIZATION}")
-    dirty = run(tmp_path / "dirty")
-    assert dirty.returncode == 1 and "user:eve@example.com" in dirty.stderr
-    md = (tmp_path / "dirty" / "REPORT.md").read_text()
-    assert "## Deployed state (Cloud Asset Inventory)" in md
-    assert f"inherited from organizations/{DEFAULT_ORGANIZATION}" in md
-    sarif = json.loads((tmp_path / "dirty" / "report.sarif").read_text())
-    assert any(f"inherited from organizations/{DEFAULT_ORGANIZATION}" in r["message"]["text"]
-               for r in sarif["runs"][0]["results"])
-
-
-def test_team_isolation_is_judged_on_the_deployed_state_naming_the_origin(synth_dir):
-    """Two teams in two projects: a clean deployment is isolated; a grant made by hand giving alpha's submitter
-    beta's token fails the isolation check, naming both teams and where the grant comes from."""
+@pytest.fixture(scope="module")
+def teams_deployed(synth_dir):
     from localcloud import LocalCloud
     from review.plan import synthesized
     with LocalCloud(plan=synthesized(synth_dir, "local-teams"), env="local-teams") as c:
+        yield c
+
+
+@pytest.fixture
+def teams(teams_deployed):
+    grants, assets = set(teams_deployed.grants.triples), dict(teams_deployed.assets.assets)
+    yield teams_deployed
+    teams_deployed.grants.triples = grants
+    teams_deployed.assets.assets, teams_deployed.assets.removed = assets, set()
+
+
+def test_team_isolation_is_judged_on_the_deployed_state_naming_the_origin(teams):
+    """Two teams in two projects: a clean deployment is isolated; a grant made by hand giving alpha's submitter
+    beta's token fails the isolation check, naming both teams and where the grant comes from."""
+    c = teams
+    if True:
         clean = review_live(c)
         assert clean["ok"] and clean["live"]["drift"] == [], (clean["unresolved"], clean["live"]["drift"])
         assert set(clean["live"]["ancestry"]) == {"hfgate-local-teams", "hfgate-lt-alpha", "hfgate-lt-beta"}
@@ -195,3 +190,33 @@ def test_team_isolation_is_judged_on_the_deployed_state_naming_the_origin(synth_
         assert cross and all(x["origin"] == f"on the secret {secret}, not in the plan (added after the apply)"
                              for x in cross)
         assert {(x["from_team"], x["to_team"]) for x in cross} == {("alpha", "beta")}
+
+
+def test_hfgate_review_live_writes_the_three_reports_and_exits_by_verdict(teams, tmp_path, synth_dir):
+    """The command a scheduled CI job runs, as the read-only reviewer; and the same review from Python."""
+    env = {**teams.env(as_member=REVIEWER), "CDKTF_OUTDIR": str(synth_dir)}
+
+    def run(out):
+        return subprocess.run([sys.executable, "-m", "jobs.cli", "review", "--live", "--env", "local-teams",
+                               "--out", str(out), "--format", "json"], cwd=ROOT, capture_output=True, text=True,
+                              env=env, timeout=300)
+    clean = run(tmp_path / "clean")
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    assert json.loads(clean.stdout)["live"]["drift"] == []
+    teams.assets.grant("user:eve@example.com", "roles/secretmanager.secretAccessor",
+                       f"organization:{DEFAULT_ORGANIZATION}")
+    dirty = run(tmp_path / "dirty")
+    assert dirty.returncode == 1 and "user:eve@example.com" in dirty.stderr
+    md = (tmp_path / "dirty" / "REPORT.md").read_text()
+    assert "## Deployed state (Cloud Asset Inventory)" in md
+    assert f"inherited from organizations/{DEFAULT_ORGANIZATION}" in md
+    sarif = json.loads((tmp_path / "dirty" / "report.sarif").read_text())
+    assert any(f"inherited from organizations/{DEFAULT_ORGANIZATION}" in r["message"]["text"]
+               for r in sarif["runs"][0]["results"])
+    from jobs import api
+    with teams.environ(as_member=REVIEWER):
+        import os
+        os.environ["CDKTF_OUTDIR"] = str(synth_dir)
+        report = api.review_live("local-teams", out=tmp_path / "api")
+    assert not report["ok"] and any(p.get("origin") == f"inherited from organizations/{DEFAULT_ORGANIZATION}"
+                                    for p in report["live"]["deployed_only_paths"])
