@@ -210,7 +210,11 @@ def _parser() -> argparse.ArgumentParser:
         t.add_argument("--revision", default="main")
         if name == "rotate":
             t.add_argument("--force", action="store_true", help="disable old versions even if running jobs use them")
-    tsub.add_parser("status", parents=[common], help="versions, owner and role, rotation due date, jobs per version")
+    ts = tsub.add_parser("status", parents=[common], help="versions, owner and role, rotation due date, jobs per"
+                         " version; the write token's versions too")
+    ts.add_argument("--kind", choices=["read", "write"], default=None,
+                    help="only one token; write: also whose it is and where it writes, read as the publisher (run"
+                         " it as one of `publishers`)")
     return p
 
 
@@ -453,10 +457,10 @@ def cmd_token(args) -> int:
     from jobs import api, lifecycle
     outputs = _outputs(args)
     if args.token_command == "status":
-        info = api.token_status(outputs)
+        info = api.token_status(outputs, args.kind)
         if args.json:
             print(json.dumps(info, indent=2))
-        else:
+        elif args.kind != "write":
             print(f"{info['secret']}")
             print(f"  current token: {info['owner'] or '?'} ({info['role'] or '?'} token,"
                   f" sha256:{info['fingerprint'] or '-'})")
@@ -468,6 +472,7 @@ def cmd_token(args) -> int:
                       f"{'latest ' if v['latest'] else '':<7} {('jobs: ' + jobs) if jobs else ''}".rstrip())
             for p in info["problems"]:
                 print(f"  ! {p}")
+        if not args.json and args.kind != "read":
             w = info["write"]
             print(f"{w['secret']} (write token: hfgate publish)")
             print(f"  current token: {w['owner'] or '?'} ({w['role'] or '?'} token, sha256:{w['fingerprint'] or '-'})"

@@ -194,14 +194,16 @@ def status(outputs: Outputs, client=None) -> dict:
         except (HfgateError, gexc.GoogleAPICallError) as exc:
             info["problems"].append(f"could not read the current token: {getattr(exc, 'message', exc)}")
     if not versions:
-        info["problems"].append("no versions yet: run hfgate token set")
+        from jobs.secret import set_token_fix
+        info["problems"].append(f"no versions yet: add one {set_token_fix(outputs)}")
     return info
 
 
-def write_status(outputs: Outputs, client=None) -> dict:
-    """The write token (publishing): its versions, and whose token it is and where it may write, read by the caller
-    if it may (the platform admin who stores it), else as the publisher (impersonated, as `hfgate publish` reads
-    it). What cannot be read is a problem line saying why, never an error: the read token's status still shows."""
+def write_status(outputs: Outputs, client=None, *, as_publisher: bool = False) -> dict:
+    """The write token (publishing): its versions (as the caller lists them), and with `as_publisher` whose token it
+    is and where it may write, read as the publisher (impersonated, as `hfgate publish` reads it: the publisher is
+    its only reader, so nobody else's credentials read it here). What cannot be read is a problem line saying why,
+    never an error."""
     from google.api_core import exceptions as gexc
     from jobs.preflight import write_preflight
     from jobs.publish import publisher_secret_client
@@ -213,8 +215,33 @@ def write_status(outputs: Outputs, client=None) -> dict:
     try:
         versions = _versions(outputs, client, outputs.write_token_secret)
     except HfgateError as exc:
+        versions = None
         info["problems"].append(exc.message)
+    for v in versions or []:
+        info["versions"].append({"version": v.name.rsplit("/", 1)[-1], "name": v.name, "state": v.state.name,
+                                 "created": v.create_time.isoformat() if v.create_time else None,
+                                 "latest": v is versions[0]})
+    if versions:
+        info["latest"] = versions[0].name
+        if versions[0].state.name != "ENABLED":
+            info["problems"].append(f"`latest` ({info['latest']}) is {versions[0].state.name}: hfgate publish will"
+                                    " fail; run hfgate token set --kind write")
+    elif versions is not None:
+        info["problems"].append("no write token stored: hfgate token set --kind write (needed by hfgate publish)")
+    if not as_publisher:
+        if versions:
+            info["problems"].append("whose token it is: only the publisher reads it; a publisher (`publishers` in"
+                                    f" config/{outputs.env}.toml) sees it with: hfgate token status --kind write")
         return info
+    try:
+        pinned = read_token(outputs, "latest", publisher_secret_client(outputs), write=True)
+        report = write_preflight(pinned.token)
+        info.update(owner=report.user, role=report.token_role, fingerprint=pinned.token.fingerprint)
+        info["scope"] = next((c.detail for c in report.checks if c.name == "write access"), None)
+        info["problems"] += [c.detail for c in report.checks if c.status == "fail"]
+    except (HfgateError, gexc.GoogleAPICallError) as exc:
+        info["problems"].append(f"could not read the write token as the publisher: {getattr(exc, 'message', exc)}")
+    return info
     info["latest"] = versions[0].name if versions else None
     for v in versions:
         info["versions"].append({"version": v.name.rsplit("/", 1)[-1], "name": v.name, "state": v.state.name,

@@ -380,18 +380,30 @@ def test_the_resume_cache_is_checked_by_sha256_against_the_bucket_not_by_crc32c(
 
 
 def test_token_status_shows_the_read_and_the_write_token(cloud):
-    """`hfgate token status` (the platform admin's command) covers both tokens: the write token's versions, and whose
-    it is and where it writes; --json carries it under "write". The token itself is never shown."""
+    """`hfgate token status` (the platform admin's command) covers both tokens (--json: the write token under
+    "write"): the write token's versions, and where to see whose it is. Only the publisher reads the write token, so
+    a publisher sees whose it is and where it writes with --kind write (read as the publisher, as publish does).
+    The token itself is never shown."""
     ensure_write_token(cloud)
+    reads = len(reads_of(cloud, cloud.outputs.write_token_secret))
     proc = hfgate(cloud, "token", "status", "--json", as_member=cloud.admin)
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
-    assert info["secret"] == cloud.outputs.token_secret
+    assert info["secret"] == cloud.outputs.token_secret and "versions" in info
     write = info["write"]
     assert write["secret"] == cloud.outputs.write_token_secret and write["versions"][0]["latest"]
-    assert (write["owner"], write["role"]) == ("alice", "fineGrained") and "acme" in write["scope"], write
-    assert cloud.hub_tokens["alice-fg-write-acme"] not in proc.stdout + proc.stderr
+    assert write["owner"] is None and any("--kind write" in p for p in write["problems"]), write
+    assert len(reads_of(cloud, cloud.outputs.write_token_secret)) == reads      # the admin did not read it
     proc = hfgate(cloud, "token", "status", as_member=cloud.admin)
     assert proc.returncode == 0, proc.stderr
     assert f"{cloud.outputs.write_token_secret} (write token: hfgate publish)" in proc.stdout
-    assert "alice (fineGrained token" in proc.stdout.split("write token")[1]
+
+    proc = hfgate(cloud, "token", "status", "--kind", "write", "--json")          # the submitter: a publisher
+    assert proc.returncode == 0, proc.stderr
+    write = json.loads(proc.stdout)["write"]
+    assert (write["owner"], write["role"]) == ("alice", "fineGrained") and "acme" in write["scope"], write
+    writes = reads_of(cloud, cloud.outputs.write_token_secret)[reads:]
+    assert writes and {c[1] for c in writes} == {f"serviceAccount:{cloud.outputs.publisher_email}"}
+    proc = hfgate(cloud, "token", "status", "--kind", "write")
+    assert proc.returncode == 0 and "alice (fineGrained token" in proc.stdout, proc.stderr
+    assert cloud.hub_tokens["alice-fg-write-acme"] not in proc.stdout + proc.stderr
