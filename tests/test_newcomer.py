@@ -107,6 +107,12 @@ def test_a_newcomer_follows_the_readme_from_a_folder_outside_the_repository(synt
         trust = Path(sourced["SSL_CERT_FILE"]).read_bytes()
         assert Path(certifi.where()).read_bytes().strip() in trust and (state / "tls" / "ca.pem").read_bytes() in trust
 
+        # Before any token: the admin's token status says how to add one, here.
+        admin = Terminal(folder, env, "source .localcloud/localcloud-admin.env").run("hfgate token status")
+        assert admin.returncode == 0, admin.stderr
+        assert "no versions yet: add one as a platform admin: hfgate token set --env local" in admin.stdout
+        assert "python -m localcloud token-set" in admin.stdout
+
         results: dict[str, subprocess.CompletedProcess] = {}
         job = ""
         for step in steps:
