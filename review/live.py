@@ -111,9 +111,9 @@ def read(projects: list[str], client: Any = None) -> Deployed:
             denied(scope, "searchAllIamPolicies", exc)
     for node in sorted({a for chain in d.ancestors.values() for a in chain}):
         try:
-            results += list(client.search_all_iam_policies(request={
-                "scope": node, "query": f"resource=//cloudresourcemanager.googleapis.com/{node}",
-                "page_size": 500}))
+            own = f"//cloudresourcemanager.googleapis.com/{node}"       # the ancestor's own policy, not those below
+            results += [r for r in client.search_all_iam_policies(request={"scope": node, "query": f"resource={own}",
+                                                                          "page_size": 500}) if r.resource == own]
             d.scopes_read.append(f"{node} (IAM policy)")
         except (gexc.PermissionDenied, gexc.Unauthenticated) as exc:
             denied(node, "searchAllIamPolicies", exc)
@@ -416,6 +416,29 @@ def markdown(live: dict) -> list[str]:
                      ", ".join(r["deployed"]) if isinstance(r["deployed"], list) else r["deployed"], r["origin"]]
                     for r in live["drift"]])] if live["drift"] else ["None.", ""]
     return out
+
+
+def sarif(live: dict, artifact: str) -> tuple[list[dict], list[dict]]:
+    """SARIF rules and results for the drift table (warnings: drift alone does not fail the verdict; the paths it
+    opens are HFG-READER / HFG-ISOLATION / policy results, and what could not be read HFG-UNKNOWN)."""
+    rule = {"id": "HFG-DRIFT", "name": "Deployed state differs from the plan",
+            "shortDescription": {"text": "Deployed state differs from the plan"},
+            "fullDescription": {"text": "A grant or a resource the stacks own is missing, changed or extra in what"
+                                        " Cloud Asset Inventory shows deployed (review --live)."},
+            "help": {"text": "bring the change into the stacks (and review it), or revert it with `terraform apply`"},
+            "properties": {"security-severity": "5.0"}, "defaultConfiguration": {"level": "warning"}}
+    results = []
+    for r in live["drift"]:
+        detail = (f" {r['member']}: plan {', '.join(r['plan']) or '-'}; deployed {', '.join(r['deployed']) or '-'}"
+                  if r["what"] == "grant" else "")
+        results.append({"ruleId": "HFG-DRIFT", "level": "warning",
+                        "message": {"text": f"{r['change']} {r['what']} {r['target']}{detail}"
+                                            + (f" [{r['origin']}]" if r["origin"] else "")},
+                        "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact}},
+                                       "logicalLocations": [{"fullyQualifiedName": str(r["deployed"] if r["what"] !=
+                                                             "grant" and r["deployed"] else r["target"]),
+                                                             "kind": "resource"}]}]})
+    return [rule], results
 
 
 def run(env: str, *, plan: Path | None = None, out: Path | None = None, accept: Path | None = None,

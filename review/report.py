@@ -759,6 +759,11 @@ def to_sarif(rep: dict, artifact: str) -> dict:
         results.append({"ruleId": "HFG-ISOLATION", "level": "error", "message": {"text": text},
                         "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact}},
                                        "logicalLocations": [{"fullyQualifiedName": address, "kind": "resource"}]}]})
+    if rep.get("live"):            # `review --live`: the drift table, as warnings (review.live)
+        from review.live import sarif as live_sarif
+        live_rules, live_results = live_sarif(rep["live"], artifact)
+        rules += live_rules
+        results += live_results
     for c in rep["checkov"].get("failed_checks", []):
         results.append({"ruleId": c["id"], "level": "error", "message": {"text": c["name"]},
                         "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact}},

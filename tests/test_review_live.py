@@ -13,6 +13,7 @@ import pytest
 
 from localcloud.asset import DEFAULT_FOLDER, DEFAULT_ORGANIZATION, Asset
 from review import live
+from review.report import to_sarif
 from tests.conftest import ROOT
 
 REVIEWER = "serviceAccount:hfgate-reviewer@hfgate-local.iam.gserviceaccount.com"   # seed: roles/cloudasset.viewer
@@ -102,7 +103,7 @@ def test_a_key_created_outside_terraform_fails_naming_it(cloud):
     assert row["origin"] == "key created outside Terraform" and row["via"] == f"serviceAccount:{email}"
     assert {"what": "key", "change": "extra", "target": email, "plan": "", "deployed": key,
             "origin": "key created outside Terraform"} in rep["live"]["drift"]
-    sarif = __import__("review.report", fromlist=["to_sarif"]).to_sarif(rep, "plan.json")
+    sarif = to_sarif(rep, "plan.json")
     assert any(r["ruleId"] == "HFG-READER" and "key created outside Terraform" in r["message"]["text"]
                for r in sarif["runs"][0]["results"])
 
@@ -140,7 +141,8 @@ def test_the_drift_table_lists_every_difference_planted(cloud):
     cloud.assets.add(Asset("//storage.googleapis.com/hand-made-bucket", "storage.googleapis.com/Bucket",
                            "bucket:hand-made-bucket", "hand-made-bucket"))         # extra resource
     key = cloud.assets.create_key(cloud.outputs.submitter_email)                   # extra key
-    drift = review_live(cloud)["live"]["drift"]
+    rep = review_live(cloud)
+    drift = rep["live"]["drift"]
     rows = {(r["what"], r["change"], r["target"], r.get("member", "")) for r in drift}
     assert rows == {
         ("grant", "missing", f"secret:{secret}", trainer),
@@ -150,6 +152,8 @@ def test_the_drift_table_lists_every_difference_planted(cloud):
         ("bucket", "extra", "hand-made-bucket", ""),
         ("key", "extra", cloud.outputs.submitter_email, ""),
     }, drift
+    sarif = to_sarif(rep, "plan.json")["runs"][0]["results"]
+    assert len([r for r in sarif if r["ruleId"] == "HFG-DRIFT"]) == len(drift) == 6
     changed = next(r for r in drift if r["change"] == "changed")
     assert changed["deployed"] == sorted([on_trainer[1], "roles/iam.serviceAccountViewer"])
     assert next(r for r in drift if r["what"] == "key")["deployed"] == key
