@@ -349,3 +349,34 @@ def test_only_the_proxy_may_issue_from_the_inspection_pool(plans, role, member, 
     rep = review(_load(d))
     hfg011 = next(p for p in rep["policies"] if p["id"] == "HFG011")
     assert hfg011["passed"] is (not fails) and rep["ok"] is (not fails)
+
+
+def test_hub_methods_any_is_an_explicit_setting_the_review_fails(tmp_path):
+    """`hub_methods = "any"` synthesizes rules without the write deny; the review fails them, naming each rule that
+    allows a write method; anything but "read" or "any" is refused at synth."""
+    import textwrap
+    from stacks.config import ConfigError, parse_settings
+    from tests.conftest import run_main
+    base = {"project_id": "acme-hfgate-any", "region": "us-central1", "prefix": "hfg-any"}
+    with pytest.raises(ConfigError) as err:
+        parse_settings("any", {**base, "hub_methods": "sometimes"})
+    assert "hub_methods" in str(err.value)
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "any.toml").write_text(textwrap.dedent("""
+        project_id = "acme-hfgate-any"
+        region = "us-central1"
+        prefix = "hfg-any"
+        hub_methods = "any"
+        allow_models = ["google/txgemma-2b-predict"]
+    """))
+    out = tmp_path / "synth"
+    proc = run_main({"CDKTF_OUTDIR": str(out), "HFGATE_CONFIG_DIR": str(config), "HFGATE_ENVS": "any"})
+    assert proc.returncode == 0, proc.stderr
+    from review.plan import load
+    data = json.loads((out / "stacks" / "hfgate-any" / "cdk.tf.json").read_text())
+    assert not any("deny-write-methods" in k for k in data["resource"][RULE])
+    rep = review(load(out / "stacks" / "hfgate-any" / "cdk.tf.json"))
+    assert rep["ok"] is False
+    writes = [f for f in rep["egress"]["findings"] if "write method" in f["what"]]
+    assert writes and all("allow-" in f["rule"] for f in writes)
