@@ -37,10 +37,17 @@ def _seed_files(kind: str, name: str) -> dict[str, bytes]:
     """A seeded repo's contents: a real tiny Llama that loads and trains (`localcloud.tinymodel.seed_model`) for
     `safetensors`; eight chat rows for `dataset`; for `pickle`, a config and an unloadable `pytorch_model.bin` (that
     repo exists to be warned about and refused, never loaded)."""
-    if kind == "safetensors":
-        from localcloud.tinymodel import seed_model
-        return dict(seed_model())
     config = json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "name": name}).encode()
+    if kind == "safetensors":
+        try:
+            from localcloud.tinymodel import seed_model
+            return dict(seed_model())
+        except ImportError as exc:     # no `train` extra: nothing trains here anyway; say so in the repo itself
+            print(f"localcloud: {name} seeded without weights ({exc.name} missing: install hfgate[train] for a"
+                  " tiny model that loads and trains)", file=sys.stderr)
+            header = json.dumps({"__metadata__": {"format": "pt"}}).encode()
+            return {"config.json": config, "model.safetensors": len(header).to_bytes(8, "little") + header,
+                    "README.md": b"---\nlicense: apache-2.0\n---\nNo weights: seeded without the train extra.\n"}
     if kind == "pickle":
         return {"config.json": config, "pytorch_model.bin": os.urandom(4096),
                 "README.md": b"---\nlicense: apache-2.0\n---\n"}

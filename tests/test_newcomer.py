@@ -284,3 +284,21 @@ def test_the_local_image_table_matches_the_train_extra_and_what_is_installed():
             assert name in extra, f"{name} is in the image but not in the train extra"
         assert pins[name.replace("_", "-") if name.replace("_", "-") in pins else name] == version, name
         assert importlib.metadata.version(name).split("+")[0] == version, name
+
+
+def test_without_the_train_extra_seeded_repos_are_valid_but_empty(monkeypatch, capsys):
+    """A team using the pytest plugin with hfgate's core install only (no tokenizers, numpy): the local cloud still
+    starts; its safetensors repos hold a valid file with no tensors and say why, instead of failing to start."""
+    from safetensors import deserialize
+
+    from localcloud.cloud import _seed_files
+    from localcloud.tinymodel import seed_model
+    seed_model.cache_clear()
+    monkeypatch.setitem(sys.modules, "tokenizers", None)           # as if not installed: importing it fails
+    try:
+        files = _seed_files("safetensors", "hfgate-demo/tiny-open-lm")
+    finally:
+        monkeypatch.undo()
+        seed_model.cache_clear()
+    assert deserialize(files["model.safetensors"]) == [] and b"without the train extra" in files["README.md"]
+    assert "install hfgate[train]" in capsys.readouterr().err
