@@ -56,6 +56,7 @@ class Deployed:
     ancestors: dict[str, list[str]] = field(default_factory=dict)   # project id -> [folders/..., organizations/...]
     scopes_read: list[str] = field(default_factory=list)
     unknowns: list[dict] = field(default_factory=list)
+    emails: dict[str, str] = field(default_factory=dict)            # an account's unique id -> its email
 
 
 def _target(full_name: str, ids: dict[str, str], emails: dict[str, str]) -> tuple[str, str] | None:
@@ -118,8 +119,8 @@ def read(projects: list[str], client: Any = None) -> Deployed:
         except (gexc.PermissionDenied, gexc.Unauthenticated) as exc:
             denied(node, "searchAllIamPolicies", exc)
     ids = {n: pid for pid, n in d.numbers.items()}
-    emails = {name.rsplit("/", 1)[-1]: str(attrs.get("email")) for name, (t, _, attrs) in d.resources.items()
-              if t == "iam.googleapis.com/ServiceAccount" and attrs.get("email")}
+    emails = d.emails = {name.rsplit("/", 1)[-1]: str(attrs.get("email")) for name, (t, _, attrs)
+                         in d.resources.items() if t == "iam.googleapis.com/ServiceAccount" and attrs.get("email")}
     for r in results:
         target = _target(r.resource, ids, emails)
         if target is None:
@@ -253,7 +254,8 @@ def deployed_keys(d: Deployed) -> dict[tuple[str, str], tuple[str, str]]:
         if kind == "key":
             if str(attrs.get("keyType", "USER_MANAGED")) != "USER_MANAGED":
                 continue
-            out[("key", name.split("/serviceAccounts/", 1)[1].split("/", 1)[0] + "#" + display)] = (name, atype)
+            account = name.split("/serviceAccounts/", 1)[1].split("/", 1)[0]
+            out[("key", d.emails.get(account, account) + "#" + display)] = (name, atype)
         elif kind == "serviceAccount":
             out[(kind, str(attrs.get("email") or name.rsplit("/", 1)[-1]))] = (name, atype)
         else:
