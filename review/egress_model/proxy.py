@@ -272,6 +272,20 @@ class Expected:
         self.role_of = {h.name: h.role for h in hp.HOSTS}
         self.shapes = [(s.role, frozenset(s.methods), s.repo_scoped, s.kinds, shape_regex(s.path, True),
                         "xet-read-token" in s.path) for s in hp.DOWNLOAD]
+        self.templates = [(s.role, shape_regex(s.path, True), s.path) for s in hp.DOWNLOAD]
+
+    def shapes_of(self, host: str, paths: set[str]) -> list[str]:
+        """Short names of the table's shapes (of the host's role) the paths are instances of, in the table's
+        order: `info`, `revision`, `tree`, `resolve`, `xet-read-token`, or the template itself."""
+        out: list[str] = []
+        for role, rx, t in self.templates:
+            if role != self.role_of.get(host) or not any(rx.match(p) for p in paths):
+                continue
+            name = next((k for k in ("resolve", "xet-read-token", "tree", "revision") if f"/{k}/" in t),
+                        "info" if t.endswith(("{model}", "{dataset}")) else f"`{t}`")
+            if name not in out:
+                out.append(name)
+        return out
 
     def allows(self, rng: SourceRange, host: str, method: str, path: str) -> bool:
         if not rng.expects_downloads or host not in self.role_of:
@@ -362,12 +376,14 @@ def reach_table(found: list[Allowance], ranges: list[SourceRange], expected: Exp
             paths = {a.path for a in items}
             extra = sum(not expected.allows(rng, a.host, a.method, a.path) for a in items)
             if "*" in paths:
-                shape = "any path" if paths == {"*"} else "any path but those an earlier rule denies"
+                shape = "any path" if paths == {"*"} else "any path but those an earlier rule denies (`..`, encoded separators)"
             else:
                 repos = {r.split("@")[0] for r in (rng.models or ()) + (rng.datasets or ())}
-                named = {r for r in repos if any(f"/{r}/" in p + "/" for p in paths)}
-                shape = (f"the download shapes of {len(named)} listed repositories" if named else
-                         "content-addressed shapes of the protocol table")
+                named = sorted(r for r in repos if any(f"/{r}/" in p + "/" for p in paths))
+                templates = expected.shapes_of(host, paths - {"*"})
+                shape = (", ".join(templates) or "paths the protocol table does not list")
+                if named:
+                    shape += " for " + (", ".join(named) if len(named) <= 4 else f"{len(named)} listed repositories")
             if extra:
                 shape += f"; **{extra} requests beyond the allowlist** (findings below)"
             groups.setdefault((methods, shape), []).append(host)
