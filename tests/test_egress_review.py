@@ -147,6 +147,9 @@ FAMILIES = {
         (PERIMETER, "does not restrict iamcredentials.googleapis.com")),
     "an egress policy to every project's buckets": (
         "prod", _egress_to_every_bucket, (PERIMETER, "storage.googleapis.com on every project")),
+    "an ingress policy admitting any identity": (
+        "prod", lambda d: _perimeter(d)["status"]["ingress_policies"][0]["ingress_from"].update(
+            identity_type="ANY_IDENTITY") or d, (PERIMETER, "admits ANY_IDENTITY")),
     "the perimeter moved to dry-run while the contract says enforced": (
         "prod", _dry_run, (PERIMETER, "contract says egress is enforced")),
     "any method on the Hugging Face hosts (hub_methods = \"any\")": (

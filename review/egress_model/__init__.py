@@ -60,7 +60,7 @@ def _sources(plan: Plan, mode: str) -> list[proxy.SourceRange]:
         out.append(proxy.SourceRange(f"team {name}" if name else "jobs", [net],
                                      tuple(view.output("allowed_models") or ()),
                                      tuple(view.output("allowed_datasets") or ()), cidr))
-    platform = []
+    platform: list = []
     for r in plan.of_type("google_compute_subnetwork"):
         cidr = str(plan.resolved(r).get("ip_cidr_range") or "")
         try:
@@ -72,9 +72,9 @@ def _sources(plan: Plan, mode: str) -> list[proxy.SourceRange]:
     platform = list(ipaddress.collapse_addresses(platform))
     if platform:
         out.append(proxy.SourceRange(PLATFORM, platform, None, None, ", ".join(map(str, platform))))
-    rest = [network.ANY4]
+    rest: list = [network.ANY4]
     for n in named + platform:
-        nxt = []
+        nxt: list = []
         for p in rest:
             if p.subnet_of(n):
                 continue
@@ -90,7 +90,7 @@ def build(plan: Plan) -> EgressModel:
     from stacks.egress_rules import AMBIGUOUS_PATH_PARTS
     mode = egress_mode(plan)
     per = perimeter.read(plan)
-    claim = plan.output("egress_enforced")
+    claim: object = plan.output("egress_enforced")
     if claim is None:       # with teams, every team's contract carries it
         claims = {v.output("egress_enforced") for v in team_views(plan).values()} - {None}
         claim = claims.pop() if len(claims) == 1 else (True if True in claims else None)
@@ -114,7 +114,7 @@ def build(plan: Plan) -> EgressModel:
     net = network.read(plan, proxy_address)
     model.unknowns += net.unknowns
     if mode == "proxy":
-        reps = [(s.name, next(iter(proxy.source_pieces(proxy.ProxyModel([], {}), [s])))[1]) for s in sources]
+        reps: list = [(s.name, next(iter(proxy.source_pieces(proxy.ProxyModel([], {}), [s])))[1]) for s in sources]
         network.firewall_reach(net, reps, proxy_address, None)
         model.firewall = net.reach
         _attachments(plan, model)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import Any
 
 _TOKEN = re.compile(r"""\s*(?:(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")|(?P<op>&&|\|\||==|!=|[()\[\],.!])"""
                     r"""|(?P<name>[A-Za-z_][A-Za-z0-9_]*))""")
@@ -35,7 +36,7 @@ class Unsupported(ValueError):
 @dataclass(frozen=True)
 class Atom:
     kind: str          # host_eq host_suffix url_list method_in path_in path_prefix path_contains path_regex src const
-    value: object      # str, frozenset of str, bool, or an ip_network
+    value: Any         # str, frozenset of str, bool, or an ip_network
 
     @property
     def dimension(self) -> str:
@@ -44,7 +45,7 @@ class Atom:
 
 
 # A term is an Atom, ("and", [terms]), ("or", [terms]) or ("not", term).
-Term = object
+Term = Any
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:

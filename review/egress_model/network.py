@@ -254,9 +254,9 @@ def firewall_reach(m: NetworkModel, sources: list[tuple[str, object]], proxy: st
     """Per source: the destinations the firewall lets through, and a finding for each rule letting jobs reach the
     internet (the union of what it allows, however it is written)."""
     cuts = {d for r in m.rules for d in r.dest if d.version == 4} | {ANY4}
-    pieces = [ANY4]
+    pieces: list = [ANY4]
     for c in cuts:
-        nxt = []
+        nxt: list = []
         for p in pieces:
             if p.subnet_of(c) or not p.overlaps(c):
                 nxt.append(p)

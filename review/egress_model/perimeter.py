@@ -33,6 +33,9 @@ PERIMETERS = "google_access_context_manager_service_perimeters"
 EGRESS_POLICY = "google_access_context_manager_service_perimeter_egress_policy"
 DRY_RUN_EGRESS_POLICY = "google_access_context_manager_service_perimeter_dry_run_egress_policy"
 RESOURCE = "google_access_context_manager_service_perimeter_resource"
+INGRESS_POLICY = "google_access_context_manager_service_perimeter_ingress_policy"
+# Identity types that admit callers the plan does not name ("Ingress and egress rules", identity_type).
+OPEN_IDENTITY_TYPES = ("ANY_IDENTITY", "ANY_USER_ACCOUNT", "ANY_SERVICE_ACCOUNT")
 
 
 @dataclass
@@ -86,6 +89,10 @@ def read(plan: Plan) -> PerimeterModel:
             m.restricted = sorted(set(status.get("restricted_services") or []))
             for policy in status.get("egress_policies") or []:
                 m.findings.append(_egress_path(r.address, r.name, policy))
+            for policy in status.get("ingress_policies") or []:
+                finding = _ingress_path(r.address, r.name, policy)
+                if finding:
+                    m.findings.append(finding)
         elif spec:
             m.dry_run_only = True
         if v.get("use_explicit_dry_run_spec") and spec and not status:
@@ -93,6 +100,10 @@ def read(plan: Plan) -> PerimeterModel:
     for r in plan.of_type(EGRESS_POLICY):
         v = plan.resolved(r)
         m.findings.append(_egress_path(r.address, r.name, v))
+    for r in plan.of_type(INGRESS_POLICY):
+        finding = _ingress_path(r.address, r.name, plan.resolved(r))
+        if finding:
+            m.findings.append(finding)
     for r in plan.of_type(PERIMETERS):
         m.unknowns.append({"address": r.address, "field": "service_perimeters",
                            "why": "the authoritative perimeters resource is not read by the egress model"})
@@ -118,3 +129,17 @@ def _egress_path(address: str, name: str, policy: dict) -> dict:
             "what": f"an egress policy lets {', '.join(map(str, who))} call {', '.join(map(str, ops)) or 'any service'}"
                     f" on {scope}, outside the perimeter: a path out",
             "example": f"{ops[0] if ops else 'a service'} call to a resource of {scope}"}
+
+
+def _ingress_path(address: str, name: str, policy: dict) -> dict | None:
+    """An ingress policy that admits every identity of a kind (not the identities it names) is a path in."""
+    frm = _block(policy.get("ingress_from"))
+    kind = str(frm.get("identity_type") or "")
+    if kind not in OPEN_IDENTITY_TYPES:
+        return None
+    to = _block(policy.get("ingress_to"))
+    ops = [o.get("service_name") for o in to.get("operations") or [] if isinstance(o, dict)]
+    return {"address": address, "rule": name,
+            "what": f"an ingress policy admits {kind} to {', '.join(map(str, ops)) or 'every service'} from outside"
+                    " the perimeter: anyone IAM lets in reaches the project's data from anywhere",
+            "example": f"{ops[0] if ops else 'a'} call from outside the perimeter"}
