@@ -182,7 +182,7 @@ def test_concurrent_publishes_of_one_run_make_exactly_one_commit(cloud, run):
     name, _ = run
     ensure_write_token(cloud)
     hub = cloud.hub_state
-    for slow in (0.0, 1.5, 1.5):
+    for slow in (0.0, 3.0, 3.0):
         repo = f"acme/race-{time.time_ns()}"
         if slow:
             hub.set_fault(f"/api/models/{repo}/commit/", latency_s=slow)
