@@ -1,14 +1,18 @@
 """Publish a finished run to the Hub with the write token: from the submitter's side, never from a training job.
 
-Order, so that a refusal uploads nothing: the job must have SUCCEEDED; the run's folder must be complete (config,
-safetensors weights and every shard an index names) and hold nothing written after the job ended; the caller
-impersonates the publisher account (the only reader of the write token; the read token is never touched); the
-write token passes its own preflight against the target; a gated base model's derivative goes public only when
-asked explicitly. Then: the run is downloaded (resumable: files already in the local cache with the bucket's CRC32C
-are kept), the repository is created private unless `public`, and everything goes up in one commit with a model
-card (base model and revision, dataset, run, job, the base model's license). The Hub skips files it already has,
-so publishing the same run again uploads nothing and makes no commit. Finally every file the Hub lists at the new
-commit is compared with the run's (LFS SHA-256 or git blob id).
+Order, so that a refusal uploads nothing: the repository id must be one the Hub accepts (before any credential is
+used); the job must have SUCCEEDED; the run's folder must be complete (config, safetensors weights and every shard
+an index names) and hold nothing written after the job ended; the caller impersonates the publisher account (the
+only reader of the write token; the read token is never touched); the write token passes its own preflight against
+the target; a gated base model's derivative goes public only when asked explicitly, and an existing private
+repository is not made public. Then: the run is downloaded, hashing the bytes the bucket sends (resumable: a cached
+file is kept only if its SHA-256 equals the bucket object's), the repository is created private unless `public`,
+files an earlier version left there are refused by name (or deleted in the same commit with `replace`), and
+everything goes up in one commit with a model card (base model and revision, dataset, run, job, the base model's
+license), made on the head that was read (`parent_commit`): of several publishes at once one commits, the others
+find the run there. Publishing the same run again makes no commit. Finally every file the Hub lists at the head is
+compared, both ways, with the bucket's bytes and the card (LFS SHA-256 or git blob id), and the visibility reported
+is the one the Hub holds.
 """
 from __future__ import annotations
 
