@@ -72,11 +72,16 @@ def _target(full_name: str, ids: dict[str, str], emails: dict[str, str]) -> tupl
     return None
 
 
-def read(projects: list[str], client: Any = None) -> Deployed:
-    """The deployed state of `projects` and their ancestors, as far as the caller may read it."""
+def read(projects: list[str], client: Any = None, retry_s: float = 60.0) -> Deployed:
+    """The deployed state of `projects` and their ancestors, as far as the caller may read it. A call the service
+    does not answer is retried for `retry_s` (unavailable, deadline exceeded), then raises Transient."""
     from google.api_core import exceptions as gexc
     from jobs.endpoints import asset
-    client = client or asset()
+    from jobs.errors import Transient
+    from google.api_core.retry import Retry, if_exception_type
+    retry = Retry(initial=0.2, maximum=5.0, multiplier=2.0, timeout=retry_s,
+                  predicate=if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded))
+    client = _answering(client or asset(), gexc, Transient, retry)
     d = Deployed()
 
     def denied(scope: str, what: str, exc: Exception) -> None:
@@ -129,6 +134,30 @@ def read(projects: list[str], client: Any = None) -> Deployed:
             for m in b.members:
                 d.bindings.append((m, b.role, f"{target[0]}:{target[1]}", r.resource))
     return d
+
+
+class _answering:
+    """The client, whose calls that fail for another reason than a refusal (the service unreachable, a deadline)
+    raise Transient (exit 6) with what to do, instead of an internal error."""
+
+    def __init__(self, client: Any, gexc: Any, transient: Any, retry: Any) -> None:
+        self._client, self._gexc, self._transient, self._retry = client, gexc, transient, retry
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+
+        def call(**kw: Any) -> list:
+            try:
+                return list(method(**kw, retry=self._retry))
+            except (self._gexc.PermissionDenied, self._gexc.Unauthenticated):
+                raise
+            except (self._gexc.GoogleAPIError, self._gexc.RetryError) as exc:
+                raise self._transient(f"Cloud Asset Inventory did not answer {name} on"
+                                      f" {kw.get('request', {}).get('scope')}: {type(exc).__name__}: {exc}",
+                                      "retry later; check that cloudasset.googleapis.com is enabled in the quota"
+                                      " project and reachable (HFGATE_ASSET_ENDPOINT, when set, names the endpoint)"
+                                      ) from None
+        return call
 
 
 def origin(resource: str, plan_projects: set[str]) -> str:

@@ -224,3 +224,17 @@ def test_hfgate_review_live_writes_the_three_reports_and_exits_by_verdict(teams,
         report = api.review_live("local-teams", out=tmp_path / "api")
     assert not report["ok"] and any(p.get("origin") == f"inherited from organizations/{DEFAULT_ORGANIZATION}"
                                     for p in report["live"]["deployed_only_paths"])
+
+
+def test_an_unreachable_inventory_is_a_transient_error_not_a_verdict(cloud, monkeypatch):
+    import socket
+
+    from jobs.errors import Transient
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]           # nothing listens there once the socket is closed
+    with cloud.environ(as_member=REVIEWER):
+        monkeypatch.setenv("HFGATE_ASSET_ENDPOINT", f"127.0.0.1:{closed}")
+        with pytest.raises(Transient) as err:
+            live.read(live.projects_of(cloud.plan), retry_s=2)
+    assert err.value.exit_code == 6 and "HFGATE_ASSET_ENDPOINT" in err.value.fix
