@@ -441,7 +441,7 @@ def publish(outputs: Outputs, job_or_run: str, repo_id: str, *, public: bool = F
                 head = info.oid
                 # huggingface_hub marks the operations committed only when it sent a commit; when the head
                 # already held every file (another publish got there first) it sends none.
-                committed = any(op._is_committed for op in adds)
+                committed = any(getattr(op, "_is_committed", True) for op in adds)
                 by_another = not committed and head != before
             except HfHubHTTPError as exc:
                 if exc.response is None or exc.response.status_code != 412:
