@@ -183,7 +183,8 @@ def merge(plan: Plan, d: Deployed) -> tuple[Plan, dict[str, str], list[dict]]:
     # not compared (README: what --live does not see).
     kinds = {k for _, k, _ in TARGETS}
     planned = [g for g in plan_grants(plan)[0] if not g.unknown and g.scope in kinds]
-    plan_set = {(_normalize(g.member, d.numbers), g.role, g.resource) for g in planned}
+    plan_set = {(_normalize(g.member, d.numbers), g.role, re.sub(r"^(folder|organization):(folders|organizations)/",
+                                                                  r"\1:", g.resource)) for g in planned}
     deployed_set = {(m, role, res) for m, role, res, _ in d.bindings}
     projects = {p for p in d.ancestors} | {plan.default_project()}
     added, origins = [], {}

@@ -238,3 +238,25 @@ def test_an_unreachable_inventory_is_a_transient_error_not_a_verdict(cloud, monk
         with pytest.raises(Transient) as err:
             live.read(live.projects_of(cloud.plan), retry_s=2)
     assert err.value.exit_code == 6 and "HFGATE_ASSET_ENDPOINT" in err.value.fix
+
+
+def test_a_planned_folder_grant_that_is_deployed_is_not_drift(tmp_path):
+    """The plan names the folder `folders/F`, Cloud Asset Inventory `//cloudresourcemanager.googleapis.com/folders/F`:
+    the same grant, no drift and no deployed-only path; the same member with a role the plan does not give is."""
+    from review.plan import load
+    path = tmp_path / "cdk.tf.json"
+    path.write_text(json.dumps({"provider": {"google": [{"project": "p1"}]}, "resource": {
+        "google_folder_iam_member": {"ops": {"folder": "folders/42", "role": "roles/logging.viewer",
+                                             "member": "group:ops@example.com"}}}}))
+    plan = load(path)
+    state = live.Deployed(bindings=[("group:ops@example.com", "roles/logging.viewer", "folder:42",
+                                     "//cloudresourcemanager.googleapis.com/folders/42")],
+                          ancestors={"p1": ["folders/42"]}, scopes_read=["folders/42 (IAM policy)"])
+    merged, origins, drift = live.merge(plan, state)
+    assert drift == [] and origins == {} and len(merged.resources) == 1
+    state.bindings.append(("group:ops@example.com", "roles/owner", "folder:42",
+                           "//cloudresourcemanager.googleapis.com/folders/42"))
+    merged, origins, drift = live.merge(plan, state)
+    assert list(origins.values()) == ["inherited from folders/42"]
+    assert [(r["change"], r["plan"], r["deployed"]) for r in drift] == [
+        ("changed", ["roles/logging.viewer"], ["roles/logging.viewer", "roles/owner"])]
