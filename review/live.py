@@ -394,16 +394,23 @@ def review(plan: Plan, d: Deployed, accepts: dict | None = None, checkov: dict |
     for v in views:
         for row in _key_paths(v, drift):
             keys.append(row)
+            # A team's lists may be the combined report's own (review.report shares them): add each row once.
             target = v["token_readers"] if row["which"] == "token" else v["write_token"]["readers"]
-            target.append(row)
+            if not any(r["principal"] == row["principal"] for r in target):
+                target.append(row)
             if row["principal"] not in accepted_readers:
                 bucket = v["unexpected_readers"] if row["which"] == "token" else \
                     v["write_token"]["unexpected_readers"]
-                bucket.append(row["principal"])
+                if row["principal"] not in bucket:
+                    bucket.append(row["principal"])
                 v["ok"] = False
     if keys and rep.get("teams"):
-        rep["unexpected_readers"] = sorted({p for t in rep["teams"].values() for p in t["unexpected_readers"]}
+        teams = rep["teams"].values()
+        rep["unexpected_readers"] = sorted({p for t in teams for p in t["unexpected_readers"]}
                                            | set(rep["unexpected_readers"]))
+        rep["write_token"]["unexpected_readers"] = sorted(
+            {p for t in teams for p in t["write_token"]["unexpected_readers"]}
+            | set(rep["write_token"]["unexpected_readers"]))
     accepted_unknowns = {a["address"]: a["reason"] for a in accepts.get("unknown", [])}
     unknowns = [u | {"accepted": accepted_unknowns.get(u["address"])} for u in d.unknowns]
     rep["unknowns"] = rep["unknowns"] + unknowns

@@ -179,21 +179,30 @@ def test_team_isolation_is_judged_on_the_deployed_state_naming_the_origin(teams)
     """Two teams in two projects: a clean deployment is isolated; a grant made by hand giving alpha's submitter
     beta's token fails the isolation check, naming both teams and where the grant comes from."""
     c = teams
-    if True:
-        clean = review_live(c)
-        assert clean["ok"] and clean["live"]["drift"] == [], (clean["unresolved"], clean["live"]["drift"])
-        assert set(clean["live"]["ancestry"]) == {"hfgate-local-teams", "hfgate-lt-alpha", "hfgate-lt-beta"}
-        alpha, beta = c.team_outputs["alpha"], c.team_outputs["beta"]
-        secret = beta.token_secret.rsplit("/", 1)[-1]
-        c.assets.grant(f"serviceAccount:{alpha.submitter_email}", "roles/secretmanager.secretAccessor",
-                       f"secret:{secret}")
-        rep = review_live(c)
-        assert not rep["ok"]
-        cross = [x for x in rep["isolation"]["access"]["cross_team"]
-                 if x["principal"] == f"serviceAccount:{alpha.submitter_email}"]
-        assert cross and all(x["origin"] == f"on the secret {secret}, not in the plan (added after the apply)"
-                             for x in cross)
-        assert {(x["from_team"], x["to_team"]) for x in cross} == {("alpha", "beta")}
+    clean = review_live(c)
+    assert clean["ok"] and clean["live"]["drift"] == [], (clean["unresolved"], clean["live"]["drift"])
+    assert set(clean["live"]["ancestry"]) == {"hfgate-local-teams", "hfgate-lt-alpha", "hfgate-lt-beta"}
+    alpha, beta = c.team_outputs["alpha"], c.team_outputs["beta"]
+    secret = beta.token_secret.rsplit("/", 1)[-1]
+    c.assets.grant(f"serviceAccount:{alpha.submitter_email}", "roles/secretmanager.secretAccessor",
+                   f"secret:{secret}")
+    rep = review_live(c)
+    assert not rep["ok"]
+    cross = [x for x in rep["isolation"]["access"]["cross_team"]
+             if x["principal"] == f"serviceAccount:{alpha.submitter_email}"]
+    assert cross and all(x["origin"] == f"on the secret {secret}, not in the plan (added after the apply)"
+                         for x in cross)
+    assert {(x["from_team"], x["to_team"]) for x in cross} == {("alpha", "beta")}
+
+
+def test_a_key_of_a_teams_trainer_fails_that_team_once(teams):
+    key = teams.assets.create_key(teams.team_outputs["beta"].trainer_email)
+    rep = review_live(teams)
+    beta = rep["teams"]["beta"]
+    assert not rep["ok"] and not beta["ok"] and rep["teams"]["alpha"]["ok"]
+    assert f"resource:{key}" in rep["unexpected_readers"]
+    assert [r["origin"] for r in beta["token_readers"] if r["principal"] == f"resource:{key}"] == \
+        ["key created outside Terraform"]
 
 
 def test_hfgate_review_live_writes_the_three_reports_and_exits_by_verdict(teams, tmp_path, synth_dir):
