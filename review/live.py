@@ -104,11 +104,16 @@ def read(projects: list[str], client: Any = None, retry_s: float = 60.0) -> Depl
             continue
         for r in found:
             d.resources[r.name] = (r.asset_type, r.display_name, dict(r.additional_attributes or {}))
-            if r.asset_type == PROJECT_TYPE:
-                pid = str(dict(r.additional_attributes or {}).get("projectId") or r.display_name or project)
+            # Every result carries its project's number, folders and organization; the project's own result
+            # (a search at its own scope finds it) is preferred.
+            if r.asset_type == PROJECT_TYPE or project not in d.ancestors:
                 if r.project:
-                    d.numbers[pid] = r.project.removeprefix("projects/")
-                d.ancestors[pid] = [*r.folders, *([r.organization] if r.organization else [])]
+                    d.numbers[project] = r.project.removeprefix("projects/")
+                d.ancestors[project] = [*r.folders, *([r.organization] if r.organization else [])]
+        if project not in d.ancestors:
+            d.unknowns.append({"address": f"{scope} (ancestry)", "field": "folders, organization",
+                               "value": "not shown", "why": f"Cloud Asset Inventory showed nothing in {scope}, so"
+                               " the folders and organization above it (and what they grant) are not known"})
         d.scopes_read.append(f"{scope} (resources)")
         try:
             results += list(client.search_all_iam_policies(request={"scope": scope, "page_size": 500}))

@@ -269,3 +269,14 @@ def test_a_planned_folder_grant_that_is_deployed_is_not_drift(tmp_path):
     assert list(origins.values()) == ["inherited from folders/42"]
     assert [(r["change"], r["plan"], r["deployed"]) for r in drift] == [
         ("changed", ["roles/logging.viewer"], ["roles/logging.viewer", "roles/owner"])]
+
+
+def test_the_ancestry_comes_from_any_result_and_is_unknown_when_nothing_shows_it(cloud):
+    cloud.assets.remove(f"//cloudresourcemanager.googleapis.com/projects/{cloud.project_id}")
+    rep = review_live(cloud)
+    assert rep["ok"] and rep["live"]["ancestry"][cloud.project_id] == [f"folders/{DEFAULT_FOLDER}",
+                                                                      f"organizations/{DEFAULT_ORGANIZATION}"]
+    for name in [*cloud.assets.assets, *(a.name for a in cloud.assets._versions())]:
+        cloud.assets.remove(name)           # nothing left in the project (its secrets included)
+    rep = review_live(cloud)
+    assert not rep["ok"] and f"projects/{cloud.project_id} (ancestry)" in rep["unresolved"]
