@@ -127,10 +127,10 @@ def build(plan: Plan) -> EgressModel:
             model.findings += proxy.extras(pm, found, sources, expected)
             model.reach = proxy.reach_table(found, sources, expected)
         else:
-            model.reach = [{"source": s.name, "range": s.cidr, "host": "(unknown)", "methods": "-",
+            model.reach = [{"source": s.name, "range": s.cidr, "hosts": "(unknown)", "methods": "-",
                             "paths": "the proxy rules could not be read (UNKNOWN below)"} for s in sources]
     else:
-        model.reach = [{"source": s.name, "range": s.cidr, "host": "anything (open mode)", "methods": "any",
+        model.reach = [{"source": s.name, "range": s.cidr, "hosts": "anything (open mode)", "methods": "any",
                         "paths": "any"} for s in sources[:1]]
     model.findings += net.findings
     seen, unique = set(), []
