@@ -128,7 +128,7 @@ def test_the_perimeter_holds_the_host_and_every_team_project(tmp_path):
 def test_all_teams_allowlists_must_fit_one_proxy_policy():
     many = {f"t{i}": {"subnet_cidr": f"10.8.{16 + i}.0/28", "submitters": ["group:a@acme.example"],
                       "project_id": f"acme-hfgate-x-t{i}",
-                      "allow_models": [f"org{i}/m{j}" for j in range(250)]} for i in range(4)}
+                      "allow_models": [f"org{i}/m{j}" for j in range(1500)]} for i in range(16)}
     with pytest.raises(ConfigError) as err:
         settings_with(many)
     assert any(f == "teams" and "250" in why for f, why in err.value.problems)
