@@ -164,6 +164,9 @@ UNKNOWNS = {
     "a matcher outside the CEL subset": (
         lambda d: _rule(d, "headers", 150, "host() == 'huggingface.co'", "request.headers['x-a'] == 'b'"),
         "headers"),
+    "a regular expression RE2 does not read": (
+        lambda d: _rule(d, "lookahead", 150, "host() == 'huggingface.co'", "request.path.matches('^/(?=api)')"),
+        "lookahead"),
     "a firewall rule matching FQDNs": (
         lambda d: add(d, "google_compute_network_firewall_policy_rule", "fqdn", {
             "firewall_policy": "hfg-sbx-egress", "rule_name": "fqdn", "priority": 900, "action": "allow",
@@ -250,6 +253,12 @@ def test_each_harmless_row_keeps_a_passing_plan_passing(plans, tmp_path, row):
         "name": "swg", "router": "r", "endpoint_types": ["ENDPOINT_TYPE_SWG"],
         "source_subnetwork_ip_ranges_to_nat": "ALL_SUBNETWORKS_ALL_IP_RANGES"})),
     ("one more firewall deny", lambda d: _fw_rule(d, "deny-more", 900, "deny", ["1.0.0.0/8"])),
+    ("a classic allow to the internet behind the policy (BEFORE_CLASSIC_FIREWALL: the policy's deny decides first)",
+     lambda d: _one(d, "google_compute_network").update(
+         network_firewall_policy_enforcement_order="BEFORE_CLASSIC_FIREWALL") or add(
+         d, "google_compute_firewall", "classic", {
+             "name": "classic", "network": _network(d), "direction": "EGRESS", "priority": 1000,
+             "allow": [{"protocol": "tcp", "ports": ["443"]}], "destination_ranges": ["1.0.0.0/8"]})),
     ("a classic firewall allow to a private range", lambda d: add(d, "google_compute_firewall", "private", {
         "name": "private", "network": _network(d), "direction": "EGRESS", "priority": 1000,
         "allow": [{"protocol": "tcp"}], "destination_ranges": ["10.0.0.0/8"]})),

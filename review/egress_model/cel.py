@@ -201,13 +201,23 @@ class _Parser:
                     value = self.string()
                     self.take(")")
                     if kind == "path_regex":
-                        try:
-                            re.compile(value)
-                        except re.error as exc:
-                            raise Unsupported(f"regular expression {value!r}: {exc}") from None
+                        _check_regex(value)
                     return Atom(kind, value)
             raise Unsupported("request.path is compared only with ==, in, startsWith, contains or matches here")
         raise Unsupported(f"{self.peek()[1]!r} is outside the CEL subset the model reads")
+
+
+def _check_regex(value: str) -> None:
+    """The proxy's `matches` is RE2: a pattern RE2 refuses (look-arounds, back-references) or Python's `re` reads
+    otherwise is outside the subset."""
+    try:
+        re.compile(value)
+        import re2  # the RE2 binding cel-python evaluates `matches` with
+        re2.compile(value)
+    except ImportError:
+        pass
+    except Exception as exc:
+        raise Unsupported(f"regular expression {value!r}: {exc}") from None
 
 
 _CACHE: dict[str, Term] = {}

@@ -96,7 +96,6 @@ HARMLESS: dict[tuple[str, str], tuple[str, object]] = {
     ("google_compute_firewall", "log_config"): ("logging of the rule's matches", {"metadata": "INCLUDE_ALL_METADATA"}),
     ("google_compute_firewall", "enable_logging"): ("logging of the rule's matches", True),
     ("google_compute_network_firewall_policy_rule", "enable_logging"): ("logging of the rule's matches", True),
-    ("google_compute_network_firewall_policy_rule", "firewall_policy"): ("which policy holds the rule", "x"),
     ("google_compute_network", "mtu"): ("packet size, not destination", 1460),
     ("google_compute_network_attachment", "producer_accept_lists"): (
         "which producer projects may attach (the attachment itself is modelled)", []),
