@@ -214,6 +214,10 @@ def test_a_failing_egress_finding_passes_only_when_accepted_with_a_reason(plans,
     rep = review(plan)
     failing = sorted({f["address"] for f in _egress_failures(rep)})
     assert failing and rep["ok"] is False
+    from review.report import to_sarif
+    results = [r for r in to_sarif(rep, "plan.json")["runs"][0]["results"] if r["ruleId"] == "HFG-EGRESS"]
+    assert {r["locations"][0]["logicalLocations"][0]["fullyQualifiedName"] for r in results} >= set(failing)
+    assert any("write method" in r["message"]["text"] for r in results)
     accept = tmp_path / "accept.toml"
     accept.write_text("".join(f'[[egress]]\naddress = "{a}"\nreason = "uploads to our own org are intended"\n'
                               for a in failing))
