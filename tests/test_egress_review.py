@@ -257,6 +257,10 @@ def test_each_harmless_row_keeps_a_passing_plan_passing(plans, tmp_path, row):
         "name": "swg", "router": "r", "endpoint_types": ["ENDPOINT_TYPE_SWG"],
         "source_subnetwork_ip_ranges_to_nat": "ALL_SUBNETWORKS_ALL_IP_RANGES"})),
     ("one more firewall deny", lambda d: _fw_rule(d, "deny-more", 900, "deny", ["1.0.0.0/8"])),
+    ("the restricted VIP's route to the internet gateway (VPC-SC's private access)", lambda d: add(
+        d, "google_compute_route", "restricted-vip", {"name": "restricted-vip", "network": _network(d),
+                                                      "dest_range": "199.36.153.4/30",
+                                                      "next_hop_gateway": "default-internet-gateway"})),
     ("a classic allow to the internet behind the policy (BEFORE_CLASSIC_FIREWALL: the policy's deny decides first)",
      lambda d: _one(d, "google_compute_network").update(
          network_firewall_policy_enforcement_order="BEFORE_CLASSIC_FIREWALL") or add(

@@ -169,10 +169,8 @@ def _routes(plan: Plan, m: NetworkModel) -> None:
             m.unknowns.append({"address": r.address, "field": "dest_range/next hop", "why": "not known offline"})
             continue
         if hop == "next_hop_gateway" and "default-internet-gateway" in str(v.get(hop)):
-            if public_part(dest):
-                m.findings.append({"address": r.address, "rule": r.name, "what": f"routes {dest[0]} to the internet"
-                                   " gateway (with NAT or an external address, packets leave without the proxy)",
-                                   "example": f"a packet to {public_part(dest)[0]}"})
+            # What the network's default route already does: a job's interface has no external address, so the
+            # packets leave only through a NAT (judged below) — e.g. the restricted VIP's route for VPC-SC.
             continue
         m.findings.append({"address": r.address, "rule": r.name,
                            "what": f"routes {dest[0]} to {hop.removeprefix('next_hop_')} {v.get(hop)}: whatever is"
