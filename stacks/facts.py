@@ -22,9 +22,8 @@ HF_KNOWN_HOSTS: tuple[str, ...] = hub_protocol.hosts()
 # The Hub's own host (its API and the resolve endpoints); every other HF host serves content addressed by hash
 # (LFS CDN, xet CAS/transfer hosts), so the proxy can scope repositories on this host only.
 HF_HUB_HOST = hub_protocol.hosts("hub")[0]
-# Hosts of content addressed by hash (LFS CDN, xet): read methods only, host-level (their paths name no
-# repository). Derived from HF_HOST_RULES, the one host list: its subdomain rules.
-HF_CONTENT_HOST_RULES: tuple[str, ...] = tuple(r for r in HF_HOST_RULES if r.startswith("*."))
+# The proxy's content hosts (Xet CAS, transfer, bridge; LFS CDN) and their shapes come from stacks.hub_protocol
+# (stacks.egress_rules.content_roles), not from the suffix rules above.
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

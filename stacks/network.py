@@ -1,9 +1,11 @@
-"""Egress for the training job in `proxy` mode: Hugging Face hosts only, or only the allowlisted repositories.
+"""Egress for the training job in `proxy` mode: reads from the Hugging Face download hosts only, or only of the
+allowlisted repositories.
 
 Path: job -> PSC interface (network attachment, in a subnet of its own) -> our VPC -> Secure Web Proxy (rules from
-stacks.egress_rules: the HF URL list, or with an allowlist and TLS inspection the listed repositories read-only;
-denies the rest) -> the proxy's own Cloud NAT -> internet. A network firewall policy denies all other
-egress from the VPC.
+stacks.egress_rules and the protocol table stacks.hub_protocol, with TLS inspection: read methods only on every
+Hugging Face host, the table's hosts only, with an allowlist the listed repositories' shapes; denies the rest) -> the
+proxy's own Cloud NAT -> internet. A network firewall policy denies all other egress from the VPC. The review
+computes what all of it allows (review.egress_model).
 
 What this does not govern, per Google's "Use Private Service Connect interface for Vertex AI Training" page: the
 job's Google API traffic (Secret Manager, Cloud Storage, the metadata server) resolves and stays in Google's producer
