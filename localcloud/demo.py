@@ -11,7 +11,10 @@
 7. publishing: the admin stores a fine-grained write token scoped to alice's organization (`token set --kind
    write`); `hfgate publish` uploads the run to a private repository as the publisher account (one commit, a model
    card, hashes checked), a second publish changes nothing, and alice loads the model back with from_pretrained;
-8. the failure story: bob never accepted the terms; the preflight stops his submit before any job exists.
+8. the failure story: bob never accepted the terms; the preflight stops his submit before any job exists;
+9. the review of what is deployed (`hfgate review --live`, as a read-only reviewer, through Cloud Asset Inventory):
+   the deployment passes; then a grant added by hand on the secret, a grant on the folder above the project and a
+   key of the trainer made outside Terraform each fail it, named with their origin.
 
 `--evidence DIR` keeps what the end-to-end test checks (job specs, logs, argv seen, Hub request log, transcript).
 """
@@ -46,7 +49,7 @@ class Demo:
         self.transcript.append(text)
 
     def step(self, n: int, title: str) -> None:
-        self.say(f"\n[{time.time() - self.t0:5.1f}s] {n}/8 {title}")
+        self.say(f"\n[{time.time() - self.t0:5.1f}s] {n}/9 {title}")
 
     def hfgate(self, cloud, *args: str, as_member: str | None = None, stdin: str | None = None,
                show: bool = True) -> tuple[int, str, str]:
@@ -221,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         demo.say(f"  exit {rc_bob}; preflight took {bob['seconds'] or 0:.2f}s; jobs created for bob:"
                  f" {created_for_bob}")
 
+        demo.step(9, "review what is deployed: grants and keys made outside the plan, named by origin")
+        live = _review_live(demo, cloud, plan_path)
+
         demo.summary = {
+            "live_review": live,
             "job": result.get("job"), "state": state_name, "create_calls": jobs_after_success - before,
             "trainer": metrics, "artifacts": [b.name for b in blobs], "loaded": loaded, "published": published,
             "blocked": {"exit_code": rc_bob, "preflight_seconds": bob["seconds"], "jobs_created": created_for_bob,
@@ -229,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(time.time() - demo.t0, 1),
         }
         ok = state_name == "JOB_STATE_SUCCEEDED" and bool(loaded) and rc_bob == 4 and created_for_bob == 0 \
-            and published.get("loaded_from_hub", False)
+            and published.get("loaded_from_hub", False) and live["clean_exit"] == 0 and live["drifted_exit"] == 1 \
+            and len(live["origins"]) == 3
         demo.say(f"\n[{time.time() - demo.t0:5.1f}s] demo {'complete' if ok else 'FAILED'}")
         code = 0 if ok else 1
     finally:
@@ -239,6 +247,57 @@ def main(argv: list[str] | None = None) -> int:
         import shutil
         shutil.rmtree(state, ignore_errors=True)
     return code
+
+
+def _review_live(demo: Demo, cloud, plan_path: Path) -> dict:
+    """`hfgate review --live` as the seed's read-only reviewer (roles/cloudasset.viewer): the deployment as applied,
+    then after three changes made outside the plan."""
+    from google.iam.v1 import iam_policy_pb2
+
+    import re
+
+    from jobs.endpoints import secret_manager
+    from localcloud.asset import DEFAULT_FOLDER
+    reviewer = "serviceAccount:hfgate-reviewer@hfgate-local.iam.gserviceaccount.com"
+    saved = os.environ.get("CDKTF_OUTDIR")
+    os.environ["CDKTF_OUTDIR"] = str(plan_path.parents[2])     # the plan this demo deployed
+
+    def review() -> tuple[int, dict]:
+        rc, _, err = demo.hfgate(cloud, "review", "--live", "--env", "local", as_member=reviewer, show=False)
+        verdict = next((line for line in err.splitlines() if line.startswith("review ")), err.strip()[-300:])
+        demo.say("  " + re.sub(r": \S+REPORT\.md", "", verdict.split(" (unexpected token readers", 1)[0]))
+        report = json.loads((ROOT / "reports" / "local-live" / "report.json").read_text())
+        return rc, report
+    try:
+        clean_rc, clean = review()
+        demo.say(f"  read {', '.join(clean['live']['scopes_read'])}: {clean['live']['bindings']} bindings, drift:"
+                 f" {len(clean['live']['drift'])}")
+        with cloud.environ(as_member=cloud.admin):
+            client = secret_manager()
+            policy = client.get_iam_policy(request=iam_policy_pb2.GetIamPolicyRequest(
+                resource=cloud.outputs.token_secret))
+            policy.bindings.add(role="roles/secretmanager.secretAccessor", members=["user:mallory@example.com"])
+            client.set_iam_policy(request=iam_policy_pb2.SetIamPolicyRequest(resource=cloud.outputs.token_secret,
+                                                                              policy=policy))
+        cloud.assets.grant("user:eve@example.com", "roles/secretmanager.secretAccessor", f"folder:{DEFAULT_FOLDER}")
+        cloud.assets.create_key(cloud.outputs.trainer_email)
+        demo.say("  after the apply, by hand: the platform admin adds user:mallory@example.com to the token secret"
+                 f" (setIamPolicy), an operator grants user:eve@example.com Secret Accessor on"
+                 f" folders/{DEFAULT_FOLDER}, and a key of the trainer is created outside Terraform")
+        drifted_rc, drifted = review()
+        origins = sorted({p["origin"] for p in drifted["live"]["deployed_only_paths"]
+                          if p.get("kind") in ("reads", "holds-key")})
+        for p in drifted["live"]["deployed_only_paths"]:
+            if p.get("kind") in ("reads", "holds-key"):
+                who = p["principal"].split("/keys/")[0] + ("/keys/..." if "/keys/" in p["principal"] else "")
+                demo.say(f"    {who} {p['kind']} the token [{p['origin']}]")
+    finally:
+        if saved is None:
+            os.environ.pop("CDKTF_OUTDIR", None)
+        else:
+            os.environ["CDKTF_OUTDIR"] = saved
+    return {"clean_exit": clean_rc, "drifted_exit": drifted_rc, "origins": origins,
+            "drift": len(drifted["live"]["drift"])}
 
 
 def _publish(demo: Demo, cloud) -> dict:
