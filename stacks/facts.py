@@ -72,6 +72,20 @@ def host_allowed(host: str, rules: tuple[str, ...] = HF_HOST_RULES) -> bool:
     return False
 
 
+# The services a path to or from the token depends on, each on VPC Service Controls' supported products page (one
+# row per service there, https://cloud.google.com/vpc-service-controls/docs/supported-products): a perimeter that
+# enforces the allowlist restricts them all (stacks.perimeter; the review checks it, review.egress_model.perimeter).
+VPCSC_SUPPORTED_PRODUCTS = "https://cloud.google.com/vpc-service-controls/docs/supported-products"
+TOKEN_PATH_SERVICES: dict[str, str] = {
+    "secretmanager.googleapis.com": "Secret Manager: the token's value",
+    "storage.googleapis.com": "Cloud Storage: job inputs, checkpoints and mirrors (a copy to an outside bucket is"
+                              " exfiltration)",
+    "aiplatform.googleapis.com": "Vertex AI: the jobs and their specs",
+    "iamcredentials.googleapis.com": "IAM Service Account Credentials: minting the trainer's and submitter's tokens",
+    "artifactregistry.googleapis.com": "Artifact Registry: the image that runs with the token",
+}
+
+
 # Regions where Vertex AI custom training is offered (the ones this bundle supports).
 VERTEX_REGIONS: tuple[str, ...] = (
     "us-central1", "us-east1", "us-east4", "us-east5", "us-south1", "us-west1", "us-west2", "us-west3", "us-west4",

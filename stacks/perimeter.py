@@ -16,30 +16,15 @@ from constructs import Construct
 from cdktn_provider_google import access_context_manager_service_perimeter as acm
 from cdktn_provider_google.access_context_manager_service_perimeter import AccessContextManagerServicePerimeter
 
+from stacks.facts import TOKEN_PATH_SERVICES
 from stacks.project import Project
 
-SUPPORTED_PRODUCTS = "https://cloud.google.com/vpc-service-controls/docs/supported-products"
-
-# The services a path to or from the token depends on, each on VPC Service Controls' supported products page (one
-# row per service there): the perimeter restricts them all, and the review fails a perimeter that does not
-# (review.egress_model.perimeter). Restricting Artifact Registry means images from outside the perimeter (Google's
-# Deep Learning Containers) need the registry's own exception or a mirror in the project: check the deploy in
-# dry-run first (perimeter_dry_run = true), as Google's rollout advice says.
-TOKEN_PATH_SERVICES: dict[str, str] = {
-    "secretmanager.googleapis.com": "Secret Manager: the token's value",
-    "storage.googleapis.com": "Cloud Storage: job inputs, checkpoints and mirrors (a copy to an outside bucket is"
-                              " exfiltration)",
-    "aiplatform.googleapis.com": "Vertex AI: the jobs and their specs",
-    "iamcredentials.googleapis.com": "IAM Service Account Credentials: minting the trainer's and submitter's tokens",
-    "artifactregistry.googleapis.com": "Artifact Registry: the image that runs with the token",
-}
+# The services a path to or from the token depends on (stacks.facts.TOKEN_PATH_SERVICES, each on VPC Service
+# Controls' supported products page): the perimeter restricts them all, and the review fails a perimeter that does
+# not (review.egress_model.perimeter). Restricting Artifact Registry means images from outside the perimeter
+# (Google's Deep Learning Containers) need the registry's own exception or a mirror in the project: check the deploy
+# in dry-run first (perimeter_dry_run = true), as Google's rollout advice says.
 RESTRICTED_SERVICES = tuple(TOKEN_PATH_SERVICES)
-
-
-def egress_enforced(proxy: bool, perimeter: bool, dry_run: bool) -> bool:
-    """The allowlist is enforced only inside a perimeter whose enforced configuration (not a dry-run spec, which
-    denies nothing) restricts every service of TOKEN_PATH_SERVICES, which this construct's always does."""
-    return proxy and perimeter and not dry_run
 
 
 class ServicePerimeter(Construct):

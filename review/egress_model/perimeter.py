@@ -12,21 +12,7 @@ from dataclasses import dataclass, field
 
 from review.plan import Plan, unresolved
 
-SUPPORTED_PRODUCTS = "https://cloud.google.com/vpc-service-controls/docs/supported-products"
-
-# The services a path to or from the token depends on, each supported by VPC Service Controls (the supported
-# products page above lists each service name): restricted, calls from outside the perimeter are refused.
-TOKEN_PATH_SERVICES: dict[str, str] = {
-    "secretmanager.googleapis.com": "Secret Manager: the token's value (supported products page, Secret Manager)",
-    "storage.googleapis.com": "Cloud Storage: job inputs, checkpoints and mirrors; a copy to an outside bucket is"
-                              " exfiltration (supported products page, Cloud Storage)",
-    "aiplatform.googleapis.com": "Vertex AI: the jobs themselves and their specs (supported products page,"
-                                 " Vertex AI)",
-    "iamcredentials.googleapis.com": "IAM Service Account Credentials: minting the trainer's or submitter's tokens"
-                                     " (supported products page, IAM Service Account Credentials API)",
-    "artifactregistry.googleapis.com": "Artifact Registry: the image that runs with the token (supported products"
-                                       " page, Artifact Registry)",
-}
+from stacks.facts import TOKEN_PATH_SERVICES, VPCSC_SUPPORTED_PRODUCTS as SUPPORTED_PRODUCTS
 
 PERIMETER = "google_access_context_manager_service_perimeter"
 PERIMETERS = "google_access_context_manager_service_perimeters"
