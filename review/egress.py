@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from review.plan import Plan, unresolved
@@ -333,7 +333,7 @@ def replay(policy: ProxyPolicy, traffic: list[tuple[Request, str | None]]) -> li
 
 
 def decision_json(d: Decision) -> dict:
-    return {**asdict(d.request), "action": d.action, "rule": d.rule, "why": d.why, "expect": d.expect,
+    return {**vars(d.request), "action": d.action, "rule": d.rule, "why": d.why, "expect": d.expect,
             "as_expected": d.as_expected}
 
 
