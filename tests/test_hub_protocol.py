@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 import huggingface_hub
 from huggingface_hub import constants
@@ -60,3 +61,38 @@ def test_shapes_filters_by_role_and_kind():
     assert {s.path for s in cas} == {"/v1/reconstructions/{hash}", "/v2/reconstructions/{hash}"}
     assert all("dataset" in s.kinds for s in hub_protocol.shapes(kind="dataset"))
     assert hub_protocol.hosts("xet-transfer") == ("transfer.xethub.hf.co", "transfer.xethub-eu.hf.co")
+
+
+def _shape_regex(template: str) -> re.Pattern:
+    parts = {"{model}": "[^/]+/[^/]+", "{dataset}": "[^/]+/[^/]+", "{rev}": "[^/]+", "{file}": ".+",
+             "{hash}": "[0-9a-f]{64}", "{anything}": ".*"}
+    rx = re.escape(template).replace(r"\[", "(?:").replace(r"\]", ")?")
+    for name, sub in parts.items():
+        rx = rx.replace(re.escape(name), sub)
+    return re.compile("^" + rx + "$")
+
+
+def _row_in(shapes, row: dict, kind: str | None) -> bool:
+    path = (row["path"].replace("{model}", "org/m").replace("{dataset}", "org/d").replace("{unlisted}", "org/u")
+            .replace("{rev}", "main").replace("{oid}", "0" * 64))
+    host_roles = {h.name: h.role for h in HOSTS} | {h: hub_protocol.VIEWER_ROLE for h in NOT_DOWNLOAD_HOSTS}
+    return any(host_roles.get(row["host"]) == s.role and row["method"] in s.methods
+               and _shape_regex(s.path.split("?")[0]).match(path) and (kind is None or kind in s.kinds)
+               for s in shapes)
+
+
+def test_the_recorded_traffic_of_real_clients_is_in_the_table():
+    """review/traffic/recorded.jsonl (the real trl sft, hf download, with Xet on and off): every request a download
+    made is a DOWNLOAD row, every request it did not need a NOT_NEEDED row, and the Xet route is in it."""
+    from review.egress import load_recording
+    rows = load_recording()
+    assert rows
+    for row in rows:
+        kind = "dataset" if "{dataset}" in row["path"] else "model" if "{model}" in row["path"] else None
+        if row["expect"] == "allow":
+            assert _row_in(DOWNLOAD, row, kind), f"a download made a request the table does not list: {row}"
+        elif "{unlisted}" not in row["path"] and row["method"] in ("GET", "HEAD"):
+            assert _row_in(NOT_NEEDED, row, None) and not _row_in(DOWNLOAD, row, None), row
+    observed = [s for s in DOWNLOAD if any(_row_in((s,), r, None) for r in rows if r["expect"] == "allow")]
+    assert {s.role for s in observed} == {"hub", "xet-cas", "xet-transfer", "xet-bridge", "lfs-cdn"}
+    assert any("xet-read-token" in s.path for s in observed)
