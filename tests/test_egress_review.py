@@ -400,3 +400,15 @@ def test_hub_methods_any_is_an_explicit_setting_the_review_fails(tmp_path):
     assert rep["ok"] is False
     writes = [f for f in rep["egress"]["findings"] if "write method" in f["what"]]
     assert writes and all("allow-" in f["rule"] for f in writes)
+
+
+def test_secondary_ranges_are_source_ranges_too(plans, tmp_path):
+    """A subnet's secondary range holds workloads of the platform: it is in the platform's range, which reaches
+    nothing."""
+    d = copy.deepcopy(plans["sandbox"])
+    _one(d, "google_compute_subnetwork", "proxy-subnet")["secondary_ip_range"] = [
+        {"range_name": "pods", "ip_cidr_range": "10.50.0.0/24"}]
+    plan, _ = _plan(d, tmp_path, "synth", None, None)
+    rep = review(plan)
+    platform = next(s for s in rep["egress"]["sources"] if s["name"] == "platform")
+    assert "10.50.0.0/24" in platform["range"] and rep["egress"]["ok"]

@@ -62,13 +62,16 @@ def _sources(plan: Plan, mode: str) -> list[proxy.SourceRange]:
                                      tuple(view.output("allowed_datasets") or ()), cidr))
     platform: list = []
     for r in plan.of_type("google_compute_subnetwork"):
-        cidr = str(plan.resolved(r).get("ip_cidr_range") or "")
-        try:
-            net = ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            continue
-        if net.version == 4 and not any(net.overlaps(n) for n in named):
-            platform.append(net)
+        v = plan.resolved(r)
+        secondary = v.get("secondary_ip_range") or []
+        secondary = [secondary] if isinstance(secondary, dict) else secondary
+        for cidr in [v.get("ip_cidr_range")] + [x.get("ip_cidr_range") for x in secondary if isinstance(x, dict)]:
+            try:
+                net = ipaddress.ip_network(str(cidr or ""), strict=False)
+            except ValueError:
+                continue
+            if net.version == 4 and not any(net.overlaps(n) for n in named):
+                platform.append(net)
     platform = list(ipaddress.collapse_addresses(platform))
     if platform:
         out.append(proxy.SourceRange(PLATFORM, platform, None, None, ", ".join(map(str, platform))))
