@@ -293,7 +293,7 @@ def test_without_xet_the_same_file_comes_from_the_bridge(hub, tmp_path):
     """A client with Xet off (HF_HUB_DISABLE_XET) follows resolve's redirect to the Xet bridge, without the token."""
     cloud, model, _, token = hub
     before = len(cloud.hub_state.log)
-    code = ("import sys\nfrom huggingface_hub import hf_hub_download\n"
+    code = ("import os, sys\nos.environ['HF_HUB_DISABLE_XET'] = '1'\nfrom huggingface_hub import hf_hub_download\n"
             "print(len(open(hf_hub_download(sys.argv[1], 'model.safetensors', token=sys.argv[2]), 'rb').read()))")
     proc = run(cloud, code, tmp_path, model, token)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -410,3 +410,25 @@ def test_writes_a_stale_parent_commit_and_a_repository_scoped_token_as_the_hub_a
     with pytest.raises(HfHubHTTPError) as err:
         api.create_repo(missing, private=True, exist_ok=True, token=scoped)
     assert err.value.response.status_code == 403 and missing not in state.repos
+
+
+def test_a_large_xet_file_is_reconstructed_range_by_range(hub, tmp_path):
+    """hf-xet asks the CAS for a file's reconstruction in blocks of file bytes (a Range each); the terms of a block
+    start at a chunk boundary and the offset into the first chunk is skipped: the bytes still come out exact."""
+    import hashlib
+    import random
+    cloud, _, _, token = hub
+    repo_id = f"hfgate-demo/xet-large-{time.time_ns()}"
+    data = random.Random(7).randbytes(700_001)          # 11 chunks of 64 KiB, the last one short
+    cloud.hub_state.add_repo(repo_id, {"weights.bin": data})
+    before = len(cloud.hub_state.log)
+    code = ("import hashlib, os, sys\nos.environ['HF_XET_RECONSTRUCTION_MIN_RECONSTRUCTION_FETCH_SIZE'] = '100000'\n"
+            "os.environ['HF_XET_RECONSTRUCTION_MAX_RECONSTRUCTION_FETCH_SIZE'] = '150000'\n"
+            "from huggingface_hub import hf_hub_download\n"
+            "print(hashlib.sha256(open(hf_hub_download(sys.argv[1], 'weights.bin', token=sys.argv[2]), 'rb')"
+            ".read()).hexdigest())")
+    proc = run_xet(cloud, code, tmp_path, repo_id, token)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-1] == hashlib.sha256(data).hexdigest()
+    blocks = [e for e in cloud.hub_state.log[before:] if e["host"] == "cas-server.xethub.hf.co"]
+    assert len(blocks) > 2, "the file was asked for in several ranges"
