@@ -89,7 +89,7 @@ def find_existing(client, outputs: Outputs, rid: str, job_spec: dict | None = No
                   "the duplicate check")
     wanted = spec_fingerprint(job_spec) if job_spec is not None else None
     for job in resp:
-        if of_team(job, outputs) and _is_ours(job, rid, wanted):
+        if _is_ours(job, rid, wanted) and of_team(job, outputs):
             return job
     return None
 

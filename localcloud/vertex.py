@@ -105,6 +105,11 @@ def _ts() -> timestamp_pb2.Timestamp:
     return ts
 
 
+def _gcs_message(exc: gexc.GoogleAPICallError) -> str:
+    """Cloud Storage's own message, without the request line the client puts before it."""
+    return re.sub(r"^[A-Z]+ \S+: ", "", exc.message or "")
+
+
 def read_lines(proc: subprocess.Popen, emit) -> None:
     """Every line of a process's stdout and stderr, until both close: two streams, each cut into lines on its own, as
     a container runtime's log collection reads them (one pipe for both would let a line one process writes in two
@@ -362,9 +367,9 @@ class JobStore:
                 self.gcs_sync.pull(b, gcs_root / b, as_member=account)
             except gexc.Forbidden as exc:
                 metadata.stop()
-                self.log(job_id, f"cannot mount gs://{b}: {exc.message}")
+                self.log(job_id, f"cannot mount gs://{b}: {_gcs_message(exc)}")
                 return self._set(job_id, S.JOB_STATE_FAILED, status_pb2.Status(
-                    code=code_pb2.PERMISSION_DENIED, message=f"gs://{b}: {exc.message}"))
+                    code=code_pb2.PERMISSION_DENIED, message=f"gs://{b}: {_gcs_message(exc)}"))
             except Exception as exc:      # a bucket the job names that does not exist or cannot be read
                 metadata.stop()
                 self.log(job_id, f"cannot mount gs://{b}: {exc}")
@@ -471,7 +476,7 @@ class JobStore:
                 if changed:
                     self.gcs_sync.push(b, gcs_root / b, as_member=account)
             except gexc.Forbidden as exc:
-                denied.append((b, changed, exc.message))    # Cloud Storage refused the write: it did not land
+                denied.append((b, changed, _gcs_message(exc)))    # Cloud Storage refused the write: it did not land
         if denied:
             b, changed, message = denied[0]
             where = f"gs://{b}/{changed[0]}" if changed else f"gs://{b}"
