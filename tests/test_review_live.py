@@ -280,3 +280,16 @@ def test_the_ancestry_comes_from_any_result_and_is_unknown_when_nothing_shows_it
         cloud.assets.remove(name)           # nothing left in the project (its secrets included)
     rep = review_live(cloud)
     assert not rep["ok"] and f"projects/{cloud.project_id} (ancestry)" in rep["unresolved"]
+
+
+def test_the_inventory_pages_its_answers_as_the_client_expects(cloud):
+    """The official client follows next_page_token: small pages give the same results as one large page."""
+    from jobs.endpoints import asset
+    scope = f"projects/{cloud.project_id}"
+    with cloud.environ(as_member=REVIEWER):
+        client = asset()
+        small = [r.name for r in client.search_all_resources(request={"scope": scope, "page_size": 2})]
+        large = [r.name for r in client.search_all_resources(request={"scope": scope, "page_size": 500})]
+        policies = [r.resource for r in client.search_all_iam_policies(request={"scope": scope, "page_size": 1})]
+    assert len(small) > 2 and small == large
+    assert len(policies) == len(set(policies)) > 1
