@@ -310,9 +310,10 @@ def evaluate(term: Term, p: Point, lists: dict[str, tuple[str, ...]]):
 
 
 # Witnesses: requests that exercise each path term -----------------------------------------------------------------
-def regex_examples(pattern: str, limit: int = 4000) -> list[str]:
-    """Strings the pattern matches, at least one per alternative of its outermost alternation (repeats taken once,
-    classes by their first member). Enough to exercise a rule's regular expression; not every string it matches."""
+def regex_examples(pattern: str, limit: int = 50000) -> list[str]:
+    """Strings the pattern matches: every combination of its alternatives, up to `limit` (optional parts with and
+    without, repeats taken once, classes by their first member). Enough to exercise a rule's regular expression;
+    not every string it matches."""
     try:
         from re import _parser as sre  # type: ignore[attr-defined]
     except ImportError:                                     # Python < 3.11
