@@ -412,3 +412,40 @@ def test_secondary_ranges_are_source_ranges_too(plans, tmp_path):
     rep = review(plan)
     platform = next(s for s in rep["egress"]["sources"] if s["name"] == "platform")
     assert "10.50.0.0/24" in platform["range"] and rep["egress"]["ok"]
+
+
+@pytest.mark.parametrize("matcher,point,want", [
+    ("host() == 'huggingface.co'", ("10.8.0.2", "huggingface.co", "GET", "/"), True),
+    ("'huggingface.co' == host()", ("10.8.0.2", "hf.co", "GET", "/"), False),
+    ("host().endsWith('.hf.co')", ("10.8.0.2", "cdn-lfs.hf.co", "GET", "/"), True),
+    ("inUrlList(host(), 'L')", ("10.8.0.2", "a.huggingface.co", "GET", "/"), True),
+    ("inUrlList(host(), 'L')", ("10.8.0.2", "huggingface.co.evil.example", "GET", "/"), False),
+    ("request.method in ['GET', 'HEAD']", ("10.8.0.2", "h", "HEAD", "/"), True),
+    ("request.method == 'POST'", ("10.8.0.2", "h", "GET", "/"), False),
+    ("request.path == '/a'", ("10.8.0.2", "h", "GET", "/a"), True),
+    ("request.path in ['/a', '/b']", ("10.8.0.2", "h", "GET", "/c"), False),
+    ("request.path.startsWith('/api/')", ("10.8.0.2", "h", "GET", "/api/x"), True),
+    ("request.path.contains('..')", ("10.8.0.2", "h", "GET", "/a/../b"), True),
+    ("request.path.matches('^/v[12]/x$')", ("10.8.0.2", "h", "GET", "/v2/x"), True),
+    ("inIpRange(source.ip, '10.8.0.0/25')", ("10.8.0.200", "h", "GET", "/"), False),
+    ("!(request.method in ['GET']) && (true || false)", ("10.8.0.2", "h", "PUT", "/"), True),
+])
+def test_each_term_of_the_cel_subset_reads_as_the_proxy_defines_it(matcher, point, want):
+    """Each row of the subset (review/egress_model/cel.py) against the same request decided by cel-python, the
+    replay's engine: the model's reading and the CEL engine agree."""
+    import ipaddress
+    from review.egress import ProxyPolicy, Request
+    from review.egress_model.cel import Point, evaluate, parse
+    lists = {"L": ("*.huggingface.co", "huggingface.co")}
+    src, host, method, path = point
+    assert evaluate(parse(matcher), Point(ipaddress.ip_address(src), host, method, path), lists) is want
+    policy = ProxyPolicy([], {"L": list(lists["L"])})
+    assert policy._matches(matcher, Request(host, method, path, source_ip=src)) is want
+
+
+@pytest.mark.parametrize("matcher", ["request.headers['a'] == 'b'", "host() != 'x'", "request.path.endsWith('x')",
+                                     "size(request.path) > 3", "request.url().contains('x')"])
+def test_a_term_outside_the_subset_is_unsupported(matcher):
+    from review.egress_model.cel import Unsupported, parse
+    with pytest.raises(Unsupported):
+        parse(matcher)
