@@ -278,9 +278,10 @@ def test_harmless_network_changes_pass(plans, tmp_path, case, mutate):
 
 
 # The shipped stacks ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("form", ["synth", "plan"])
 @pytest.mark.parametrize("env", ["sandbox", "dev", "prod"])
-def test_the_shipped_stacks_reach_exactly_what_their_allowlists_imply(plans, tmp_path, env):
-    plan, _ = _plan(copy.deepcopy(plans[env]), tmp_path, "synth", None, None)
+def test_the_shipped_stacks_reach_exactly_what_their_allowlists_imply(plans, tmp_path, env, form):
+    plan, _ = _plan(copy.deepcopy(plans[env]), tmp_path, form, None, None)
     rep = review(plan)
     eg = rep["egress"]
     assert eg["ok"] and eg["findings"] == [] and eg["unknowns"] == [], _egress_failures(rep)
