@@ -48,7 +48,7 @@ class EgressModel:
                 "ok": not any(x["accepted"] is None for x in findings + unknowns)}
 
 
-def _sources(plan: Plan, mode: str) -> list[proxy.SourceRange]:
+def _sources(plan: Plan) -> list[proxy.SourceRange]:
     views = team_views(plan)
     out, named = [], []
     for name, view in views.items():
@@ -112,13 +112,13 @@ def build(plan: Plan) -> EgressModel:
                                    why.split()[1], "why": why})
     gateway = next((plan.resolved(g) for g in plan.of_type("google_network_services_gateway")), {})
     proxy_address = next(iter(gateway.get("addresses") or []), None)
-    sources = _sources(plan, mode)
+    sources = _sources(plan)
     model.sources = [{"name": s.name, "range": s.cidr} for s in sources]
-    net = network.read(plan, proxy_address)
+    net = network.read(plan)
     model.unknowns += net.unknowns
     if mode == "proxy":
         reps: list = [(s.name, next(iter(proxy.source_pieces(proxy.ProxyModel([], {}), [s])))[1]) for s in sources]
-        network.firewall_reach(net, reps, proxy_address, None)
+        network.firewall_reach(net, reps, proxy_address)
         model.firewall = net.reach
         _attachments(plan, model)
         pm = proxy.read_rules(plan)

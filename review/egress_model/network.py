@@ -84,7 +84,7 @@ def _l4(configs, protocol_key: str, ports_key: str = "ports") -> list[tuple[str,
     return out or [("all", [])]
 
 
-def read(plan: Plan, proxy_address: str | None) -> NetworkModel:
+def read(plan: Plan) -> NetworkModel:
     m = NetworkModel()
     for r in plan.of_type("google_compute_network"):
         v = plan.resolved(r)
@@ -247,8 +247,7 @@ def decide(m: NetworkModel, src, dest_net, proto: str, port: int | None) -> tupl
     return True, "implied allow egress"
 
 
-def firewall_reach(m: NetworkModel, sources: list[tuple[str, object]], proxy: str | None,
-                   proxy_port: int | None) -> None:
+def firewall_reach(m: NetworkModel, sources: list[tuple[str, object]], proxy: str | None) -> None:
     """Per source: the destinations the firewall lets through, and a finding for each rule letting jobs reach the
     internet (the union of what it allows, however it is written)."""
     cuts = {d for r in m.rules for d in r.dest if d.version == 4} | {ANY4}

@@ -19,7 +19,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from review.egress_model.cel import Atom, Point, Unsupported, atoms, evaluate, parse, path_witnesses
+from review.egress_model.cel import Point, Unsupported, atoms, evaluate, parse, path_witnesses
 from review.plan import Plan
 
 RULE_TYPE = "google_network_security_gateway_security_policy_rule"
@@ -320,8 +320,7 @@ class Expected:
         return False
 
 
-def extras(model: ProxyModel, found: list[Allowance], ranges: list[SourceRange], expected: Expected,
-           limit_per_rule: int = 3) -> list[dict]:
+def extras(model: ProxyModel, found: list[Allowance], ranges: list[SourceRange], expected: Expected) -> list[dict]:
     """Allowed requests the allowlist does not imply: one finding per rule and kind, with an example."""
     by_name = {r.name: r for r in ranges}
     out: dict[tuple[str, str], dict] = {}
