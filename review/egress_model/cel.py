@@ -311,9 +311,9 @@ def evaluate(term: Term, p: Point, lists: dict[str, tuple[str, ...]]):
 
 # Witnesses: requests that exercise each path term -----------------------------------------------------------------
 def regex_examples(pattern: str, limit: int = 50000) -> list[str]:
-    """Strings the pattern matches: every combination of its alternatives, up to `limit` (optional parts with and
-    without, repeats taken once, classes by their first member). Enough to exercise a rule's regular expression;
-    not every string it matches."""
+    """Strings the pattern matches: every combination of its alternatives while there are at most `limit`, beyond
+    that every alternative at least once (optional parts with and without, repeats taken once, classes by their
+    first member). Enough to exercise a rule's regular expression; not every string it matches."""
     try:
         from re import _parser as sre  # type: ignore[attr-defined]
     except ImportError:                                     # Python < 3.11
@@ -326,7 +326,10 @@ def regex_examples(pattern: str, limit: int = 50000) -> list[str]:
             opts = node(op, av)
             if not opts:
                 return []
-            outs = [o + x for o in outs for x in opts][:limit]
+            if len(outs) * len(opts) <= limit:
+                outs = [o + x for o in outs for x in opts]
+            else:       # too many combinations: every option at least once, every earlier string once
+                outs = [o + opts[0] for o in outs] + [outs[0] + x for x in opts[1:]]
         return outs
 
     def node(op, av) -> list[str]:
@@ -355,7 +358,7 @@ def regex_examples(pattern: str, limit: int = 50000) -> list[str]:
         if op is C["SUBPATTERN"]:
             return gen(av[-1])
         if op is C["BRANCH"]:
-            return [s for b in av[1] for s in gen(b)][:limit]
+            return [s for b in av[1] for s in gen(b)]
         if op in (C["AT"],):
             return [""]
         if op is C["CATEGORY"]:
@@ -364,7 +367,7 @@ def regex_examples(pattern: str, limit: int = 50000) -> list[str]:
             return [""]
         return ["x"]
     try:
-        return sorted(set(gen(list(sre.parse(pattern)))))[:limit]
+        return sorted(set(gen(list(sre.parse(pattern)))))
     except Exception:           # a construct the generator does not know: the probes still exercise the rule
         return []
 
