@@ -133,7 +133,8 @@ class LocalCloud:
         # RESOURCE_EXHAUSTED, as the real service does (a knob; 60 per minute by default).
         self.logging_read_quota_per_min = 60
         self.logging_window_s = 60.0      # the quota's window (a knob: tests shorten it)
-        self.logging_reads: list[float] = []
+        self.logging_reads: list[float] = []      # the environment's project's reads
+        self.logging_reads_of: dict[str, list[float]] = {}   # every other consumer project's (a team's)
         self.logging_throttled = 0
         self.logging_lock = threading.Lock()
         self._metadata_by_member: dict[str, object] = {}
@@ -469,16 +470,20 @@ def _rest_handler(cloud: LocalCloud):
                     return self._send(*refused)
                 import re
                 now = time.time()
+                # The quota is the consumer's: the caller's own project (a team's reads never use up another's).
+                consumer = cloud.iam.project_of(member)
                 with cloud.logging_lock:       # a refused read does not count against the quota
-                    recent = [t for t in cloud.logging_reads if now - t < cloud.logging_window_s]
+                    reads = cloud.logging_reads if consumer == cloud.project_id else \
+                        cloud.logging_reads_of.setdefault(consumer, [])
+                    recent = [t for t in reads if now - t < cloud.logging_window_s]
                     if len(recent) >= cloud.logging_read_quota_per_min:
                         cloud.logging_throttled += 1
                         return self._send(429, {"error": {
                             "code": 429, "status": "RESOURCE_EXHAUSTED",
                             "message": "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per"
                                        " minute' of service 'logging.googleapis.com' for consumer"
-                                       f" 'project_number:{cloud.project_number}'."}})
-                    cloud.logging_reads.append(now)
+                                       f" 'project_number:{cloud.iam.number(consumer)}'."}})
+                    reads.append(now)
                 flt = body.get("filter", "")
                 m = re.search(r'resource\.labels\.job_id\s*=\s*"?(\d+)"?', flt)
                 entries = cloud.jobs.entries(m.group(1)) if m else []

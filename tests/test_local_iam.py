@@ -336,3 +336,23 @@ def test_the_evaluator_follows_the_hierarchy_and_judges_roles_by_permission():
                    for p in ("aiplatform.customJobs.list", "storage.objects.get", "logging.logEntries.list"))
     assert iam.project_of("bucket:b-artifacts") == "team-b" and iam.number("team-b") == "12"
     assert iam.project_of("serviceAccount:t@team-a.iam.gserviceaccount.com") == "team-a"
+
+
+def test_a_teams_log_reads_use_its_own_projects_quota(teams):
+    """Cloud Logging's read quota is the consumer project's: alpha using up its own leaves beta's reads alone."""
+    cloud, _ = teams
+    alpha, beta = cloud.team_outputs["alpha"], cloud.team_outputs["beta"]
+    url = f"{cloud.rest.url}/v2/entries:list"
+    with cloud.logging_lock:
+        cloud.logging_reads_of.setdefault(alpha.project_id, []).extend(
+            [time.time() + 5] * cloud.logging_read_quota_per_min)
+    try:
+        status, body = _post(url, _sa(cloud, "alpha", "submitter"), cloud,
+                             {"resourceNames": [f"projects/{alpha.project_id}"], "filter": 'resource.type="ml_job"'})
+        assert status == 429 and f"project_number:{alpha.project_number}" in body["error"]["message"], body
+        status, body = _post(url, _sa(cloud, "beta", "submitter"), cloud,
+                             {"resourceNames": [f"projects/{beta.project_id}"], "filter": 'resource.type="ml_job"'})
+        assert status == 200, body
+    finally:
+        with cloud.logging_lock:
+            cloud.logging_reads_of[alpha.project_id].clear()
