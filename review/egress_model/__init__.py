@@ -133,8 +133,8 @@ def build(plan: Plan) -> EgressModel:
             model.reach = [{"source": s.name, "range": s.cidr, "hosts": "(unknown)", "methods": "-",
                             "paths": "the proxy rules could not be read (UNKNOWN below)"} for s in sources]
     else:
-        model.reach = [{"source": s.name, "range": s.cidr, "hosts": "anything (open mode)", "methods": "any",
-                        "paths": "any"} for s in sources[:1]]
+        model.reach = [{"source": "jobs", "range": "Google-managed egress (open mode: no VPC of ours)",
+                        "hosts": "anything", "methods": "any", "paths": "any (the allowlist is checked at submit only)"}]
     model.findings += net.findings
     seen, unique = set(), []
     for f in model.findings:
