@@ -280,7 +280,9 @@ def firewall_reach(m: NetworkModel, sources: list[tuple[str, object]], proxy: st
             nets = list(ipaddress.collapse_addresses(nets))
             public = public_part(nets)
             proxy_only = proxy and all(n.num_addresses == 1 and str(n.network_address) == proxy for n in nets)
-            lines.append(f"{', '.join(map(str, nets[:4]))}{' ...' if len(nets) > 4 else ''}"
+            rule = next((r for r in m.rules if r.address == by), None)
+            ports = ", ".join(f"{p}:{','.join(ps)}" if ps else p for p, ps in rule.protocols) if rule else "any"
+            lines.append(f"{', '.join(map(str, nets[:4]))}{' ...' if len(nets) > 4 else ''} {ports}"
                          f" ({by.rsplit('.', 1)[-1]})")
             if public and not proxy_only:
                 m.findings.append({"address": by, "rule": by.rsplit(".", 1)[-1],
