@@ -450,3 +450,21 @@ def test_a_term_outside_the_subset_is_unsupported(matcher):
     from review.egress_model.cel import Unsupported, parse
     with pytest.raises(Unsupported):
         parse(matcher)
+
+
+def test_the_cli_fails_naming_what_opens_egress(plans, tmp_path):
+    """`hfgate review` exits 1 and names the resource on stderr; the accept file's [[egress]] entry makes it pass."""
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    _, path = _plan(_nat(copy.deepcopy(plans["sandbox"])), tmp_path, "synth", None, None)
+    base = [sys.executable, "-m", "jobs.cli", "review", "--plan", str(path), "--no-checkov", "--out",
+            str(tmp_path / "r")]
+    proc = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "egress: google_compute_router_nat.jobs" in proc.stderr, proc.stderr[-800:]
+    accept = tmp_path / "accept.toml"
+    accept.write_text('[[egress]]\naddress = "google_compute_router_nat.jobs"\nreason = "the NAT serves a VM subnet'
+                      ' the firewall keeps from the internet"\n')
+    proc = subprocess.run(base + ["--accept", str(accept)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-800:]
+    assert "accepted: the NAT serves" in (tmp_path / "r" / "REPORT.md").read_text()
