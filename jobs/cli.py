@@ -133,11 +133,14 @@ def _parser() -> argparse.ArgumentParser:
                         " reports/<env>/REPORT.md, report.json and report.sarif; prints the --format one. Offline.",
                         epilog="exit codes: 0 PASS; 1 FAIL: a policy or checkov failed, a principal other than the"
                         " trainer and submitter reaches the token, something could not be resolved (UNKNOWN) and"
-                        " was not accepted, or recorded traffic replayed through the proxy rules was decided"
+                        " was not accepted, jobs can reach more than the allowlist implies (an egress finding not"
+                        " accepted), or recorded traffic replayed through the proxy rules was decided"
                         " otherwise than the allowlist says; 2 bad input\n\naccept file (TOML), each entry with a reason:\n"
                         "  [[unknown]]\n  address = \"google_project_iam_member.from_var\"\n  reason = \"var.role is"
                         " roles/logging.viewer in every workspace (checked)\"\n  [[reader]]\n  principal ="
                         " \"group:ml-oncall@example.com\"\n  reason = \"break-glass, approved in SEC-123\"\n"
+                        "  [[egress]]\n  address = \"google_compute_router_nat.build\"\n  reason = \"serves the"
+                        " build VMs' subnet only (checked)\"\n"
                         "\nexamples:\n  hfgate review --env dev\n  terraform show -json plan.out > plan.json &&"
                         " hfgate review --env prod --plan plan.json --format sarif\n  hfgate review --env dev --accept"
                         " review-accept.toml",
