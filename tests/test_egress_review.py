@@ -156,6 +156,17 @@ FAMILIES = {
         "sandbox", _any_method, ("allow-repos", "a write method")),
 }
 
+def _cross_team(d):
+    rule = _one(d, RULE, "research-allow-repos-0")
+    rule["application_matcher"] = rule["application_matcher"].replace(
+        "google/txgemma-2b-predict", "google/txgemma-2b-predict|google/gemma-3-4b-it")
+    return d
+
+
+FAMILIES["one team's rule reaching another team's repository"] = (
+    "dev", _cross_team, ("research-allow-repos-0", "GET huggingface.co/api/models/google/gemma-3-4b-it from team"
+                                                   " research"))
+
 # Not understood: UNKNOWN, which fails too, naming the resource.
 UNKNOWNS = {
     "a matcher only known at apply": (lambda d: _rule(d, "from-var", 150, "${var.matcher}"), "from-var"),
