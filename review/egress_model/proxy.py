@@ -379,8 +379,13 @@ def reach_table(found: list[Allowance], ranges: list[SourceRange], expected: Exp
             else:
                 repos = {r.split("@")[0] for r in (rng.models or ()) + (rng.datasets or ())}
                 named = sorted(r for r in repos if any(f"/{r}/" in p + "/" for p in paths))
-                templates = expected.shapes_of(host, paths - {"*"})
-                shape = (", ".join(templates) or "paths the protocol table does not list")
+                by_methods: dict[str, list[str]] = {}      # shapes grouped by the methods allowed on them
+                for name in expected.shapes_of(host, paths - {"*"}):
+                    on = ", ".join(m for m in HTTP_METHODS if any(
+                        a.method == m and name in expected.shapes_of(host, {a.path}) for a in items))
+                    by_methods.setdefault(on, []).append(name)
+                shape = ("; ".join(f"{', '.join(names)} ({on})" for on, names in by_methods.items())
+                         or "paths the protocol table does not list")
                 if named:
                     shape += " for " + (", ".join(named) if len(named) <= 4 else f"{len(named)} listed repositories")
             if extra:
