@@ -218,6 +218,7 @@ def test_what_the_model_does_not_understand_is_unknown_and_fails(plans, tmp_path
     rep = review(plan)
     assert rep["ok"] is False
     assert any(where in u["address"] and u["why"] for u in rep["egress"]["unknowns"]), rep["egress"]["unknowns"]
+    assert "**UNKNOWN**" in to_markdown(rep)       # the report renders it (and the rows it could not compute)
 
 
 def test_a_failing_egress_finding_passes_only_when_accepted_with_a_reason(plans, tmp_path):
