@@ -278,10 +278,10 @@ def test_a_mirror_rewritten_with_its_manifest_is_refused_against_the_hub(cloud):
     manifest = json.loads(bucket.blob(prefix + "hfgate-manifest.json").download_as_bytes())
     _rewrite(bucket, prefix, manifest, "model.safetensors", weights)
     _rewrite(bucket, prefix, json.loads(bucket.blob(prefix + "hfgate-manifest.json").download_as_bytes()),
-             "tokenizer.json", b'{"added": "by someone"}')
+             "config.json", b'{"added": "by someone"}')
     proc = hfgate(cloud, "submit", "--model", repo, "--dataset", DATASET, "--token-delivery", "mirror",
                   "--force-new")
-    assert proc.returncode == 1 and "tokenizer.json is not the file the Hub serves" in proc.stderr
+    assert proc.returncode == 1 and "config.json is not the file the Hub serves" in proc.stderr
     assert "git blob id" in proc.stderr and cloud.jobs.create_calls == before
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -89,7 +90,9 @@ def test_secret_manager_samples_and_the_vertex_client_work_with_only_an_endpoint
     env = {**os.environ, **cloud.env(as_member=cloud.admin)}
     endpoint = env.pop("HFGATE_SECRETMANAGER_ENDPOINT")
     vertex = env.pop("HFGATE_VERTEX_ENDPOINT")
-    assert env["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"].endswith("ca.pem")     # TLS, trusted the standard way
+    # TLS, trusted the standard way: the bundle holds the local CA (after the usual public roots)
+    roots = Path(env["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"]).read_bytes()
+    assert (Path(env["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"]).parent / "ca.pem").read_bytes() in roots
     proc = subprocess.run([sys.executable, "-c", SAMPLES, endpoint, cloud.project_id, cloud.region, vertex,
                            f"samples-{os.getpid()}"], cwd="/", env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -87,15 +87,20 @@ def test_every_resource_of_an_enabled_api_waits_for_that_api(plans, env):
     """One apply on a bare project: each resource whose API the stack enables depends on that API's
     google_project_service (service identities on the API they name)."""
     data = plans[env]
-    services = {v["service"]: f"google_project_service.{k}"
+    # With teams, each team's project enables its own APIs: a resource whose project is written out waits for the API
+    # of that project; one whose project is a reference (to a resource of the same stack) waits for the API somewhere.
+    services = {(v["project"], v["service"]): f"google_project_service.{k}"
                 for k, v in data["resource"]["google_project_service"].items()}
     checked = 0
     for rtype, by_name in data["resource"].items():
         for name, values in by_name.items():
             api = values.get("service") if rtype == "google_project_service_identity" else api_for(rtype)
-            if rtype == "google_project_service" or api not in services:
+            enabling = {svc for (_, s), svc in services.items() if s == api}
+            if rtype == "google_project_service" or not enabling:
                 continue
-            assert services[api] in values.get("depends_on", []), f"{rtype}.{name} does not wait for {api}"
+            own = services.get((values.get("project"), api))
+            waits = set(values.get("depends_on", []))
+            assert (own in waits) if own else (enabling & waits), f"{rtype}.{name} does not wait for {api}"
             checked += 1
     assert checked > 15
 
