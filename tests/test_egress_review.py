@@ -167,6 +167,42 @@ FAMILIES["one team's rule reaching another team's repository"] = (
     "dev", _cross_team, ("research-allow-repos-0", "GET huggingface.co/api/models/google/gemma-3-4b-it from team"
                                                    " research"))
 
+# Found by the round's outside review: a policy attached to a network outside the plan governs none of the jobs'
+# packets; a protocol given by its number is that protocol.
+FAMILIES["the firewall policy associated with another network"] = (
+    "prod", lambda d: _one(d, "google_compute_network_firewall_policy_association").update(
+        attachment_target="projects/other/global/networks/default") or d,
+    ("implied allow egress", "reach internet addresses"))
+FAMILIES["a classic firewall allow naming TCP by its number"] = (
+    "prod", lambda d: add(d, "google_compute_firewall", "by-number", {
+        "name": "by-number", "network": _network(d), "direction": "EGRESS", "priority": 1000,
+        "allow": [{"protocol": "6", "ports": ["443"]}], "destination_ranges": ["1.0.0.0/8"]}),
+    ("google_compute_firewall.by-number", "internet addresses"))
+
+
+def _second_gateway(d):
+    """A second policy (with TLS inspection) on a second gateway of the jobs' network: its POST allow would sit
+    below the first policy's write deny if the two were read as one order."""
+    policies = d["resource"]["google_network_security_gateway_security_policy"]
+    policies["other"] = {"name": "other", "location": "us-central1",
+                         "tls_inspection_policy": _policy(d)["tls_inspection_policy"]}
+    _rule(d, "post", 60000, "host() == 'huggingface.co'", "request.method == 'POST'")
+    d["resource"][RULE]["post"]["gateway_security_policy"] = "other"
+    gateways = d["resource"]["google_network_services_gateway"]
+    gw = copy.deepcopy(next(iter(gateways.values())))
+    gateways["gw2"] = {**gw, "name": "gw2", "addresses": ["10.8.0.201"],
+                       "gateway_security_policy": "${google_network_security_gateway_security_policy.other.id}"}
+    return d
+
+
+def _masked_inspection(d):
+    """The rules' policy loses TLS inspection while another, unused policy has it."""
+    _policy(d).pop("tls_inspection_policy")
+    d["resource"]["google_network_security_gateway_security_policy"]["other"] = {
+        "name": "other", "location": "us-central1", "tls_inspection_policy": "x"}
+    return d
+
+
 # Not understood: UNKNOWN, which fails too, naming the resource.
 UNKNOWNS = {
     "a matcher only known at apply": (lambda d: _rule(d, "from-var", 150, "${var.matcher}"), "from-var"),
@@ -188,6 +224,19 @@ UNKNOWNS = {
         lambda d: add(d, "google_vpc_access_connector", "c", {"name": "c", "network": "hfg-sbx-vpc",
                                                               "ip_cidr_range": "10.8.2.0/28"}),
         "google_vpc_access_connector.c"),
+    "a deny rule switched off with the string \"false\" (Terraform converts it)": (
+        lambda d: _one(d, RULE, "deny-write").update(enabled="false") or d, "deny-write"),
+    "a deny rule losing TLS inspection as the string \"false\"": (
+        lambda d: _one(d, RULE, "deny-ambiguous").update(tls_inspection_enabled="false") or d, "deny-ambiguous"),
+    "a proxy rule without `enabled`": (lambda d: _one(d, RULE, "deny-write").pop("enabled") and d, "deny-write"),
+    "a firewall deny switched off with the string \"true\"": (
+        lambda d: _fw_rule(d, "off", 900, "deny", ["1.0.0.0/8"]) and _one(
+            d, "google_compute_network_firewall_policy_rule", "off").update(disabled="true") or d, "off"),
+    "an allow sharing the write deny's priority": (
+        lambda d: _rule(d, "tie", _one(d, RULE, "deny-write")["priority"], "host() == 'huggingface.co'",
+                        "request.method == 'POST'"), "tie"),
+    "a second gateway with a policy of its own": (_second_gateway, "gw2"),
+    "a second gateway security policy masking the lost TLS inspection": (_masked_inspection, "other"),
     "an argument the model does not read": (
         lambda d: _one(d, "google_compute_network").update(bgp_best_path_selection_mode="STANDARD") or d,
         "google_compute_network.egress_vpc"),

@@ -118,6 +118,17 @@ def egress_relevant(rtype: str) -> bool:
     return rtype.startswith(EGRESS_FAMILIES)
 
 
+# Boolean arguments the model decides on: Terraform converts the strings "true"/"false" (and "1"/"0") to booleans
+# where its schema says bool, so a string here would be read the wrong way by a truthiness test; anything but a JSON
+# boolean is UNKNOWN. `enabled` of a proxy rule is required by the provider: absent, the model would guess.
+BOOLEAN_ARGS: dict[str, tuple[str, ...]] = {
+    "google_network_security_gateway_security_policy_rule": ("enabled", "tls_inspection_enabled"),
+    "google_compute_firewall": ("disabled",),
+    "google_compute_network_firewall_policy_rule": ("disabled",),
+}
+REQUIRED_ARGS: dict[str, tuple[str, ...]] = {"google_network_security_gateway_security_policy_rule": ("enabled",)}
+
+
 def unknown_parts(rtype: str, values: dict) -> list[str]:
     """Why a resource is UNKNOWN to the egress model ([] when it is modelled or harmless, arguments included)."""
     if not egress_relevant(rtype) or harmless_reason(rtype):
@@ -125,6 +136,14 @@ def unknown_parts(rtype: str, values: dict) -> list[str]:
     if rtype not in MODELLED:
         return [f"{rtype} is not a type the egress model reads or a row of its harmless table"]
     out = []
+    for arg in BOOLEAN_ARGS.get(rtype, ()):
+        v = values.get(arg)
+        if v is None and arg in REQUIRED_ARGS.get(rtype, ()):
+            out.append(f"argument {arg} of {rtype} is required and absent: the model does not guess whether the"
+                       " rule applies")
+        elif v is not None and not isinstance(v, bool):
+            out.append(f"argument {arg} of {rtype} is {v!r}, not a boolean: Terraform would convert it, the model"
+                       " reads only true or false")
     for arg in values:
         if arg in META_ARGS or arg in MODELLED[rtype] or harmless_reason(rtype, arg):
             continue

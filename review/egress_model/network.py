@@ -76,11 +76,18 @@ class NetworkModel:
     reach: dict[str, list[str]] = field(default_factory=dict)  # source name -> what the firewall lets through
 
 
+# Firewall rules take a protocol by name or by its IANA number ("VPC firewall rules", protocols and ports): the
+# numbers of the protocols the model probes read as their names.
+IP_PROTOCOL_NUMBERS = {"6": "tcp", "17": "udp"}
+
+
 def _l4(configs, protocol_key: str, ports_key: str = "ports") -> list[tuple[str, list[str]]]:
     out = []
     for c in configs or []:
         if isinstance(c, dict):
-            out.append((str(c.get(protocol_key, "all")).lower(), [str(p) for p in c.get(ports_key) or []]))
+            proto = str(c.get(protocol_key, "all")).lower()
+            proto = IP_PROTOCOL_NUMBERS.get(proto, proto)
+            out.append((proto, [str(p) for p in c.get(ports_key) or []]))
     return out or [("all", [])]
 
 
@@ -113,8 +120,18 @@ def read(plan: Plan) -> NetworkModel:
         m.rules.append(FwRule(r.address, "classic", int(v.get("priority", 1000)), "allow" if allow else "deny",
                               dest, src, _l4(allow or deny, "protocol"),
                               bool(v.get("target_tags") or v.get("target_service_accounts"))))
-    associated = set()      # names of the policies attached to a network (by reference or by name)
+    associated = set()      # names of the policies attached to a network of the plan (by reference or by name)
+    own_networks = {r.name for r in plan.of_type("google_compute_network")}
+    own_names = {str(plan.resolved(r).get("name")) for r in plan.of_type("google_compute_network")}
     for a in plan.of_type("google_compute_network_firewall_policy_association"):
+        target_raw = str(a.values.get("attachment_target", ""))
+        ref_net = re.search(r"google_compute_network\.([^.}]+)\.", target_raw)
+        if ref_net is None and unresolved(target_raw):
+            m.unknowns.append({"address": a.address, "field": "attachment_target",
+                               "why": "not known offline: cannot tell which network the policy governs"})
+            continue
+        if (ref_net.group(1) not in own_networks) if ref_net else (target_raw.rsplit("/", 1)[-1] not in own_names):
+            continue        # attached to a network outside the plan: it governs none of the jobs' packets
         raw = str(a.values.get("firewall_policy", ""))
         ref = re.search(r"google_compute_network_firewall_policy\.([^.}]+)\.", raw)
         target = plan.get("google_compute_network_firewall_policy", ref.group(1)) if ref else None

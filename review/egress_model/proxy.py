@@ -89,6 +89,24 @@ def read_rules(plan: Plan) -> ProxyModel:
     for problem in policy.problems:
         address, _, why = problem.partition(": ")
         model.unknowns.append({"address": address, "field": "matchers", "why": why})
+    # One policy, one priority order: with several gateway security policies (or gateways) the rules of each are a
+    # separate order, a job may use any gateway its network reaches, and one policy's TLS inspection says nothing
+    # about another's rules. The model reads one; more are UNKNOWN.
+    for rtype in (POLICY_TYPE, "google_network_services_gateway"):
+        for extra in plan.of_type(rtype)[1:]:
+            model.unknowns.append({"address": extra.address, "field": "type",
+                                   "why": f"a second {rtype}: the egress model reads one gateway and one policy"
+                                          " (rules of several policies are not one priority order)"})
+    by_priority: dict[int, list] = {}
+    for r in policy.rules:
+        by_priority.setdefault(r.priority, []).append(r)
+    for tied in by_priority.values():
+        if len({r.action for r in tied if r.enabled}) > 1:
+            for r in tied:
+                model.unknowns.append({"address": r.address, "field": "priority",
+                                       "why": f"priority {r.priority} is shared by an allow and a deny rule"
+                                              f" ({', '.join(sorted(x.name for x in tied))}): which applies first is"
+                                              " not documented"})
     for r in policy.rules:
         rule = ProxyRule(r.name, r.address, r.priority, r.action == "allow", r.enabled,
                          r.tls_inspection and inspection, r.session_matcher, r.application_matcher)
