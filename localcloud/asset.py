@@ -10,7 +10,13 @@ cloud's own operators, above its organization) belong to no node Google would re
 
 What drifts from the plan is made by hand, as an operator would after the apply: a grant through a service's
 setIamPolicy or `grant()` (any node: folder, organization, project, secret, account, bucket), a key with
-`create_key()` (the local cloud serves no IAM keys.create API), a resource with `add()` / `remove()`.
+`create_key()` (the local cloud serves no IAM keys.create API), a resource with `add()` / `remove()`, an attribute
+the local services do not model (a bucket's public access prevention, a proxy rule's matcher) with `change()`. A
+secret's replication and rotation, and its versions (create time, state), come from the local Secret Manager as it
+holds them now, so a change made with Secret Manager's own API shows.
+
+`ListAssets` is served for content type RESOURCE only (the resource data drift compares); the other content types
+(IAM_POLICY, ACCESS_POLICY, ...) answer INVALID_ARGUMENT.
 
 Names follow Cloud Asset Inventory's full resource names (cloud.google.com/asset-inventory/docs/resource-name-format);
 a service account is named by its numeric unique id, as Google names it (a stable stand-in made from its email; its
@@ -26,7 +32,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import grpc
 from google.cloud.asset_v1 import types as A
+from google.cloud.secretmanager_v1 import types as sm
 from google.iam.v1 import policy_pb2
+from google.protobuf import struct_pb2
 
 from localcloud.iam import TOP, Iam
 from localcloud.state import Identities
@@ -38,6 +46,7 @@ if TYPE_CHECKING:
 SERVICE = "google.cloud.asset.v1.AssetService"
 SEARCH_IAM = "cloudasset.assets.searchAllIamPolicies"
 SEARCH_RESOURCES = "cloudasset.assets.searchAllResources"
+LIST_RESOURCE = "cloudasset.assets.listResource"
 CRM = "//cloudresourcemanager.googleapis.com/"
 DEFAULT_ORGANIZATION = "100000000900"
 DEFAULT_FOLDER = "300000000901"
@@ -63,6 +72,9 @@ class Asset:
     node: str                  # localcloud.iam resource whose ancestry it has ("project:P", "serviceAccount:E")
     display_name: str = ""
     attributes: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)      # the resource as its service's API shows it (ListAssets, RESOURCE)
+    create_time: Any = None                       # a protobuf Timestamp, where the service has one
+    state: str = ""
 
 
 class Inventory:
@@ -84,6 +96,21 @@ class Inventory:
         with self.lock:
             self.assets.pop(name, None)
             self.removed.add(name)
+
+    def change(self, name: str, path: str, value: Any) -> None:
+        """An attribute of a resource changed by hand after the apply (`path` dotted in its resource data, e.g.
+        `iamConfiguration.publicAccessPrevention`), for what the local cloud's own services do not model."""
+        import copy
+        with self.lock:
+            asset = self.assets[name]
+            data = copy.deepcopy(asset.data)
+            *parents, last = path.split(".")
+            node = data
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = value
+            self.assets[name] = Asset(asset.name, asset.asset_type, asset.node, asset.display_name,
+                                      dict(asset.attributes), data, asset.create_time, asset.state)
 
     def grant(self, member: str, role: str, resource: str) -> None:
         """A binding added by hand after the apply (`resource` as localcloud.iam writes it: `folder:F`,
@@ -114,8 +141,11 @@ class Inventory:
                            "iam.googleapis.com/ServiceAccount", f"serviceAccount:{email}", email, {"email": email}))
         for r in plan.of_type("google_storage_bucket"):
             name = plan.resolved(r)["name"]
+            v = plan.resolved(r)
             self.add(Asset(f"//storage.googleapis.com/{name}", "storage.googleapis.com/Bucket", f"bucket:{name}",
-                           name))
+                           name, data={"name": name, "iamConfiguration": {
+                               "uniformBucketLevelAccess": {"enabled": bool(v.get("uniform_bucket_level_access"))},
+                               "publicAccessPrevention": str(v.get("public_access_prevention") or "inherited")}}))
         for r in plan.of_type("google_compute_network_attachment"):
             v = plan.resolved(r)
             project = v.get("project") or self.iam.default_project
@@ -129,7 +159,10 @@ class Inventory:
             self.add(Asset(f"//networksecurity.googleapis.com/projects/{project}/locations/"
                            f"{v.get('location') or region}/gatewaySecurityPolicies/{policy}/rules/{v['name']}",
                            "networksecurity.googleapis.com/GatewaySecurityPolicyRule", f"project:{project}",
-                           v["name"]))
+                           v["name"], data={k: v[t] for t, k in (
+                               ("priority", "priority"), ("session_matcher", "sessionMatcher"),
+                               ("application_matcher", "applicationMatcher"), ("basic_profile", "basicProfile"),
+                               ("enabled", "enabled")) if v.get(t) is not None}))
 
     # what the service answers ----------------------------------------------------------------------------------------
     def _node(self, scope: str) -> str | None:
@@ -215,6 +248,7 @@ class Inventory:
             project, folders, org = self._where(a.node)
             results.append(A.ResourceSearchResult(name=a.name, asset_type=a.asset_type, project=project,
                                                   folders=folders, organization=org, display_name=a.display_name,
+                                                  state=a.state, create_time=a.create_time,
                                                   **({"additional_attributes": a.attributes} if a.attributes
                                                      else {})))
         page, token = _page(results, request.page_size, request.page_token, 500)
@@ -233,10 +267,51 @@ class Inventory:
             name = f"//secretmanager.googleapis.com/projects/{number}/secrets/{s.secret_id}"
             if name in self.removed:
                 continue
-            out.append(Asset(name, "secretmanager.googleapis.com/Secret", node, s.secret_id))
+            out.append(Asset(name, "secretmanager.googleapis.com/Secret", node, s.secret_id,
+                             data=_secret_data(s), create_time=s.created))
             out += [Asset(f"{name}/versions/{v.number}", "secretmanager.googleapis.com/SecretVersion", node,
-                          str(v.number), {"state": str(v.state)}) for v in s.versions]
+                          str(v.number), {"state": str(v.state)}, create_time=v.created,
+                          state=sm.SecretVersion.State(v.state).name) for v in s.versions]
         return out
+
+    def list_assets(self, member: str | None, request: A.ListAssetsRequest) -> A.ListAssetsResponse:
+        """ListAssets with content type RESOURCE: each asset with its resource data as its service's API shows it
+        (a bucket's iamConfiguration, a secret's replication and rotation, a proxy rule's matchers and priority).
+        Other content types (IAM_POLICY, ACCESS_POLICY, ...) are not served: INVALID_ARGUMENT."""
+        self.calls.append(("ListAssets", member, request.parent))
+        scope = self._authorize(member, LIST_RESOURCE, request.parent)
+        if request.content_type != A.ContentType.RESOURCE:
+            raise _Denied(grpc.StatusCode.INVALID_ARGUMENT, f"content type {request.content_type.name} is not"
+                          " served by the local Cloud Asset Inventory (only RESOURCE)")
+        types = set(request.asset_types)
+        with self.lock:
+            assets = list(self.assets.values()) + self._versions()
+        results = []
+        for a in sorted(assets, key=lambda a: a.name):
+            if (types and a.asset_type not in types) or scope not in self.iam.ancestors(a.node):
+                continue
+            project, folders, org = self._where(a.node)
+            data = struct_pb2.Struct()
+            data.update(a.data)
+            results.append(A.Asset(name=a.name, asset_type=a.asset_type,
+                                   ancestors=[x for x in [project, *folders, org] if x],
+                                   resource=A.Resource(version="v1", data=data)))
+        page, token = _page(results, request.page_size, request.page_token, 1000)
+        return A.ListAssetsResponse(assets=page, next_page_token=token)
+
+
+def _secret_data(s: Any) -> dict:
+    """A secret as Secret Manager's REST API shows it: replication and rotation (camelCase, durations as "Ns")."""
+    rep = s.replication
+    if "user_managed" in rep:
+        replication: dict = {"userManaged": {"replicas": [{"location": r.location}
+                                                          for r in rep.user_managed.replicas]}}
+    else:
+        replication = {"automatic": {}}
+    out: dict = {"replication": replication}
+    if s.rotation is not None and s.rotation.rotation_period:
+        out["rotation"] = {"rotationPeriod": f"{int(s.rotation.rotation_period.total_seconds())}s"}
+    return out
 
 
 class _Denied(Exception):
@@ -267,4 +342,5 @@ def grpc_handler(inventory: Inventory) -> grpc.GenericRpcHandler:
                                        inventory.search_all_iam_policies),
         "SearchAllResources": method(A.SearchAllResourcesRequest, A.SearchAllResourcesResponse,
                                      inventory.search_all_resources),
+        "ListAssets": method(A.ListAssetsRequest, A.ListAssetsResponse, inventory.list_assets),
     })

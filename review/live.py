@@ -44,6 +44,20 @@ TARGETS = (
     (re.compile(r"//storage\.googleapis\.com/([^/]+)"), "bucket", "google_storage_bucket_iam_member"),
 )
 SERVICE_AGENT = re.compile(r"\(number of ([^)]+)\)")
+VERSION_TYPE = "secretmanager.googleapis.com/SecretVersion"
+# Resource data the drift table compares, by asset type: (what the plan sets, the field of the resource's REST
+# representation, as ListAssets' Resource.data holds it). Storage JSON API Bucket, Secret Manager Secret, Network
+# Security GatewaySecurityPolicyRule.
+ATTRIBUTES = {
+    "storage.googleapis.com/Bucket": (("uniform_bucket_level_access", "iamConfiguration.uniformBucketLevelAccess.enabled"),
+                                      ("public_access_prevention", "iamConfiguration.publicAccessPrevention")),
+    "secretmanager.googleapis.com/Secret": (("replication", "replication"),
+                                            ("rotation.rotation_period", "rotation.rotationPeriod")),
+    "networksecurity.googleapis.com/GatewaySecurityPolicyRule": (
+        ("priority", "priority"), ("session_matcher", "sessionMatcher"),
+        ("application_matcher", "applicationMatcher"), ("basic_profile", "basicProfile"), ("enabled", "enabled")),
+}
+DATA_TYPES = tuple(ATTRIBUTES)
 
 
 @dataclass
@@ -57,6 +71,8 @@ class Deployed:
     scopes_read: list[str] = field(default_factory=list)
     unknowns: list[dict] = field(default_factory=list)
     emails: dict[str, str] = field(default_factory=dict)            # an account's unique id -> its email
+    data: dict[str, dict] = field(default_factory=dict)             # full name -> resource data (ListAssets)
+    versions: list[dict] = field(default_factory=list)              # the secrets' versions: create time, state
 
 
 def _target(full_name: str, ids: dict[str, str], emails: dict[str, str]) -> tuple[str, str] | None:
@@ -104,6 +120,11 @@ def read(projects: list[str], client: Any = None, retry_s: float = 60.0) -> Depl
             continue
         for r in found:
             d.resources[r.name] = (r.asset_type, r.display_name, dict(r.additional_attributes or {}))
+            if r.asset_type == VERSION_TYPE:
+                created = r.create_time
+                d.versions.append({"version": r.name.removeprefix("//secretmanager.googleapis.com/"),
+                                   "state": r.state or str((r.additional_attributes or {}).get("state", "")),
+                                   "created": created.isoformat() if created else ""})
             # Every result carries its project's number, folders and organization; the project's own result
             # (a search at its own scope finds it) is preferred.
             if r.asset_type == PROJECT_TYPE or project not in d.ancestors:
@@ -115,6 +136,13 @@ def read(projects: list[str], client: Any = None, retry_s: float = 60.0) -> Depl
                                "value": "not shown", "why": f"Cloud Asset Inventory showed nothing in {scope}, so"
                                " the folders and organization above it (and what they grant) are not known"})
         d.scopes_read.append(f"{scope} (resources)")
+        try:        # the attributes drift compares: ListAssets with content type RESOURCE (resource data)
+            for a in client.list_assets(request={"parent": scope, "asset_types": list(DATA_TYPES),
+                                                 "content_type": "RESOURCE", "page_size": 1000}):
+                d.data[a.name] = _plain(a.resource.data)
+            d.scopes_read.append(f"{scope} (resource data)")
+        except (gexc.PermissionDenied, gexc.Unauthenticated) as exc:
+            denied(scope, "listAssets", exc)
         try:
             results += list(client.search_all_iam_policies(request={"scope": scope, "page_size": 500}))
             d.scopes_read.append(f"{scope} (IAM policies)")
@@ -209,6 +237,7 @@ def merge(plan: Plan, d: Deployed) -> tuple[Plan, dict[str, str], list[dict]]:
     merged = dataclasses.replace(plan, resources=[*plan.resources, *added])
     drift = _grant_drift(plan_set, deployed_set, origins, added, d)
     drift += _resource_drift(plan, d)
+    drift += _attribute_drift(plan, d)
     return merged, origins, drift
 
 
@@ -324,6 +353,83 @@ def _resource_drift(plan: Plan, d: Deployed) -> list[dict]:
     return rows
 
 
+def _plain(value: Any) -> Any:
+    """A protobuf Struct (or proto-plus map) as plain dicts and lists."""
+    from google.protobuf import json_format, struct_pb2
+    if isinstance(value, struct_pb2.Struct):
+        return json_format.MessageToDict(value)
+    if hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "RepeatedComposite":
+        return [_plain(v) for v in value]
+    return value
+
+
+def _dig(value: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if isinstance(value, list):
+            value = value[0] if value and isinstance(value[0], dict) else {}
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _norm(field_name: str, value: Any) -> Any:
+    """One attribute, plan's or deployed, in a form both compare in (None: not set)."""
+    if field_name == "replication":
+        if isinstance(value, list):
+            value = value[0] if value and isinstance(value[0], dict) else {}
+        if not isinstance(value, dict) or not value:
+            return None
+        managed = value.get("user_managed") or value.get("userManaged")
+        if managed:
+            replicas = _dig(managed, "replicas") if isinstance(managed, dict) else None
+            if isinstance(managed, list):
+                replicas = (managed[0] if managed else {}).get("replicas")
+            return "user-managed: " + ", ".join(sorted(str(r.get("location")) for r in replicas or []))
+        return "automatic"
+    if value is None or value == []:
+        return None
+    if field_name in ("priority",):
+        return int(float(value))
+    if field_name.endswith("rotation_period") or field_name.endswith("rotationPeriod"):
+        return f"{int(float(str(value).removesuffix('s')))}s"
+    if field_name == "public_access_prevention":
+        return "inherited" if str(value) in ("unspecified", "") else str(value)
+    if field_name in ("uniform_bucket_level_access", "enabled"):
+        return bool(value)
+    return value
+
+
+def _attribute_drift(plan: Plan, d: Deployed) -> list[dict]:
+    """"changed" rows: an attribute of an owned resource (ATTRIBUTES) that the plan sets and the deployed
+    resource's data (ListAssets, RESOURCE) holds differently. Attributes the plan leaves to Terraform (unknown
+    offline) are not compared; a resource whose data was not read is not either (its scope is UNKNOWN)."""
+    from review.plan import unresolved
+    by_address = {r.address: r for r in plan.resources}
+    deployed = deployed_keys(d)
+    rows = []
+    for key, address in sorted(owned(plan).items()):
+        if key not in deployed or key[0] == "key":
+            continue
+        full, atype = deployed[key]
+        data = d.data.get(full)
+        if data is None or atype not in ATTRIBUTES:
+            continue
+        values = plan.resolved(by_address[address])
+        for plan_field, api_field in ATTRIBUTES[atype]:
+            raw = _dig(values, plan_field)
+            if raw is None or unresolved(raw):
+                continue
+            want, got = _norm(plan_field, raw), _norm(plan_field if plan_field == "replication" else api_field,
+                                                     _dig(data, api_field))
+            if want is None or want == got:
+                continue
+            rows.append({"what": key[0], "change": "changed", "target": f"{key[1]} {api_field}",
+                         "plan": f"{address}: {want}", "deployed": f"{full}: {got if got is not None else '(unset)'}",
+                         "origin": "changed after the apply (outside Terraform)"})
+    return rows
+
+
 def _reads_rules(d: Deployed) -> bool:
     return any(t == "networksecurity.googleapis.com/GatewaySecurityPolicyRule" for t, _, _ in d.resources.values())
 
@@ -430,7 +536,8 @@ def review(plan: Plan, d: Deployed, accepts: dict | None = None, checkov: dict |
                           if row.get(k) is not None})
     rep["live"] = {"scopes_read": d.scopes_read, "projects": dict(d.numbers), "ancestry": d.ancestors,
                    "bindings": len(d.bindings), "resources": len(d.resources),
-                   "unknowns": unknowns, "deployed_only_paths": paths, "drift": drift}
+                   "unknowns": unknowns, "deployed_only_paths": paths, "drift": drift,
+                   "secret_versions": sorted(d.versions, key=lambda v: v["version"])}
     rep["source"] = f"{rep.get('source')} + deployed (Cloud Asset Inventory)"
     rep["ok"] = bool(rep["ok"] and all(r["principal"] in accepted_readers for r in keys)
                      and all(u["accepted"] for u in unknowns))
@@ -459,6 +566,13 @@ def markdown(live: dict) -> list[str]:
                      ", ".join(r["plan"]) if isinstance(r["plan"], list) else r["plan"],
                      ", ".join(r["deployed"]) if isinstance(r["deployed"], list) else r["deployed"], r["origin"]]
                     for r in live["drift"]])] if live["drift"] else ["None.", ""]
+    out += ["", "### Secret versions", "",
+            "Listed, not judged: Cloud Asset Inventory shows a version's create time and state, not who added it"
+            " (`hfgate token set` or anyone else with secretmanager.versions.add); Secret Manager's Data Access"
+            " audit logs (AddSecretVersion) name the caller, where they are enabled (README).", ""]
+    versions = live.get("secret_versions") or []
+    out += [_table(["version", "state", "created"], [[v["version"], v["state"], v["created"]] for v in versions])] \
+        if versions else ["None shown.", ""]
     return out
 
 

@@ -31,9 +31,12 @@ def deployed(synth_dir):
 def cloud(deployed):
     """The deployment as the apply left it, again after each test (grants and inventory put back)."""
     grants, assets = set(deployed.grants.triples), dict(deployed.assets.assets)
+    held = {k: (sec.rotation, list(sec.versions)) for k, sec in deployed.secrets.secrets.items()}
     yield deployed
     deployed.grants.triples = grants
     deployed.assets.assets, deployed.assets.removed = assets, set()
+    for k, (rotation, versions) in held.items():       # what a test changed with Secret Manager's own API
+        deployed.secrets.secrets[k].rotation, deployed.secrets.secrets[k].versions = rotation, versions
 
 
 def review_live(cloud, member: str = REVIEWER, accepts: dict | None = None) -> dict:
@@ -54,9 +57,9 @@ def test_a_deployment_that_matches_its_plan_passes(cloud):
     assert rep["live"]["ancestry"] == {cloud.project_id: [f"folders/{DEFAULT_FOLDER}",
                                                           f"organizations/{DEFAULT_ORGANIZATION}"]}
     assert f"organizations/{DEFAULT_ORGANIZATION} (IAM policy)" in rep["live"]["scopes_read"]
-    # The reviewer reads and changes nothing: every call was a search.
+    # The reviewer reads and changes nothing: every call was a search or a list.
     assert {m for m, who, _ in cloud.assets.calls if who == REVIEWER} == {"SearchAllIamPolicies",
-                                                                           "SearchAllResources"}
+                                                                           "SearchAllResources", "ListAssets"}
 
 
 def test_a_grant_added_by_hand_on_the_secret_fails_naming_it(cloud):
@@ -293,3 +296,75 @@ def test_the_inventory_pages_its_answers_as_the_client_expects(cloud):
         policies = [r.resource for r in client.search_all_iam_policies(request={"scope": scope, "page_size": 1})]
     assert len(small) > 2 and small == large
     assert len(policies) == len(set(policies)) > 1
+
+
+def test_attributes_changed_after_the_apply_are_changed_rows(cloud):
+    """A bucket's public access prevention and uniform access changed by hand, and the token secret's rotation
+    changed with Secret Manager's own UpdateSecret: each a "changed" row naming plan and deployed values, read from
+    ListAssets' resource data; a clean deployment has none (test_a_deployment_that_matches_its_plan_passes)."""
+    import datetime
+
+    from google.cloud import secretmanager_v1 as smv1
+    from google.protobuf import duration_pb2, field_mask_pb2
+
+    from jobs.endpoints import secret_manager
+    bucket = cloud.outputs.mirror_bucket.removeprefix("gs://")
+    full = f"//storage.googleapis.com/{bucket}"
+    cloud.assets.change(full, "iamConfiguration.publicAccessPrevention", "inherited")
+    cloud.assets.change(full, "iamConfiguration.uniformBucketLevelAccess.enabled", False)
+    with cloud.environ(as_member=cloud.admin):
+        soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+        secret_manager().update_secret(request={
+            "secret": smv1.Secret(name=cloud.outputs.token_secret, rotation=smv1.Rotation(
+                rotation_period=duration_pb2.Duration(seconds=3650 * 86400), next_rotation_time=soon)),
+            "update_mask": field_mask_pb2.FieldMask(paths=["rotation"])})
+    rep = review_live(cloud)
+    changed = {r["target"]: r for r in rep["live"]["drift"] if r["change"] == "changed"}
+    assert set(changed) == {f"{bucket} iamConfiguration.publicAccessPrevention",
+                            f"{bucket} iamConfiguration.uniformBucketLevelAccess.enabled",
+                            f"{token_secret_id(cloud)} rotation.rotationPeriod"}, rep["live"]["drift"]
+    pap = changed[f"{bucket} iamConfiguration.publicAccessPrevention"]
+    assert pap["plan"].endswith(": enforced") and pap["deployed"] == f"{full}: inherited"
+    assert pap["origin"] == "changed after the apply (outside Terraform)"
+    rotation = changed[f"{token_secret_id(cloud)} rotation.rotationPeriod"]
+    assert rotation["deployed"].endswith(f": {3650 * 86400}s") and not rotation["plan"].endswith(f"{3650 * 86400}s")
+    assert "rotation.rotationPeriod" in "\n".join(live.markdown(rep["live"]))
+
+
+def test_a_proxy_rule_whose_matcher_or_priority_changed_is_a_changed_row(synth_dir):
+    """dev's proxy rules (the local stacks have none: open egress) against resource data as ListAssets shows it:
+    the same values are no drift; a widened session matcher and a moved priority are changed rows."""
+    from review.plan import load, synthesized
+    plan = load(synthesized(synth_dir, "dev"))
+    rule = plan.of_type("google_network_security_gateway_security_policy_rule")[0]
+    v = plan.resolved(rule)
+    full = f"//networksecurity.googleapis.com/projects/p/locations/r/gatewaySecurityPolicies/g/rules/{v['name']}"
+    data = {"priority": v["priority"], "sessionMatcher": v["session_matcher"], "basicProfile": v["basic_profile"],
+            "enabled": v.get("enabled", True), **({"applicationMatcher": v["application_matcher"]}
+                                                   if v.get("application_matcher") else {})}
+    state = live.Deployed(resources={full: ("networksecurity.googleapis.com/GatewaySecurityPolicyRule", v["name"],
+                                            {})}, data={full: data})
+    assert [r for r in live._attribute_drift(plan, state)] == []
+    state.data[full] = data | {"sessionMatcher": "true", "priority": float(v["priority"]) + 1000}
+    rows = {r["target"]: r for r in live._attribute_drift(plan, state)}
+    assert set(rows) == {f"{v['name']} sessionMatcher", f"{v['name']} priority"}
+    assert rows[f"{v['name']} sessionMatcher"]["deployed"] == f"{full}: true"
+    assert rows[f"{v['name']} priority"]["deployed"] == f"{full}: {int(v['priority']) + 1000}"
+
+
+def test_secret_versions_are_listed_with_create_time_and_state_not_judged(cloud):
+    """A version added with Secret Manager's own API, not `hfgate token set`: Cloud Asset Inventory cannot say who
+    added it, so the report lists every version (create time, state) and says so; it passes no verdict on it."""
+    from jobs.endpoints import secret_manager
+    with cloud.environ(as_member=cloud.admin):
+        added = secret_manager().add_secret_version(request={"parent": cloud.outputs.token_secret,
+                                                             "payload": {"data": b"hf_not_a_real_token"}})
+    rep = review_live(cloud)
+    number = added.name.rsplit("/", 1)[-1]
+    rows = [v for v in rep["live"]["secret_versions"] if v["version"].endswith(
+        f"/secrets/{token_secret_id(cloud)}/versions/{number}")]
+    assert len(rows) == 1 and rows[0]["state"] == "ENABLED"
+    assert rows[0]["created"] == added.create_time.isoformat()
+    text = "\n".join(live.markdown(rep["live"]))
+    assert rows[0]["version"] in text and "not who added it" in text and "hf_not_a_real_token" not in text
+    assert rep["ok"], rep["unresolved"]
