@@ -105,6 +105,10 @@ class Settings:
     # submitter is added).
     perimeter_dry_run: bool = True
     perimeter_ingress_identities: tuple[str, ...] = ()
+    # Registry projects outside the perimeter whose images jobs pull ("projects/NUMBER"): each gets an egress rule for
+    # Artifact Registry's DockerRead only (the shape Google documents for mirror.gcr.io; README, "Images and the
+    # perimeter"). Empty by default: Google documents no rule for the Deep Learning Containers' project.
+    perimeter_image_projects: tuple[str, ...] = ()
     # Who may publish results to the Hub (`hfgate publish`): they impersonate the publisher account, the only
     # reader of the write token. "submitter" stands for the stacks' submitter; others are IAM members.
     publishers: tuple[str, ...] = ("submitter",)
@@ -307,7 +311,12 @@ def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
         problems.append(("perimeter_ingress_identities", "an enforced perimeter (perimeter_dry_run = false) denies"
                                                          " everyone outside it, Terraform included: list the"
                                                          " deployer and the platform admins"))
-    if policy is None and ("perimeter_dry_run" in raw or ingress):
+    image_projects = need("perimeter_image_projects", list, [])
+    for proj in image_projects:
+        if not isinstance(proj, str) or not re.fullmatch(r"projects/[0-9]{6,20}", proj):
+            problems.append(("perimeter_image_projects", f"{proj!r} must be projects/NUMBER (the registry project's"
+                                                         " number, as a dry-run violation log names it)"))
+    if policy is None and ("perimeter_dry_run" in raw or ingress or image_projects):
         problems.append(("access_policy_id", "perimeter settings need access_policy_id"))
     publishers = need("publishers", list, ["submitter"])
     for who in publishers:
@@ -354,6 +363,7 @@ def parse_settings(env: str, raw: dict, source: str = "<settings>") -> Settings:
         allow_models=tuple(allow["allow_models"]), allow_datasets=tuple(allow["allow_datasets"]),
         trusted_image_registries=tuple(trusted), secret_kms_keys=dict(secret_keys),
         perimeter_dry_run=dry_run, perimeter_ingress_identities=tuple(ingress),
+        perimeter_image_projects=tuple(dict.fromkeys(image_projects)),
         publishers=tuple(dict.fromkeys(publishers)), teams=tuple(teams), hub_methods=hub_methods,
     )
 

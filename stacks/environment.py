@@ -119,7 +119,8 @@ class HfgateStack(TerraformStack):
                 perimeter = ServicePerimeter(self, "perimeter", projects=list(self.projects.values()),
                                              access_policy_id=s.access_policy_id,
                                              name=names.perimeter, dry_run=s.perimeter_dry_run,
-                                             ingress_identities=s.perimeter_ingress_identities + own)
+                                             ingress_identities=s.perimeter_ingress_identities + own,
+                                             image_projects=s.perimeter_image_projects)
 
         self._depend_on_apis()
         for key, t in self.teams.items():

@@ -86,6 +86,35 @@ TOKEN_PATH_SERVICES: dict[str, str] = {
 }
 
 
+# Images from registries outside the perimeter, once it restricts Artifact Registry (searched 2026-12-07; README,
+# "Images and the perimeter"). Each row: (Google's words, the page).
+AR_VPCSC_PAGE = "https://cloud.google.com/artifact-registry/docs/securing-with-vpc-sc"
+VERTEX_VPCSC_PAGE = "https://cloud.google.com/vertex-ai/docs/general/vpc-service-controls"
+IMAGE_PERIMETER_FACTS: tuple[tuple[str, str], ...] = (
+    ("If you are using Artifact Registry and Google Kubernetes Engine private clusters in a project within a service"
+     " perimeter, you can access container images inside the service perimeter as well as Google-provided images.",
+     AR_VPCSC_PAGE),
+    ("Cached Docker Hub images stored on mirror.gcr.io are not included in the service perimeter unless an egress rule"
+     " is added to allow egress to the Artifact Registry Docker cache that hosts mirror.gcr.io. (The rule: "
+     "artifactregistry.googleapis.com, method artifactregistry.googleapis.com/DockerRead, resources"
+     " projects/342927644502, identityType ANY_IDENTITY.)", AR_VPCSC_PAGE),
+    ("You aren't required to include any additional services for Vertex AI to function. However, Vertex AI won't be"
+     " able to reach resources outside the perimeter, such as files in a Cloud Storage bucket that is outside the"
+     " perimeter.", VERTEX_VPCSC_PAGE),
+)
+# Not found on Google's pages: whether a Vertex AI custom job in a perimeter that restricts Artifact Registry pulls a
+# Deep Learning Container (us-docker.pkg.dev/deeplearning-platform-release/...): the "Google-provided images"
+# sentence is about GKE private clusters, and no page gives an egress rule or a project number for that project.
+# So the stacks open nothing by default (config `perimeter_image_projects`, empty) and the README says what to check
+# in dry-run before enforcing.
+AR_DOCKER_READ = "artifactregistry.googleapis.com/DockerRead"
+# Registry projects for which Google documents the egress rule itself (DockerRead only): the review names no path for
+# such a rule; any other project an image-pull rule names is a finding the reviewer accepts with a reason.
+DOCUMENTED_IMAGE_EGRESS: dict[str, str] = {
+    "projects/342927644502": f"mirror.gcr.io's Artifact Registry Docker cache (Google's rule, {AR_VPCSC_PAGE})",
+}
+
+
 # Regions where Vertex AI custom training is offered (the ones this bundle supports).
 VERTEX_REGIONS: tuple[str, ...] = (
     "us-central1", "us-east1", "us-east4", "us-east5", "us-south1", "us-west1", "us-west2", "us-west3", "us-west4",

@@ -16,20 +16,26 @@ from constructs import Construct
 from cdktn_provider_google import access_context_manager_service_perimeter as acm
 from cdktn_provider_google.access_context_manager_service_perimeter import AccessContextManagerServicePerimeter
 
-from stacks.facts import TOKEN_PATH_SERVICES
+from stacks.facts import AR_DOCKER_READ, TOKEN_PATH_SERVICES
 from stacks.project import Project
 
 # The services a path to or from the token depends on (stacks.facts.TOKEN_PATH_SERVICES, each on VPC Service
 # Controls' supported products page): the perimeter restricts them all, and the review fails a perimeter that does
-# not (review.egress_model.perimeter). Restricting Artifact Registry means images from outside the perimeter
-# (Google's Deep Learning Containers) need the registry's own exception or a mirror in the project: check the deploy
-# in dry-run first (perimeter_dry_run = true), as Google's rollout advice says.
+# not (review.egress_model.perimeter). Restricting Artifact Registry and images from outside the perimeter
+# (stacks.facts.IMAGE_PERIMETER_FACTS): Artifact Registry's page says a project in a perimeter can "access container
+# images inside the service perimeter as well as Google-provided images" (said of GKE private clusters), and gives an
+# egress rule (DockerRead only) for mirror.gcr.io alone; Vertex AI's page says it "won't be able to reach resources
+# outside the perimeter". No page says whether a custom job pulls a Deep Learning Container
+# (deeplearning-platform-release) through a perimeter that restricts Artifact Registry, so nothing is opened by
+# default: run dry-run first (perimeter_dry_run = true), and before enforcing either copy the image into the
+# project's own Artifact Registry (inside the perimeter) or list the registry project a violation names in
+# `perimeter_image_projects`, which adds the same DockerRead-only rule Google documents for mirror.gcr.io.
 RESTRICTED_SERVICES = tuple(TOKEN_PATH_SERVICES)
 
 
 class ServicePerimeter(Construct):
     def __init__(self, scope: Construct, id: str, *, projects: list[Project], access_policy_id: str, name: str,
-                 ingress_identities: tuple[str, ...], dry_run: bool) -> None:
+                 ingress_identities: tuple[str, ...], dry_run: bool, image_projects: tuple[str, ...] = ()) -> None:
         super().__init__(scope, id)
         def config(part: str):
             """The perimeter's configuration as the provider's typed blocks (`Status...` enforced, `Spec...`
@@ -47,7 +53,17 @@ class ServicePerimeter(Construct):
                     ingress_to=block("IngressPoliciesIngressTo", resources=["*"], operations=[
                         block("IngressPoliciesIngressToOperations", service_name=svc, method_selectors=[
                             block("IngressPoliciesIngressToOperationsMethodSelectors", method="*")])
-                        for svc in RESTRICTED_SERVICES]))])
+                        for svc in RESTRICTED_SERVICES]))],
+                # Image pulls from registry projects outside (config perimeter_image_projects): Artifact Registry's
+                # DockerRead only, to the projects named, in the shape of Google's documented mirror.gcr.io rule.
+                egress_policies=[block(
+                    "EgressPolicies",
+                    egress_from=block("EgressPoliciesEgressFrom", identity_type="ANY_IDENTITY"),
+                    egress_to=block("EgressPoliciesEgressTo", resources=[proj], operations=[
+                        block("EgressPoliciesEgressToOperations", service_name="artifactregistry.googleapis.com",
+                              method_selectors=[block("EgressPoliciesEgressToOperationsMethodSelectors",
+                                                      method=AR_DOCKER_READ)])]))
+                    for proj in image_projects] or None)
         self.dry_run = dry_run
         self.enforced = not dry_run      # `status` set: the outputs contract's egress_enforced follows it
         self.perimeter = AccessContextManagerServicePerimeter(

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from review.plan import Plan, unresolved
 
-from stacks.facts import TOKEN_PATH_SERVICES, VPCSC_SUPPORTED_PRODUCTS as SUPPORTED_PRODUCTS
+from stacks.facts import AR_DOCKER_READ, DOCUMENTED_IMAGE_EGRESS, TOKEN_PATH_SERVICES
+from stacks.facts import VPCSC_SUPPORTED_PRODUCTS as SUPPORTED_PRODUCTS
 
 PERIMETER = "google_access_context_manager_service_perimeter"
 PERIMETERS = "google_access_context_manager_service_perimeters"
@@ -74,7 +75,9 @@ def read(plan: Plan) -> PerimeterModel:
             m.enforced = True
             m.restricted = sorted(set(status.get("restricted_services") or []))
             for policy in status.get("egress_policies") or []:
-                m.findings.append(_egress_path(r.address, r.name, policy))
+                finding = _egress_path(r.address, r.name, policy)
+                if finding:
+                    m.findings.append(finding)
             for policy in status.get("ingress_policies") or []:
                 finding = _ingress_path(r.address, r.name, policy)
                 if finding:
@@ -84,8 +87,9 @@ def read(plan: Plan) -> PerimeterModel:
         if v.get("use_explicit_dry_run_spec") and spec and not status:
             m.dry_run_only = True
     for r in plan.of_type(EGRESS_POLICY):
-        v = plan.resolved(r)
-        m.findings.append(_egress_path(r.address, r.name, v))
+        finding = _egress_path(r.address, r.name, plan.resolved(r))
+        if finding:
+            m.findings.append(finding)
     for r in plan.of_type(INGRESS_POLICY):
         finding = _ingress_path(r.address, r.name, plan.resolved(r))
         if finding:
@@ -104,13 +108,38 @@ def read(plan: Plan) -> PerimeterModel:
     return m
 
 
-def _egress_path(address: str, name: str, policy: dict) -> dict:
+def _image_pull_only(to: dict) -> bool:
+    """Artifact Registry's DockerRead, and nothing else, on named projects (never `*`): an image pull."""
+    ops = [o for o in to.get("operations") or [] if isinstance(o, dict)]
+    resources = to.get("resources") or []
+    if not ops or not resources or "*" in resources or to.get("external_resources") or to.get("roles"):
+        return False
+    for op in ops:
+        methods = [x.get("method") for x in op.get("method_selectors") or [] if isinstance(x, dict)]
+        if op.get("service_name") != "artifactregistry.googleapis.com" or not methods or \
+                any(x != AR_DOCKER_READ for x in methods):
+            return False
+    return True
+
+
+def _egress_path(address: str, name: str, policy: dict) -> dict | None:
+    """The path out an egress policy opens, or None for the image-pull rule Google documents for a Google registry
+    project (stacks.facts.DOCUMENTED_IMAGE_EGRESS: DockerRead only, on those projects only)."""
     to = _block(policy.get("egress_to"))
     frm = _block(policy.get("egress_from"))
     resources = to.get("resources") or []
     ops = [o.get("service_name") for o in to.get("operations") or [] if isinstance(o, dict)]
     who = frm.get("identities") or [frm.get("identity_type") or "anyone"]
     scope = "every project" if "*" in resources else ", ".join(map(str, resources)) or "(no resources)"
+    if _image_pull_only(to):
+        if all(str(x) in DOCUMENTED_IMAGE_EGRESS for x in resources):
+            return None
+        return {"address": address, "rule": name,
+                "what": f"an egress policy lets {', '.join(map(str, who))} pull images ({AR_DOCKER_READ} only) from"
+                        f" {scope}, outside the perimeter: jobs run code from there, and the request reaches that"
+                        " project; accept it with a reason naming who owns it (e.g. Google's Deep Learning"
+                        " Containers, found in a dry-run violation)",
+                "example": f"an image pull from {scope}"}
     return {"address": address, "rule": name,
             "what": f"an egress policy lets {', '.join(map(str, who))} call {', '.join(map(str, ops)) or 'any service'}"
                     f" on {scope}, outside the perimeter: a path out",
