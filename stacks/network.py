@@ -92,7 +92,10 @@ class HfEgressNetwork(Construct):
             role="ACTIVE")
         # A team's attachment lives in the team's project (Vertex AI takes attachments of the job's own project;
         # stacks.shared_vpc), on the team's subnet of this network: the team's project is a Shared VPC service
-        # project whose Vertex AI agent may use that one subnet. Without teams: this project's attachment.
+        # project whose Vertex AI agent may use that one subnet. Google: "In a Shared VPC deployment, create the
+        # subnet used for the Network Attachment in the Host Project, then create the Private Service Connect
+        # Network Attachment in the Service Project" ("Set up a Private Service Connect interface", vpc-psc-i-setup).
+        # Without teams: this project's attachment.
         owners = {key: (team_projects or {}).get(key, project) for key in subnets}
         self.shared_vpc = None
         if teams:
@@ -109,7 +112,9 @@ class HfEgressNetwork(Construct):
                 depends_on=[self.shared_vpc.service_projects[key]] if self.shared_vpc else None)
             for key, (idp, n, _c) in subnets.items()}
         # Vertex AI's agent attaches the PSC interface, in the project of the attachment: a team's agent on its own
-        # project only (never on the host's, which holds every team's subnet).
+        # project only (never on the host's, which holds every team's subnet). Google: "In the project where you
+        # create the network attachment, grant the `compute.networkAdmin` role to the [...] service agent of the same
+        # project" (vpc-psc-i-setup); its Network User on the subnet is stacks.shared_vpc's.
         for owner in dict.fromkeys(owners.values()):
             owner.grant_role(owner.service_agent("aiplatform.googleapis.com"), "roles/compute.networkAdmin",
                              "Vertex attaches the PSC interface", "vertex-agent")

@@ -8,6 +8,22 @@ of the host's network ("Provision Shared VPC": instances in service projects "ca
 shared subnets of the host project"; a Service Project Admin gets Network User on "the whole host project or just
 some of its subnets"). Each team's project is attached to the host, and Network User is granted on the team's
 own subnet only, never on the host project: one team cannot place anything in another team's range.
+
+Google's statements (searched 2026-12-07; README, "A team is a project"), "Set up a Private Service Connect interface
+for ... Agent Platform resources" (https://docs.cloud.google.com/gemini-enterprise-agent-platform/machine-learning/
+general/vpc-psc-i-setup), which lists custom training among the resources it covers:
+- "In a Shared VPC deployment, create the subnet used for the Network Attachment in the Host Project, then create the
+  Private Service Connect Network Attachment in the Service Project." (what `stacks.network` does per team)
+- "In the project where you create the network attachment, grant the `compute.networkAdmin` role to the [...] service
+  agent of the same project." (the team project's Vertex AI agent, on the team's project: `stacks.network`)
+- "If you specify a Shared VPC network for Agent Platform to use and you create a network attachment in a service
+  project, then grant the Agent Platform service agent in the service project where you use Agent Platform the
+  `compute.networkUser` role to your VPC host project."
+The last grant is documented on the host project; here it is on the team's subnet only, the narrower scope Shared VPC
+itself offers (Network User on "the whole host project or just some of its subnets", "Provision Shared VPC"). On the
+host project it would let every team's agent use every team's subnet, which the isolation review fails. No page says
+the subnet-level grant suffices for Vertex AI: if a job fails to attach its PSC interface with a permission error on
+the subnet, that is this grant (README says what to do).
 """
 from __future__ import annotations
 
