@@ -180,6 +180,42 @@ FAMILIES["a classic firewall allow naming TCP by its number"] = (
     ("google_compute_firewall.by-number", "internet addresses"))
 
 
+
+def _perimeter_of_another_project(d):
+    add(d, "google_project", "other", {"project_id": "someone-elses-project"}, "data")
+    _perimeter(d)["status"]["resources"] = ["projects/${data.google_project.other.number}"]
+    return d
+
+
+def _bridge_first(d):
+    """A bridge holding the environment's project and another perimeter's, read before the regular perimeter."""
+    bridge = {"name": "accessPolicies/123456789012/servicePerimeters/br", "parent": "accessPolicies/123456789012",
+              "title": "br", "perimeter_type": "PERIMETER_TYPE_BRIDGE",
+              "status": {"resources": [_perimeter(d)["status"]["resources"][0], "projects/666"]}}
+    d["resource"][PERIMETER] = {"bridge": bridge, **d["resource"][PERIMETER]}
+    return d
+
+
+FAMILIES["an enforced perimeter holding another project instead of the environment's"] = (
+    "prod", _perimeter_of_another_project, (PERIMETER, "does not hold acme-hfgate-prod"))
+FAMILIES["a perimeter bridge to another perimeter's project"] = (
+    "prod", _bridge_first, (f"{PERIMETER}.bridge", "perimeter bridge"))
+FAMILIES["restricted services given as RESTRICTED-SERVICES (a value of vpc_accessible_services only)"] = (
+    "prod", lambda d: _perimeter(d)["status"].update(restricted_services=["RESTRICTED-SERVICES"]) or d,
+    (PERIMETER, "does not restrict secretmanager.googleapis.com"))
+
+
+def test_a_perimeter_project_the_review_cannot_tell_offline_is_unknown(plans, tmp_path):
+    """`projects/NUMBER` written as a literal may or may not be the environment's project: UNKNOWN, never
+    "enforced"."""
+    d = copy.deepcopy(plans["prod"])
+    _perimeter(d)["status"]["resources"] = ["projects/999999"]
+    plan, _ = _plan(d, tmp_path, "synth", None, None)
+    rep = review(plan)
+    assert rep["ok"] is False and rep["egress"]["enforced"] is False
+    assert any(PERIMETER in u["address"] and "projects/999999" in u["why"] for u in rep["egress"]["unknowns"])
+
+
 def _second_gateway(d):
     """A second policy (with TLS inspection) on a second gateway of the jobs' network: its POST allow would sit
     below the first policy's write deny if the two were read as one order."""

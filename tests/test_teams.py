@@ -123,6 +123,19 @@ def test_the_perimeter_holds_the_host_and_every_team_project(tmp_path):
     inside = {data[ref.split("data.google_project.")[1].split(".")[0]]["project_id"]
               for ref in perimeter["spec"]["resources"]}
     assert inside == {"acme-hfgate-dev", "acme-hfgate-dev-research", "acme-hfgate-dev-vision"}
+    # Enforced, the review requires every team's project inside: one dropped fails, naming that project.
+    from review.plan import load
+    perimeter["status"] = perimeter.pop("spec")
+    perimeter.pop("use_explicit_dry_run_spec", None)
+    path = tmp_path / "enforced" / "cdk.tf.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(plan))
+    assert review(load(path))["egress"]["enforced"] is True
+    perimeter["status"]["resources"] = [r for r in perimeter["status"]["resources"] if "project-vision" not in r]
+    path.write_text(json.dumps(plan))
+    eg = review(load(path))["egress"]
+    assert eg["enforced"] is False and any("does not hold acme-hfgate-dev-vision" in f["what"]
+                                           for f in eg["findings"])
 
 
 def test_all_teams_allowlists_must_fit_one_proxy_policy():
@@ -330,6 +343,16 @@ DATA_CROSS = {
             "member": _ref(d, "google_project_service_identity", "member", project="acme-hfgate-dev-research",
                            service="aiplatform.googleapis.com")}),
         ("research", "vision", "subnet hfg-dev-vision-jobs", "compute.subnetworks.use")),
+    # A job may name another project's attachment by full path (vpc-psc-i-setup); Google documents the Network Admin
+    # grant to "the service agent of the same project" as the attachment. Another team's agent holding it on the
+    # team's project is the grant that could let its jobs use the team's attachment and source range: it fails.
+    "research's Vertex AI agent a Network Admin of vision's project (vision's network attachment)": (
+        lambda d: ("google_project_iam_member", {
+            "project": "acme-hfgate-dev-vision", "role": "roles/compute.networkAdmin",
+            "member": _ref(d, "google_project_service_identity", "member", project="acme-hfgate-dev-research",
+                           service="aiplatform.googleapis.com")}),
+        ("research", "vision", "its project acme-hfgate-dev-vision: its jobs, logs, buckets, secrets, accounts and"
+         " network attachment", "compute.subnetworks.use")),
     "research's submitter a Network User of the whole host project (every team's subnet)": (
         lambda d: ("google_project_iam_member", {
             "project": "acme-hfgate-dev", "role": "roles/compute.networkUser",

@@ -8,6 +8,7 @@ resources outside the perimeter ("Ingress and egress rules"): every one is a pat
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from review.plan import Plan, unresolved
@@ -52,6 +53,29 @@ class PerimeterModel:
         return "enforced"
 
 
+def _projects_outside(plan: Plan, resources: list) -> tuple[list[str], list]:
+    """(the environment's projects (the host and every team's) the perimeter's resources do not hold, the entries
+    that name no project of the plan and cannot be told offline). A resource names a project through a reference to
+    a `google_project` data source or resource of the plan, whose project_id is known."""
+    from review.plan import team_views
+    wanted = {plan.default_project()} | {str(view.output("project_id") or "") for view in team_views(plan).values()}
+    wanted = {p for p in wanted if p and not unresolved(p)}
+    held, literal = set(), []
+    for x in resources:
+        text = str(x)
+        ref = re.search(r"(data\.)?google_project\.([A-Za-z0-9_-]+)", text)
+        if ref:
+            managed = None if ref.group(1) else plan.get("google_project", ref.group(2))
+            source = plan.data.get(("google_project", ref.group(2))) if ref.group(1) else (
+                plan.resolved(managed) if managed else None)
+            project = str((source or {}).get("project_id") or "")
+            if project and not unresolved(project):
+                held.add(project)
+                continue
+        literal.append(x)
+    return sorted(wanted - held), literal
+
+
 def _block(value):
     if isinstance(value, list):
         return value[0] if value and isinstance(value[0], dict) else {}
@@ -67,10 +91,33 @@ def read(plan: Plan) -> PerimeterModel:
         if isinstance(r.values.get("status"), str) or unresolved(status.get("restricted_services") or []):
             m.unknowns.append({"address": r.address, "field": "status", "why": "not known offline"})
             continue
-        resources = [x for x in status.get("resources") or [] if x]
-        resources += [plan.resolved(x).get("resource") for x in plan.of_type(RESOURCE)]
+        if str(v.get("perimeter_type") or "").upper() == "PERIMETER_TYPE_BRIDGE":
+            m.findings.append({"address": r.address, "rule": r.name,
+                               "what": "a perimeter bridge: the projects it holds call each other's restricted"
+                                       " services across their perimeters, a path out of this one",
+                               "example": "a job's call to Cloud Storage in a project of the other perimeter"})
+            continue
+        raw_status = _block(r.values.get("status"))
+        resources = [x for x in raw_status.get("resources") or [] if x]
+        resources += [x.values.get("resource") for x in plan.of_type(RESOURCE)
+                      if r.name in str(x.values.get("perimeter_name")) or
+                      str(x.values.get("perimeter_name")) == str(v.get("name"))]
         # A `terraform show -json` plan leaves the project numbers to its configuration (known after apply).
         resources += [ref for arg, ref in r.config_refs if arg in ("status", "status.resources")]
+        missing_projects, literal = _projects_outside(plan, resources)
+        if status and resources and missing_projects:
+            if literal:
+                m.unknowns.append({"address": r.address, "field": "status.resources",
+                                   "why": f"cannot tell offline whether {', '.join(map(str, literal))} is"
+                                          f" {', '.join(missing_projects)}: name the project through a"
+                                          " google_project data source"})
+            else:
+                m.findings.append({"address": r.address, "rule": r.name,
+                                   "what": f"the enforced perimeter does not hold {', '.join(missing_projects)}:"
+                                           " its jobs' calls to restricted services are not restricted",
+                                   "example": f"a job in {missing_projects[0]} copying to a bucket of another"
+                                              " project"})
+            continue
         if status and resources:
             m.enforced = True
             m.restricted = sorted(set(status.get("restricted_services") or []))
@@ -98,8 +145,9 @@ def read(plan: Plan) -> PerimeterModel:
         m.unknowns.append({"address": r.address, "field": "service_perimeters",
                            "why": "the authoritative perimeters resource is not read by the egress model"})
     if m.enforced:
-        m.missing = [s for s in TOKEN_PATH_SERVICES if s not in m.restricted and "RESTRICTED-SERVICES" not in
-                     m.restricted]
+        # Each service by name: "RESTRICTED-SERVICES" is a value of vpc_accessible_services.allowed_services (all the
+        # services the perimeter restricts), not a wildcard of restricted_services.
+        m.missing = [s for s in TOKEN_PATH_SERVICES if s not in m.restricted]
         for s in m.missing:
             m.findings.append({"address": m.address, "rule": "restricted_services",
                                "what": f"the perimeter does not restrict {s} ({TOKEN_PATH_SERVICES[s]};"
