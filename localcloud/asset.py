@@ -15,8 +15,9 @@ the local services do not model (a bucket's public access prevention, a proxy ru
 secret's replication and rotation, and its versions (create time, state), come from the local Secret Manager as it
 holds them now, so a change made with Secret Manager's own API shows.
 
-`ListAssets` is served for content type RESOURCE only (the resource data drift compares); the other content types
-(IAM_POLICY, ACCESS_POLICY, ...) answer INVALID_ARGUMENT.
+`ListAssets` is served for content type RESOURCE (the resource data drift compares) and ACCESS_POLICY (the VPC
+Service Controls perimeters of the organization's access policy, `perimeter()`: an organization-level asset, seen
+from the organization's scope); the other content types answer INVALID_ARGUMENT.
 
 Names follow Cloud Asset Inventory's full resource names (cloud.google.com/asset-inventory/docs/resource-name-format);
 a service account is named by its numeric unique id, as Google names it (a stable stand-in made from its email; its
@@ -47,6 +48,8 @@ SERVICE = "google.cloud.asset.v1.AssetService"
 SEARCH_IAM = "cloudasset.assets.searchAllIamPolicies"
 SEARCH_RESOURCES = "cloudasset.assets.searchAllResources"
 LIST_RESOURCE = "cloudasset.assets.listResource"
+LIST_ACCESS_POLICY = "cloudasset.assets.listAccessPolicy"
+PERIMETER_TYPE = "accesscontextmanager.googleapis.com/ServicePerimeter"
 CRM = "//cloudresourcemanager.googleapis.com/"
 DEFAULT_ORGANIZATION = "100000000900"
 DEFAULT_FOLDER = "300000000901"
@@ -111,6 +114,16 @@ class Inventory:
             node[last] = value
             self.assets[name] = Asset(asset.name, asset.asset_type, asset.node, asset.display_name,
                                       dict(asset.attributes), data, asset.create_time, asset.state)
+
+    def perimeter(self, policy: str, name: str, fields: dict,
+                  organization: str = DEFAULT_ORGANIZATION) -> Asset:
+        """A service perimeter of the organization's access policy, as deployed: `fields` those of Access Context
+        Manager's ServicePerimeter (`status` / `spec` with `restricted_services`, `resources`, ...,
+        `use_explicit_dry_run_spec`). Replaces one of the same name (a perimeter changed after the apply)."""
+        full = f"//accesscontextmanager.googleapis.com/accessPolicies/{policy}/servicePerimeters/{name}"
+        return self.add(Asset(full, PERIMETER_TYPE, f"organization:{organization}", name,
+                              data={"name": f"accessPolicies/{policy}/servicePerimeters/{name}", "title": name,
+                                    **fields}))
 
     def grant(self, member: str, role: str, resource: str) -> None:
         """A binding added by hand after the apply (`resource` as localcloud.iam writes it: `folder:F`,
@@ -279,6 +292,8 @@ class Inventory:
         (a bucket's iamConfiguration, a secret's replication and rotation, a proxy rule's matchers and priority).
         Other content types (IAM_POLICY, ACCESS_POLICY, ...) are not served: INVALID_ARGUMENT."""
         self.calls.append(("ListAssets", member, request.parent))
+        if request.content_type == A.ContentType.ACCESS_POLICY:
+            return self._access_policies(member, request)
         scope = self._authorize(member, LIST_RESOURCE, request.parent)
         if request.content_type != A.ContentType.RESOURCE:
             raise _Denied(grpc.StatusCode.INVALID_ARGUMENT, f"content type {request.content_type.name} is not"
@@ -296,6 +311,24 @@ class Inventory:
             results.append(A.Asset(name=a.name, asset_type=a.asset_type,
                                    ancestors=[x for x in [project, *folders, org] if x],
                                    resource=A.Resource(version="v1", data=data)))
+        page, token = _page(results, request.page_size, request.page_token, 1000)
+        return A.ListAssetsResponse(assets=page, next_page_token=token)
+
+    def _access_policies(self, member: str | None, request: A.ListAssetsRequest) -> A.ListAssetsResponse:
+        from google.identity.accesscontextmanager.v1 import service_perimeter_pb2
+        from google.protobuf import json_format
+        scope = self._authorize(member, LIST_ACCESS_POLICY, request.parent)
+        types = set(request.asset_types)
+        with self.lock:
+            assets = [a for a in self.assets.values() if a.asset_type == PERIMETER_TYPE]
+        results = []
+        for a in sorted(assets, key=lambda a: a.name):
+            if (types and a.asset_type not in types) or scope not in self.iam.ancestors(a.node):
+                continue
+            _, _, org = self._where(a.node)
+            perimeter = json_format.ParseDict(a.data, service_perimeter_pb2.ServicePerimeter())
+            results.append(A.Asset(name=a.name, asset_type=a.asset_type, ancestors=[org] if org else [],
+                                   service_perimeter=perimeter))
         page, token = _page(results, request.page_size, request.page_token, 1000)
         return A.ListAssetsResponse(assets=page, next_page_token=token)
 

@@ -58,6 +58,10 @@ ATTRIBUTES = {
         ("application_matcher", "applicationMatcher"), ("basic_profile", "basicProfile"), ("enabled", "enabled")),
 }
 DATA_TYPES = tuple(ATTRIBUTES)
+# The VPC Service Controls perimeter: an Access Context Manager asset of the organization's access policy, listed
+# with content type ACCESS_POLICY at the organization (Asset.service_perimeter).
+PERIMETER_TYPE = "accesscontextmanager.googleapis.com/ServicePerimeter"
+PLAN_PERIMETER = "google_access_context_manager_service_perimeter"
 
 
 @dataclass
@@ -73,6 +77,8 @@ class Deployed:
     emails: dict[str, str] = field(default_factory=dict)            # an account's unique id -> its email
     data: dict[str, dict] = field(default_factory=dict)             # full name -> resource data (ListAssets)
     versions: list[dict] = field(default_factory=list)              # the secrets' versions: create time, state
+    perimeters: dict[str, dict] = field(default_factory=dict)       # full name -> ServicePerimeter (proto fields)
+    perimeters_read: list[str] = field(default_factory=list)        # organizations whose access policies were read
 
 
 def _target(full_name: str, ids: dict[str, str], emails: dict[str, str]) -> tuple[str, str] | None:
@@ -156,6 +162,17 @@ def read(projects: list[str], client: Any = None, retry_s: float = 60.0) -> Depl
             d.scopes_read.append(f"{node} (IAM policy)")
         except (gexc.PermissionDenied, gexc.Unauthenticated) as exc:
             denied(node, "searchAllIamPolicies", exc)
+    for org in sorted({a for chain in d.ancestors.values() for a in chain if a.startswith("organizations/")}):
+        try:
+            from google.protobuf import json_format
+            for a in client.list_assets(request={"parent": org, "asset_types": [PERIMETER_TYPE],
+                                                 "content_type": "ACCESS_POLICY", "page_size": 1000}):
+                d.perimeters[a.name] = json_format.MessageToDict(a.service_perimeter,
+                                                                 preserving_proto_field_name=True)
+            d.perimeters_read.append(org)
+            d.scopes_read.append(f"{org} (access policy)")
+        except (gexc.PermissionDenied, gexc.Unauthenticated) as exc:
+            denied(org, "listAssets (ACCESS_POLICY)", exc)
     ids = {n: pid for pid, n in d.numbers.items()}
     emails = d.emails = {name.rsplit("/", 1)[-1]: str(attrs.get("email")) for name, (t, _, attrs)
                          in d.resources.items() if t == "iam.googleapis.com/ServiceAccount" and attrs.get("email")}
@@ -234,8 +251,10 @@ def merge(plan: Plan, d: Deployed) -> tuple[Plan, dict[str, str], list[dict]]:
         r = Resource(rtype, f"live_{i}", values, module="deployed")
         added.append(r)
         origins[r.address] = origin(res, projects)
-    merged = dataclasses.replace(plan, resources=[*plan.resources, *added])
-    drift = _grant_drift(plan_set, deployed_set, origins, added, d)
+    replaced, perimeter_rows = _perimeter(plan, d, origins)
+    kept = [replaced.get(r.address, r) for r in plan.resources]
+    merged = dataclasses.replace(plan, resources=[*(r for r in kept if r is not None), *added])
+    drift = _grant_drift(plan_set, deployed_set, origins, added, d) + perimeter_rows
     drift += _resource_drift(plan, d)
     drift += _attribute_drift(plan, d)
     return merged, origins, drift
@@ -351,6 +370,101 @@ def _resource_drift(plan: Plan, d: Deployed) -> list[dict]:
             rows.append({"what": kind, "change": "extra", "target": name, "plan": "", "deployed": full,
                          "origin": "created outside Terraform"})
     return rows
+
+
+def _perimeter_state(status: Any, spec: Any, explicit: Any) -> tuple[str, list[str]]:
+    """(mode, restricted services) of a perimeter's configuration, plan's (Terraform blocks) or deployed
+    (ServicePerimeter fields): the enforced `status`, else a dry-run `spec`."""
+    def block(v: Any) -> dict:
+        if isinstance(v, list):
+            return v[0] if v and isinstance(v[0], dict) else {}
+        return v if isinstance(v, dict) else {}
+    status, spec = block(status), block(spec)
+    if status and (status.get("resources") or status.get("restricted_services")):
+        return "enforced", sorted(status.get("restricted_services") or [])
+    if spec:
+        return "dry-run only", sorted(spec.get("restricted_services") or [])
+    return "no configuration", []
+
+
+def _perimeter(plan: Plan, d: Deployed, origins: dict[str, str]) -> tuple[dict[str, Resource | None], list[dict]]:
+    """The plan's perimeter as deployed, for the egress model (review.egress_model.perimeter reads the merged plan):
+    a deployed perimeter that differs from the plan (switched to dry-run, a service dropped from restricted
+    services) replaces the planned one, under `deployed.`, with its origin; one not deployed is removed. Only where
+    the organization's access policy was read (otherwise UNKNOWN, from read)."""
+    from review.plan import unresolved
+    replaced: dict[str, Resource | None] = {}
+    rows: list[dict] = []
+    if not d.perimeters_read:
+        return replaced, rows
+    from review.egress_model.perimeter import RESOURCE, _projects_outside
+    by_number = {n: pid for pid, n in d.numbers.items()}
+    for r in plan.of_type(PLAN_PERIMETER):
+        v = plan.resolved(r)
+        raw = r.values.get("status")
+        raw = raw[0] if isinstance(raw, list) and raw and isinstance(raw[0], dict) else raw
+        planned_res = [x for x in raw.get("resources") or [] if x] if isinstance(raw, dict) else []
+        planned_res += [x.values.get("resource") for x in plan.of_type(RESOURCE)]
+        wanted = {plan.default_project()} | set(d.numbers)
+        planned_projects = (wanted - set(_projects_outside(plan, planned_res)[0])) & set(d.numbers)
+        short = str(v.get("name") or v.get("title") or "").rsplit("/", 1)[-1]
+        full = next((n for n in sorted(d.perimeters) if n.rsplit("/", 1)[-1] == short), None)
+        if full is None:
+            replaced[r.address] = None
+            origins["output.egress_enforced"] = origins[r.address] = \
+                f"the perimeter {short} is not deployed (deleted after the apply?)"
+            rows.append({"what": "perimeter", "change": "missing", "target": short, "plan": r.address,
+                         "deployed": "", "origin": origins[r.address]})
+            continue
+        got = d.perimeters[full]
+        want_mode, want = _perimeter_state(v.get("status"), v.get("spec"), v.get("use_explicit_dry_run_spec"))
+        if isinstance(v.get("status"), str) or unresolved(want):
+            continue                          # the plan's own configuration is not known offline: nothing to compare
+        got_mode, have = _perimeter_state(got.get("status"), got.get("spec"), got.get("use_explicit_dry_run_spec"))
+        changes = []
+        held = {by_number[x.removeprefix("projects/")] for x in
+                ((got.get("status") or {}) if got_mode == "enforced" else (got.get("spec") or {})).get("resources", [])
+                if x.removeprefix("projects/") in by_number}
+        if planned_projects - held:
+            changes.append(f"no longer holds {', '.join(sorted(planned_projects - held))}")
+        if want_mode != got_mode:
+            changes.append(f"{want_mode} in the plan, {got_mode} deployed")
+        if set(want) - set(have):
+            changes.append(f"no longer restricts {', '.join(sorted(set(want) - set(have)))}")
+        if not changes:
+            continue
+        values = {"name": v.get("name"), "title": v.get("title"), "perimeter_type": got.get("perimeter_type"),
+                  "status": _as_plan_refs(plan, got.get("status"), d) or None,
+                  "spec": _as_plan_refs(plan, got.get("spec"), d) or None,
+                  "use_explicit_dry_run_spec": bool(got.get("use_explicit_dry_run_spec"))}
+        deployed = Resource(PLAN_PERIMETER, r.name, {k: x for k, x in values.items() if x is not None},
+                            module="deployed")
+        replaced[r.address] = deployed
+        origin = f"the perimeter {full.removeprefix('//accesscontextmanager.googleapis.com/')} as deployed:" \
+                 f" {'; '.join(changes)} (changed after the apply)"
+        origins[deployed.address] = origin
+        rows.append({"what": "perimeter", "change": "changed", "target": short,
+                     "plan": f"{want_mode}; restricts {', '.join(want) or '-'}",
+                     "deployed": f"{got_mode}; restricts {', '.join(have) or '-'}", "origin": origin})
+    return replaced, rows
+
+
+def _as_plan_refs(plan: Plan, config: Any, d: Deployed) -> Any:
+    """A deployed perimeter configuration whose `projects/NUMBER` resources are named as the plan names its projects
+    (a reference to its google_project data source or resource), where Cloud Asset Inventory showed that project's
+    number; any other stays as deployed (the egress model reports it UNKNOWN)."""
+    if not isinstance(config, dict):
+        return config
+    by_number = {n: pid for pid, n in d.numbers.items()}
+    refs = {str(v.get("project_id")): f"${{data.google_project.{name}.number}}"
+            for (t, name), v in plan.data.items() if t == "google_project"}
+    refs.update({str(plan.resolved(r).get("project_id")): f"${{google_project.{r.name}.number}}"
+                 for r in plan.of_type("google_project")})
+    out = []
+    for x in config.get("resources") or []:
+        project = by_number.get(str(x).removeprefix("projects/"))
+        out.append(f"projects/{refs[project]}" if project in refs else x)
+    return dict(config, resources=out)
 
 
 def _plain(value: Any) -> Any:
@@ -500,6 +614,13 @@ def review(plan: Plan, d: Deployed, accepts: dict | None = None, checkov: dict |
     for key in ("cross_team", "no_team", "unknown"):
         named += _annotate(access.get(key, []), origins)
     named += _annotate((rep.get("isolation") or {}).get("cross_team", []), origins)
+    for v in views:        # the egress model over the deployed perimeter: its findings name where it comes from
+        for f in (v.get("egress") or {}).get("findings", []):
+            o = origins.get(f.get("address", ""))
+            if o and "origin" not in f:
+                f["origin"], f["what"] = o, f"{f['what']} [{o}]"
+            if o:
+                named.append({"kind": "egress", "detail": f["what"], "address": f["address"], "origin": o})
     accepted_readers = {a["principal"] for a in accepts.get("reader", [])}
     keys = []
     for v in views:

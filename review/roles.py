@@ -139,6 +139,7 @@ VERSION_GET, VERSION_LIST = "secretmanager.versions.get", "secretmanager.version
 ASSET_SEARCH_IAM, ASSET_SEARCH_RESOURCES = "cloudasset.assets.searchAllIamPolicies", \
     "cloudasset.assets.searchAllResources"
 ASSET_LIST_RESOURCE = "cloudasset.assets.listResource"   # ListAssets, content type RESOURCE
+ASSET_LIST_ACCESS_POLICY = "cloudasset.assets.listAccessPolicy"   # ListAssets, content type ACCESS_POLICY
 _OBJECTS_ALL = {OBJECT_GET, OBJECT_LIST, OBJECT_CREATE, OBJECT_DELETE, OBJECT_UPDATE}
 _BUCKETS_ALL = {BUCKET_GET, BUCKET_LIST, BUCKET_CREATE, BUCKET_UPDATE, BUCKET_DELETE, BUCKET_GET_IAM, BUCKET_SET_IAM}
 _JOBS_ALL = {JOB_CREATE, JOB_READ, JOB_LIST, JOB_CANCEL}
@@ -183,8 +184,9 @@ SERVED_BY_ROLE: dict[str, tuple[frozenset[str], str]] = {k: (frozenset(v), src) 
     "roles/secretmanager.secretVersionManager": ({SECRET_GET, SECRET_LIST, VERSION_GET, VERSION_LIST}, _SECRETS),
     "roles/secretmanager.viewer": ({SECRET_GET, SECRET_LIST, SECRET_GET_IAM, VERSION_GET, VERSION_LIST}, _SECRETS),
     "roles/iam.serviceAccountTokenCreator": ({GET_ACCESS_TOKEN}, _IAM),
-    # The read-only identity of `hfgate review --live` (cloudasset.assets.*, of which the review calls these three).
-    "roles/cloudasset.viewer": ({ASSET_SEARCH_IAM, ASSET_SEARCH_RESOURCES, ASSET_LIST_RESOURCE}, _ASSET),
+    # The read-only identity of `hfgate review --live` (cloudasset.assets.*, of which the review calls these four).
+    "roles/cloudasset.viewer": ({ASSET_SEARCH_IAM, ASSET_SEARCH_RESOURCES, ASSET_LIST_RESOURCE,
+                                 ASSET_LIST_ACCESS_POLICY}, _ASSET),
 }.items()}
 
 # The one table: a role's permissions are the token-relevant rows above plus what the local cloud serves.

@@ -368,3 +368,62 @@ def test_secret_versions_are_listed_with_create_time_and_state_not_judged(cloud)
     text = "\n".join(live.markdown(rep["live"]))
     assert rows[0]["version"] in text and "not who added it" in text and "hf_not_a_real_token" not in text
     assert rep["ok"], rep["unresolved"]
+
+
+def test_the_local_inventory_serves_the_organizations_perimeter_as_access_policy(cloud):
+    """ListAssets with content type ACCESS_POLICY at the organization: the perimeter's ServicePerimeter fields, read
+    into the deployed state; a reviewer without cloudasset.assets.listAccessPolicy there gets it UNKNOWN."""
+    cloud.assets.perimeter("123456789012", "hfg_local", {"status": {
+        "resources": ["projects/1"], "restricted_services": ["secretmanager.googleapis.com"]}})
+    with cloud.environ(as_member=REVIEWER):
+        state = live.read(live.projects_of(cloud.plan))
+    org = f"organizations/{DEFAULT_ORGANIZATION}"
+    assert f"{org} (access policy)" in state.scopes_read and state.perimeters_read == [org]
+    full = "//accesscontextmanager.googleapis.com/accessPolicies/123456789012/servicePerimeters/hfg_local"
+    assert state.perimeters[full]["status"]["restricted_services"] == ["secretmanager.googleapis.com"]
+    narrow = "serviceAccount:narrow-reader@hfgate-local.iam.gserviceaccount.com"
+    cloud.assets.grant(narrow, "roles/cloudasset.viewer", f"project:{cloud.project_id}")
+    cloud.assets.grant(narrow, "roles/cloudasset.viewer", f"folder:{DEFAULT_FOLDER}")
+    with cloud.environ(as_member=narrow):
+        state = live.read(live.projects_of(cloud.plan))
+    assert state.perimeters == {} and org in {u["address"] for u in state.unknowns}
+
+
+def test_a_perimeter_switched_to_dry_run_or_dropping_a_service_fails_naming_its_origin(synth_dir):
+    """prod's perimeter (enforced) against the deployed one as Cloud Asset Inventory lists it: the same perimeter
+    passes the egress model as the plan does; switched to dry-run, or with a token-path service dropped from its
+    restricted services after the apply, the egress section fails naming the deployed perimeter as the origin."""
+    from review.plan import load, synthesized
+    from stacks.facts import TOKEN_PATH_SERVICES
+    plan = load(synthesized(synth_dir, "prod"))
+    r = plan.of_type(live.PLAN_PERIMETER)[0]
+    v = plan.resolved(r)
+    full = f"//accesscontextmanager.googleapis.com/{v['name']}"
+    numbers = {p: str(1000 + i) for i, p in enumerate(live.projects_of(plan))}   # as the search results show them
+    status = dict(v["status"], resources=[f"projects/{n}" for n in numbers.values()])
+
+    def judged(fields: dict) -> dict:
+        state = live.Deployed(perimeters={full: fields}, perimeters_read=["organizations/1"], numbers=numbers)
+        return live.review(plan, state)
+    same = judged({"status": status})
+    assert not [r for r in same["live"]["drift"] if r["what"] == "perimeter"]
+    assert not [f for f in same["egress"]["findings"] if f.get("origin")]
+    dropped = next(s for s in TOKEN_PATH_SERVICES if s in status["restricted_services"])
+    for fields, says in (({"spec": status, "use_explicit_dry_run_spec": True}, "dry-run only"),
+                         ({"status": dict(status, restricted_services=[s for s in status["restricted_services"]
+                                                                       if s != dropped])},
+                          f"does not restrict {dropped}")):
+        rep = judged(fields)
+        assert not rep["egress"]["ok"] and not rep["ok"]
+        found = [f for f in rep["egress"]["findings"] if says in f["what"]]
+        assert found and all(f["origin"].startswith(f"the perimeter {v['name']} as deployed:") for f in found), \
+            rep["egress"]["findings"]
+        row = next(r for r in rep["live"]["drift"] if r["what"] == "perimeter")
+        assert row["change"] == "changed" and row["origin"] == found[0]["origin"]
+        assert any(p.get("origin") == row["origin"] for p in rep["live"]["deployed_only_paths"])
+    outside = judged({"status": dict(status, resources=["projects/999"])})      # the project taken out
+    row = next(r for r in outside["live"]["drift"] if r["what"] == "perimeter")
+    assert f"no longer holds {plan.default_project()}" in row["origin"] and not outside["egress"]["ok"]
+    gone = live.review(plan, live.Deployed(perimeters_read=["organizations/1"]))
+    assert [r["change"] for r in gone["live"]["drift"] if r["what"] == "perimeter"] == ["missing"]
+    assert not gone["egress"]["ok"]
