@@ -121,7 +121,7 @@ def _reached(g: Grant, teams: dict[str, TeamScope], host: str) -> list[tuple[str
     for n, t in teams.items():
         what = None
         if kind == "project" and target == t.project:
-            what = f"its project {target}: its jobs, logs, buckets, secrets and accounts"
+            what = f"its project {target}: its jobs, logs, buckets, secrets, accounts and network attachment"
         elif kind == "project" and target == host and t.subnets:
             what = f"its subnet {', '.join(sorted(t.subnets))} (through the host project {host})"
         elif kind == "bucket" and target in t.buckets:

@@ -90,8 +90,8 @@ class HfEgressNetwork(Construct):
             self, "proxy-only-subnet", project=pid, region=region, name=names.proxy_only_subnet,
             network=self.network.id, ip_cidr_range=proxy_only_cidr, purpose="REGIONAL_MANAGED_PROXY",
             role="ACTIVE")
-        # A team's attachment lives in the team's project (Vertex AI takes attachments of the job's own project;
-        # stacks.shared_vpc), on the team's subnet of this network: the team's project is a Shared VPC service
+        # A team's attachment lives in the team's project (the one its jobs run in; stacks.shared_vpc), on the team's
+        # subnet of this network: the team's project is a Shared VPC service
         # project whose Vertex AI agent may use that one subnet. Google: "In a Shared VPC deployment, create the
         # subnet used for the Network Attachment in the Host Project, then create the Private Service Connect
         # Network Attachment in the Service Project" ("Set up a Private Service Connect interface", vpc-psc-i-setup).
@@ -106,6 +106,8 @@ class HfEgressNetwork(Construct):
         self.attachments: dict[str, ComputeNetworkAttachment] = {
             key: ComputeNetworkAttachment(
                 self, f"{idp}psc-interface", project=owners[key].project_id, region=region,
+                # ACCEPT_AUTOMATIC: an accept list holds producer projects, for Vertex AI Google's tenant project,
+                # which no page names (README, "A team is a project"): nothing a team's project controls.
                 name=n.network_attachment, connection_preference="ACCEPT_AUTOMATIC",
                 subnetworks=[self.subnets[key].self_link],
                 description="Vertex AI custom jobs attach here (PSC interface)" + (f", team {key}" if key else ""),

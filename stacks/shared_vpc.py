@@ -8,6 +8,9 @@ of the host's network ("Provision Shared VPC": instances in service projects "ca
 shared subnets of the host project"; a Service Project Admin gets Network User on "the whole host project or just
 some of its subnets"). Each team's project is attached to the host, and Network User is granted on the team's
 own subnet only, never on the host project: one team cannot place anything in another team's range.
+The same Vertex AI page also lets a job pass "the full network attachment path" of another project; what Vertex AI
+then checks is not documented (README, "A team is a project"): no grant here gives one team anything on another's
+project, and the isolation review fails one that does.
 
 Google's statements (searched 2026-12-07; README, "A team is a project"), "Set up a Private Service Connect interface
 for ... Agent Platform resources" (https://docs.cloud.google.com/gemini-enterprise-agent-platform/machine-learning/

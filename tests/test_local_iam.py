@@ -189,9 +189,10 @@ def test_vertex_ai_checks_every_call_on_the_jobs_project(teams):
 
 
 def test_a_job_may_use_only_a_network_attachment_of_its_own_project(teams):
-    """Vertex AI's PSC interface page: the attachment is the job's project's. Alpha naming beta's attachment (and
-    with it beta's source range at the proxy) is refused, nothing is created; alpha's own is accepted. Creating in
-    beta's project is refused outright."""
+    """The local cloud's rule, stricter than Google documents: vpc-psc-i-setup lets a job pass "the full network
+    attachment path" of another project and no page says what Vertex AI then checks (README, "A team is a project").
+    Here alpha naming beta's attachment (and with it beta's source range at the proxy) is refused, nothing is
+    created; alpha's own is accepted. Creating in beta's project is refused outright."""
     cloud, versions = teams
     alpha, beta = cloud.team_outputs["alpha"], cloud.team_outputs["beta"]
     attachment = "projects/{}/regions/{}/networkAttachments/{}-vertex-psci"
