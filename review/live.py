@@ -11,8 +11,13 @@ A drift table compares what the stacks own, plan against deployed.
 Whatever the caller may not read (PERMISSION_DENIED on a scope) is an UNKNOWN that fails the review unless
 accepted (its address is the scope: `folders/123`), never skipped.
 
-Not read (README, what --live does not see): IAM conditions, deny policies, group membership, the VPC-SC perimeter
-(an organization-level access policy) and Artifact Registry repositories.
+The VPC Service Controls perimeter is listed with content type ACCESS_POLICY at each organization above the
+projects and judged by the egress model as deployed (`_perimeter`); the attributes of owned resources (a bucket's
+public access prevention, a secret's rotation, a proxy rule's matcher) come from ListAssets' resource data.
+
+Not read (README, what --live does not see): IAM conditions, deny policies, group membership, grants on other
+resource kinds (topics, subnets, KMS keys, network attachments, repositories), Artifact Registry repositories, and
+who created a secret version (Cloud Logging's audit log, not Cloud Asset Inventory).
 """
 from __future__ import annotations
 
@@ -689,8 +694,9 @@ def markdown(live: dict) -> list[str]:
                     for r in live["drift"]])] if live["drift"] else ["None.", ""]
     out += ["", "### Secret versions", "",
             "Listed, not judged: Cloud Asset Inventory shows a version's create time and state, not who added it"
-            " (`hfgate token set` or anyone else with secretmanager.versions.add); Secret Manager's Data Access"
-            " audit logs (AddSecretVersion) name the caller, where they are enabled (README).", ""]
+            " (`hfgate token set` or anyone else with secretmanager.versions.add). Secret Manager's Admin Activity"
+            " audit log (AddSecretVersion is an ADMIN_WRITE method: always written) names the caller; this review"
+            " does not read Cloud Logging (README).", ""]
     versions = live.get("secret_versions") or []
     out += [_table(["version", "state", "created"], [[v["version"], v["state"], v["created"]] for v in versions])] \
         if versions else ["None shown.", ""]
