@@ -223,9 +223,13 @@ def run_checkov(path: Path, checkov: str | None = None, plan_json: bool = False)
     try:
         data = json.loads(proc.stdout)
     except json.JSONDecodeError:
-        return {"ran": False, "why": f"checkov failed: {proc.stderr.strip()[-300:]}"}
+        return {"ran": False, "error": True, "why": f"checkov failed: {proc.stderr.strip()[-300:]}"}
     data = data[0] if isinstance(data, list) else data
     summary = data.get("summary", {})
+    # checkov logs a template it cannot parse and goes on with nothing to check: that is not a pass.
+    if "Failed to parse" in proc.stderr or summary.get("passed", 0) + summary.get("failed", 0) == 0:
+        why = next((ln for ln in proc.stderr.splitlines() if "Failed to parse" in ln), "it checked nothing")
+        return {"ran": False, "error": True, "why": f"checkov checked nothing: {why.strip()[-300:]}"}
     failed = [{"id": c["check_id"], "resource": c["resource"], "name": c["check_name"]}
               for c in data.get("results", {}).get("failed_checks", [])]
     return {"ran": True, "passed": summary.get("passed", 0), "failed": summary.get("failed", 0),
@@ -316,6 +320,7 @@ def _review_one(plan: Plan, checkov: dict | None = None, accepts: dict | None = 
     }
     report["ok"] = (all(p["passed"] for p in policies) and not unexpected and not report["unresolved"]
                     and not w_unexpected
+                    and not report["checkov"].get("error")
                     and (not report["checkov"].get("ran") or report["checkov"]["failed"] == 0)
                     and report["allowlist"]["ok"] and report["egress"]["ok"])
     report["diagram"] = mermaid(plan, report)
@@ -385,6 +390,7 @@ def _review_teams(plan: Plan, views: dict[str, Plan], checkov: dict | None, acce
                                                            rep["write_token"]["writers"] if not r["expected"]})
         rep["ok"] = (all(p["passed"] for p in rep["policies"]) and not rep["unexpected_readers"]
                      and not rep["unresolved"] and not rep["write_token"]["unexpected_readers"]
+                     and not rep["checkov"].get("error")
                      and (not rep["checkov"].get("ran") or rep["checkov"]["failed"] == 0)
                      and rep["allowlist"]["ok"] and rep["egress"]["ok"])
     first = reports[next(iter(reports))]

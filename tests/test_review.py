@@ -162,3 +162,21 @@ def test_review_of_a_missing_stack_is_a_usage_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "jobs.cli", "review", "--env", "nope"], cwd=ROOT,
                           env={**os.environ, "CDKTF_OUTDIR": str(tmp_path)}, capture_output=True, text=True)
     assert proc.returncode == 2 and "make synth" in proc.stderr
+
+
+def test_a_template_checkov_cannot_parse_fails_the_review_instead_of_passing_nothing(tmp_path, plans):
+    """checkov logs a template it cannot parse (a `moved` block, for one) and reports 0 passed, 0 failed: the review
+    must not count that as a pass (it did, silently, while the stacks emitted a `moved` block)."""
+    import shutil
+    from review.report import run_checkov
+    exe = os.environ.get("CHECKOV") or shutil.which("checkov") or str(ROOT / ".venv-checkov/bin/checkov")
+    if not Path(exe).exists():
+        pytest.skip("checkov is not installed (make setup installs it in .venv-checkov)")
+    broken = {**plans["sandbox"], "moved": [{"from": "google_project.a", "to": "google_project.b"}]}
+    (tmp_path / "cdk.tf.json").write_text(json.dumps(broken))
+    ck = run_checkov(tmp_path, checkov=exe)
+    assert ck["ran"] is False and ck["error"] is True and "checked nothing" in ck["why"]
+    assert review(plan_of(plans["sandbox"], tmp_path, "sandbox"), ck)["ok"] is False
+    (tmp_path / "cdk.tf.json").write_text(json.dumps(plans["sandbox"]))
+    ck = run_checkov(tmp_path, checkov=exe)
+    assert ck["ran"] and ck["passed"] > 20 and ck["failed"] == 0
