@@ -9,7 +9,7 @@ by the one evaluator; a caller without it gets PERMISSION_DENIED, as from Google
 cloud's own operators, above its organization) belong to no node Google would report, and are not served.
 
 What drifts from the plan is made by hand, as an operator would after the apply: a grant through a service's
-setIamPolicy or `grant()` (any node: folder, organization, project, secret, account, bucket), a key with
+setIamPolicy or `grant()` (any node: folder, organization, project, secret, account, bucket, Pub/Sub topic), a key with
 `create_key()` (the local cloud serves no IAM keys.create API), a resource with `add()` / `remove()`, an attribute
 the local services do not model (a bucket's public access prevention, a proxy rule's matcher) with `change()`. A
 secret's replication and rotation, and its versions (create time, state), come from the local Secret Manager as it
@@ -208,6 +208,11 @@ class Inventory:
                 "iam.googleapis.com/ServiceAccount"
         if kind == "bucket":
             return f"//storage.googleapis.com/{ident}", "storage.googleapis.com/Bucket"
+        if kind == "pubsub_topic":
+            return f"//pubsub.googleapis.com/projects/{self.iam.project_of(node)}/topics/{ident}", \
+                "pubsub.googleapis.com/Topic"
+        if kind == "kms_crypto_key":
+            return f"//cloudkms.googleapis.com/{ident}", "cloudkms.googleapis.com/CryptoKey"
         return f"//{kind}/{ident}", kind
 
     def _authorize(self, member: str | None, permission: str, scope: str) -> str:

@@ -114,7 +114,7 @@ class Iam:
     def load_plan(self, plan) -> None:
         """The stacks' hierarchy and IAM, read from the synthesized plan: projects (and their folder or
         organization), where each secret, bucket and service account lives, custom roles, and the bindings at every
-        level (organization, folder, project, secret, service account, bucket)."""
+        level (organization, folder, project, secret, service account, bucket, Pub/Sub topic)."""
         for r in plan.of_type("google_project"):
             v = plan.resolved(r)
             parent = f"folder:{str(v['folder_id']).removeprefix('folders/')}" if v.get("folder_id") else \
@@ -133,6 +133,9 @@ class Iam:
         for r in plan.of_type("google_storage_bucket"):
             v = plan.resolved(r)
             self.place(f"bucket:{v['name']}", v.get("project"))
+        for r in plan.of_type("google_pubsub_topic"):        # the rotation topics: their IAM is reported too
+            v = plan.resolved(r)
+            self.place(f"pubsub_topic:{v['name']}", v.get("project"))
         for r in plan.of_type("google_service_account"):
             v = plan.resolved(r)
             project = v.get("project") or self.default_project
@@ -152,6 +155,7 @@ class Iam:
             "google_storage_bucket_iam": lambda v: f"bucket:{str(v['bucket']).removeprefix('b/')}",
             "google_folder_iam": lambda v: f"folder:{str(v['folder']).removeprefix('folders/')}",
             "google_organization_iam": lambda v: f"organization:{v['org_id']}",
+            "google_pubsub_topic_iam": lambda v: f"pubsub_topic:{str(v['topic']).rsplit('/', 1)[-1]}",
         }
         for prefix, target in targets.items():
             for r in plan.of_type(f"{prefix}_member", f"{prefix}_binding"):

@@ -47,7 +47,17 @@ TARGETS = (
     (re.compile(r"//iam\.googleapis\.com/projects/[^/]+/serviceAccounts/([^/]+)"), "serviceAccount",
      "google_service_account_iam_member"),
     (re.compile(r"//storage\.googleapis\.com/([^/]+)"), "bucket", "google_storage_bucket_iam_member"),
+    (re.compile(r"//pubsub\.googleapis\.com/projects/[^/]+/topics/([^/]+)"), "pubsub_topic",
+     "google_pubsub_topic_iam_member"),
+    (re.compile(r"//compute\.googleapis\.com/projects/[^/]+/regions/[^/]+/subnetworks/([^/]+)"),
+     "compute_subnetwork", "google_compute_subnetwork_iam_member"),
+    (re.compile(r"//cloudkms\.googleapis\.com/(projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+)"),
+     "kms_crypto_key", "google_kms_crypto_key_iam_member"),
 )
+# The argument of each Terraform IAM type that names its target (review.graph reads it back the same way).
+TARGET_ARG = {"organization": "org_id", "folder": "folder", "project": "project", "secret": "secret_id",
+              "serviceAccount": "service_account_id", "bucket": "bucket", "pubsub_topic": "topic",
+              "compute_subnetwork": "subnetwork", "kms_crypto_key": "crypto_key_id"}
 SERVICE_AGENT = re.compile(r"\(number of ([^)]+)\)")
 VERSION_TYPE = "secretmanager.googleapis.com/SecretVersion"
 # Resource data the drift table compares, by asset type: (what the plan sets, the field of the resource's REST
@@ -222,7 +232,9 @@ def origin(resource: str, plan_projects: set[str]) -> str:
     if kind == "project":
         return f"on projects/{ident}, not in the plan" + ("" if ident in plan_projects else
                                                           " (a project the stacks do not declare)")
-    label = {"secret": "the secret", "serviceAccount": "the service account", "bucket": "the bucket"}.get(kind, kind)
+    label = {"secret": "the secret", "serviceAccount": "the service account", "bucket": "the bucket",
+             "pubsub_topic": "the topic", "compute_subnetwork": "the subnetwork",
+             "kms_crypto_key": "the key"}.get(kind, kind)
     return f"on {label} {ident}, not in the plan (added after the apply)"
 
 
@@ -234,8 +246,8 @@ def _normalize(member: str, numbers: dict[str, str]) -> str:
 def merge(plan: Plan, d: Deployed) -> tuple[Plan, dict[str, str], list[dict]]:
     """The plan plus every deployed grant it does not hold (as IAM resources under `deployed.`), their origins by
     address, and the drift table of grants and owned resources."""
-    # Grants on the nodes the reader names (TARGETS); the plan's grants on other kinds (topics, subnets, keys) are
-    # not compared (README: what --live does not see).
+    # Grants on the nodes the reader names (TARGETS: the hierarchy, secrets, accounts, buckets, topics, subnets,
+    # KMS keys); the plan's grants on other kinds (CA pools, repositories) are not compared (README).
     kinds = {k for _, k, _ in TARGETS}
     planned = [g for g in plan_grants(plan)[0] if not g.unknown and g.scope in kinds]
     plan_set = {(_normalize(g.member, d.numbers), g.role, re.sub(r"^(folder|organization):(folders|organizations)/",
@@ -250,9 +262,7 @@ def merge(plan: Plan, d: Deployed) -> tuple[Plan, dict[str, str], list[dict]]:
         if rtype is None:
             continue
         values = {"role": role, "member": member,
-                  **{"organization": {"org_id": ident}, "folder": {"folder": f"folders/{ident}"},
-                     "project": {"project": ident}, "secret": {"secret_id": ident},
-                     "serviceAccount": {"service_account_id": ident}, "bucket": {"bucket": ident}}[kind]}
+                  TARGET_ARG[kind]: f"folders/{ident}" if kind == "folder" else ident}
         r = Resource(rtype, f"live_{i}", values, module="deployed")
         added.append(r)
         origins[r.address] = origin(res, projects)
@@ -300,9 +310,8 @@ def _grant_drift(plan_set: set[tuple[str, str, str]], deployed_set: set[tuple[st
 
 def _res(r: Resource) -> str:
     v = r.values
-    for key, kind in (("org_id", "organization"), ("project", "project"), ("secret_id", "secret"),
-                      ("service_account_id", "serviceAccount"), ("bucket", "bucket")):
-        if key in v:
+    for kind, key in TARGET_ARG.items():
+        if key in v and kind != "folder":
             return f"{kind}:{v[key]}"
     return f"folder:{str(v.get('folder', '')).removeprefix('folders/')}"
 

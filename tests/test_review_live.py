@@ -427,3 +427,18 @@ def test_a_perimeter_switched_to_dry_run_or_dropping_a_service_fails_naming_its_
     gone = live.review(plan, live.Deployed(perimeters_read=["organizations/1"]))
     assert [r["change"] for r in gone["live"]["drift"] if r["what"] == "perimeter"] == ["missing"]
     assert not gone["egress"]["ok"]
+
+
+def test_grants_on_the_rotation_topic_are_compared(cloud):
+    """Pub/Sub topics are owned resources whose grants the inventory shows (//pubsub.googleapis.com/...): a
+    publisher added by hand is an extra grant named on the topic, the planned publisher removed is a missing one."""
+    topic = next(t for t in cloud.grants.triples if t[2].startswith("pubsub_topic:"))
+    name = topic[2].split(":", 1)[1]
+    cloud.grants.triples.discard(topic)
+    cloud.assets.grant("user:mallory@example.com", "roles/pubsub.publisher", topic[2])
+    rep = review_live(cloud)
+    rows = {(r["change"], r["member"]): r for r in rep["live"]["drift"] if r["target"] == topic[2]}
+    agent = live._normalize(topic[0], rep["live"]["projects"])     # the service agent, by its project's number
+    assert set(rows) == {("missing", agent), ("extra", "user:mallory@example.com")}, rep["live"]["drift"]
+    assert rows[("extra", "user:mallory@example.com")]["origin"] == \
+        f"on the topic {name}, not in the plan (added after the apply)"
