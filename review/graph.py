@@ -56,8 +56,10 @@ def _last(value) -> str:
 
 def _target(plan: Plan, scope: str, v: dict, raw: dict | None = None) -> tuple[str, str, str]:
     """(kind, id, the field it came from) of an IAM resource's target (v resolved, raw as written)."""
-    if scope == "project":
-        return "project", str(v.get("project") or plan.default_project()), "project"
+    if scope == "project":      # `projects/ID` and a number standing as "(number of ID)" name project ID
+        project = str(v.get("project") or plan.default_project()).removeprefix("projects/")
+        number = re.fullmatch(r"\(number of ([^)]+)\)", project)
+        return "project", number.group(1) if number else project, "project"
     if scope == "folder":
         return "folder", str(v.get("folder")), "folder"
     if scope == "organization":

@@ -117,6 +117,8 @@ def _reached(g: Grant, teams: dict[str, TeamScope], host: str) -> list[tuple[str
     kind, target = g.scope, g.target
     if kind in ("folder", "organization"):
         return [(n, f"everything (a grant on {kind} {target})") for n in teams]
+    if unresolved(target):      # not known offline (a variable, a value known after apply): it may be any team's
+        return [(n, f"{kind} {target}, not known offline: it may be this team's") for n in teams]
     hits = []
     for n, t in teams.items():
         what = None

@@ -143,7 +143,10 @@ class Plan:
             email = f"service-(number of {project})@gs-project-accounts.iam.gserviceaccount.com"
             return email if attr == "email_address" else f"serviceAccount:{email}"
         if type_ == "google_project" and attr in ("number", "project_id"):
-            return "(project number)" if attr == "number" else project
+            # The data source names its project by project_id; its number (known after apply) stands as
+            # "(number of ID)", as the service agents' do, so a grant on it is judged on that project.
+            pid = str(v.get("project_id") or project)
+            return f"(number of {pid})" if attr == "number" else pid
         return raw
 
     def resolve(self, value):

@@ -163,7 +163,8 @@ def buckets_hardened(plan: Plan):
         if v.get("uniform_bucket_level_access") is not True:
             hits.append((r.address, "uniform_bucket_level_access is not true"))
     for r in plan.of_type("google_storage_bucket_acl", "google_storage_default_object_acl",
-                          "google_storage_object_acl"):
+                          "google_storage_object_acl", "google_storage_bucket_access_control",
+                          "google_storage_object_access_control", "google_storage_default_object_access_control"):
         hits.append((r.address, "ACLs bypass uniform access"))
     return hits
 

@@ -189,6 +189,12 @@ CASES = {
     "custom role with versions.access on the project": (
         lambda d: custom_role(d, ["secretmanager.versions.access", "logging.logEntries.create"], "project"),
         {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
+    # The project named by its number (a google_project data source's, known after apply): the same project.
+    "accessor on the project named by its number": (
+        lambda d: add(d, "google_project_iam_member", "by-number", {
+            "project": "${data.google_project." + next(iter(d["data"]["google_project"])) + ".number}",
+            "role": "roles/secretmanager.secretAccessor", "member": EVE}),
+        {"synth": ("reader", EVE), "plan": ("reader", EVE)}, None, None),
     "workloadIdentityUser on the trainer for a whole pool": (
         lambda d: on_sa(d, "trainer", "roles/iam.workloadIdentityUser", POOL),
         {"synth": ("reader", POOL), "plan": ("reader", POOL)}, None, None),

@@ -358,6 +358,23 @@ DATA_CROSS = {
             "project": "acme-hfgate-dev", "role": "roles/compute.networkUser",
             "member": _member(d, "research", "submitter")}),
         ("research", "vision", "its subnet hfg-dev-vision-jobs (through the host project", "compute.subnetworks.use")),
+    # Found by the round's outside review: vision's project named by its number, or as `projects/ID`.
+    "research's trainer reads vision's objects through vision's project named by its number": (
+        lambda d: ("google_project_iam_member", {
+            "project": "${data.google_project." + next(k for k in d["data"]["google_project"] if "vision" in k)
+                       + ".number}",
+            "role": "roles/storage.objectViewer", "member": _member(d, "research", "trainer")}),
+        ("research", "vision", "its project acme-hfgate-dev-vision", "storage.objects.get")),
+    "research's trainer reads vision's objects through `projects/acme-hfgate-dev-vision`": (
+        lambda d: ("google_project_iam_member", {
+            "project": "projects/acme-hfgate-dev-vision", "role": "roles/storage.objectViewer",
+            "member": _member(d, "research", "trainer")}),
+        ("research", "vision", "its project acme-hfgate-dev-vision", "storage.objects.get")),
+    "research's trainer on a project only known at apply (it may be vision's)": (
+        lambda d: ("google_project_iam_member", {
+            "project": "${var.some_project}", "role": "roles/storage.objectViewer",
+            "member": _member(d, "research", "trainer")}),
+        ("research", "vision", "project ${var.some_project}, not known offline", "storage.objects.get")),
     "a role the table does not know, held by research's submitter on vision's bucket": (
         lambda d: ("google_storage_bucket_iam_member", {
             "bucket": _ref(d, "google_storage_bucket", "name", name="acme-hfgate-dev-hfg-dev-vision-staging"),
@@ -384,6 +401,23 @@ def test_anything_one_team_holds_on_the_others_data_fails_naming_both(plans, tmp
     results = to_sarif(rep, "cdk.tf.json")["runs"][0]["results"]
     assert any(r["ruleId"] == "HFG-ISOLATION" and f"team `{src}`" in r["message"]["text"]
                and f"team `{dst}`" in r["message"]["text"] for r in results)
+
+
+@pytest.mark.parametrize("rtype,values", [
+    ("google_storage_bucket_access_control", {"role": "READER", "entity": "user-eve@example.com"}),
+    ("google_storage_object_access_control", {"object": "model.safetensors", "role": "READER", "entity": "allUsers"}),
+    ("google_storage_default_object_access_control", {"role": "READER", "entity": "allAuthenticatedUsers"}),
+])
+def test_an_acl_entry_on_a_teams_bucket_fails(plans, tmp_path, rtype, values):
+    """Legacy ACL entries (one resource per entry) bypass IAM like the *_acl resources do: HFG009 names them."""
+    data = copy.deepcopy(plans["dev"])
+    data["resource"].setdefault(rtype, {})["acl"] = {
+        "bucket": _ref(data, "google_storage_bucket", "name", name="acme-hfgate-dev-hfg-dev-vision-artifacts"),
+        **values}
+    rep = _review(data, tmp_path)
+    hfg009 = next(p for p in rep["policies"] if p["id"] == "HFG009")
+    assert rep["ok"] is False and hfg009["passed"] is False
+    assert f"{rtype}.acl" in json.dumps(hfg009)
 
 
 def test_a_principal_of_no_team_reading_a_teams_data_fails(plans, tmp_path):
