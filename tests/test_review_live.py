@@ -442,3 +442,18 @@ def test_grants_on_the_rotation_topic_are_compared(cloud):
     assert set(rows) == {("missing", agent), ("extra", "user:mallory@example.com")}, rep["live"]["drift"]
     assert rows[("extra", "user:mallory@example.com")]["origin"] == \
         f"on the topic {name}, not in the plan (added after the apply)"
+
+
+def test_a_secret_recreated_with_other_replication_is_a_changed_row(cloud):
+    """Replication cannot be changed in place (Secret Manager refuses it), so a different one deployed means the
+    secret was recreated by hand: the plan's user-managed locations against an automatic one is a changed row."""
+    with cloud.environ(as_member=REVIEWER):
+        state = live.read(live.projects_of(cloud.plan))
+    full = next(n for n, (t, name, _) in state.resources.items()
+                if t == "secretmanager.googleapis.com/Secret" and name == token_secret_id(cloud))
+    assert live._attribute_drift(cloud.plan, state) == []
+    state.data[full] = dict(state.data[full], replication={"automatic": {}})
+    rows = live._attribute_drift(cloud.plan, state)
+    assert [(r["target"], r["deployed"]) for r in rows] == [(f"{token_secret_id(cloud)} replication",
+                                                             f"{full}: automatic")]
+    assert rows[0]["plan"].split(": ", 1)[1].startswith("user-managed: ")
