@@ -195,6 +195,46 @@ def _ranges(plan: Plan, teams: dict[str, TeamScope]) -> list[dict]:
     return problems
 
 
+SINK_TYPES = ("google_logging_project_sink", "google_logging_folder_sink", "google_logging_organization_sink",
+              "google_logging_billing_account_sink")
+
+
+def _sinks(plan: Plan, teams: dict[str, TeamScope]) -> list[tuple[dict, str | None]]:
+    """Log sinks that export a team's logs (its jobs' output) somewhere other than the team's own resources: the
+    same data `logging.logEntries.list` reads, delivered by the sink's writer identity. (row, the receiving team or
+    None for a destination of no team (another project, or one not known offline)). A filter is not judged (every
+    sink may route job logs); a sink on a folder, organization or billing account routes every team's."""
+    out: list[tuple[dict, str | None]] = []
+    for r in plan.of_type(*SINK_TYPES):
+        v = plan.resolved(r)
+        if v.get("disabled") is True:
+            continue
+        if r.type == "google_logging_project_sink":
+            source = str(v.get("project") or plan.default_project())
+            sources = [n for n, t in teams.items() if t.project == source] if not unresolved(source) else list(teams)
+        else:
+            sources = list(teams)
+        dest = str(v.get("destination") or "")
+        bucket = re.match(r"storage\.googleapis\.com/([^/]+)$", dest)
+        project = re.search(r"/projects/([^/]+)/", dest + "/")
+        for team in sources:
+            if unresolved(dest):
+                receiver, known = None, False
+            else:
+                receiver = next((n for n, t in teams.items() if (bucket and bucket.group(1) in t.buckets) or
+                                 (project and project.group(1) == t.project)), None)
+                known = True
+            if receiver == team:
+                continue        # the team's own bucket, topic, dataset or log bucket
+            where = (f"team `{receiver}`'s {dest}" if receiver else f"{dest} (no team's" +
+                     (")" if known else "; not known offline)"))
+            out.append(({"principal": f"resource:{r.address}", "team": receiver or "(none)", "as": "log sink",
+                         "to_team": team, "what": f"its logs (its jobs' output), exported to {where}",
+                         "role": "(log sink)", "permissions": ["logging.logEntries.list (exported)"],
+                         "address": r.address}, receiver))
+    return out
+
+
 def matrix(plan: Plan, views: dict[str, Plan]) -> dict:
     """rows: every (principal, team reached, what, permissions) of a grant on a team's resources; cross_team: those
     of one team on another's; no_team: those of principals of no team holding TEAM_DATA permissions; unknown: grants
@@ -223,6 +263,12 @@ def matrix(plan: Plan, views: dict[str, Plan]) -> dict:
                                     ["(role not in the table: UNKNOWN)"]})
             elif data is None or data:
                 no_team.append(row)
+    for row, receiver in _sinks(plan, teams):
+        rows.append(row)
+        if receiver:
+            cross.append(row | {"from_team": receiver, "held": row["permissions"]})
+        else:
+            no_team.append(row)
     key = lambda r: (r["principal"], r["to_team"], r["what"], r["role"], r["address"])  # noqa: E731
     return {"teams": {n: {"project": t.project, "source_range": t.source_range} for n, t in teams.items()},
             "host_project": host, "rows": sorted(rows, key=key), "cross_team": sorted(cross, key=key),

@@ -375,6 +375,12 @@ DATA_CROSS = {
             "project": "${var.some_project}", "role": "roles/storage.objectViewer",
             "member": _member(d, "research", "trainer")}),
         ("research", "vision", "project ${var.some_project}, not known offline", "storage.objects.get")),
+    "a log sink exporting vision's logs (its jobs' output) to research's bucket": (
+        lambda d: ("google_logging_project_sink", {
+            "project": "acme-hfgate-dev-vision", "name": "to-research", "filter": "",
+            "destination": "storage.googleapis.com/" + _ref(
+                d, "google_storage_bucket", "name", name="acme-hfgate-dev-hfg-dev-research-artifacts")}),
+        ("research", "vision", "its logs (its jobs' output), exported to team `research`", "logging.logEntries.list")),
     "a role the table does not know, held by research's submitter on vision's bucket": (
         lambda d: ("google_storage_bucket_iam_member", {
             "bucket": _ref(d, "google_storage_bucket", "name", name="acme-hfgate-dev-hfg-dev-vision-staging"),
@@ -418,6 +424,21 @@ def test_an_acl_entry_on_a_teams_bucket_fails(plans, tmp_path, rtype, values):
     hfg009 = next(p for p in rep["policies"] if p["id"] == "HFG009")
     assert rep["ok"] is False and hfg009["passed"] is False
     assert f"{rtype}.acl" in json.dumps(hfg009)
+
+
+@pytest.mark.parametrize("destination,fails", [
+    ("storage.googleapis.com/someone-elses-bucket", True),
+    ("bigquery.googleapis.com/projects/other-project/datasets/logs", True),
+    ("storage.googleapis.com/acme-hfgate-dev-hfg-dev-vision-artifacts", False),     # the team's own bucket
+])
+def test_a_log_sink_exporting_a_teams_logs_elsewhere_fails(plans, tmp_path, destination, fails):
+    data = copy.deepcopy(plans["dev"])
+    data["resource"].setdefault("google_logging_project_sink", {})["out"] = {
+        "project": "acme-hfgate-dev-vision", "name": "out", "destination": destination, "filter": ""}
+    rep = _review(data, tmp_path)
+    hits = [r for r in rep["isolation"]["access"]["no_team"] if r["address"] == "google_logging_project_sink.out"]
+    assert rep["ok"] is (not fails) and bool(hits) is fails, hits
+    assert all(h["to_team"] == "vision" and destination in h["what"] for h in hits)
 
 
 def test_a_principal_of_no_team_reading_a_teams_data_fails(plans, tmp_path):
