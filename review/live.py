@@ -162,7 +162,7 @@ def read(projects: list[str], client: Any = None, retry_s: float = 60.0) -> Depl
                                                  "content_type": "RESOURCE", "page_size": 1000}):
                 d.data[a.name] = _plain(a.resource.data)
             d.scopes_read.append(f"{scope} (resource data)")
-        except (gexc.PermissionDenied, gexc.Unauthenticated) as exc:
+        except (gexc.PermissionDenied, gexc.Unauthenticated, gexc.InvalidArgument) as exc:
             denied(scope, "listAssets", exc)
         try:
             results += list(client.search_all_iam_policies(request={"scope": scope, "page_size": 500}))
@@ -186,7 +186,7 @@ def read(projects: list[str], client: Any = None, retry_s: float = 60.0) -> Depl
                                                                  preserving_proto_field_name=True)
             d.perimeters_read.append(org)
             d.scopes_read.append(f"{org} (access policy)")
-        except (gexc.PermissionDenied, gexc.Unauthenticated) as exc:
+        except (gexc.PermissionDenied, gexc.Unauthenticated, gexc.InvalidArgument) as exc:
             denied(org, "listAssets (ACCESS_POLICY)", exc)
     ids = {n: pid for pid, n in d.numbers.items()}
     emails = d.emails = {name.rsplit("/", 1)[-1]: str(attrs.get("email")) for name, (t, _, attrs)
@@ -216,13 +216,24 @@ class _answering:
                 return list(method(**kw, retry=self._retry))
             except (self._gexc.PermissionDenied, self._gexc.Unauthenticated):
                 raise
+            except self._gexc.InvalidArgument:
+                if name == "list_assets":       # an asset type or content type refused: UNKNOWN, from read
+                    raise
+                raise self._transient_of(name, kw) from None
             except (self._gexc.GoogleAPIError, self._gexc.RetryError) as exc:
                 raise self._transient(f"Cloud Asset Inventory did not answer {name} on"
-                                      f" {kw.get('request', {}).get('scope')}: {type(exc).__name__}: {exc}",
+                                      f" {kw.get('request', {}).get('scope') or kw.get('request', {}).get('parent')}:"
+                                      f" {type(exc).__name__}: {exc}",
                                       "retry later; check that cloudasset.googleapis.com is enabled in the quota"
                                       " project and reachable (HFGATE_ASSET_ENDPOINT, when set, names the endpoint)"
                                       ) from None
         return call
+
+    def _transient_of(self, name: str, kw: dict) -> Exception:
+        request = kw.get("request", {})
+        return self._transient(f"Cloud Asset Inventory refused {name} on {request.get('scope') or request.get('parent')}"
+                               " as an invalid argument", "check the endpoint (HFGATE_ASSET_ENDPOINT) and the"
+                               " client version; report it if it persists")
 
 
 def origin(resource: str, plan_projects: set[str]) -> str:

@@ -386,7 +386,8 @@ def test_the_local_inventory_serves_the_organizations_perimeter_as_access_policy
     cloud.assets.grant(narrow, "roles/cloudasset.viewer", f"folder:{DEFAULT_FOLDER}")
     with cloud.environ(as_member=narrow):
         state = live.read(live.projects_of(cloud.plan))
-    assert state.perimeters == {} and org in {u["address"] for u in state.unknowns}
+    assert state.perimeters == {} and (org, "listAssets (ACCESS_POLICY)") in {(u["address"], u["field"])
+                                                                             for u in state.unknowns}
 
 
 def test_a_perimeter_switched_to_dry_run_or_dropping_a_service_fails_naming_its_origin(synth_dir):
