@@ -458,3 +458,15 @@ def test_a_secret_recreated_with_other_replication_is_a_changed_row(cloud):
     assert [(r["target"], r["deployed"]) for r in rows] == [(f"{token_secret_id(cloud)} replication",
                                                              f"{full}: automatic")]
     assert rows[0]["plan"].split(": ", 1)[1].startswith("user-managed: ")
+
+
+def test_an_asset_type_the_inventory_does_not_list_is_unknown_not_a_transient_error(cloud, monkeypatch):
+    """ListAssets refuses a type it does not list (INVALID_ARGUMENT): the attributes of that scope are UNKNOWN and
+    fail unless accepted; the rest of the review still runs (it is not exit 6, the service answered)."""
+    monkeypatch.setattr(live, "DATA_TYPES", (*live.DATA_TYPES, "example.googleapis.com/NotListed"))
+    rep = review_live(cloud)
+    scope = f"projects/{cloud.project_id}"
+    unknown = next(u for u in rep["live"]["unknowns"] if u["field"] == "listAssets")
+    assert unknown["address"] == scope and "InvalidArgument" in unknown["why"]
+    assert not rep["ok"] and scope in rep["unresolved"]
+    assert f"{scope} (IAM policies)" in rep["live"]["scopes_read"]
