@@ -468,7 +468,8 @@ def review_live(env: str, *, plan: str | os.PathLike | None = None, out: str | o
     """`hfgate review --live`: the review of the plan of `env` (or a `terraform show -json` plan) together with what
     Cloud Asset Inventory shows deployed in its projects and their folders and organization, as the caller (needs
     roles/cloudasset.viewer: README, Reviewing what is deployed). Returns the report (`report["ok"]` is the verdict;
-    `report["live"]` holds the deployed-only paths with their origin, the drift table and what could not be read);
+    `report["live"]` holds the deployed-only paths with their origin, the drift table, the secrets' versions
+    (create time, state) and what could not be read);
     writes REPORT.md, report.json and report.sarif to `out` (default reports/<env>-live)."""
     from review.live import run
     report, _paths = run(env, plan=Path(plan) if plan else None, out=Path(out) if out else None,
