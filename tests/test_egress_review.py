@@ -180,6 +180,11 @@ FAMILIES["a classic firewall allow naming TCP by its number"] = (
     ("google_compute_firewall.by-number", "internet addresses"))
 
 
+FAMILIES["the dot-segment deny moved to a policy the gateway does not apply"] = (
+    "sandbox", lambda d: _one(d, RULE, "deny-ambiguous").update(
+        gateway_security_policy="projects/x/locations/us-central1/gatewaySecurityPolicies/elsewhere") or d,
+    ("allow-repos", "a path a server may normalize"))
+
 
 def _perimeter_of_another_project(d):
     add(d, "google_project", "other", {"project_id": "someone-elses-project"}, "data")
@@ -273,6 +278,13 @@ UNKNOWNS = {
                         "request.method == 'POST'"), "tie"),
     "a second gateway with a policy of its own": (_second_gateway, "gw2"),
     "a second gateway security policy masking the lost TLS inspection": (_masked_inspection, "other"),
+    "a gateway applying a policy the plan does not hold": (
+        lambda d: _one(d, "google_network_services_gateway").update(
+            gateway_security_policy="projects/x/locations/us-central1/gatewaySecurityPolicies/open") or d,
+        "google_network_services_gateway"),
+    "a gateway without a policy": (
+        lambda d: _one(d, "google_network_services_gateway").pop("gateway_security_policy") and d,
+        "google_network_services_gateway"),
     "an argument the model does not read": (
         lambda d: _one(d, "google_compute_network").update(bgp_best_path_selection_mode="STANDARD") or d,
         "google_compute_network.egress_vpc"),

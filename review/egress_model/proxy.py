@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 
 from review.egress_model.cel import Point, Unsupported, atoms, evaluate, parse, path_witnesses
-from review.plan import Plan
+from review.plan import Plan, unresolved
 
 RULE_TYPE = "google_network_security_gateway_security_policy_rule"
 POLICY_TYPE = "google_network_security_gateway_security_policy"
@@ -97,6 +97,36 @@ def read_rules(plan: Plan) -> ProxyModel:
             model.unknowns.append({"address": extra.address, "field": "type",
                                    "why": f"a second {rtype}: the egress model reads one gateway and one policy"
                                           " (rules of several policies are not one priority order)"})
+    # The rules that count are those of the policy the gateway applies: a gateway whose policy the plan does not
+    # hold (or that is not known offline) is UNKNOWN; a rule of another policy decides nothing here.
+    ours = next(iter(plan.of_type(POLICY_TYPE)), None)
+    our_names = {ours.name, str(plan.resolved(ours).get("name"))} if ours else set()
+
+    def is_ours(raw) -> bool | None:
+        text = str(raw or "")
+        ref = re.search(r"google_network_security_gateway_security_policy\.([^.}\s]+)", text)
+        if ref:
+            return ours is not None and ref.group(1) == ours.name
+        if not text or unresolved(text):
+            return None
+        return text.rstrip("/").rsplit("/", 1)[-1] in our_names
+
+    for g in plan.of_type("google_network_services_gateway"):
+        if not is_ours(g.values.get("gateway_security_policy")):
+            model.unknowns.append({"address": g.address, "field": "gateway_security_policy",
+                                   "why": f"the gateway applies {g.values.get('gateway_security_policy')!r}, not the"
+                                          " plan's gateway security policy (or not known offline): the rules read"
+                                          " here may not be the ones it applies"})
+    raw_rules = {r.address: r.values for r in plan.of_type(RULE_TYPE)}
+    outside = set()
+    for r in policy.rules:
+        mine = is_ours(raw_rules.get(r.address, {}).get("gateway_security_policy"))
+        if mine is None:
+            model.unknowns.append({"address": r.address, "field": "gateway_security_policy",
+                                   "why": "not known offline: cannot tell which policy the rule belongs to"})
+        if not mine:
+            outside.add(r.address)
+    policy.rules = [r for r in policy.rules if r.address not in outside]
     by_priority: dict[int, list] = {}
     for r in policy.rules:
         by_priority.setdefault(r.priority, []).append(r)
