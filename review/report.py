@@ -86,7 +86,7 @@ def egress(plan: Plan, accepts: list[dict] | None = None, model=None) -> dict:
     mode = egress_mode(plan)
     hosts = sorted({h for r in plan.of_type("google_network_security_url_lists") for h in r.values.get("values", [])})
     rules = sorted(firewall_rules(plan, "google_compute_network_firewall_policy_rule", "EGRESS"),
-                   key=lambda v: v.get("priority", 0))
+                   key=lambda v: int(v["priority"]) if str(v.get("priority", "")).isdigit() else 0)
     last = rules[-1] if rules else None
     default = (f"{last['action']} {','.join((last.get('match') or {}).get('dest_ip_ranges', []))}"
                f" (priority {last.get('priority')})") if last else "allow (no egress firewall policy)"

@@ -185,6 +185,17 @@ FAMILIES["the dot-segment deny moved to a policy the gateway does not apply"] = 
         gateway_security_policy="projects/x/locations/us-central1/gatewaySecurityPolicies/elsewhere") or d,
     ("allow-repos", "a path a server may normalize"))
 
+FAMILIES["a classic firewall allow of SCTP to the internet"] = (
+    "prod", lambda d: add(d, "google_compute_firewall", "sctp", {
+        "name": "sctp", "network": _network(d), "direction": "EGRESS", "priority": 100,
+        "allow": [{"protocol": "sctp"}], "destination_ranges": ["8.8.8.0/24"]}),
+    ("google_compute_firewall.sctp", "internet addresses"))
+FAMILIES["a classic firewall allow to one internet address (a /32)"] = (
+    "prod", lambda d: add(d, "google_compute_firewall", "one", {
+        "name": "one", "network": _network(d), "direction": "EGRESS", "priority": 100,
+        "allow": [{"protocol": "udp", "ports": ["53"]}], "destination_ranges": ["8.8.8.8/32"]}),
+    ("google_compute_firewall.one", "internet addresses"))
+
 
 def _perimeter_of_another_project(d):
     add(d, "google_project", "other", {"project_id": "someone-elses-project"}, "data")
@@ -366,6 +377,8 @@ def test_each_harmless_row_keeps_a_passing_plan_passing(plans, tmp_path, row):
         "name": "swg", "router": "r", "endpoint_types": ["ENDPOINT_TYPE_SWG"],
         "source_subnetwork_ip_ranges_to_nat": "ALL_SUBNETWORKS_ALL_IP_RANGES"})),
     ("one more firewall deny", lambda d: _fw_rule(d, "deny-more", 900, "deny", ["1.0.0.0/8"])),
+    ("the deny's priority written as a string (Terraform converts it)", lambda d: _one(
+        d, "google_compute_network_firewall_policy_rule", "deny-all").update(priority="65000") or d),
     ("the restricted VIP's route to the internet gateway (VPC-SC's private access)", lambda d: add(
         d, "google_compute_route", "restricted-vip", {"name": "restricted-vip", "network": _network(d),
                                                       "dest_range": "199.36.153.4/30",

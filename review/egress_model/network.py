@@ -192,7 +192,7 @@ def _routes(plan: Plan, m: NetworkModel) -> None:
         m.findings.append({"address": r.address, "rule": r.name,
                            "what": f"routes {dest[0]} to {hop.removeprefix('next_hop_')} {v.get(hop)}: whatever is"
                                    " there can forward jobs' packets anywhere, around the proxy",
-                           "example": f"a packet to {next(dest[0].hosts(), dest[0].network_address)}"})
+                           "example": f"a packet to {next(iter(dest[0].hosts()), dest[0].network_address)}"})
 
 
 def _nat(plan: Plan, m: NetworkModel) -> None:
@@ -283,10 +283,12 @@ def firewall_reach(m: NetworkModel, sources: list[tuple[str, object]], proxy: st
             for spec in ports:
                 lo, _, hi = spec.partition("-")
                 port_reps |= {int(lo), int(hi or lo)}
+    # Every protocol a rule names is probed too (SCTP, ESP, GRE, ICMP... carry packets out as well as TCP does).
+    protos = ["tcp", "udp"] + sorted({p for r in m.rules for p, _ in r.protocols} - {"tcp", "udp", "all"})
     for name, src in sources:
         allowed: dict[str, list] = {}
         for piece in pieces:
-            for proto in ("tcp", "udp"):
+            for proto in protos:
                 for port in sorted(port_reps):
                     ok, by = decide(m, src, piece, proto, port)
                     if ok:
@@ -306,5 +308,5 @@ def firewall_reach(m: NetworkModel, sources: list[tuple[str, object]], proxy: st
                                    "what": f"the firewall lets {name} reach internet addresses"
                                            f" ({', '.join(map(str, public[:3]))}{' ...' if len(public) > 3 else ''}):"
                                            " egress around the proxy",
-                                   "example": f"tcp to {next(public[0].hosts(), public[0].network_address)}"})
+                                   "example": f"tcp to {next(iter(public[0].hosts()), public[0].network_address)}"})
         m.reach[name] = lines or ["nothing"]

@@ -211,7 +211,7 @@ def source_pieces(model: ProxyModel, ranges: list[SourceRange]) -> list[tuple[So
             sig = frozenset(c for c in cuts if p.subnet_of(c))
             if sig not in seen:
                 seen.add(sig)
-                out.append((rng, p.network_address if p.num_addresses == 1 else next(p.hosts(), p.network_address)))
+                out.append((rng, p.network_address if p.num_addresses == 1 else next(iter(p.hosts()), p.network_address)))
     return out
 
 
