@@ -235,6 +235,41 @@ def _sinks(plan: Plan, teams: dict[str, TeamScope]) -> list[tuple[dict, str | No
     return out
 
 
+def _attachment_subnets(plan: Plan, views: dict[str, Plan], teams: dict[str, TeamScope]) -> list[dict]:
+    """A team's network attachment reserves its jobs' addresses in each subnet it lists: one subnet, the team's
+    own. Another team's subnet there gives the team's jobs that team's source range at the proxy; a second subnet
+    or one not known offline is a range the review did not judge."""
+    problems = []
+    for name, view in views.items():
+        ref = str((view.outputs.get("network_attachment") or {}).get("value") or "")
+        m = re.search(r"google_compute_network_attachment\.([^.}]+)\.", ref)
+        att = plan.get("google_compute_network_attachment", m.group(1)) if m else None
+        if att is None or name not in teams:
+            continue
+        raw = att.values.get("subnetworks") or []
+        raw = raw if isinstance(raw, list) else [raw]
+        # The synthesized form holds the references in the value; a `terraform show -json` plan, in the configuration.
+        literal = [x for x in raw if not re.search(r"google_compute_subnetwork\.", str(x))]
+        found = [re.search(r"google_compute_subnetwork\.([^.}\s]+)", str(x)) for x in raw]
+        found += [re.search(r"google_compute_subnetwork\.([^.}\s]+)", ref) for arg, ref in att.config_refs
+                  if arg.startswith("subnetworks")]
+        keys = {x.group(1) for x in found if x}
+        names = {str(plan.resolved(sub).get("name")) for k in keys
+                 if (sub := plan.get("google_compute_subnetwork", k)) is not None}
+        others = sorted({n for n, t in teams.items() if n != name and t.subnets & names})
+        if others:
+            problems.append({"teams": [name, *others], "address": att.address,
+                             "detail": f"team `{name}`'s network attachment lists team"
+                                       f" {', '.join(f'`{o}`' for o in others)}'s subnet: `{name}`'s jobs may take"
+                                       f" that range at the proxy"})
+        elif literal or len(keys) != 1 or names != teams[name].subnets:
+            problems.append({"teams": [name], "address": att.address,
+                             "detail": f"team `{name}`'s network attachment lists {raw!r}, not its one subnet"
+                                       f" {sorted(teams[name].subnets)}: its jobs' source range is not the one"
+                                       " judged (UNKNOWN)"})
+    return problems
+
+
 def matrix(plan: Plan, views: dict[str, Plan]) -> dict:
     """rows: every (principal, team reached, what, permissions) of a grant on a team's resources; cross_team: those
     of one team on another's; no_team: those of principals of no team holding TEAM_DATA permissions; unknown: grants
@@ -273,7 +308,7 @@ def matrix(plan: Plan, views: dict[str, Plan]) -> dict:
     return {"teams": {n: {"project": t.project, "source_range": t.source_range} for n, t in teams.items()},
             "host_project": host, "rows": sorted(rows, key=key), "cross_team": sorted(cross, key=key),
             "no_team": sorted(no_team, key=key), "unknown": sorted(unknown, key=key),
-            "ranges": _ranges(plan, teams)}
+            "ranges": _ranges(plan, teams) + _attachment_subnets(plan, views, teams)}
 
 
 def describe(c: dict) -> str:

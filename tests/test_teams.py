@@ -488,6 +488,25 @@ def test_source_ranges_are_checked_over_every_address(plans, tmp_path):
                for p in rep["isolation"]["access"]["ranges"])
 
 
+@pytest.mark.parametrize("form", ["synth", "plan"])
+def test_a_teams_attachment_listing_another_teams_subnet_fails_naming_both(plans, tmp_path, form):
+    """The attachment reserves the team's jobs' addresses in every subnet it lists: research's attachment also
+    listing vision's subnet (after its own: the first subnet's range alone looks right) lets research's jobs take
+    vision's range at the proxy; the shipped attachments, one subnet each, pass (both plan forms)."""
+    from tests.test_review_attacks import _plan
+    data = copy.deepcopy(plans["dev"])
+    plan, _ = _plan(copy.deepcopy(data), tmp_path / "ok", form, None, None)
+    assert review(plan)["isolation"]["access"]["ranges"] == []
+    atts = data["resource"]["google_compute_network_attachment"]
+    research = next(v for k, v in atts.items() if "research" in k)
+    research["subnetworks"] += next(v for k, v in atts.items() if "vision" in k)["subnetworks"]
+    plan, _ = _plan(data, tmp_path / "bad", form, None, None)
+    rep = review(plan)
+    ranges = rep["isolation"]["access"]["ranges"]
+    assert rep["ok"] is False and any(p["teams"] == ["research", "vision"] and "network attachment" in p["detail"]
+                                      for p in ranges), ranges
+
+
 def test_a_principal_of_no_team_reaching_a_team_fails_that_team(plans, tmp_path):
     data = copy.deepcopy(plans["dev"])
     data["resource"]["google_secret_manager_secret_iam_member"]["eve"] = {
