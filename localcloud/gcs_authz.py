@@ -25,8 +25,9 @@ localcloud.gcs_preconditions, then the emulator).
 
 Source: Cloud Storage's "IAM permissions for JSON methods",
 https://cloud.google.com/storage/docs/access-control/iam-json. A resumable session's later requests carry no
-credentials on Google either (the session URI is the authority); here they are accepted only for sessions this front
-opened. `GET /storage/v1/b/B/iam/testPermissions` answers from the evaluator. Anything else is refused.
+credentials on Google either (the session URI is the authority); here they are accepted only at the URI of a session
+this front opened (its bucket's upload path, PUT or DELETE; the session's Location is rewritten to point at this
+front), and an `upload_id` named on any other request is refused (404). `GET /storage/v1/b/B/iam/testPermissions` answers from the evaluator. Anything else is refused.
 """
 from __future__ import annotations
 
@@ -124,7 +125,7 @@ class AuthorizingFront:
     def __init__(self, iam: Iam, identities: Identities, upstream: str) -> None:
         self.iam, self.identities = iam, identities
         self.upstream = urllib.parse.urlsplit(upstream)
-        self.sessions: set[str] = set()              # resumable upload ids opened through this front
+        self.sessions: dict[str, str] = {}           # resumable upload id opened through this front -> its bucket
         self.refused: list[tuple[str, str, str]] = []   # (member, permission, resource) of every refusal
         self._lock = threading.Lock()
 
@@ -144,7 +145,12 @@ class AuthorizingFront:
         split = urllib.parse.urlsplit(path_qs)
         params = dict(urllib.parse.parse_qsl(split.query))
         if "upload_id" in params:          # a resumable session's later requests: the session is the authority
-            if params["upload_id"] in self.sessions:
+            # ... for its own upload only (PUT chunks and status, DELETE to cancel, at the session's URI): the id
+            # named on any other request (another bucket's read, delete or upload) authorizes nothing.
+            part = [urllib.parse.unquote(p) for p in split.path.split("/")]
+            own = part[1:5] == ["upload", "storage", "v1", "b"] and len(part) == 7 and part[6] == "o" \
+                and method in ("PUT", "DELETE")
+            if own and self.sessions.get(params["upload_id"]) == part[5]:
                 return None
             return 404, _error(404, "No such upload.", "notFound")
         wanted = needs(method, split.path, params, content_type, body)
@@ -187,8 +193,9 @@ class AuthorizingFront:
             return body
         if location and params.get("uploadType") == "resumable":
             upload_id = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(location).query)).get("upload_id")
-            if upload_id:
-                self.sessions.add(upload_id)
+            part = [urllib.parse.unquote(p) for p in split.path.split("/")]
+            if upload_id and len(part) == 7:
+                self.sessions[upload_id] = part[5]
         if split.path.rstrip("/") == "/storage/v1/b":
             project = self.iam.project_id(params.get("project", "") or self.iam.default_project)
             data = json.loads(body or b"{}")
@@ -265,6 +272,11 @@ def start_authorizing_front(iam: Iam, identities: Identities, upstream: str) -> 
                 conn.close()
             data = front.after(self.command, self.path, resp.status, resp.getheader("Location", ""),
                                front.identities.member_for(authorization), data)
+            # A resumable session's Location names the hop behind this front (which checks no IAM): its chunks
+            # come back here, to whoever the client called.
+            here = f"http://{self.headers.get('Host') or '%s:%s' % self.server.server_address[:2]}"
+            origin = f"{target.scheme}://{target.netloc}"
+            headers = [(k, v.replace(origin, here, 1) if k.lower() == "location" else v) for k, v in headers]
             self._send(resp.status, headers, data)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _any

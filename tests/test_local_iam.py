@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -357,3 +358,44 @@ def test_a_teams_log_reads_use_its_own_projects_quota(teams):
     finally:
         with cloud.logging_lock:
             cloud.logging_reads_of[alpha.project_id].clear()
+
+
+def test_a_resumable_session_id_authorizes_only_its_own_upload(teams):
+    """Outside review: the front let any request carrying the `upload_id` of a session it had opened through
+    unchecked. Alpha's trainer opens a session in its own bucket, then names that id on reads, deletes and uploads
+    in beta's bucket: each is refused (403) with beta's objects unchanged. The session's Location points back at
+    the authorizing front (not the IAM-free hop behind it), and alpha's own upload completes through it."""
+    cloud, _ = teams
+    alpha, beta = cloud.team_outputs["alpha"].artifacts_bucket_name, cloud.team_outputs["beta"].artifacts_bucket_name
+    cloud.gcs.client().bucket(beta).blob("runs/s1/model/weights.bin").upload_from_string(b"beta only")
+    before = _objects(cloud, beta)
+    auth = {"Authorization": f"Bearer {cloud.identities.issue(_sa(cloud, 'alpha', 'trainer'))}"}
+
+    def call(method: str, path: str, data: bytes | None = None, **headers) -> tuple[int, bytes, str]:
+        req = urllib.request.Request(cloud.gcs.url + path, data=data, method=method, headers={**auth, **headers})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, resp.read(), resp.headers.get("Location", "")
+        except urllib.error.HTTPError as err:
+            return err.code, err.read(), ""
+
+    status, _, location = call("POST", f"/upload/storage/v1/b/{alpha}/o?uploadType=resumable&name=own.bin", b"{}",
+                               **{"Content-Type": "application/json"})
+    assert status == 200 and location.startswith(cloud.gcs.url + "/upload/storage/v1/b/"), location
+    upload_id = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)["upload_id"][0]
+    sid = f"upload_id={upload_id}"
+    for method, path, data in (
+            ("GET", f"/storage/v1/b/{beta}/o/runs%2Fs1%2Fmodel%2Fweights.bin?alt=media&{sid}", None),
+            ("GET", f"/download/storage/v1/b/{beta}/o/runs%2Fs1%2Fmodel%2Fweights.bin?alt=media&{sid}", None),
+            ("GET", f"/storage/v1/b/{beta}/o?{sid}", None),
+            ("DELETE", f"/storage/v1/b/{beta}/o/runs%2Fs1%2Fmodel%2Fweights.bin?{sid}", None),
+            ("POST", f"/upload/storage/v1/b/{beta}/o?uploadType=media&name=planted.bin&{sid}", b"x"),
+            ("PUT", f"/upload/storage/v1/b/{beta}/o?uploadType=resumable&{sid}", b"x")):
+        status, body, _ = call(method, path, data)
+        assert status in (403, 404) and b"beta only" not in body, (method, path, status, body)
+    assert _objects(cloud, beta) == before
+    # the session itself still completes, through the front
+    status, _, _ = call("PUT", urllib.parse.urlsplit(location).path + "?" + urllib.parse.urlsplit(location).query,
+                        b"alpha bytes", **{"Content-Range": "bytes 0-10/11"})
+    assert status in (200, 201), status
+    assert _objects(cloud, alpha)["own.bin"] == b"alpha bytes"
