@@ -167,10 +167,19 @@ class SecretStore:
         return self._secret_pb(self._secret(sid))
 
     def list_secrets(self, member, parent: str) -> sm.ListSecretsResponse:
-        project = self.iam.project_id(parent.removeprefix("projects/"))
-        visible = [s for sid, s in sorted(self.secrets.items())
-                   if member and self.iam.project_of(f"secret:{sid}") == project
-                   and self.iam.allows(member, R.SECRET_LIST, f"secret:{sid}")]
+        """ListSecrets needs secretmanager.secrets.list "on the specified resource parent" (the project; REST
+        reference, projects.secrets.list): without it the call is refused, not answered with an empty list (a
+        grant on one secret lists nothing); with it, every secret of the project is listed."""
+        project = parent.removeprefix("projects/")
+        if not parent.startswith("projects/") or "/" in project or not self.iam.known(project):
+            raise RpcError(grpc.StatusCode.PERMISSION_DENIED, f"Permission denied on resource {parent}.")
+        if member is None:
+            self._authorize(member, R.SECRET_LIST, "", parent)
+        project = self.iam.project_id(project)
+        if not self.iam.allows(member, R.SECRET_LIST, f"project:{project}"):
+            raise RpcError(grpc.StatusCode.PERMISSION_DENIED,
+                           f"Permission '{R.SECRET_LIST}' denied for resource '{parent}' (or it may not exist).")
+        visible = [s for sid, s in sorted(self.secrets.items()) if self.iam.project_of(f"secret:{sid}") == project]
         return sm.ListSecretsResponse(secrets=[self._secret_pb(s) for s in visible], total_size=len(visible))
 
     def add_version(self, member, parent: str, payload: sm.SecretPayload) -> sm.SecretVersion:

@@ -399,3 +399,37 @@ def test_a_resumable_session_id_authorizes_only_its_own_upload(teams):
                         b"alpha bytes", **{"Content-Range": "bytes 0-10/11"})
     assert status in (200, 201), status
     assert _objects(cloud, alpha)["own.bin"] == b"alpha bytes"
+
+
+def test_listing_another_projects_secrets_is_refused_not_answered_empty(teams):
+    """Outside review: ListSecrets answered any caller (anonymous, a principal of no team, alpha's members) on
+    beta's project, by id or number, with a success (an empty list); Google checks secretmanager.secrets.list on the
+    parent project (REST reference, projects.secrets.list) and refuses. The admin (a grant above the projects) lists
+    every beta secret, by id and by number."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud.secretmanager_v1 import types as sm
+
+    from jobs import endpoints
+    cloud, _ = teams
+    beta = cloud.team_outputs["beta"]
+    for member in (_sa(cloud, "alpha", "submitter"), _sa(cloud, "beta", "trainer"), "user:ana@example.com",
+                   "user:nobody@example.com", None):
+        with cloud.environ(as_member=member or cloud.admin):
+            client = endpoints.secret_manager(creds=None if member else AnonymousCredentials())
+            try:
+                for parent in (f"projects/{beta.project_id}", f"projects/{beta.project_number}"):
+                    with pytest.raises(gexc.PermissionDenied if member else gexc.Unauthenticated) as refused:
+                        list(client.list_secrets(request=sm.ListSecretsRequest(parent=parent)))
+                    if member:
+                        assert "secretmanager.secrets.list" in str(refused.value), refused.value
+            finally:
+                client.transport.close()
+    with cloud.environ(as_member=cloud.admin):
+        client = endpoints.secret_manager()
+        try:
+            for parent in (f"projects/{beta.project_id}", f"projects/{beta.project_number}"):
+                names = {s.name.rsplit("/", 1)[-1] for s in client.list_secrets(parent=parent)}
+                assert beta.token_secret.rsplit("/", 1)[-1] in names, names
+                assert beta.write_token_secret.rsplit("/", 1)[-1] in names, names
+        finally:
+            client.transport.close()
