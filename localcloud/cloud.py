@@ -376,7 +376,8 @@ def _allowed_locations(cloud: LocalCloud, path: str, authorization: str | None) 
     return 200, {"locations": [cloud.region], "encodedLocations": "0x0"}
 
 
-def _generate_access_token(cloud: LocalCloud, path: str, authorization: str | None) -> tuple[int, dict]:
+def _generate_access_token(cloud: LocalCloud, path: str, authorization: str | None,
+                           body: dict | None = None) -> tuple[int, dict]:
     """IAM Credentials `serviceAccounts.generateAccessToken` (impersonation): the caller needs
     iam.serviceAccounts.getAccessToken on that account (Service Account Token Creator), as in the "Create short-lived
     credentials for a service account" page; the token then speaks for the account, for an hour at most."""
@@ -388,9 +389,20 @@ def _generate_access_token(cloud: LocalCloud, path: str, authorization: str | No
     if not cloud.iam.allows(member, GET_ACCESS_TOKEN, f"serviceAccount:{email}"):
         return 403, {"error": {"code": 403, "message": "Permission 'iam.serviceAccounts.getAccessToken' denied on"
                                " resource (or it may not exist).", "status": "PERMISSION_DENIED"}}
+    # `lifetime` ("Ns"): at most an hour, one hour when absent (REST reference, generateAccessToken); the token
+    # stops working when it expires.
+    lifetime = str((body or {}).get("lifetime") or "3600s")
+    try:
+        seconds = float(lifetime.removesuffix("s"))
+    except ValueError:
+        seconds = -1.0
+    if not lifetime.endswith("s") or not 0 < seconds <= 3600:
+        return 400, {"error": {"code": 400, "message": f"Invalid value for lifetime: {lifetime!r} (a duration in"
+                               " seconds such as \"3600s\", at most 3600s).", "status": "INVALID_ARGUMENT"}}
     cloud.impersonations.append((member, email))
-    expire = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
-    return 200, {"accessToken": cloud.identities.issue(f"serviceAccount:{email}"), "expireTime": expire}
+    expire = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
+    return 200, {"accessToken": cloud.identities.issue(f"serviceAccount:{email}", lifetime_s=seconds),
+                 "expireTime": expire}
 
 
 def _logging_projects(cloud: LocalCloud, member: str, names: list) -> tuple[tuple[int, dict] | None, set[str]]:
@@ -459,7 +471,7 @@ def _rest_handler(cloud: LocalCloud):
                                                   "status": "INVALID_ARGUMENT"}})
             if path.startswith("/v1/projects/-/serviceAccounts/") and path.endswith(":generateAccessToken"):
                 return self._send(*_generate_access_token(cloud, urllib.parse.unquote(path),
-                                                          self.headers.get("authorization")))
+                                                          self.headers.get("authorization"), body))
             if path == "/v2/entries:list":
                 member = cloud.identities.member_for(self.headers.get("authorization"))
                 if member is None:

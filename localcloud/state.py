@@ -4,6 +4,7 @@ from __future__ import annotations
 import secrets
 import string
 import threading
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,19 +32,24 @@ class Identities:
     """Who holds which OAuth access token (issued by the metadata server)."""
 
     def __init__(self) -> None:
-        self._by_token: dict[str, str] = {}
+        self._by_token: dict[str, tuple[str, float]] = {}     # token -> (member, when it expires)
         self._lock = threading.Lock()
 
-    def issue(self, member: str) -> str:
+    def issue(self, member: str, lifetime_s: float = 3600.0) -> str:
+        """A token for `member`, good for `lifetime_s` (an hour, as Google's access tokens; the metadata server
+        says expires_in 3599): after that every service answers as for unknown credentials."""
         token = "ya29.local-" + secrets.token_urlsafe(24)
         with self._lock:
-            self._by_token[token] = member
+            self._by_token[token] = (member, time.monotonic() + lifetime_s)
         return token
 
     def member_for(self, authorization: str | None) -> str | None:
         if not authorization or not authorization.lower().startswith("bearer "):
             return None
-        return self._by_token.get(authorization[7:].strip())
+        held = self._by_token.get(authorization[7:].strip())
+        if held is None or time.monotonic() >= held[1]:
+            return None
+        return held[0]
 
 
 @dataclass

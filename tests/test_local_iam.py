@@ -433,3 +433,48 @@ def test_listing_another_projects_secrets_is_refused_not_answered_empty(teams):
                 assert beta.write_token_secret.rsplit("/", 1)[-1] in names, names
         finally:
             client.transport.close()
+
+
+def test_an_expired_forged_or_absent_token_is_refused_everywhere(teams):
+    """Outside review: a token the local cloud issued never expired (Google's access tokens live an hour at most;
+    generateAccessToken's `lifetime`, REST reference). A token minted for 2 s works within its team, then every
+    service refuses it as unknown credentials; a forged token and no token are refused the same way."""
+    cloud, _ = teams
+    alpha = cloud.team_outputs["alpha"]
+    minted = cloud.rest.url + f"/v1/projects/-/serviceAccounts/{alpha.submitter_email}:generateAccessToken"
+    status, answer = _post(minted, "user:ana@example.com", cloud,
+                           {"scope": ["https://www.googleapis.com/auth/cloud-platform"], "lifetime": "2s"})
+    assert status == 200, answer
+    status, refused = _post(minted, "user:ana@example.com", cloud,
+                            {"scope": ["https://www.googleapis.com/auth/cloud-platform"], "lifetime": "7200s"})
+    assert status == 400 and refused["error"]["status"] == "INVALID_ARGUMENT", refused
+    token = answer["accessToken"]
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(cloud.tls.trust_file))
+
+    def calls(bearer: str | None) -> list[int]:
+        auth = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        reqs = [(urllib.request.Request(f"{cloud.gcs.url}/storage/v1/b/{alpha.artifacts_bucket_name}/o",
+                                        headers=auth), None),
+                (urllib.request.Request(f"{cloud.rest.url}/v2/entries:list", method="POST",
+                                        data=json.dumps({"resourceNames": [f"projects/{alpha.project_id}"],
+                                                         "filter": 'resource.type="ml_job"'}).encode(),
+                                        headers={**auth, "Content-Type": "application/json"}), ctx),
+                (urllib.request.Request(f"{cloud.rest.url}/v1/{alpha.token_secret}/versions/latest:access",
+                                        headers=auth), ctx)]
+        codes = []
+        for req, context in reqs:
+            try:
+                with urllib.request.urlopen(req, timeout=30, context=context) as resp:
+                    codes.append(resp.status)
+            except urllib.error.HTTPError as err:
+                codes.append(err.code)
+        return codes
+
+    live = calls(token)
+    assert live[:2] == [200, 200], live          # the submitter lists its artifacts and reads its project's logs
+    time.sleep(2.5)
+    assert calls(token) == [401, 401, 401]
+    assert calls("ya29.local-forged") == [401, 401, 401]
+    assert calls(None)[1:] == [401, 401]         # Cloud Storage without a token: anonymous (401 where not public)
+    assert calls(None)[0] == 401
