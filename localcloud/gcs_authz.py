@@ -17,7 +17,7 @@ localcloud.gcs_preconditions, then the emulator).
 | GET, PUT /storage/v1/b/B/iam                              | storage.buckets.get/setIamPolicy| B      |
 | GET /storage/v1/b/B/o (objects.list)                      | storage.objects.list            | B      |
 | GET /storage/v1/b/B/o/N, GET /download/storage/v1/b/B/o/N | storage.objects.get             | B      |
-| POST /upload/storage/v1/b/B/o (media, multipart, resumable start) | storage.objects.create (+ storage.objects.delete to replace an object) | B |
+| POST /upload/storage/v1/b/B/o (media, multipart, resumable start) | storage.objects.create (+ storage.objects.delete to replace an object) | B, and the metadata's `bucket` if it names another |
 | PATCH, PUT /storage/v1/b/B/o/N                            | storage.objects.update          | B      |
 | DELETE /storage/v1/b/B/o/N                                | storage.objects.delete          | B      |
 | POST .../o/N/compose                                      | storage.objects.create (+ get)  | B      |
@@ -107,10 +107,36 @@ def needs(method: str, path: str, params: dict, content_type: str, body: bytes) 
         elif not name and body:
             try:
                 name = json.loads(body).get("name", "")
-            except ValueError:
+            except (ValueError, AttributeError):
                 name = ""
-        return [Need(R.OBJECT_CREATE, part[5], what="object", replaces=name)]
+        wanted = [Need(R.OBJECT_CREATE, part[5], what="object", replaces=name)]
+        # The emulator writes a resumable upload where its metadata's `bucket` says, not the path's bucket: an
+        # upload whose metadata names another bucket needs storage.objects.create there too.
+        other = _metadata_bucket(params.get("uploadType", ""), content_type, body)
+        if other and other != part[5]:
+            wanted.append(Need(R.OBJECT_CREATE, other, what="object", replaces=name))
+        return wanted
     return None
+
+
+def _metadata_bucket(upload_type: str, content_type: str, body: bytes) -> str:
+    """The `bucket` an upload's JSON metadata names (a resumable start's body, a multipart upload's first part)."""
+    meta: bytes = b""
+    if upload_type == "multipart":
+        boundary = next((v.strip().strip('"') for k, _, v in (p.strip().partition("=") for p in
+                                                              content_type.split(";")[1:]) if k.lower() == "boundary"), "")
+        for piece in body.split(b"--" + boundary.encode()) if boundary else []:
+            head, sep, rest = piece.partition(b"\r\n\r\n")
+            if sep and b"json" in head.lower():
+                meta = rest.strip()
+                break
+    elif upload_type != "media":
+        meta = body
+    try:
+        value = json.loads(meta).get("bucket", "") if meta else ""
+    except (ValueError, AttributeError):
+        return ""
+    return str(value) if value else ""
 
 
 def _error(status: int, message: str, reason: str, **extra) -> bytes:

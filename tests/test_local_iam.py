@@ -478,3 +478,36 @@ def test_an_expired_forged_or_absent_token_is_refused_everywhere(teams):
     assert calls("ya29.local-forged") == [401, 401, 401]
     assert calls(None)[1:] == [401, 401]         # Cloud Storage without a token: anonymous (401 where not public)
     assert calls(None)[0] == 401
+
+
+def test_an_upload_cannot_name_another_teams_bucket_in_its_metadata(teams):
+    """Outside review: a resumable upload started at alpha's bucket path with `"bucket": beta` in its metadata opened a
+    session on beta's bucket (the emulator follows the metadata), checked only on alpha's. It now needs
+    storage.objects.create on the bucket the metadata names too: refused, no session, nothing written to beta; the
+    same upload naming alpha's own bucket still works."""
+    cloud, _ = teams
+    alpha, beta = cloud.team_outputs["alpha"].artifacts_bucket_name, cloud.team_outputs["beta"].artifacts_bucket_name
+    before = _objects(cloud, beta)
+    auth = {"Authorization": f"Bearer {cloud.identities.issue(_sa(cloud, 'alpha', 'trainer'))}"}
+    boundary = "b0undary"
+    for upload, body, ctype in (
+            ("resumable", json.dumps({"name": "planted.bin", "bucket": beta}).encode(), "application/json"),
+            ("multipart", (f"--{boundary}\r\nContent-Type: application/json\r\n\r\n"
+                           + json.dumps({"name": "planted.bin", "bucket": beta})
+                           + f"\r\n--{boundary}\r\nContent-Type: text/plain\r\n\r\nplanted\r\n--{boundary}--").encode(),
+             f"multipart/related; boundary={boundary}")):
+        req = urllib.request.Request(f"{cloud.gcs.url}/upload/storage/v1/b/{alpha}/o?uploadType={upload}", data=body,
+                                     method="POST", headers={**auth, "Content-Type": ctype})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=30)
+        assert refused.value.code == 403 and b"storage.objects.create" in refused.value.read(), upload
+    assert _objects(cloud, beta) == before
+    req = urllib.request.Request(f"{cloud.gcs.url}/upload/storage/v1/b/{alpha}/o?uploadType=resumable",
+                                 data=json.dumps({"name": "own-meta.bin", "bucket": alpha}).encode(), method="POST",
+                                 headers={**auth, "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        location = resp.headers["Location"]
+    req = urllib.request.Request(location, data=b"alpha", method="PUT", headers={"Content-Range": "bytes 0-4/5"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status in (200, 201)
+    assert _objects(cloud, alpha)["own-meta.bin"] == b"alpha"
