@@ -252,12 +252,18 @@ class LocalCloud:
         if member not in self._metadata_by_member:
             project = self.iam.project_of(member)       # a service account's own project (or the environment's)
             self._metadata_by_member[member] = start_metadata(self.identities, member, project,
-                                                              self.iam.number(project))
+                                                              self.iam.number(project), self._job_account)
         return self._metadata_by_member[member]
 
     def _job_metadata(self, member: str):
         project = self.iam.project_of(member)
-        return start_metadata(self.identities, member, project, self.iam.number(project))
+        return start_metadata(self.identities, member, project, self.iam.number(project), self._job_account)
+
+    def _job_account(self, job_id: str) -> str | None:
+        """The service account local job `job_id` runs as (None: no such job)."""
+        jobs = getattr(self, "jobs", None)
+        job = jobs.jobs.get(job_id) if jobs is not None else None
+        return job.job_spec.service_account if job is not None else None
 
     def env(self, as_member: str | None = None, team: str | None = None) -> dict[str, str]:
         """What a process needs to use the local cloud, calling as `as_member` (the submitter by default), with

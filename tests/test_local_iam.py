@@ -511,3 +511,29 @@ def test_an_upload_cannot_name_another_teams_bucket_in_its_metadata(teams):
     with urllib.request.urlopen(req, timeout=30) as resp:
         assert resp.status in (200, 201)
     assert _objects(cloud, alpha)["own-meta.bin"] == b"alpha"
+
+
+def test_a_job_takes_tokens_only_from_its_own_metadata_server(teams):
+    """Outside review: every identity's metadata server listens on loopback, and an alpha job that connected to
+    another one (beta's submitter's) got that account's token. A job's process now gets tokens only from a metadata
+    server of the account its job runs as (403 otherwise, nothing issued); its own still answers, and a caller that is
+    no job (the user's shell) is unaffected."""
+    cloud, versions = teams
+    theirs = cloud.metadata_for(_sa(cloud, "beta", "submitter")).hostport
+    path = "/computeMetadata/v1/instance/service-accounts/default/token"
+    code = ("import json, os, urllib.request as u\n"
+            "def token(hostport):\n"
+            "    try:\n"
+            f"        return json.loads(u.urlopen(u.Request('http://' + hostport + '{path}',"
+            " headers={'Metadata-Flavor': 'Google'}), timeout=30).read())['access_token'][:5]\n"
+            "    except Exception as e:\n"
+            "        return 'refused ' + str(getattr(e, 'code', e))\n"
+            f"print('theirs:', token('{theirs}'))\n"
+            "print('own:', token(os.environ['GCE_METADATA_HOST']))\n")
+    out = _job(cloud, "alpha", versions, code)
+    assert _wait(cloud, out["job"]).state.name == "JOB_STATE_SUCCEEDED"
+    lines = [line for _, line in cloud.jobs.logs[out["job"].rsplit("/", 1)[-1]]]
+    assert "theirs: refused 403" in lines and "own: ya29." in lines, lines
+    req = urllib.request.Request(f"http://{theirs}{path}", headers={"Metadata-Flavor": "Google"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert json.loads(resp.read())["access_token"].startswith("ya29.")
