@@ -507,6 +507,17 @@ def _rest_handler(cloud: LocalCloud):
                 entries = cloud.jobs.entries(m.group(1)) if m else []
                 if m and cloud.jobs.project_of.get(m.group(1), cloud.project_id) not in projects:
                     entries = []            # a job of another project logs there, not in the projects read
+                audit = re.search(r'logName\s*=\s*"projects/([^/"]+)/logs/cloudaudit\.googleapis\.com%2Factivity"',
+                                  flt)
+                if audit and not m:         # Admin Activity audit log (Secret Manager's version writes)
+                    wanted = cloud.iam.project_id(audit.group(1))
+                    entries = [e for e in list(cloud.secrets.audit) if wanted in projects
+                               and e["logName"] == f"projects/{wanted}/logs/cloudaudit.googleapis.com%2Factivity"]
+                    for key, value in re.findall(r'protoPayload\.(methodName|serviceName)\s*=\s*"([^"]+)"', flt):
+                        entries = [e for e in entries if e["protoPayload"][key] == value]
+                    prefix = re.search(r'protoPayload\.resourceName\s*:\s*"([^"]+)"', flt)
+                    if prefix:              # `:` (has): a substring match
+                        entries = [e for e in entries if prefix.group(1) in e["protoPayload"]["resourceName"]]
                 has = re.search(r'textPayload\s*:\s*"((?:[^"\\]|\\.)*)"', flt)
                 if has:            # Cloud Logging's `:` (has): a substring match
                     needle = re.sub(r'\\(.)', r'\1', has.group(1)).lower()

@@ -250,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _review_live(demo: Demo, cloud, plan_path: Path) -> dict:
-    """`hfgate review --live` as the seed's read-only reviewer (roles/cloudasset.viewer): the deployment as applied,
-    then after three changes made outside the plan."""
+    """`hfgate review --live` as the seed's read-only reviewer (roles/cloudasset.viewer, roles/logging.viewer): the
+    deployment as applied, then after three changes made outside the plan."""
     from google.iam.v1 import iam_policy_pb2
 
     import re
@@ -263,7 +263,10 @@ def _review_live(demo: Demo, cloud, plan_path: Path) -> dict:
     os.environ["CDKTF_OUTDIR"] = str(plan_path.parents[2])     # the plan this demo deployed
 
     def review() -> tuple[int, dict]:
-        rc, _, err = demo.hfgate(cloud, "review", "--live", "--env", "local", as_member=reviewer, show=False)
+        # The platform admin set the tokens (steps 4, 7, 8); its grant is the seed's, above what the review reads:
+        # the reviewer accepts it as the tokens' setter (each version's adder comes from the audit log).
+        rc, _, err = demo.hfgate(cloud, "review", "--live", "--env", "local", "--accept",
+                                 "examples/review-accept-local.toml", as_member=reviewer, show=False)
         verdict = next((line for line in err.splitlines() if line.startswith("review ")), err.strip()[-300:])
         demo.say("  " + re.sub(r": \S+REPORT\.md", "", verdict.split(" (unexpected token readers", 1)[0]))
         report = json.loads((ROOT / "reports" / "local-live" / "report.json").read_text())

@@ -77,6 +77,10 @@ class SecretStore:
         self.lock = threading.Lock()
         self.calls: list[tuple[str, str, str]] = []  # (method, member, resource) for tests and the review
         self.latency_s = 0.0                           # fault knob: added to every call (benchmarks)
+        # Cloud Logging's Admin Activity audit log (`cloudaudit.googleapis.com%2Factivity`): AddSecretVersion and
+        # EnableSecretVersion are ADMIN_WRITE methods, always written, naming the caller (Google's AuditLog
+        # protoPayload). Served by the local Cloud Logging's entries:list (localcloud.cloud).
+        self.audit: list[dict] = []
 
     # names ---------------------------------------------------------------------------------------------------------
     def _parse(self, name: str, want_version: bool) -> tuple[str, str | None]:
@@ -193,7 +197,9 @@ class SecretStore:
             s = self._secret(sid)
             v = Version(len(s.versions) + 1, bytes(payload.data), sm.SecretVersion.State.ENABLED, _now())
             s.versions.append(v)
-            return self._version_pb(s, v)
+            pb = self._version_pb(s, v)
+            self._audit(member, "AddSecretVersion", sid, pb.name)
+            return pb
 
     def get_version(self, member, name: str) -> sm.SecretVersion:
         sid, ver = self._parse(name, True)
@@ -238,7 +244,32 @@ class SecretStore:
             v.state = state
             if state == sm.SecretVersion.State.DESTROYED:
                 v.data, v.destroyed = b"", _now()
-            return self._version_pb(s, v)
+            pb = self._version_pb(s, v)
+            if state == S.ENABLED:
+                self._audit(member, "EnableSecretVersion", sid, pb.name)
+            return pb
+
+    def _audit(self, member: str, method: str, sid: str, resource: str) -> None:
+        """One Admin Activity audit entry (LogEntry JSON with an AuditLog protoPayload), as Cloud Logging returns
+        it: logName of the secret's project, the caller in authenticationInfo.principalEmail. Held under the lock."""
+        project = self.iam.project_of(f"secret:{sid}")
+        ts = time.time()
+        self.audit.append({
+            "logName": f"projects/{project}/logs/cloudaudit.googleapis.com%2Factivity",
+            "resource": {"type": "audited_resource", "labels": {"project_id": project,
+                                                                "service": "secretmanager.googleapis.com",
+                                                                "method": f"google.cloud.secretmanager.v1."
+                                                                          f"SecretManagerService.{method}"}},
+            "protoPayload": {"@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+                             "serviceName": "secretmanager.googleapis.com",
+                             "methodName": f"google.cloud.secretmanager.v1.SecretManagerService.{method}",
+                             "resourceName": resource,
+                             "authenticationInfo": {"principalEmail": member.split(":", 1)[-1]},
+                             "authorizationInfo": [{"resource": resource, "granted": True, "permission":
+                                                    "secretmanager.versions." +
+                                                    ("add" if method == "AddSecretVersion" else "enable")}]},
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e6):06d}Z",
+            "insertId": f"audit-{len(self.audit):08d}", "severity": "NOTICE"})
 
 
 def _update_secret(store: SecretStore, member, secret: sm.Secret, mask) -> sm.Secret:

@@ -16,8 +16,8 @@ projects and judged by the egress model as deployed (`_perimeter`); the attribut
 public access prevention, a secret's rotation, a proxy rule's matcher) come from ListAssets' resource data.
 
 Not read (README, what --live does not see): IAM conditions, deny policies, group membership, grants on other
-resource kinds (topics, subnets, KMS keys, network attachments, repositories), Artifact Registry repositories, and
-who created a secret version (Cloud Logging's audit log, not Cloud Asset Inventory).
+resource kinds (topics, subnets, KMS keys, network attachments, repositories) and Artifact Registry repositories.
+Who added each token secret version comes from Cloud Logging's Admin Activity audit log (`_read_audit`).
 """
 from __future__ import annotations
 
@@ -94,6 +94,11 @@ class Deployed:
     versions: list[dict] = field(default_factory=list)              # the secrets' versions: create time, state
     perimeters: dict[str, dict] = field(default_factory=dict)       # full name -> ServicePerimeter (proto fields)
     perimeters_read: list[str] = field(default_factory=list)        # organizations whose access policies were read
+    # Who added or enabled each version, from the Admin Activity audit log: (secret id, version number) -> entries
+    # ({"method", "principal", "timestamp"}); projects whose audit log could not be read -> why.
+    audit: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
+    audit_unread: dict[str, str] = field(default_factory=dict)
+    audit_read: list[str] = field(default_factory=list)
 
 
 def _target(full_name: str, ids: dict[str, str], emails: dict[str, str]) -> tuple[str, str] | None:
@@ -198,7 +203,65 @@ def read(projects: list[str], client: Any = None, retry_s: float = 60.0) -> Depl
         for b in r.policy.bindings:
             for m in b.members:
                 d.bindings.append((m, b.role, f"{target[0]}:{target[1]}", r.resource))
+    if d.versions:
+        for project in projects:
+            _read_audit(project, d)
     return d
+
+
+# Secret Manager's version writes, in the Admin Activity audit log (cloud.google.com/secret-manager/docs/audit-logging:
+# AddSecretVersion and EnableSecretVersion are ADMIN_WRITE; Admin Activity logs are always written and kept 400 days,
+# cloud.google.com/logging/docs/routing/overview#logs-retention; reading them needs roles/logging.viewer,
+# cloud.google.com/logging/docs/audit#access-control).
+AUDIT_METHODS = ("google.cloud.secretmanager.v1.SecretManagerService.AddSecretVersion",
+                 "google.cloud.secretmanager.v1.SecretManagerService.EnableSecretVersion")
+_VERSION_NAME = re.compile(r"projects/[^/]+/secrets/([^/]+)/versions/(\d+)")
+
+
+def _principal(email: str) -> str:
+    """An audit entry's principalEmail as an IAM member."""
+    return f"serviceAccount:{email}" if email.endswith(".gserviceaccount.com") else f"user:{email}"
+
+
+def _read_audit(project: str, d: Deployed) -> None:
+    """Cloud Logging entries:list (REST, the call jobs.vertex makes for job logs) of the project's Admin Activity
+    audit log, Secret Manager's entries only. Refused: the project is recorded in d.audit_unread (its versions are
+    UNKNOWN, from review); unanswered: Transient."""
+    import google.auth.transport.requests
+
+    from jobs import endpoints
+    from jobs.errors import Transient
+    session = google.auth.transport.requests.AuthorizedSession(endpoints.credentials())
+    body: dict = {"resourceNames": [f"projects/{project}"], "orderBy": "timestamp asc", "pageSize": 1000,
+                  "filter": f'logName="projects/{project}/logs/cloudaudit.googleapis.com%2Factivity"'
+                            ' AND protoPayload.serviceName="secretmanager.googleapis.com"'}
+    while True:
+        try:
+            resp = session.post(f"{endpoints.googleapis_rest('logging')}/v2/entries:list", json=body, timeout=30)
+        except Exception as exc:       # requests' connection errors: the service did not answer
+            raise Transient(f"Cloud Logging did not answer entries:list on projects/{project}: {exc}",
+                            "retry later; check that logging.googleapis.com is reachable") from None
+        if resp.status_code in (401, 403):
+            d.audit_unread[project] = f"HTTP {resp.status_code}: " + str(
+                (resp.json() if resp.content else {}).get("error", {}).get("message", ""))[:200]
+            return
+        if resp.status_code != 200:
+            raise Transient(f"Cloud Logging answered entries:list on projects/{project} with HTTP"
+                            f" {resp.status_code}", "retry later (a 429 is the project's read quota)")
+        page = resp.json()
+        for e in page.get("entries", []):
+            p = e.get("protoPayload") or {}
+            m = _VERSION_NAME.fullmatch(str(p.get("resourceName", "")))
+            if p.get("methodName") not in AUDIT_METHODS or not m:
+                continue
+            email = str((p.get("authenticationInfo") or {}).get("principalEmail", ""))
+            d.audit.setdefault((m.group(1), m.group(2)), []).append(
+                {"method": str(p["methodName"]).rsplit(".", 1)[-1], "principal": _principal(email) if email else "",
+                 "timestamp": e.get("timestamp", "")})
+        if not page.get("nextPageToken"):
+            d.audit_read.append(project)
+            return
+        body["pageToken"] = page["nextPageToken"]
 
 
 class _answering:
@@ -620,6 +683,59 @@ def _key_paths(rep: dict, drift: list[dict]) -> list[dict]:
     return rows
 
 
+VERSION_ADD = "secretmanager.versions.add"
+
+
+def _version_paths(merged: Plan, d: Deployed) -> tuple[list[dict], list[dict]]:
+    """Each enabled version of a token secret (read or write) judged by who added it (the Admin Activity audit
+    log): a principal holding secretmanager.versions.add on the secret, its project or above in the plan plus the
+    deployed grants passes; anyone else is a path (`added-version`) naming them. A version whose entry is missing
+    (older than the log's 400 days, or written where the reviewer does not read) or whose project's log could not
+    be read is UNKNOWN. Returns (paths, unknowns)."""
+    from review.graph import Targets
+    t = Targets.of(merged)
+    which = {sid: w for sid, w in ((t.secret_id, "token"), (t.write_secret_id, "write token")) if sid}
+    by_number = {n: pid for pid, n in d.numbers.items()}
+    grants = [g for g in plan_grants(merged)[0] if g.perms and g.perms & {VERSION_ADD, "secretmanager.versions.enable"}]
+    paths, unknowns = [], []
+    for v in sorted(d.versions, key=lambda v: v["version"]):
+        m = re.fullmatch(r"projects/([^/]+)/secrets/([^/]+)/versions/(\d+)", v["version"])
+        if not m or m.group(2) not in which or str(v["state"]).rsplit(".", 1)[-1] != "ENABLED":
+            continue
+        project, sid, number = by_number.get(m.group(1), m.group(1)), m.group(2), m.group(3)
+        if project in d.audit_unread:
+            unknowns.append({"address": v["version"], "field": "added by", "value": "audit log unread",
+                             "why": f"who added version {number} of {sid} cannot be judged: the Admin Activity audit"
+                                    f" log of projects/{project} could not be read ({d.audit_unread[project]}); grant"
+                                    " the reviewing identity roles/logging.viewer there, or accept it with a reason"})
+            continue
+        adders = [e for e in d.audit.get((sid, number), []) if e["method"] == "AddSecretVersion"]
+        if not adders:
+            unknowns.append({"address": v["version"], "field": "added by", "value": "no audit entry",
+                             "why": f"no AddSecretVersion entry for version {number} of {sid} in the Admin Activity"
+                                    f" audit log of projects/{project} (kept 400 days: older versions have none):"
+                                    " who added it cannot be judged; replace it with `hfgate token set`, or accept"
+                                    " it with a reason"})
+            continue
+        nodes = {f"secret:{sid}", f"project:{project}"}
+        for a in d.ancestors.get(project, []):
+            kind, _, ident = a.partition("/")
+            nodes |= {f"{kind[:-1]}:{ident}", f"{kind[:-1]}:{a}"}
+        for e in d.audit.get((sid, number), []):
+            verb, perm = ("added", VERSION_ADD) if e["method"] == "AddSecretVersion" else \
+                ("enabled", "secretmanager.versions.enable")
+            if e["principal"] in {_normalize(g.member, d.numbers) for g in grants
+                                  if g.resource in nodes and g.perms and perm in g.perms}:
+                continue
+            origin = (f"version {number} {verb} by {e['principal'] or '(no principal in the audit entry)'} at"
+                      f" {e['timestamp']}, who holds no {perm} on the secret, its project or above in the plan or"
+                      " the deployed grants (Admin Activity audit log)")
+            paths.append({"principal": e["principal"], "kind": f"{verb}-version",
+                          "how": f"{verb} version {number} of the {which[sid]}: its value is theirs [{origin}]",
+                          "address": v["version"], "origin": origin, "which": which[sid]})
+    return paths, unknowns
+
+
 def review(plan: Plan, d: Deployed, accepts: dict | None = None, checkov: dict | None = None) -> dict:
     """The plan review (review.report.review) over the plan and the deployed state, with the deployed-only paths
     named by origin, the drift table, and what could not be read."""
@@ -668,8 +784,15 @@ def review(plan: Plan, d: Deployed, accepts: dict | None = None, checkov: dict |
         rep["write_token"]["unexpected_readers"] = sorted(
             {p for t in teams for p in t["write_token"]["unexpected_readers"]}
             | set(rep["write_token"]["unexpected_readers"]))
+    versions, version_unknowns = _version_paths(merged, d)
+    for row in versions:        # a version whose adder the plan does not allow: the token's value is theirs
+        keys.append(row)
+        if row["principal"] not in accepted_readers:
+            bucket = rep["unexpected_readers"] if row["which"] == "token" else rep["write_token"]["unexpected_readers"]
+            if row["principal"] not in bucket:
+                bucket.append(row["principal"])
     accepted_unknowns = {a["address"]: a["reason"] for a in accepts.get("unknown", [])}
-    unknowns = [u | {"accepted": accepted_unknowns.get(u["address"])} for u in d.unknowns]
+    unknowns = [u | {"accepted": accepted_unknowns.get(u["address"])} for u in d.unknowns + version_unknowns]
     rep["unknowns"] = rep["unknowns"] + unknowns
     rep["unresolved"] = sorted(set(rep["unresolved"]) | {u["address"] for u in unknowns if not u["accepted"]})
     seen: set[tuple] = set()
@@ -683,11 +806,20 @@ def review(plan: Plan, d: Deployed, accepts: dict | None = None, checkov: dict |
     rep["live"] = {"scopes_read": d.scopes_read, "projects": dict(d.numbers), "ancestry": d.ancestors,
                    "bindings": len(d.bindings), "resources": len(d.resources),
                    "unknowns": unknowns, "deployed_only_paths": paths, "drift": drift,
-                   "secret_versions": sorted(d.versions, key=lambda v: v["version"])}
+                   "secret_versions": [v | {"added_by": _added_by(v, d)} for v in
+                                       sorted(d.versions, key=lambda v: v["version"])]}
     rep["source"] = f"{rep.get('source')} + deployed (Cloud Asset Inventory)"
     rep["ok"] = bool(rep["ok"] and all(r["principal"] in accepted_readers for r in keys)
                      and all(u["accepted"] for u in unknowns))
     return rep
+
+
+def _added_by(v: dict, d: Deployed) -> str:
+    m = _VERSION_NAME.fullmatch(v["version"])
+    if not m:
+        return ""
+    entries = d.audit.get((m.group(1), m.group(2)), [])
+    return ", ".join(f"{e['principal']} ({e['method']})" for e in entries)
 
 
 def markdown(live: dict) -> list[str]:
@@ -713,12 +845,14 @@ def markdown(live: dict) -> list[str]:
                      ", ".join(r["deployed"]) if isinstance(r["deployed"], list) else r["deployed"], r["origin"]]
                     for r in live["drift"]])] if live["drift"] else ["None.", ""]
     out += ["", "### Secret versions", "",
-            "Listed, not judged: Cloud Asset Inventory shows a version's create time and state, not who added it"
-            " (`hfgate token set` or anyone else with secretmanager.versions.add). Secret Manager's Admin Activity"
-            " audit log (AddSecretVersion is an ADMIN_WRITE method: always written) names the caller; this review"
-            " does not read Cloud Logging (README).", ""]
+            "Create time and state from Cloud Asset Inventory; who added (or enabled) each version from Secret"
+            " Manager's Admin Activity audit log (AddSecretVersion and EnableSecretVersion are ADMIN_WRITE methods:"
+            " always written, kept 400 days). An enabled version of a token added by a principal without"
+            " secretmanager.versions.add in the plan or the deployed grants is a path above; one without an entry"
+            " is UNKNOWN.", ""]
     versions = live.get("secret_versions") or []
-    out += [_table(["version", "state", "created"], [[v["version"], v["state"], v["created"]] for v in versions])] \
+    out += [_table(["version", "state", "created", "added by"],
+                   [[v["version"], v["state"], v["created"], v.get("added_by") or "-"] for v in versions])] \
         if versions else ["None shown.", ""]
     return out
 

@@ -32,7 +32,9 @@ def cloud(deployed):
     """The deployment as the apply left it, again after each test (grants and inventory put back)."""
     grants, assets = set(deployed.grants.triples), dict(deployed.assets.assets)
     held = {k: (sec.rotation, list(sec.versions)) for k, sec in deployed.secrets.secrets.items()}
+    audit = list(deployed.secrets.audit)
     yield deployed
+    deployed.secrets.audit[:] = audit
     deployed.grants.triples = grants
     deployed.assets.assets, deployed.assets.removed = assets, set()
     for k, (rotation, versions) in held.items():       # what a test changed with Secret Manager's own API
@@ -352,22 +354,111 @@ def test_a_proxy_rule_whose_matcher_or_priority_changed_is_a_changed_row(synth_d
     assert rows[f"{v['name']} priority"]["deployed"] == f"{full}: {int(v['priority']) + 1000}"
 
 
-def test_secret_versions_are_listed_with_create_time_and_state_not_judged(cloud):
-    """A version added with Secret Manager's own API, not `hfgate token set`: Cloud Asset Inventory cannot say who
-    added it, so the report lists every version (create time, state) and says so; it passes no verdict on it."""
+ADMIN_ACCEPTED = {"unknown": [], "reader": [{"principal": "user:platform@example.com",
+                                              "reason": "the platform admin sets the tokens"}]}
+MALLORY = "user:mallory@example.com"
+
+
+def add_version(cloud, member: str, secret: str | None = None):
     from jobs.endpoints import secret_manager
-    with cloud.environ(as_member=cloud.admin):
-        added = secret_manager().add_secret_version(request={"parent": cloud.outputs.token_secret,
-                                                             "payload": {"data": b"hf_not_a_real_token"}})
-    rep = review_live(cloud)
+    with cloud.environ(as_member=member):
+        return secret_manager().add_secret_version(request={"parent": secret or cloud.outputs.token_secret,
+                                                            "payload": {"data": b"hf_not_a_real_token"}})
+
+
+def added_version_rows(rep: dict) -> list[dict]:
+    return [p for p in rep["live"]["deployed_only_paths"] if p.get("kind") in ("added-version", "enabled-version")]
+
+
+def test_secret_versions_are_listed_with_create_time_state_and_who_added_them(cloud):
+    """A version added by the platform admin with Secret Manager's own API (what `hfgate token set` calls): Cloud
+    Asset Inventory gives its create time and state, the Admin Activity audit log who added it. The admin's grant
+    is the local cloud's, above what the review reads: its version fails naming it until the reviewer accepts the
+    admin (examples/review-accept-local.toml), then passes."""
+    added = add_version(cloud, cloud.admin)
     number = added.name.rsplit("/", 1)[-1]
+    rep = live.review(cloud.plan, _read(cloud), ADMIN_ACCEPTED)
     rows = [v for v in rep["live"]["secret_versions"] if v["version"].endswith(
         f"/secrets/{token_secret_id(cloud)}/versions/{number}")]
     assert len(rows) == 1 and rows[0]["state"] == "ENABLED"
     assert rows[0]["created"] == added.create_time.isoformat()
+    assert rows[0]["added_by"] == "user:platform@example.com (AddSecretVersion)"
     text = "\n".join(live.markdown(rep["live"]))
-    assert rows[0]["version"] in text and "not who added it" in text and "hf_not_a_real_token" not in text
+    assert rows[0]["version"] in text and "user:platform@example.com (AddSecretVersion)" in text
+    assert "hf_not_a_real_token" not in text
     assert rep["ok"], rep["unresolved"]
+    # Not accepted: the admin's version is named, with its origin.
+    rep = review_live(cloud)
+    assert not rep["ok"] and "user:platform@example.com" in rep["unexpected_readers"]
+    [row] = added_version_rows(rep)
+    assert row["principal"] == "user:platform@example.com" and row["address"] == rows[0]["version"]
+    assert f"version {number} added by user:platform@example.com" in row["origin"]
+    # The audit log was read as the reviewer, with Cloud Logging's entries:list (roles/logging.viewer).
+    assert (REVIEWER, "roles/logging.viewer", "*") in cloud.grants.triples
+
+
+def _read(cloud, member: str = REVIEWER):
+    with cloud.environ(as_member=member):
+        return live.read(live.projects_of(cloud.plan))
+
+
+def test_a_version_added_by_one_the_plan_does_not_allow_fails_naming_them(cloud):
+    """mallory is granted Secret Version Adder on the token secret by hand, adds a version, and the grant is removed:
+    no policy holds her secretmanager.versions.add any more, and the version (its value hers) fails the review naming
+    her, from the Admin Activity audit log."""
+    sid = token_secret_id(cloud)
+    grant = (MALLORY, "roles/secretmanager.secretVersionAdder", f"secret:{sid}")
+    cloud.grants.add(*grant)
+    added = add_version(cloud, MALLORY)
+    cloud.grants.triples.discard(grant)
+    rep = live.review(cloud.plan, _read(cloud), ADMIN_ACCEPTED)
+    assert not rep["ok"] and MALLORY in rep["unexpected_readers"]
+    [row] = added_version_rows(rep)
+    number = added.name.rsplit("/", 1)[-1]
+    assert row["principal"] == MALLORY and row["kind"] == "added-version"
+    assert f"version {number} added by {MALLORY}" in row["origin"]
+    assert "who holds no secretmanager.versions.add" in row["origin"]
+    md = "\n".join(live.markdown(rep["live"]))
+    assert MALLORY in md and "hf_not_a_real_token" not in md
+    # While the hand-made grant stands, the grant is the finding (a path that exists only in the deployed state);
+    # the version itself was added by one the deployed grants allow.
+    cloud.grants.add(*grant)
+    rep = live.review(cloud.plan, _read(cloud), ADMIN_ACCEPTED)
+    assert not rep["ok"] and added_version_rows(rep) == []
+    assert any(p["principal"] == MALLORY and "not in the plan" in p.get("origin", "")
+               for p in rep["live"]["deployed_only_paths"])
+
+
+def test_a_version_of_the_write_token_is_judged_too(cloud):
+    from review.graph import Targets
+    secret = f"projects/{cloud.project_id}/secrets/{Targets.of(cloud.plan).write_secret_id}"
+    grant = (MALLORY, "roles/secretmanager.secretVersionAdder", "secret:" + secret.rsplit("/", 1)[-1])
+    cloud.grants.add(*grant)
+    add_version(cloud, MALLORY, secret)
+    cloud.grants.triples.discard(grant)
+    rep = live.review(cloud.plan, _read(cloud), ADMIN_ACCEPTED)
+    assert not rep["ok"] and MALLORY in rep["write_token"]["unexpected_readers"]
+    [row] = added_version_rows(rep)
+    assert "of the write token" in row["how"]
+
+
+def test_a_version_whose_audit_entry_cannot_be_read_is_unknown(cloud):
+    """The reviewer without roles/logging.viewer: who added the version is UNKNOWN (it fails unless accepted); a
+    version with no audit entry at all (planted past the API, as one older than the log's 400 days) is UNKNOWN too."""
+    added = add_version(cloud, cloud.admin)
+    name = added.name
+    cloud.grants.triples.discard((REVIEWER, "roles/logging.viewer", "*"))
+    rep = live.review(cloud.plan, _read(cloud), ADMIN_ACCEPTED)
+    [u] = [u for u in rep["live"]["unknowns"] if u["field"] == "added by"]
+    assert u["address"] == name and "roles/logging.viewer" in u["why"] and not u["accepted"]
+    assert not rep["ok"] and name in rep["unresolved"] and added_version_rows(rep) == []
+    accepted = {**ADMIN_ACCEPTED, "unknown": [{"address": name, "reason": "checked in the console"}]}
+    assert live.review(cloud.plan, _read(cloud), accepted)["ok"]
+    cloud.grants.add(REVIEWER, "roles/logging.viewer", "*")
+    cloud.secrets.audit.clear()
+    rep = live.review(cloud.plan, _read(cloud), ADMIN_ACCEPTED)
+    [u] = [u for u in rep["live"]["unknowns"] if u["field"] == "added by"]
+    assert u["address"] == name and "no AddSecretVersion entry" in u["why"] and not rep["ok"]
 
 
 def test_the_local_inventory_serves_the_organizations_perimeter_as_access_policy(cloud):
