@@ -86,6 +86,18 @@ def test_a_grant_added_by_hand_on_the_secret_fails_naming_it(cloud):
     assert "user:mallory@example.com" in "\n".join(live.markdown(rep["live"]))
 
 
+@pytest.mark.parametrize("role", ["roles/iam.serviceAccountTokenCreator", "roles/iam.serviceAccountUser"])
+def test_a_grant_to_act_as_the_trainer_added_by_hand_fails_naming_it(cloud, role):
+    """Someone made able to act as a token holder (mint the trainer's tokens, or run things as it) after the apply,
+    on the trainer account's own IAM policy: a path to the token that exists only in the deployed state."""
+    trainer = cloud.outputs.trainer_email
+    cloud.assets.grant("user:trudy@example.com", role, f"serviceAccount:{trainer}")
+    rep = review_live(cloud)
+    assert not rep["ok"] and "user:trudy@example.com" in rep["unexpected_readers"]
+    row = next(r for r in rep["token_readers"] if r["principal"] == "user:trudy@example.com")
+    assert "not in the plan" in row["origin"] and trainer in row["origin"]
+
+
 def test_an_inherited_folder_grant_fails_naming_the_folder(cloud):
     cloud.assets.grant("user:eve@example.com", "roles/secretmanager.secretAccessor", f"folder:{DEFAULT_FOLDER}")
     rep = review_live(cloud)
