@@ -36,16 +36,13 @@ import json
 import threading
 import urllib.parse
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 
 from localcloud.gcs_preconditions import _multipart_name
 from localcloud.iam import Iam
-from localcloud.loopback import Server, serve
+from localcloud.loopback import RelayHandler, Server, serve
 from localcloud.state import Identities
 from review import roles as R
 
-_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection", "host",
-        "content-length"}
 
 
 @dataclass(frozen=True)
@@ -245,37 +242,7 @@ def start_authorizing_front(iam: Iam, identities: Identities, upstream: str) -> 
     front = AuthorizingFront(iam, identities, upstream)
     target = front.upstream
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *a):
-            pass
-
-        def _body(self) -> bytes:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                out = b""
-                while True:
-                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                    if size == 0:
-                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                            pass
-                        return out
-                    out += self.rfile.read(size)
-                    self.rfile.readline()
-            n = int(self.headers.get("Content-Length") or 0)
-            return self.rfile.read(n) if n else b""
-
-        def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-            self.send_response(status)
-            for k, v in headers:
-                if k.lower() not in _HOP:
-                    self.send_header(k, v)
-            if status != 304:
-                self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD" and status != 304:
-                self.wfile.write(body)
-
+    class Handler(RelayHandler):
         def _any(self):
             body = self._body()
             authorization = self.headers.get("Authorization")
@@ -286,27 +253,14 @@ def start_authorizing_front(iam: Iam, identities: Identities, upstream: str) -> 
             if self.path.split("?", 1)[0].endswith("/iam/testPermissions"):
                 data = front.after(self.command, self.path, 200, "", front.identities.member_for(authorization), b"")
                 return self._send(200, [("Content-Type", "application/json; charset=UTF-8")], data)
-            conn = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=300)
-            try:
-                conn.request(self.command, self.path, body=body or None,
-                             headers={k: v for k, v in self.headers.items()
-                                      if k.lower() not in _HOP and k.lower() != "authorization"})
-                resp = conn.getresponse()
-                data = resp.read()
-                headers = resp.getheaders()
-            finally:
-                conn.close()
+            resp, headers, data = self._forward(body, drop=frozenset({"authorization"}))
             data = front.after(self.command, self.path, resp.status, resp.getheader("Location", ""),
                                front.identities.member_for(authorization), data)
-            # A resumable session's Location names the hop behind this front (which checks no IAM): its chunks
-            # come back here, to whoever the client called.
-            here = f"http://{self.headers.get('Host') or '%s:%s' % self.server.server_address[:2]}"
-            origin = f"{target.scheme}://{target.netloc}"
-            headers = [(k, v.replace(origin, here, 1) if k.lower() == "location" else v) for k, v in headers]
             self._send(resp.status, headers, data)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _any
 
+    Handler.target = target
     server = serve(Handler)
     server.front = front          # type: ignore[attr-defined]
     return server

@@ -42,9 +42,8 @@ import threading
 import urllib.parse
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 
-from localcloud.loopback import Server, serve
+from localcloud.loopback import RelayHandler, Server, serve
 
 # (parameter, field, "match"|"not", status when it does not hold), rows of the table above.
 RULES = (
@@ -223,8 +222,6 @@ class PreconditionFront:
             self._sessions[upload_id] = targets[0]
 
 
-_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection", "host",
-        "content-length"}
 
 
 def start_precondition_front(upstream: str) -> Server:
@@ -233,63 +230,21 @@ def start_precondition_front(upstream: str) -> Server:
     front = PreconditionFront(upstream)
     target = urllib.parse.urlsplit(upstream)
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *a):
-            pass
-
-        def _body(self) -> bytes:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                out = b""
-                while True:
-                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                    if size == 0:
-                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                            pass
-                        return out
-                    out += self.rfile.read(size)
-                    self.rfile.readline()
-            n = int(self.headers.get("Content-Length") or 0)
-            return self.rfile.read(n) if n else b""
-
-        def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-            self.send_response(status)
-            for k, v in headers:
-                if k.lower() not in _HOP:
-                    self.send_header(k, v)
-            if status != 304:
-                self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD" and status != 304:
-                self.wfile.write(body)
-
+    class Handler(RelayHandler):
         def _any(self):
             body = self._body()
             answer, held = front.admit(self.command, self.path, self.headers, body)
             if answer is not None:
                 return self._send(answer.status, list(answer.headers.items()), answer.body)
             with held:
-                conn = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=300)
-                try:
-                    conn.request(self.command, self.path, body=body or None,
-                                 headers={k: v for k, v in self.headers.items() if k.lower() not in _HOP})
-                    resp = conn.getresponse()
-                    data = resp.read()
-                    headers = resp.getheaders()
-                finally:
-                    conn.close()
-            # The emulator names itself in a resumable session's Location: the session's chunks must come back
-            # here (to whoever the client called), or the check when the upload completes would be skipped.
-            here = f"http://{self.headers.get('Host') or self.server.server_address[0]}"
-            origin = f"{target.scheme}://{target.netloc}"
-            headers = [(k, v.replace(origin, here, 1) if k.lower() == "location" else v) for k, v in headers]
+                resp, headers, data = self._forward(body)
             if resp.status in (200, 201):
                 front.remember_session(self.command, self.path, self.headers, body, resp.getheader("Location", ""))
             self._send(resp.status, headers, data)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _any
 
+    Handler.target = target
     server = serve(Handler)
     server.front = front          # type: ignore[attr-defined]
     return server
