@@ -263,14 +263,8 @@ class Inventory:
                              request: A.SearchAllResourcesRequest) -> A.SearchAllResourcesResponse:
         self.calls.append(("SearchAllResources", member, request.scope))
         scope = self._authorize(member, SEARCH_RESOURCES, request.scope)
-        types = set(request.asset_types)
-        with self.lock:
-            assets = list(self.assets.values()) + self._versions()
         results = []
-        for a in sorted(assets, key=lambda a: a.name):
-            if (types and a.asset_type not in types) or scope not in self.iam.ancestors(a.node):
-                continue
-            project, folders, org = self._where(a.node)
+        for a, (project, folders, org) in self._assets_under(scope, request.asset_types):
             results.append(A.ResourceSearchResult(name=a.name, asset_type=a.asset_type, project=project,
                                                   folders=folders, organization=org, display_name=a.display_name,
                                                   state=a.state, create_time=a.create_time,
@@ -278,6 +272,16 @@ class Inventory:
                                                      else {})))
         page, token = _page(results, request.page_size, request.page_token, 500)
         return A.SearchAllResourcesResponse(results=page, next_page_token=token)
+
+    def _assets_under(self, scope: str, asset_types):
+        """The assets (secret versions included) under `scope`, of `asset_types` (all when empty), by name, each
+        with where it sits (project, folders, organization)."""
+        types = set(asset_types)
+        with self.lock:
+            assets = list(self.assets.values()) + self._versions()
+        for a in sorted(assets, key=lambda a: a.name):
+            if (not types or a.asset_type in types) and scope in self.iam.ancestors(a.node):
+                yield a, self._where(a.node)
 
     def _versions(self) -> list[Asset]:
         """Secrets and their versions, as Secret Manager holds them now (versions are added after the apply)."""
@@ -313,14 +317,8 @@ class Inventory:
         if request.content_type != A.ContentType.RESOURCE:
             raise _Denied(grpc.StatusCode.INVALID_ARGUMENT, f"content type {request.content_type.name} is not"
                           " served by the local Cloud Asset Inventory (only RESOURCE)")
-        types = set(request.asset_types)
-        with self.lock:
-            assets = list(self.assets.values()) + self._versions()
         results = []
-        for a in sorted(assets, key=lambda a: a.name):
-            if (types and a.asset_type not in types) or scope not in self.iam.ancestors(a.node):
-                continue
-            project, folders, org = self._where(a.node)
+        for a, (project, folders, org) in self._assets_under(scope, request.asset_types):
             data = struct_pb2.Struct()
             data.update(a.data)
             results.append(A.Asset(name=a.name, asset_type=a.asset_type,
