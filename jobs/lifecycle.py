@@ -242,28 +242,3 @@ def write_status(outputs: Outputs, client=None, *, as_publisher: bool = False) -
     except (HfgateError, gexc.GoogleAPICallError) as exc:
         info["problems"].append(f"could not read the write token as the publisher: {getattr(exc, 'message', exc)}")
     return info
-    info["latest"] = versions[0].name if versions else None
-    for v in versions:
-        info["versions"].append({"version": v.name.rsplit("/", 1)[-1], "name": v.name, "state": v.state.name,
-                                 "created": v.create_time.isoformat() if v.create_time else None,
-                                 "latest": v.name == info["latest"]})
-    if not versions:
-        info["problems"].append("no write token stored: hfgate token set --kind write (needed by hfgate publish)")
-    elif versions[0].state.name != "ENABLED":
-        info["problems"].append(f"`latest` ({info['latest']}) is {versions[0].state.name}: hfgate publish will"
-                                " fail; run hfgate token set --kind write")
-    else:
-        try:
-            try:
-                pinned = read_token(outputs, "latest", client, write=True)
-            except AccessDenied:
-                pinned = read_token(outputs, "latest", publisher_secret_client(outputs), write=True)
-            report = write_preflight(pinned.token)
-            info.update(owner=report.user, role=report.token_role, fingerprint=pinned.token.fingerprint)
-            info["scope"] = next((c.detail for c in report.checks if c.name == "write access"), None)
-            info["problems"] += [c.detail for c in report.checks if c.status == "fail"]
-        except (HfgateError, gexc.GoogleAPICallError) as exc:
-            info["problems"].append(f"could not read the write token (as you, or as the publisher):"
-                                    f" {getattr(exc, 'message', exc)}")
-    return info
-
